@@ -1,0 +1,10 @@
+//! Everything that moves between machines: keys and links, the command and status entries,
+//! the hypercores on disk, the site drive format, the wire protocol and replication, and the
+//! iroh transport.
+
+pub mod command;
+pub mod keys;
+pub mod status;
+pub mod replicate;
+pub mod store;
+pub mod wire;

@@ -1,0 +1,325 @@
+//! The hypercores on disk. Every core lives in `DATA/cores/<hex key>/` (hypercore's own
+//! files: oplog, tree, bitfield, data) and is opened at most once per process; callers share
+//! an `Arc<Core>`. A `Core` owns the `Hypercore` behind an async mutex (its methods take
+//! `&mut self`) and publishes a `CoreInfo` on a watch channel after every change, which is
+//! how replication learns that there is something new to send or fetch.
+
+use std::collections::HashMap;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex};
+
+use hypercore::{HypercoreBuilder, HypercoreError, PartialKeypair, SigningKey, Storage, VerifyingKey};
+use tokio::sync::{watch, Mutex, MutexGuard};
+
+use super::keys::Key;
+
+/// Errors from opening or using cores on disk.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("hypercore {key}: {source}")]
+    Hypercore { key: String, source: HypercoreError },
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{0} is not a valid ed25519 public key")]
+    BadKey(String),
+    #[error("core {0} is not on this machine")]
+    NotFound(String),
+}
+
+impl StoreError {
+    fn hc(key: &Key, source: HypercoreError) -> StoreError {
+        StoreError::Hypercore { key: key.short(), source }
+    }
+}
+
+/// What a core holds, as last published on its watch channel.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct CoreInfo {
+    /// Number of blocks in the core (as far as this machine has verified its tree).
+    pub length: u64,
+    /// Total bytes of all `length` blocks.
+    pub byte_length: u64,
+    /// Blocks `[0, contiguous_length)` are all held.
+    pub contiguous_length: u64,
+    /// Blocks held (may exceed `contiguous_length` when blocks arrive out of order).
+    pub held_blocks: u64,
+    pub writable: bool,
+}
+
+impl CoreInfo {
+    /// Every block of the known length is held.
+    pub fn complete(&self) -> bool {
+        self.held_blocks >= self.length
+    }
+
+    /// Bytes held: exact when complete, else proportional to blocks held.
+    pub fn held_bytes(&self) -> u64 {
+        if self.complete() || self.length == 0 {
+            self.byte_length
+        } else {
+            ((self.byte_length as u128 * self.held_blocks as u128) / self.length as u128) as u64
+        }
+    }
+}
+
+/// One hypercore, shared by everything in the process that reads, writes or replicates it.
+pub struct Core {
+    key: Key,
+    discovery_key: [u8; 32],
+    dir: PathBuf,
+    inner: Mutex<hypercore::Hypercore>,
+    info: watch::Sender<CoreInfo>,
+}
+
+impl std::fmt::Debug for Core {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("Core").field("key", &self.key).finish()
+    }
+}
+
+impl Core {
+    pub fn key(&self) -> Key {
+        self.key
+    }
+
+    pub fn discovery_key(&self) -> [u8; 32] {
+        self.discovery_key
+    }
+
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The latest published info.
+    pub fn info(&self) -> CoreInfo {
+        *self.info.borrow()
+    }
+
+    /// Watch the info change (length grows, blocks arrive).
+    pub fn subscribe(&self) -> watch::Receiver<CoreInfo> {
+        self.info.subscribe()
+    }
+
+    /// Exclusive access to the hypercore. Call [`Core::publish_info`] after changing it.
+    pub async fn lock(&self) -> MutexGuard<'_, hypercore::Hypercore> {
+        self.inner.lock().await
+    }
+
+    /// Recompute and publish the info from a locked core. `held_delta` is the number of
+    /// blocks that became held by the change (0 if unknown or none).
+    pub fn publish_info(&self, core: &hypercore::Hypercore, held_delta: u64) {
+        let i = core.info();
+        self.info.send_modify(|info| {
+            info.length = i.length;
+            info.byte_length = i.byte_length;
+            info.contiguous_length = i.contiguous_length;
+            info.writable = i.writeable;
+            info.held_blocks = (info.held_blocks + held_delta).max(i.contiguous_length).min(i.length);
+        });
+    }
+
+    /// Appends entries (one signed batch) and returns the new length.
+    pub async fn append_batch(&self, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
+        let mut core = self.lock().await;
+        let out = core.append_batch(entries).await.map_err(|e| StoreError::hc(&self.key, e))?;
+        self.publish_info(&core, entries.len() as u64);
+        Ok(out.length)
+    }
+
+    /// Appends one entry and returns its index.
+    pub async fn append(&self, entry: &[u8]) -> Result<u64, StoreError> {
+        let len = self.append_batch(&[entry.to_vec()]).await?;
+        Ok(len - 1)
+    }
+
+    /// Reads block `index` if it is held.
+    pub async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
+        let mut core = self.lock().await;
+        core.get(index).await.map_err(|e| StoreError::hc(&self.key, e))
+    }
+}
+
+/// The set of cores of one data directory.
+#[derive(Debug)]
+pub struct CoreStore {
+    root: PathBuf,
+    open: StdMutex<HashMap<Key, Arc<Core>>>,
+    /// Serialises opening so a core is never opened twice.
+    opening: Mutex<()>,
+}
+
+impl CoreStore {
+    /// Uses `data_dir/cores`, creating it if needed.
+    pub fn new(data_dir: &Path) -> Result<CoreStore, StoreError> {
+        let root = data_dir.join("cores");
+        std::fs::create_dir_all(&root).map_err(|source| StoreError::Io { path: root.clone(), source })?;
+        Ok(CoreStore { root, open: StdMutex::new(HashMap::new()), opening: Mutex::new(()) })
+    }
+
+    fn dir_of(&self, key: &Key) -> PathBuf {
+        self.root.join(key.to_hex())
+    }
+
+    /// Is the core on disk (opened or not)?
+    pub fn exists(&self, key: &Key) -> bool {
+        self.open.lock().unwrap().contains_key(key) || self.dir_of(key).join("oplog").exists()
+    }
+
+    /// The keys of every core on disk.
+    pub fn keys_on_disk(&self) -> Vec<Key> {
+        let Ok(rd) = std::fs::read_dir(&self.root) else { return vec![] };
+        rd.filter_map(|e| e.ok())
+            .filter_map(|e| Key::parse(&e.file_name().to_string_lossy()).ok())
+            .collect()
+    }
+
+    /// An already-open core.
+    pub fn get_open(&self, key: &Key) -> Option<Arc<Core>> {
+        self.open.lock().unwrap().get(key).cloned()
+    }
+
+    /// Opens a core that is on disk; `None` if it is not.
+    pub async fn open_existing(&self, key: &Key) -> Result<Option<Arc<Core>>, StoreError> {
+        if let Some(c) = self.get_open(key) {
+            return Ok(Some(c));
+        }
+        let _guard = self.opening.lock().await;
+        if let Some(c) = self.get_open(key) {
+            return Ok(Some(c));
+        }
+        let dir = self.dir_of(key);
+        if !dir.join("oplog").exists() {
+            return Ok(None);
+        }
+        let storage = Storage::new_disk(&dir, false).await.map_err(|e| StoreError::hc(key, e))?;
+        let core = HypercoreBuilder::new(storage).open(true).build().await.map_err(|e| StoreError::hc(key, e))?;
+        if core.key_pair().public.to_bytes() != key.0 {
+            return Err(StoreError::BadKey(format!("{} (folder holds another core)", key)));
+        }
+        Ok(Some(self.register(*key, dir, core).await))
+    }
+
+    /// Opens the core if it is on disk, else creates an empty replica of `key` (read-only:
+    /// its blocks will come from peers, verified against `key`).
+    pub async fn open_or_create_replica(&self, key: &Key) -> Result<Arc<Core>, StoreError> {
+        if let Some(c) = self.open_existing(key).await? {
+            return Ok(c);
+        }
+        let public = VerifyingKey::from_bytes(&key.0).map_err(|_| StoreError::BadKey(key.to_hex()))?;
+        self.create(key, PartialKeypair { public, secret: None }).await
+    }
+
+    /// Opens the writable core of `signing` (creating it if needed).
+    pub async fn open_or_create_writable(&self, signing: &SigningKey) -> Result<Arc<Core>, StoreError> {
+        let key = Key(signing.verifying_key().to_bytes());
+        if let Some(c) = self.open_existing(&key).await? {
+            return Ok(c);
+        }
+        self.create(&key, PartialKeypair { public: signing.verifying_key(), secret: Some(signing.clone()) })
+            .await
+    }
+
+    async fn create(&self, key: &Key, key_pair: PartialKeypair) -> Result<Arc<Core>, StoreError> {
+        let _guard = self.opening.lock().await;
+        if let Some(c) = self.get_open(key) {
+            return Ok(c);
+        }
+        let dir = self.dir_of(key);
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
+        let storage = Storage::new_disk(&dir, false).await.map_err(|e| StoreError::hc(key, e))?;
+        let core = HypercoreBuilder::new(storage).key_pair(key_pair).build().await.map_err(|e| StoreError::hc(key, e))?;
+        Ok(self.register(*key, dir, core).await)
+    }
+
+    async fn register(&self, key: Key, dir: PathBuf, mut core: hypercore::Hypercore) -> Arc<Core> {
+        let i = core.info();
+        // Count held blocks once (a bitfield lookup each); afterwards it is kept up to date.
+        let mut held = i.contiguous_length;
+        for index in i.contiguous_length..i.length {
+            if core.has(index) {
+                held += 1;
+            }
+        }
+        // Touch nothing else: reading is enough to validate the open.
+        let _ = core.get(0).await;
+        let info = CoreInfo {
+            length: i.length,
+            byte_length: i.byte_length,
+            contiguous_length: i.contiguous_length,
+            held_blocks: held,
+            writable: i.writeable,
+        };
+        let (tx, _) = watch::channel(info);
+        let c = Arc::new(Core { key, discovery_key: key.discovery_key(), dir, inner: Mutex::new(core), info: tx });
+        self.open.lock().unwrap().insert(key, c.clone());
+        c
+    }
+
+    /// Finds a core on disk by its discovery key.
+    pub async fn find_by_discovery_key(&self, dk: &[u8; 32]) -> Result<Option<Arc<Core>>, StoreError> {
+        let found = self.open.lock().unwrap().values().find(|c| &c.discovery_key == dk).cloned();
+        if found.is_some() {
+            return Ok(found);
+        }
+        for key in self.keys_on_disk() {
+            if &key.discovery_key() == dk {
+                return self.open_existing(&key).await;
+            }
+        }
+        Ok(None)
+    }
+
+    /// Forgets a core and deletes its files. Holders of the `Arc<Core>` keep a working
+    /// handle until they drop it (the files stay open), but nothing new can reach it.
+    pub fn delete(&self, key: &Key) -> Result<(), StoreError> {
+        self.open.lock().unwrap().remove(key);
+        let dir = self.dir_of(key);
+        match std::fs::remove_dir_all(&dir) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
+            Err(source) => Err(StoreError::Io { path: dir, source }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn writable_core_reopens_with_its_entries() {
+        let dir = tempfile::tempdir().unwrap();
+        let signing = hypercore::generate_signing_key();
+        let key = Key(signing.verifying_key().to_bytes());
+        {
+            let store = CoreStore::new(dir.path()).unwrap();
+            let core = store.open_or_create_writable(&signing).await.unwrap();
+            assert_eq!(core.append(b"one").await.unwrap(), 0);
+            assert_eq!(core.append(b"two").await.unwrap(), 1);
+            assert_eq!(core.info().length, 2);
+            assert!(core.info().writable);
+        }
+        let store = CoreStore::new(dir.path()).unwrap();
+        assert_eq!(store.keys_on_disk(), vec![key]);
+        let core = store.open_existing(&key).await.unwrap().unwrap();
+        assert_eq!(core.get(1).await.unwrap().unwrap(), b"two");
+        assert_eq!(core.info().held_blocks, 2);
+        assert!(core.info().writable);
+        let again = store.open_or_create_writable(&signing).await.unwrap();
+        assert!(Arc::ptr_eq(&core, &again));
+        assert_eq!(store.find_by_discovery_key(&key.discovery_key()).await.unwrap().unwrap().key(), key);
+        store.delete(&key).unwrap();
+        assert!(!store.exists(&key));
+    }
+
+    #[tokio::test]
+    async fn replica_is_read_only_and_empty() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CoreStore::new(dir.path()).unwrap();
+        let key = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
+        let core = store.open_or_create_replica(&key).await.unwrap();
+        assert_eq!(core.info().length, 0);
+        assert!(!core.info().writable);
+        assert!(core.append(b"x").await.is_err());
+    }
+}

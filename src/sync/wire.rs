@@ -1,0 +1,292 @@
+//! The wire format of core replication: length-prefixed frames (u32 big-endian length, then
+//! a postcard-encoded `Message`), and the codec for hypercore proofs. Encoding proofs uses
+//! hypercore's own compact encoding; decoding is our own bounded parser, because proofs come
+//! from the network and the crate's decoder pre-allocates from length fields. Nothing here
+//! panics or allocates more than the frame it was given.
+
+use hypercore::encoding::{CompactEncoding, HypercoreState};
+use hypercore::{DataBlock, DataUpgrade, Node, Proof};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
+
+/// Largest frame accepted: a 1 MiB block, its proof nodes and generous slack. Hypercore
+/// blocks may in principle be larger; sites use 64 KiB blobs blocks.
+pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+/// Most tree nodes a single proof may carry (a tree of 2^64 leaves has depth 64; an upgrade
+/// carries at most two sets of roots and paths).
+const MAX_NODES: usize = 256;
+
+/// One message on a core's stream. The reader opens the stream with `Open`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Reader → server: "send me the core with this discovery key".
+    Open { discovery_key: [u8; 32] },
+    /// Server → reader: "I have it; it is this long". Sent again as `Length` when it grows.
+    Opened { length: u64, fork: u64 },
+    /// Server → reader: not here (or not for you: the two are indistinguishable).
+    NotFound,
+    /// Reader → server: a request for a block proof and/or an upgrade proof.
+    Request { id: u64, block: Option<BlockRequest>, upgrade: Option<UpgradeRequest> },
+    /// Server → reader: the proof answering request `id`.
+    Data { id: u64, proof: WireProof },
+    /// Server → reader: request `id` cannot be answered (block not held, bad range).
+    NoData { id: u64 },
+    /// Server → reader: the core grew.
+    Length { length: u64, fork: u64 },
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct BlockRequest {
+    pub index: u64,
+    /// Tree nodes the reader is missing (from its `missing_nodes(index)`).
+    pub nodes: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct UpgradeRequest {
+    pub start: u64,
+    pub length: u64,
+}
+
+/// A hypercore proof with its parts in hypercore's compact encoding.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct WireProof {
+    pub fork: u64,
+    pub block: Option<Vec<u8>>,
+    pub upgrade: Option<Vec<u8>>,
+}
+
+/// Why a frame or proof could not be read.
+#[derive(Debug, thiserror::Error)]
+pub enum WireError {
+    #[error("connection: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("peer sent a {0}-byte frame, more than the {MAX_FRAME} allowed")]
+    TooLarge(usize),
+    #[error("peer sent a malformed message: {0}")]
+    Malformed(String),
+}
+
+impl Message {
+    pub fn encode(&self) -> Vec<u8> {
+        postcard::to_stdvec(self).expect("messages always serialize")
+    }
+
+    pub fn decode(bytes: &[u8]) -> Result<Message, WireError> {
+        postcard::from_bytes(bytes).map_err(|e| WireError::Malformed(e.to_string()))
+    }
+}
+
+/// Writes one frame.
+pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message) -> Result<(), WireError> {
+    let body = msg.encode();
+    if body.len() > MAX_FRAME {
+        return Err(WireError::TooLarge(body.len()));
+    }
+    let mut frame = Vec::with_capacity(4 + body.len());
+    frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
+    frame.extend_from_slice(&body);
+    w.write_all(&frame).await?;
+    Ok(())
+}
+
+/// Reads one frame; `Ok(None)` at a clean end of stream.
+pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Message>, WireError> {
+    let mut len = [0u8; 4];
+    match r.read_exact(&mut len).await {
+        Ok(_) => {}
+        Err(e) if e.kind() == std::io::ErrorKind::UnexpectedEof => return Ok(None),
+        Err(e) => return Err(e.into()),
+    }
+    let len = u32::from_be_bytes(len) as usize;
+    if len > MAX_FRAME {
+        return Err(WireError::TooLarge(len));
+    }
+    let mut body = vec![0u8; len];
+    r.read_exact(&mut body).await?;
+    Message::decode(&body).map(Some)
+}
+
+fn compact<T: std::fmt::Debug>(value: &T) -> Vec<u8>
+where
+    HypercoreState: CompactEncoding<T>,
+{
+    let mut state = HypercoreState::new();
+    state.preencode(value).expect("preencode of a proof part");
+    let mut buf = vec![0u8; state.end()];
+    state.encode(value, &mut buf).expect("encode of a proof part");
+    buf
+}
+
+impl WireProof {
+    pub fn from_proof(proof: &Proof) -> WireProof {
+        WireProof {
+            fork: proof.fork,
+            block: proof.block.as_ref().map(compact),
+            upgrade: proof.upgrade.as_ref().map(compact),
+        }
+    }
+
+    /// Decodes the parts. Rejects trailing bytes, oversized counts and truncation.
+    pub fn to_proof(&self) -> Result<Proof, WireError> {
+        let block = match &self.block {
+            None => None,
+            Some(bytes) => {
+                let mut c = Cursor::new(bytes);
+                let index = c.uint()?;
+                let value = c.buffer()?.to_vec();
+                let nodes = c.nodes()?;
+                c.finish()?;
+                Some(DataBlock { index, value, nodes })
+            }
+        };
+        let upgrade = match &self.upgrade {
+            None => None,
+            Some(bytes) => {
+                let mut c = Cursor::new(bytes);
+                let start = c.uint()?;
+                let length = c.uint()?;
+                let nodes = c.nodes()?;
+                let additional_nodes = c.nodes()?;
+                let signature = c.buffer()?.to_vec();
+                c.finish()?;
+                Some(DataUpgrade { start, length, nodes, additional_nodes, signature })
+            }
+        };
+        Ok(Proof { fork: self.fork, block, hash: None, seek: None, upgrade })
+    }
+}
+
+/// A bounded reader of compact-encoded values.
+struct Cursor<'a> {
+    buf: &'a [u8],
+    pos: usize,
+}
+
+impl<'a> Cursor<'a> {
+    fn new(buf: &'a [u8]) -> Self {
+        Cursor { buf, pos: 0 }
+    }
+
+    fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
+        let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
+        let end = end.ok_or_else(|| WireError::Malformed("proof is truncated".into()))?;
+        let out = &self.buf[self.pos..end];
+        self.pos = end;
+        Ok(out)
+    }
+
+    fn uint(&mut self) -> Result<u64, WireError> {
+        let first = self.take(1)?[0];
+        Ok(match first {
+            0xfd => u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")) as u64,
+            0xfe => u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as u64,
+            0xff => u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")),
+            n => n as u64,
+        })
+    }
+
+    fn buffer(&mut self) -> Result<&'a [u8], WireError> {
+        let len = self.uint()?;
+        let len = usize::try_from(len).map_err(|_| WireError::Malformed("buffer length".into()))?;
+        self.take(len)
+    }
+
+    fn nodes(&mut self) -> Result<Vec<Node>, WireError> {
+        let count = self.uint()? as usize;
+        // Each node takes at least 34 bytes; refuse counts the buffer cannot hold.
+        if count > MAX_NODES || count.saturating_mul(34) > self.buf.len() - self.pos {
+            return Err(WireError::Malformed(format!("proof claims {count} tree nodes")));
+        }
+        let mut nodes = Vec::with_capacity(count);
+        for _ in 0..count {
+            let index = self.uint()?;
+            let length = self.uint()?;
+            let hash = self.take(32)?.to_vec();
+            nodes.push(Node::new(index, hash, length));
+        }
+        Ok(nodes)
+    }
+
+    fn finish(&self) -> Result<(), WireError> {
+        if self.pos != self.buf.len() {
+            return Err(WireError::Malformed("trailing bytes after proof".into()));
+        }
+        Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use hypercore::{HypercoreBuilder, RequestBlock, RequestUpgrade, Storage};
+
+    #[tokio::test]
+    async fn proofs_survive_the_wire() {
+        let mut core = HypercoreBuilder::new(Storage::new_memory().await.unwrap()).build().await.unwrap();
+        for i in 0..20u32 {
+            core.append(&vec![i as u8; 1000 + i as usize]).await.unwrap();
+        }
+        let proof = core
+            .create_proof(
+                Some(RequestBlock { index: 5, nodes: 0 }),
+                None,
+                None,
+                Some(RequestUpgrade { start: 0, length: 20 }),
+            )
+            .await
+            .unwrap()
+            .unwrap();
+        let wire = WireProof::from_proof(&proof);
+        let msg = Message::Data { id: 7, proof: wire.clone() };
+        let back = Message::decode(&msg.encode()).unwrap();
+        assert_eq!(back, msg);
+        let decoded = wire.to_proof().unwrap();
+        assert_eq!(decoded, proof);
+
+        // A replica accepts the decoded proof.
+        let public = core.key_pair().public;
+        let mut replica = HypercoreBuilder::new(Storage::new_memory().await.unwrap())
+            .key_pair(hypercore::PartialKeypair { public, secret: None })
+            .build()
+            .await
+            .unwrap();
+        assert!(replica.verify_and_apply_proof(&decoded).await.unwrap());
+        assert_eq!(replica.get(5).await.unwrap().unwrap(), vec![5u8; 1005]);
+    }
+
+    #[test]
+    fn hostile_proofs_are_errors() {
+        let cases: Vec<Vec<u8>> = vec![
+            vec![],
+            vec![0xff],
+            vec![0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // huge buffer length
+            vec![0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff],                       // huge node count
+            vec![0, 0, 0, 1],                                               // trailing byte
+        ];
+        for c in cases {
+            let p = WireProof { fork: 0, block: Some(c.clone()), upgrade: None };
+            assert!(p.to_proof().is_err(), "{c:?}");
+            let p = WireProof { fork: 0, block: None, upgrade: Some(c.clone()) };
+            assert!(p.to_proof().is_err(), "{c:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn frames() {
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        write_message(&mut a, &Message::Open { discovery_key: [1; 32] }).await.unwrap();
+        write_message(&mut a, &Message::NotFound).await.unwrap();
+        drop(a);
+        assert_eq!(read_message(&mut b).await.unwrap(), Some(Message::Open { discovery_key: [1; 32] }));
+        assert_eq!(read_message(&mut b).await.unwrap(), Some(Message::NotFound));
+        assert_eq!(read_message(&mut b).await.unwrap(), None);
+
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        a.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
+        assert!(matches!(read_message(&mut b).await, Err(WireError::TooLarge(_))));
+        a.write_all(&3u32.to_be_bytes()).await.unwrap();
+        a.write_all(&[200, 200, 200]).await.unwrap();
+        assert!(matches!(read_message(&mut b).await, Err(WireError::Malformed(_))));
+    }
+}
