@@ -2,6 +2,10 @@
 //!
 //! - [`sync`]: keys, commands, status entries, hypercores on disk, replication, transport.
 //! - [`fs`]: the laptop's control folder (FUSE).
+//! - [`laptop`]: the laptop daemon behind `mount`: command log, status view, publishing.
 //! - [`pi`]: the mirror daemon: mirror set, site replication, status log, HTTP.
 
 pub mod sync;
+pub mod fs;
+pub mod laptop;
+pub mod pi;

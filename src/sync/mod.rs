@@ -8,3 +8,7 @@ pub mod status;
 pub mod replicate;
 pub mod store;
 pub mod wire;
+pub mod peer;
+pub mod transport;
+pub mod drive;
+pub mod view;

@@ -152,7 +152,10 @@ where
         None => return Ok(PullEnd::Closed),
         Some(Err(e)) => return Err(e.into()),
         Some(Ok(Message::NotFound)) => return Ok(PullEnd::NotFound),
-        Some(Ok(Message::Opened { length, .. })) => length,
+        Some(Ok(Message::Opened { length, .. })) => {
+            core.note_remote_length(length);
+            length
+        }
         Some(Ok(other)) => return Err(ReplicationError::Protocol(format!("expected Opened, got {other:?}"))),
     };
 
@@ -214,6 +217,7 @@ where
                 match msg {
                     Message::Length { length, .. } => {
                         if length > remote_length {
+                            core.note_remote_length(length);
                             remote_length = length;
                             upgrade_refused = false;
                         }

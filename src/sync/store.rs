@@ -44,12 +44,19 @@ pub struct CoreInfo {
     /// Blocks held (may exceed `contiguous_length` when blocks arrive out of order).
     pub held_blocks: u64,
     pub writable: bool,
+    /// The longest length a peer has announced for this core (None: no peer has, yet).
+    pub remote_length: Option<u64>,
 }
 
 impl CoreInfo {
     /// Every block of the known length is held.
     pub fn complete(&self) -> bool {
         self.held_blocks >= self.length
+    }
+
+    /// Every block is held and no peer has announced a longer core: in sync.
+    pub fn synced(&self) -> bool {
+        self.complete() && self.remote_length.is_some_and(|r| self.length >= r)
     }
 
     /// Bytes held: exact when complete, else proportional to blocks held.
@@ -115,6 +122,18 @@ impl Core {
             info.contiguous_length = i.contiguous_length;
             info.writable = i.writeable;
             info.held_blocks = (info.held_blocks + held_delta).max(i.contiguous_length).min(i.length);
+        });
+    }
+
+    /// Records the length a peer announced for this core.
+    pub fn note_remote_length(&self, length: u64) {
+        self.info.send_if_modified(|info| {
+            if info.remote_length.is_none_or(|r| r < length) {
+                info.remote_length = Some(length);
+                true
+            } else {
+                false
+            }
         });
     }
 
@@ -248,6 +267,7 @@ impl CoreStore {
             contiguous_length: i.contiguous_length,
             held_blocks: held,
             writable: i.writeable,
+            remote_length: None,
         };
         let (tx, _) = watch::channel(info);
         let c = Arc::new(Core { key, discovery_key: key.discovery_key(), dir, inner: Mutex::new(core), info: tx });
@@ -321,5 +341,42 @@ mod tests {
         assert_eq!(core.info().length, 0);
         assert!(!core.info().writable);
         assert!(core.append(b"x").await.is_err());
+    }
+}
+
+/// Reads a shared core block by block for the drive reader, taking the core's lock only
+/// for each block (so replication and serving interleave).
+#[derive(Clone)]
+pub struct CoreReader {
+    core: Arc<Core>,
+    length: u64,
+}
+
+impl CoreReader {
+    /// A reader of the core as long as it is now.
+    pub fn new(core: Arc<Core>) -> CoreReader {
+        let length = core.info().length;
+        CoreReader { core, length }
+    }
+
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+}
+
+impl super::drive::BlockSource for CoreReader {
+    fn length(&self) -> u64 {
+        self.length
+    }
+
+    async fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, super::drive::DriveError> {
+        if index >= self.length {
+            return Ok(None);
+        }
+        let mut hc = self.core.lock().await;
+        if !hc.has(index) {
+            return Ok(None);
+        }
+        Ok(hc.get(index).await?)
     }
 }

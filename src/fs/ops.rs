@@ -1,0 +1,588 @@
+//! What each filesystem operation on the control folder does: which names become commands
+//! (`Mirror` / `Unmirror` appended through the backend), which stay in memory, and which are
+//! refused with `EINVAL` plus a log line saying what to do instead. Every operation locks
+//! the table once, so two `touch`es of one key append one command.
+
+use std::ffi::OsStr;
+use std::sync::MutexGuard;
+use std::time::SystemTime;
+
+use fuser::{Errno, FileAttr, FileType, FopenFlags, TimeOrNow};
+
+use super::control::{ControlBackend, ControlFs};
+use super::names::{classify, Name};
+use super::table::*;
+use crate::sync::command::Command;
+use crate::sync::keys::Key;
+use crate::sync::view::{render_site, render_status_table, xattrs, StatusView};
+
+/// What a `Mirror` should say about the alias.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum AliasWish {
+    /// `touch`/`mkdir`: keep whatever alias the site has (none for a new site).
+    Keep,
+    Set(String),
+    Clear,
+}
+
+/// The `Mirror` command needed so that `key` is mirrored with the wished alias, or `None`
+/// when the log already says so (an existing entry appends nothing).
+pub(crate) fn mirror_command(view: &StatusView, key: Key, wish: AliasWish) -> Option<Command> {
+    let site = view.site(&key);
+    let current = site.and_then(|s| s.alias.clone());
+    let alias = match wish {
+        AliasWish::Keep => current.clone(),
+        AliasWish::Set(a) => Some(a),
+        AliasWish::Clear => None,
+    };
+    match site {
+        Some(s) if !s.removing && alias == current => None,
+        _ => Some(Command::Mirror { key, alias }),
+    }
+}
+
+fn refuse<T>(errno: Errno, why: impl std::fmt::Display) -> Result<T, Errno> {
+    tracing::warn!("dat-mirror folder: {why}");
+    Err(errno)
+}
+
+const NO_LINK: &str = "contains no hyper:// or dat:// link and no key; write one into it, \
+                       e.g. `echo hyper://<64 hex chars> > blog`";
+
+/// One locked operation: the table, a fresh view, the backend.
+pub(crate) struct Cx<'a> {
+    pub t: MutexGuard<'a, Table>,
+    pub view: StatusView,
+    backend: &'a dyn ControlBackend,
+}
+
+impl ControlFs {
+    pub(crate) fn cx(&self) -> Cx<'_> {
+        let t = self.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Cx { t, view: self.backend.view(), backend: &*self.backend }
+    }
+}
+
+impl<'a> Cx<'a> {
+    /// A lock without a view, for operations that never look at sites.
+    pub(crate) fn lite(fs: &'a ControlFs) -> Cx<'a> {
+        let t = fs.table.lock().unwrap_or_else(|poisoned| poisoned.into_inner());
+        Cx { t, view: StatusView::default(), backend: &*fs.backend }
+    }
+}
+
+impl Cx<'_> {
+    /// Appends `cmd` (if any) and refreshes the view so the entry shows at once.
+    fn append(&mut self, cmd: Option<Command>) -> Result<(), Errno> {
+        let Some(cmd) = cmd else { return Ok(()) };
+        let key = cmd.key();
+        match self.backend.append(cmd.clone()) {
+            Ok(seq) => {
+                tracing::info!("dat-mirror folder: appended {cmd:?} as #{seq}");
+                if matches!(cmd, Command::Mirror { .. }) {
+                    self.t.first_seen.insert(key, SystemTime::now());
+                }
+                self.view = self.backend.view();
+                Ok(())
+            }
+            Err(e) => {
+                tracing::error!(
+                    "dat-mirror folder: could not write {cmd:?} to the command log: {e}; \
+                     nothing changed, try again once the log is writable"
+                );
+                Err(Errno::EIO)
+            }
+        }
+    }
+
+    /// Makes sure `key` is mirrored with the wished alias. An alias moved to `key` is taken
+    /// off the site that had it (which stays mirrored, listed under its key), so one alias
+    /// never names two sites on the mirrors.
+    fn mirror(&mut self, key: Key, wish: AliasWish) -> Result<(), Errno> {
+        let moved = match &wish {
+            AliasWish::Set(a) => self
+                .view
+                .sites
+                .iter()
+                .filter(|s| s.key != key && !s.removing && s.alias.as_deref() == Some(a.as_str()))
+                .map(|s| s.key)
+                .collect(),
+            _ => Vec::new(),
+        };
+        let cmd = mirror_command(&self.view, key, wish);
+        self.append(cmd)?;
+        for other in moved {
+            let cmd = mirror_command(&self.view, other, AliasWish::Clear);
+            self.append(cmd)?;
+        }
+        Ok(())
+    }
+
+    fn unmirror(&mut self, key: Key) -> Result<(), Errno> {
+        let removing = self.view.site(&key).is_some_and(|s| s.removing);
+        self.append((!removing).then_some(Command::Unmirror { key }))
+    }
+
+    pub(crate) fn site_attr(&mut self, ino: u64, key: Key, dir: bool) -> FileAttr {
+        let site = self.view.site(&key);
+        self.t.site_attr(ino, site, key, dir)
+    }
+
+    pub(crate) fn getattr(&mut self, ino: u64) -> Result<FileAttr, Errno> {
+        match ino {
+            ROOT => Ok(self.t.root_attr()),
+            STATUS => Ok(self.t.status_attr(render_status_table(&self.view, now_ms()).len() as u64)),
+            _ => match self.t.nodes.get(&ino) {
+                Some(Node::Site(k)) | Some(Node::SiteDir(k)) => {
+                    let (k, dir) = (*k, matches!(self.t.nodes.get(&ino), Some(Node::SiteDir(_))));
+                    self.view.site(&k).ok_or(Errno::ENOENT)?;
+                    Ok(self.site_attr(ino, k, dir))
+                }
+                Some(Node::Mem(_)) => self.t.mem_attr(ino).ok_or(Errno::ENOENT),
+                None => Err(Errno::ENOENT),
+            },
+        }
+    }
+
+    fn target_attr(&mut self, target: Target) -> Result<FileAttr, Errno> {
+        match target {
+            Target::Status => self.getattr(STATUS),
+            Target::Mem(ino) => self.getattr(ino),
+            Target::Site(k) => {
+                let ino = self.t.site_ino(k);
+                Ok(self.site_attr(ino, k, false))
+            }
+        }
+    }
+
+    fn resolve(&self, name: &OsStr) -> Option<Target> {
+        self.t.resolve(&self.view, name.to_str()?)
+    }
+
+    fn in_root(&self, parent: u64, what: &str) -> Result<(), Errno> {
+        if parent == ROOT {
+            Ok(())
+        } else {
+            refuse(Errno::EACCES, format!("{what}: only the top of the folder holds entries"))
+        }
+    }
+
+    pub(crate) fn lookup(&mut self, parent: u64, name: &OsStr) -> Result<FileAttr, Errno> {
+        if parent != ROOT {
+            return Err(Errno::ENOENT);
+        }
+        let target = self.resolve(name).ok_or(Errno::ENOENT)?;
+        self.target_attr(target)
+    }
+
+    /// `touch <key>`, `echo ... > <name>`, `cp x.url .`, editors' temp files.
+    pub(crate) fn create(&mut self, parent: u64, name: &OsStr, perm: u16, flags: i32) -> Result<(FileAttr, u64, FopenFlags), Errno> {
+        self.in_root(parent, &format!("cannot create {name:?}"))?;
+        let excl = flags & libc::O_EXCL != 0;
+        if let Some(target) = self.resolve(name) {
+            if excl {
+                return Err(Errno::EEXIST);
+            }
+            return self.open_target(target, flags | libc::O_TRUNC);
+        }
+        match classify(name) {
+            Name::Invalid(why) => refuse(Errno::EINVAL, format!("cannot create {name:?}: {why}")),
+            Name::Reserved => Err(Errno::EEXIST),
+            Name::Key(k) => {
+                self.mirror(k, AliasWish::Keep)?;
+                self.open_target(Target::Site(k), flags | libc::O_TRUNC)
+            }
+            Name::Scratch | Name::Alias(_) => {
+                let link = classify(name) != Name::Scratch;
+                let ino = self.t.new_mem(&name.to_string_lossy(), link, false, perm);
+                self.open_target(Target::Mem(ino), flags)
+            }
+        }
+    }
+
+    pub(crate) fn mkdir(&mut self, parent: u64, name: &OsStr, perm: u16) -> Result<FileAttr, Errno> {
+        self.in_root(parent, &format!("cannot make folder {name:?}"))?;
+        if self.resolve(name).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        match classify(name) {
+            Name::Key(k) => {
+                self.mirror(k, AliasWish::Keep)?;
+                let ino = self.t.site_dir_ino(k);
+                Ok(self.site_attr(ino, k, true))
+            }
+            Name::Scratch => {
+                let ino = self.t.new_mem(&name.to_string_lossy(), false, true, perm);
+                self.getattr(ino)
+            }
+            Name::Reserved => Err(Errno::EEXIST),
+            Name::Alias(_) => refuse(
+                Errno::EINVAL,
+                format!(
+                    "mkdir {name:?}: a folder here must be named by a site key (64 hex or 52 \
+                     z-base32 characters); to give a site a name, write its link into a file: \
+                     `echo hyper://<key> > {}`",
+                    name.to_string_lossy()
+                ),
+            ),
+            Name::Invalid(why) => refuse(Errno::EINVAL, format!("mkdir {name:?}: {why}")),
+        }
+    }
+
+    /// `rm`: a site entry appends `Unmirror`; an in-memory file just goes.
+    pub(crate) fn unlink(&mut self, parent: u64, name: &OsStr, dir: bool) -> Result<(), Errno> {
+        if parent != ROOT {
+            return Err(Errno::ENOENT);
+        }
+        match self.resolve(name).ok_or(Errno::ENOENT)? {
+            Target::Status if dir => Err(Errno::ENOTDIR),
+            Target::Status => refuse(Errno::EPERM, "STATUS is generated and cannot be removed"),
+            Target::Site(k) => self.unmirror(k),
+            Target::Mem(ino) => {
+                let is_dir = self.t.mem(ino).is_some_and(|m| m.dir);
+                if is_dir != dir {
+                    return Err(if dir { Errno::ENOTDIR } else { Errno::EISDIR });
+                }
+                self.t.remove_mem_name(&name.to_string_lossy());
+                Ok(())
+            }
+        }
+    }
+
+    /// The key a link file's content names, checked against what the name requires.
+    fn link_key(&self, data: &[u8], name: &str, required: Option<Key>) -> Result<Key, Errno> {
+        let found = Key::find_in_text(&String::from_utf8_lossy(data));
+        match (found, required) {
+            (None, _) => refuse(Errno::EINVAL, format!("{name:?} {NO_LINK}")),
+            (Some(k), Some(r)) if k != r => refuse(
+                Errno::EINVAL,
+                format!(
+                    "{name:?} is named by key {} but its content names {}; name the file after \
+                     the site (or give it a plain name such as `blog`)",
+                    r.short(),
+                    k.short()
+                ),
+            ),
+            (Some(k), _) => Ok(k),
+        }
+    }
+
+    pub(crate) fn rename(&mut self, parent: u64, name: &OsStr, newparent: u64, newname: &OsStr, flags: u32) -> Result<(), Errno> {
+        if parent != ROOT || newparent != ROOT {
+            return refuse(Errno::EACCES, format!("cannot move {name:?} to {newname:?}: only the top of the folder holds entries"));
+        }
+        if flags & libc::RENAME_EXCHANGE != 0 {
+            return refuse(Errno::EINVAL, "exchanging two entries is not supported here");
+        }
+        let src = self.resolve(name).ok_or(Errno::ENOENT)?;
+        if flags & libc::RENAME_NOREPLACE != 0 && self.resolve(newname).is_some() {
+            return Err(Errno::EEXIST);
+        }
+        if name == newname {
+            return Ok(());
+        }
+        let new = newname.to_string_lossy().into_owned();
+        let class = classify(newname);
+        match (src, class) {
+            (_, Name::Invalid(why)) => refuse(Errno::EINVAL, format!("cannot rename to {newname:?}: {why}")),
+            (Target::Status, _) => refuse(Errno::EPERM, "STATUS is generated and cannot be moved"),
+            (_, Name::Reserved) => refuse(Errno::EPERM, "STATUS is generated and cannot be replaced"),
+            (Target::Mem(ino), Name::Scratch) => {
+                self.t.remove_mem_name(&new);
+                self.t.mem_names.remove(&name.to_string_lossy().into_owned());
+                let m = self.t.mem_mut(ino).ok_or(Errno::ENOENT)?;
+                (m.name, m.link, m.ctime) = (new.clone(), false, SystemTime::now());
+                self.t.mem_names.insert(new, ino);
+                Ok(())
+            }
+            (Target::Mem(ino), class) => {
+                let m = self.t.mem(ino).ok_or(Errno::ENOENT)?;
+                if m.dir {
+                    return refuse(Errno::EINVAL, format!("{newname:?}: folders here must be named by a site key"));
+                }
+                let (required, wish) = match &class {
+                    Name::Key(k) => (Some(*k), AliasWish::Keep),
+                    Name::Alias(a) => (None, AliasWish::Set(a.clone())),
+                    _ => return Err(Errno::EINVAL),
+                };
+                if m.data.is_empty() && required.is_none() {
+                    // An empty file under an alias: a link file still being written.
+                    self.t.mem_names.remove(&name.to_string_lossy().into_owned());
+                    self.t.remove_mem_name(&new);
+                    let m = self.t.mem_mut(ino).ok_or(Errno::ENOENT)?;
+                    (m.name, m.link) = (new.clone(), true);
+                    self.t.mem_names.insert(new, ino);
+                    return Ok(());
+                }
+                let key = match required {
+                    Some(k) if m.data.is_empty() => k,
+                    _ => self.link_key(&m.data, &new, required)?,
+                };
+                self.mirror(key, wish)?;
+                self.t.remove_mem_name(&new);
+                self.t.mem_became_site(ino, key);
+                Ok(())
+            }
+            (Target::Site(k), Name::Scratch) => {
+                // Editors back a file up by renaming it to `name~`: keep the site, give the
+                // backup the site's screen.
+                let text = self.view.site(&k).map(|s| render_site(s, now_ms())).unwrap_or_default();
+                let perm = 0o644;
+                let ino = self.t.new_mem(&new, false, false, perm);
+                if let Some(m) = self.t.mem_mut(ino) {
+                    m.data = text.into_bytes();
+                }
+                Ok(())
+            }
+            (Target::Site(k), Name::Alias(a)) => {
+                self.mirror(k, AliasWish::Set(a))?;
+                self.t.remove_mem_name(&new);
+                Ok(())
+            }
+            (Target::Site(k), Name::Key(k2)) if k2 == k => self.mirror(k, AliasWish::Clear),
+            (Target::Site(_), _) => refuse(
+                Errno::EINVAL,
+                format!("cannot rename {name:?} to another site's key {newname:?}: `rm` it and `touch` the other key"),
+            ),
+        }
+    }
+
+    pub(crate) fn open(&mut self, ino: u64, flags: i32) -> Result<(u64, FopenFlags), Errno> {
+        let target = match ino {
+            ROOT => return Err(Errno::EISDIR),
+            STATUS => Target::Status,
+            _ => match self.t.nodes.get(&ino).ok_or(Errno::ENOENT)? {
+                Node::Site(k) => Target::Site(*k),
+                Node::SiteDir(_) => return Err(Errno::EISDIR),
+                Node::Mem(_) => Target::Mem(ino),
+            },
+        };
+        let (_, fh, flags) = self.open_target_ino(target, ino, flags)?;
+        Ok((fh, flags))
+    }
+
+    fn open_target(&mut self, target: Target, flags: i32) -> Result<(FileAttr, u64, FopenFlags), Errno> {
+        let ino = match target {
+            Target::Status => STATUS,
+            Target::Mem(ino) => ino,
+            Target::Site(k) => self.t.site_ino(k),
+        };
+        self.open_target_ino(target, ino, flags)
+    }
+
+    fn open_target_ino(&mut self, target: Target, ino: u64, flags: i32) -> Result<(FileAttr, u64, FopenFlags), Errno> {
+        let writable = flags & libc::O_ACCMODE != libc::O_RDONLY;
+        let trunc = writable && flags & libc::O_TRUNC != 0;
+        let kind = match target {
+            Target::Status if writable => {
+                return refuse(Errno::EACCES, "STATUS is generated and read-only; write links into other files")
+            }
+            Target::Status => {
+                let data = render_status_table(&self.view, now_ms()).into_bytes();
+                HandleKind::Buffer { data, dirty: false }
+            }
+            Target::Site(k) => {
+                let site = self.view.site(&k);
+                let data = match site {
+                    Some(_) if trunc => Vec::new(),
+                    Some(s) => render_site(s, now_ms()).into_bytes(),
+                    None if trunc => Vec::new(), // just appended; the view may lag
+                    None => return Err(Errno::ENOENT),
+                };
+                HandleKind::Buffer { data, dirty: trunc }
+            }
+            Target::Mem(ino) => {
+                let m = self.t.mem_mut(ino).ok_or(Errno::ENOENT)?;
+                if m.dir {
+                    return Err(Errno::EISDIR);
+                }
+                if trunc {
+                    m.data.clear();
+                    m.mtime = SystemTime::now();
+                }
+                HandleKind::Mem
+            }
+        };
+        let direct = matches!(kind, HandleKind::Buffer { .. });
+        let fh = self.t.alloc_fh(Handle { ino, writable, kind });
+        let attr = match target {
+            Target::Site(k) => self.site_attr(ino, k, false),
+            _ => self.getattr(ino)?,
+        };
+        // Generated text differs in length from the size `ls` shows: read it directly.
+        let flags = if direct { FopenFlags::FOPEN_DIRECT_IO } else { FopenFlags::empty() };
+        Ok((attr, fh, flags))
+    }
+
+    pub(crate) fn read(&mut self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
+        let h = self.t.handles.get(&fh).ok_or(Errno::EBADF)?;
+        match &h.kind {
+            HandleKind::Buffer { data, .. } => Ok(read_at(data, offset, size).to_vec()),
+            HandleKind::Mem => Ok(read_at(&self.t.mem(h.ino).ok_or(Errno::EBADF)?.data, offset, size).to_vec()),
+            HandleKind::Dir(_) => Err(Errno::EISDIR),
+        }
+    }
+
+    pub(crate) fn write(&mut self, fh: u64, offset: u64, bytes: &[u8]) -> Result<u32, Errno> {
+        let t = &mut *self.t;
+        let h = t.handles.get_mut(&fh).ok_or(Errno::EBADF)?;
+        if !h.writable {
+            return Err(Errno::EBADF);
+        }
+        let ino = h.ino;
+        let result = match &mut h.kind {
+            HandleKind::Buffer { data, dirty } => {
+                *dirty = true;
+                write_at(data, offset, bytes, MAX_LINK_BYTES)
+            }
+            HandleKind::Mem => {
+                let m = t.mem_mut(ino).ok_or(Errno::EBADF)?;
+                m.mtime = SystemTime::now();
+                let max = if m.link { MAX_LINK_BYTES } else { MAX_SCRATCH_BYTES };
+                write_at(&mut m.data, offset, bytes, max)
+            }
+            HandleKind::Dir(_) => return Err(Errno::EISDIR),
+        };
+        match result {
+            Ok(()) => Ok(bytes.len() as u32),
+            Err(()) => refuse(Errno::EFBIG, "a file in the dat-mirror folder grew too large; link files hold one link"),
+        }
+    }
+
+    /// `close()`: a link file written into is parsed and becomes a `Mirror` command.
+    pub(crate) fn flush(&mut self, fh: u64) -> Result<(), Errno> {
+        let Some(h) = self.t.handles.get_mut(&fh) else { return Ok(()) };
+        let ino = h.ino;
+        if let HandleKind::Buffer { data, dirty } = &mut h.kind {
+            if !*dirty || data.is_empty() {
+                return Ok(());
+            }
+            *dirty = false;
+            let data = data.clone();
+            let Some(Node::Site(k)) = self.t.nodes.get(&ino) else { return Ok(()) };
+            let k = *k;
+            let alias = self.view.site(&k).and_then(|s| s.alias.clone());
+            let name = alias.clone().unwrap_or_else(|| k.to_hex());
+            let key = self.link_key(&data, &name, alias.is_none().then_some(k))?;
+            let wish = match alias {
+                Some(a) => AliasWish::Set(a),
+                None => AliasWish::Keep,
+            };
+            return self.mirror(key, wish);
+        }
+        let Some(m) = self.t.mem(ino) else { return Ok(()) };
+        if !m.link || !m.linked || m.data.is_empty() {
+            return Ok(());
+        }
+        let (name, data) = (m.name.clone(), m.data.clone());
+        let Name::Alias(alias) = classify(name.as_ref()) else { return Ok(()) };
+        let key = self.link_key(&data, &name, None)?;
+        self.mirror(key, AliasWish::Set(alias))?;
+        self.t.mem_became_site(ino, key);
+        Ok(())
+    }
+
+    /// Last close: an unresolved link file (empty, or refused at flush) disappears.
+    pub(crate) fn release(&mut self, fh: u64) {
+        let Some(h) = self.t.handles.remove(&fh) else { return };
+        let still_open = self.t.handles.values().any(|o| o.ino == h.ino);
+        if let Some(m) = self.t.mem(h.ino) {
+            if m.link && m.linked && !still_open {
+                let name = m.name.clone();
+                self.t.remove_mem_name(&name);
+            }
+        }
+        self.t.drop_mem_if_unused(h.ino);
+    }
+
+    #[allow(clippy::too_many_arguments)]
+    pub(crate) fn setattr(
+        &mut self,
+        ino: u64,
+        mode: Option<u32>,
+        size: Option<u64>,
+        atime: Option<TimeOrNow>,
+        mtime: Option<TimeOrNow>,
+        fh: Option<u64>,
+    ) -> Result<FileAttr, Errno> {
+        let time = |t: TimeOrNow| match t {
+            TimeOrNow::SpecificTime(t) => t,
+            TimeOrNow::Now => SystemTime::now(),
+        };
+        match ino {
+            ROOT => {}
+            STATUS if size.is_some() => return refuse(Errno::EACCES, "STATUS is generated and read-only"),
+            STATUS => {}
+            _ => match self.t.nodes.get(&ino).ok_or(Errno::ENOENT)? {
+                Node::Site(k) | Node::SiteDir(k) => {
+                    let k = *k;
+                    if let Some(size) = size {
+                        let t = &mut *self.t;
+                        for (id, h) in t.handles.iter_mut().filter(|(_, h)| h.ino == ino && h.writable) {
+                            if let (HandleKind::Buffer { data, dirty }, true) = (&mut h.kind, fh.is_none_or(|f| f == *id)) {
+                                data.resize(size.min(MAX_LINK_BYTES as u64) as usize, 0);
+                                *dirty = true;
+                            }
+                        }
+                    }
+                    // `touch` on an entry being removed asks to keep it after all.
+                    if (atime.is_some() || mtime.is_some()) && self.view.site(&k).is_some_and(|s| s.removing) {
+                        self.mirror(k, AliasWish::Keep)?;
+                    }
+                }
+                Node::Mem(_) => {
+                    let m = self.t.mem_mut(ino).ok_or(Errno::ENOENT)?;
+                    if let Some(size) = size {
+                        let max = if m.link { MAX_LINK_BYTES } else { MAX_SCRATCH_BYTES };
+                        if size > max as u64 {
+                            return Err(Errno::EFBIG);
+                        }
+                        m.data.resize(size as usize, 0);
+                        m.mtime = SystemTime::now();
+                    }
+                    if let Some(mode) = mode {
+                        m.perm = (mode & 0o7777) as u16;
+                    }
+                    if let Some(t) = atime {
+                        m.atime = time(t);
+                    }
+                    if let Some(t) = mtime {
+                        m.mtime = time(t);
+                    }
+                    m.ctime = SystemTime::now();
+                }
+            },
+        }
+        self.getattr(ino)
+    }
+
+    pub(crate) fn opendir(&mut self, ino: u64) -> Result<u64, Errno> {
+        let entries = match ino {
+            ROOT => {
+                let view = std::mem::take(&mut self.view);
+                let entries = self.t.listing(&view);
+                self.view = view;
+                entries
+            }
+            _ => match self.t.nodes.get(&ino) {
+                Some(Node::SiteDir(_)) => vec![],
+                Some(Node::Mem(m)) if m.dir => vec![],
+                Some(_) => return Err(Errno::ENOTDIR),
+                None => return Err(Errno::ENOENT),
+            },
+        };
+        let mut all = entries;
+        if ino != ROOT {
+            all.splice(0..0, [(ino, FileType::Directory, ".".into()), (ROOT, FileType::Directory, "..".into())]);
+        }
+        Ok(self.t.alloc_fh(Handle { ino, writable: false, kind: HandleKind::Dir(all) }))
+    }
+
+    /// The site an inode shows, for xattrs.
+    pub(crate) fn xattrs(&self, ino: u64) -> Vec<(String, Vec<u8>)> {
+        match self.t.nodes.get(&ino) {
+            Some(Node::Site(k)) | Some(Node::SiteDir(k)) => self.view.site(k).map(xattrs).unwrap_or_default(),
+            _ => Vec::new(),
+        }
+    }
+}

@@ -1,0 +1,269 @@
+//! The laptop side (`dat-mirror mount`): keeps the command log (a hypercore this laptop
+//! signs), follows the status log of every paired mirror, stays connected to the mirrors
+//! (dialling again whenever a connection drops, so a command written offline is delivered
+//! when the mirror is back), seeds the sites published here, and answers `publish` requests
+//! from the CLI on a Unix socket in the data folder.
+//!
+//! It is the control folder's backend: [`LaptopInner::view`] folds the logs into the status
+//! view the folder shows, [`LaptopInner::append`] writes a command.
+
+pub mod control_socket;
+pub mod publish;
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, RwLock};
+
+use anyhow::Context;
+use tokio::task::JoinHandle;
+
+use crate::sync::command::{Command, CommandError};
+use crate::sync::keys::Key;
+use crate::sync::peer::{Node, Policy};
+use crate::sync::status::{now_ms, StatusEntry};
+use crate::sync::store::{Core, CoreStore};
+use crate::sync::transport::{self, DataLock, Identity, PeerAddr};
+use crate::sync::view::{self, MirrorInput, StatusView};
+
+#[derive(Debug, Clone)]
+pub struct LaptopConfig {
+    pub data: PathBuf,
+    /// Mirrors to pair with and dial (saved in the data folder for next time).
+    pub mirrors: Vec<PeerAddr>,
+    /// Local address for the peer endpoint (`0.0.0.0:0`: any).
+    pub listen: SocketAddr,
+}
+
+/// Who may read what from a laptop: its command log only to its paired mirrors, the sites
+/// published here to anyone who knows their key, nothing else.
+struct LaptopPolicy {
+    own: Key,
+    mirrors: Arc<RwLock<Vec<PeerAddr>>>,
+    store: Arc<CoreStore>,
+}
+
+impl Policy for LaptopPolicy {
+    fn may_serve(&self, peer: &Key, core: &Key) -> bool {
+        if *core == self.own {
+            return self.mirrors.read().unwrap().iter().any(|m| m.id == *peer);
+        }
+        // Published sites are the writable cores other than the command log.
+        self.store.get_open(core).is_some_and(|c| c.info().writable)
+    }
+}
+
+#[derive(Default)]
+struct ViewCache {
+    commands: Vec<Result<Command, CommandError>>,
+    status: BTreeMap<Key, Vec<StatusEntry>>,
+}
+
+pub struct LaptopInner {
+    pub identity: Identity,
+    pub store: Arc<CoreStore>,
+    pub node: Arc<Node>,
+    pub data: PathBuf,
+    commands: Arc<Core>,
+    mirrors: Arc<RwLock<Vec<PeerAddr>>>,
+    cache: RwLock<ViewCache>,
+    runtime: tokio::runtime::Handle,
+}
+
+pub struct Laptop {
+    pub inner: Arc<LaptopInner>,
+    tasks: Vec<JoinHandle<()>>,
+    _lock: DataLock,
+}
+
+fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
+    let path = data.join("mirrors.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => {
+            let list: Vec<String> = serde_json::from_slice(&bytes)
+                .with_context(|| format!("{} is not a list of ID@IP:PORT; fix or delete it", path.display()))?;
+            list.iter()
+                .map(|s| s.parse::<PeerAddr>().map_err(|e| anyhow::anyhow!("{}: {e}", path.display())))
+                .collect()
+        }
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn save_mirrors(data: &Path, mirrors: &[PeerAddr]) -> anyhow::Result<()> {
+    let list: Vec<String> = mirrors.iter().map(|m| m.to_string()).collect();
+    let tmp = data.join("mirrors.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&list)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, data.join("mirrors.json"))?;
+    Ok(())
+}
+
+impl Laptop {
+    pub async fn start(config: LaptopConfig) -> anyhow::Result<Laptop> {
+        let lock = DataLock::acquire(&config.data)?;
+        let identity = Identity::load_or_create(&config.data)?;
+        let store = Arc::new(CoreStore::new(&config.data)?);
+        let commands = store.open_or_create_writable(&identity.signing_key()).await?;
+
+        let mut mirrors = load_mirrors(&config.data)?;
+        for m in &config.mirrors {
+            mirrors.retain(|x| x.id != m.id);
+            mirrors.push(m.clone());
+        }
+        save_mirrors(&config.data, &mirrors)?;
+        let mirrors = Arc::new(RwLock::new(mirrors));
+
+        // Open every site published here so the policy (and seeding) knows them.
+        for key in store.keys_on_disk() {
+            if let Err(e) = store.open_existing(&key).await {
+                tracing::warn!("cannot open core {key}: {e}");
+            }
+        }
+
+        let endpoint = transport::bind(&identity, config.listen).await?;
+        let policy = LaptopPolicy { own: identity.key(), mirrors: mirrors.clone(), store: store.clone() };
+        let node = Node::start(endpoint, store.clone(), Arc::new(policy));
+
+        let inner = Arc::new(LaptopInner {
+            identity,
+            store,
+            node,
+            data: config.data.clone(),
+            commands: commands.clone(),
+            mirrors: mirrors.clone(),
+            cache: RwLock::new(ViewCache::default()),
+            runtime: tokio::runtime::Handle::current(),
+        });
+
+        let mut tasks = Vec::new();
+        tasks.push(tokio::spawn(watch_commands(inner.clone(), commands)));
+        let list: Vec<PeerAddr> = mirrors.read().unwrap().clone();
+        for m in list {
+            let status = inner.store.open_or_create_replica(&m.id).await?;
+            inner.node.want(status.clone());
+            tasks.push(tokio::spawn(watch_status(inner.clone(), status)));
+            tasks.push(inner.node.keep_connected(m));
+        }
+        tasks.push(control_socket::spawn(inner.clone())?);
+        Ok(Laptop { inner, tasks, _lock: lock })
+    }
+
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let _ = std::fs::remove_file(control_socket::path(&self.inner.data));
+        self.inner.node.endpoint().close().await;
+    }
+}
+
+/// Keeps the cached command list up to date with the log.
+async fn watch_commands(inner: Arc<LaptopInner>, core: Arc<Core>) {
+    let mut rx = core.subscribe();
+    loop {
+        let length = rx.borrow_and_update().contiguous_length;
+        let have = inner.cache.read().unwrap().commands.len() as u64;
+        for seq in have..length {
+            let entry = match core.get(seq).await {
+                Ok(Some(bytes)) => Command::decode(&bytes),
+                _ => break,
+            };
+            let mut cache = inner.cache.write().unwrap();
+            if cache.commands.len() as u64 == seq {
+                cache.commands.push(entry);
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+/// Keeps the cached status entries of one mirror up to date with its (replicated) log.
+async fn watch_status(inner: Arc<LaptopInner>, core: Arc<Core>) {
+    let mirror = core.key();
+    let mut rx = core.subscribe();
+    let mut next = 0u64;
+    loop {
+        let length = rx.borrow_and_update().contiguous_length;
+        while next < length {
+            match core.get(next).await {
+                Ok(Some(bytes)) => {
+                    match StatusEntry::decode(&bytes) {
+                        Ok(e) => inner.cache.write().unwrap().status.entry(mirror).or_default().push(e),
+                        Err(e) => tracing::warn!(mirror = %mirror.short(), "status entry {next} skipped: {e}"),
+                    }
+                    next += 1;
+                }
+                _ => break,
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl LaptopInner {
+    pub fn key(&self) -> Key {
+        self.identity.key()
+    }
+
+    pub fn mirrors(&self) -> Vec<PeerAddr> {
+        self.mirrors.read().unwrap().clone()
+    }
+
+    /// The status view: the command log folded with every mirror's status log.
+    pub fn view(&self) -> StatusView {
+        let cache = self.cache.read().unwrap();
+        let inputs: Vec<MirrorInput> = self
+            .mirrors
+            .read()
+            .unwrap()
+            .iter()
+            .map(|m| MirrorInput {
+                mirror: m.id,
+                status: cache.status.get(&m.id).cloned().unwrap_or_default(),
+                online: self.node.is_connected(&m.id),
+                last_seen_ms: self.node.last_seen(&m.id),
+            })
+            .collect();
+        view::fold(self.key(), &cache.commands, &inputs, now_ms())
+    }
+
+    /// Appends a command to the log (blocking; for FUSE threads, never a tokio thread).
+    pub fn append_blocking(&self, command: Command) -> Result<u64, String> {
+        let bytes = command.encode();
+        let seq = self
+            .runtime
+            .block_on(self.commands.append(&bytes))
+            .map_err(|e| format!("cannot write to the command log: {e}"))?;
+        tracing::info!(seq, "command appended: {command:?}");
+        let mut cache = self.cache.write().unwrap();
+        if cache.commands.len() as u64 == seq {
+            cache.commands.push(Ok(command));
+        }
+        Ok(seq)
+    }
+
+    /// Appends a command (async).
+    pub async fn append(&self, command: Command) -> anyhow::Result<u64> {
+        let seq = self.commands.append(&command.encode()).await?;
+        let mut cache = self.cache.write().unwrap();
+        if cache.commands.len() as u64 == seq {
+            cache.commands.push(Ok(command));
+        }
+        Ok(seq)
+    }
+}
+
+impl crate::fs::ControlBackend for LaptopInner {
+    fn view(&self) -> StatusView {
+        LaptopInner::view(self)
+    }
+
+    fn append(&self, command: Command) -> Result<u64, String> {
+        self.append_blocking(command)
+    }
+}

@@ -1,0 +1,78 @@
+//! Publishing a folder as a site: creates the site's two cores (db + blobs, each with a key
+//! pair of its own, kept in the cores' own files) the first time, and writes a new version of
+//! the same site on later publishes. Used in-process by the laptop daemon, or directly by
+//! `dat-mirror publish` when no daemon holds the data folder.
+
+use std::path::Path;
+use std::sync::Arc;
+
+use anyhow::Context;
+
+use crate::sync::drive::{self, PublishReport};
+use crate::sync::keys::Key;
+use crate::sync::store::{Core, CoreStore};
+
+/// A published site and what the publish did.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
+pub struct Published {
+    pub key: Key,
+    pub version: u64,
+    pub files: u64,
+    pub added: u64,
+    pub changed: u64,
+    pub removed: u64,
+    pub bytes_appended: u64,
+}
+
+/// The cores of a site published from this data folder, if `key` is one.
+pub async fn open_site(store: &CoreStore, key: &Key) -> anyhow::Result<Option<(Arc<Core>, Arc<Core>)>> {
+    let Some(db) = store.open_existing(key).await? else { return Ok(None) };
+    let Some(block0) = db.get(0).await? else { return Ok(None) };
+    let header = drive::decode_header(&block0)?;
+    let Some(blobs_key) = header.content_feed else { return Ok(None) };
+    let Some(blobs) = store.open_existing(&Key(blobs_key)).await? else { return Ok(None) };
+    Ok(Some((db, blobs)))
+}
+
+/// Imports `dir` as a new site, or as a new version of `key`.
+pub async fn publish_dir(store: &CoreStore, dir: &Path, key: Option<Key>) -> anyhow::Result<Published> {
+    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read the folder {}", dir.display()))?;
+    if !meta.is_dir() {
+        anyhow::bail!("{} is not a folder: publish takes the folder that holds the site", dir.display());
+    }
+    let (db, blobs) = match key {
+        None => {
+            let db = store.open_or_create_writable(&hypercore::generate_signing_key()).await?;
+            let blobs = store.open_or_create_writable(&hypercore::generate_signing_key()).await?;
+            (db, blobs)
+        }
+        Some(key) => {
+            let (db, blobs) = open_site(store, &key).await?.with_context(|| {
+                format!("site {key} was not published from this data folder, so it cannot get a new version here")
+            })?;
+            if !db.info().writable || !blobs.info().writable {
+                anyhow::bail!("site {key} is a copy (its secret key is not here): only its author can publish it");
+            }
+            (db, blobs)
+        }
+    };
+    let report: PublishReport = {
+        let mut db_core = db.lock().await;
+        let mut blobs_core = blobs.lock().await;
+        let report = drive::publish(&mut db_core, &mut blobs_core, dir).await;
+        let blobs_held = blobs_core.info().length.saturating_sub(blobs.info().held_blocks);
+        let db_held = db_core.info().length.saturating_sub(db.info().held_blocks);
+        blobs.publish_info(&blobs_core, blobs_held);
+        db.publish_info(&db_core, db_held);
+        report?
+    };
+    Ok(Published {
+        key: db.key(),
+        version: report.version,
+        files: report.files,
+        added: report.added,
+        changed: report.changed,
+        removed: report.removed,
+        bytes_appended: report.bytes_appended,
+    })
+}

@@ -1,0 +1,350 @@
+//! The mirror daemon (`dat-mirror serve`): follows the command logs of its allowed laptops,
+//! folds them into the mirror set, replicates and seeds every site in the set, writes its
+//! status log, and serves the sites over HTTP.
+//!
+//! Desired state vs. running state: the mirror set (pure fold, [`mirror_set`]) says what
+//! should be mirrored; [`MirrorInner::reconcile`] starts and stops site tasks ([`site`]) to
+//! match. On start, the already-acknowledged part of every log is folded first and reconciled
+//! once; later entries are applied one by one, each acknowledged in the status log after its
+//! effect is in place. Everything lives in the data folder, so a restarted mirror resumes.
+
+pub mod http;
+pub mod mirror_set;
+pub mod site;
+pub mod status_log;
+
+use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
+
+use anyhow::Context;
+use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
+
+use crate::sync::command::Command;
+use crate::sync::keys::Key;
+use crate::sync::peer::{Node, Policy};
+use crate::sync::status::StatusEvent;
+use crate::sync::store::{Core, CoreStore};
+use crate::sync::transport::{self, DataLock, Identity};
+use mirror_set::MirrorSet;
+use status_log::StatusLog;
+
+/// How `dat-mirror serve` was asked to run.
+#[derive(Debug, Clone)]
+pub struct MirrorConfig {
+    pub data: PathBuf,
+    /// iroh (QUIC) listen address for peers.
+    pub listen: SocketAddr,
+    /// HTTP gateway listen address (none: no gateway).
+    pub http: Option<SocketAddr>,
+    /// Laptop ids to follow, in addition to those saved in the data folder.
+    pub allow: Vec<Key>,
+}
+
+/// A running site.
+pub struct SiteRuntime {
+    pub alias: Option<String>,
+    pub db: Arc<Core>,
+    pub blobs: Option<Arc<Core>>,
+    task: JoinHandle<()>,
+}
+
+/// Who may read what from a mirror: the status log only to allowed laptops, mirrored sites
+/// to anyone who knows their key, nothing else (command logs are never served).
+struct MirrorPolicy {
+    own: Key,
+    allowed: Arc<RwLock<BTreeSet<Key>>>,
+    served: Arc<RwLock<HashSet<Key>>>,
+}
+
+impl Policy for MirrorPolicy {
+    fn may_serve(&self, peer: &Key, core: &Key) -> bool {
+        if *core == self.own {
+            return self.allowed.read().unwrap().contains(peer);
+        }
+        self.served.read().unwrap().contains(core)
+    }
+}
+
+/// The state shared by the mirror's tasks.
+pub struct MirrorInner {
+    pub identity: Identity,
+    pub store: Arc<CoreStore>,
+    pub node: Arc<Node>,
+    pub status: StatusLog,
+    pub http_url: Option<String>,
+    allowed: Arc<RwLock<BTreeSet<Key>>>,
+    served: Arc<RwLock<HashSet<Key>>>,
+    set: StdMutex<MirrorSet>,
+    sites: StdMutex<BTreeMap<Key, SiteRuntime>>,
+}
+
+/// A started mirror (for the CLI and tests).
+pub struct Mirror {
+    pub inner: Arc<MirrorInner>,
+    /// The bound peer address.
+    pub listen: SocketAddr,
+    /// The bound HTTP address.
+    pub http: Option<SocketAddr>,
+    tasks: Vec<JoinHandle<()>>,
+    _lock: DataLock,
+}
+
+impl Mirror {
+    pub fn key(&self) -> Key {
+        self.inner.identity.key()
+    }
+
+    /// Stops every task and closes the endpoint.
+    pub async fn shutdown(self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+        let sites: Vec<SiteRuntime> = std::mem::take(&mut *self.inner.sites.lock().unwrap()).into_values().collect();
+        for s in sites {
+            s.task.abort();
+        }
+        self.inner.node.endpoint().close().await;
+    }
+}
+
+fn load_allow_list(data: &Path) -> anyhow::Result<BTreeSet<Key>> {
+    let path = data.join("allow.json");
+    match std::fs::read(&path) {
+        Ok(bytes) => serde_json::from_slice::<BTreeSet<Key>>(&bytes)
+            .with_context(|| format!("{} is not a list of laptop ids; fix or delete it", path.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
+        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
+    }
+}
+
+fn save_allow_list(data: &Path, allowed: &BTreeSet<Key>) -> anyhow::Result<()> {
+    let path = data.join("allow.json");
+    let tmp = data.join("allow.json.tmp");
+    std::fs::write(&tmp, serde_json::to_vec_pretty(allowed)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    Ok(())
+}
+
+/// Starts a mirror: binds the peer endpoint and the HTTP gateway, replays the logs, and runs
+/// until [`Mirror::shutdown`] (or the process ends).
+pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
+    let lock = DataLock::acquire(&config.data)?;
+    let identity = Identity::load_or_create(&config.data)?;
+    let store = Arc::new(CoreStore::new(&config.data)?);
+    let status_core = store.open_or_create_writable(&identity.signing_key()).await?;
+
+    let mut allowed = load_allow_list(&config.data)?;
+    allowed.extend(config.allow.iter().copied());
+    save_allow_list(&config.data, &allowed)?;
+    let allowed = Arc::new(RwLock::new(allowed));
+    let served = Arc::new(RwLock::new(HashSet::new()));
+
+    let endpoint = transport::bind(&identity, config.listen).await?;
+    let listen = endpoint.bound_sockets().into_iter().next().unwrap_or(config.listen);
+    let policy = MirrorPolicy { own: identity.key(), allowed: allowed.clone(), served: served.clone() };
+    let node = Node::start(endpoint, store.clone(), Arc::new(policy));
+
+    let http_listener = match config.http {
+        Some(addr) => Some(
+            tokio::net::TcpListener::bind(addr)
+                .await
+                .with_context(|| format!("cannot listen for HTTP on {addr} (is the port in use?)"))?,
+        ),
+        None => None,
+    };
+    let http = http_listener.as_ref().and_then(|l| l.local_addr().ok());
+    let http_url = http.map(|a| format!("http://{a}"));
+
+    let inner = Arc::new(MirrorInner {
+        identity,
+        store,
+        node,
+        status: StatusLog::new(status_core),
+        http_url: http_url.clone(),
+        allowed,
+        served,
+        set: StdMutex::new(MirrorSet::new()),
+        sites: StdMutex::new(BTreeMap::new()),
+    });
+    inner.status.record(StatusEvent::Online { http: http_url }).await;
+
+    let mut tasks = Vec::new();
+    if let Some(listener) = http_listener {
+        let inner2 = inner.clone();
+        tasks.push(tokio::spawn(async move { http::serve(inner2, listener).await }));
+    }
+
+    // Replay what was already acknowledged, then follow every log live.
+    let next_unacked = inner.status.next_unacked().await?;
+    let (tx, rx) = mpsc::channel::<LogEntry>(256);
+    let logs: Vec<Key> = inner.allowed.read().unwrap().iter().copied().collect();
+    for log in logs {
+        let core = inner.store.open_or_create_replica(&log).await?;
+        let from = next_unacked.get(&log).copied().unwrap_or(0).min(core.info().contiguous_length);
+        for seq in 0..from {
+            if let Some(bytes) = core.get(seq).await? {
+                if let Ok(cmd) = Command::decode(&bytes) {
+                    inner.set.lock().unwrap().apply(log, &cmd);
+                }
+            }
+        }
+        inner.node.want(core.clone());
+        tasks.push(tokio::spawn(follow(core, from, tx.clone())));
+    }
+    drop(tx);
+    inner.reconcile().await;
+    let controller = inner.clone();
+    tasks.push(tokio::spawn(async move { controller.control(rx).await }));
+
+    tracing::info!(
+        "mirror {} listening on {listen}{}",
+        inner.identity.key(),
+        http.map(|h| format!(", HTTP on http://{h}")).unwrap_or_default()
+    );
+    Ok(Mirror { inner, listen, http, tasks, _lock: lock })
+}
+
+/// One command-log entry, as read by a follower.
+struct LogEntry {
+    log: Key,
+    seq: u64,
+    bytes: Vec<u8>,
+}
+
+/// Reads a command log in order as its entries arrive, from `from` on.
+async fn follow(core: Arc<Core>, from: u64, tx: mpsc::Sender<LogEntry>) {
+    let log = core.key();
+    let mut next = from;
+    let mut rx = core.subscribe();
+    loop {
+        let contiguous = rx.borrow_and_update().contiguous_length;
+        while next < contiguous {
+            match core.get(next).await {
+                Ok(Some(bytes)) => {
+                    if tx.send(LogEntry { log, seq: next, bytes }).await.is_err() {
+                        return;
+                    }
+                    next += 1;
+                }
+                Ok(None) => break,
+                Err(e) => {
+                    tracing::error!(log = %log.short(), "cannot read command {next}: {e}");
+                    break;
+                }
+            }
+        }
+        if rx.changed().await.is_err() {
+            return;
+        }
+    }
+}
+
+impl MirrorInner {
+    /// Applies live command-log entries one at a time: fold, reconcile, acknowledge.
+    async fn control(self: Arc<Self>, mut rx: mpsc::Receiver<LogEntry>) {
+        while let Some(LogEntry { log, seq, bytes }) = rx.recv().await {
+            match Command::decode(&bytes) {
+                Ok(cmd) => {
+                    tracing::info!(log = %log.short(), seq, "command: {cmd:?}");
+                    self.set.lock().unwrap().apply(log, &cmd);
+                    self.reconcile().await;
+                    self.status.record(StatusEvent::Ack { log, seq }).await;
+                }
+                Err(e) => {
+                    tracing::warn!(log = %log.short(), seq, "skipping a command entry: {e}");
+                    self.status.record(StatusEvent::Rejected { log, seq, reason: e.to_string() }).await;
+                }
+            }
+        }
+    }
+
+    /// Starts a site task for every site in the set that has none, stops (and deletes) every
+    /// running site that left the set, and updates aliases.
+    pub async fn reconcile(self: &Arc<Self>) {
+        let wanted: BTreeMap<Key, Option<String>> =
+            self.set.lock().unwrap().iter().map(|(k, w)| (*k, w.alias.clone())).collect();
+        let running: Vec<Key> = self.sites.lock().unwrap().keys().copied().collect();
+        for key in running.iter().filter(|k| !wanted.contains_key(k)) {
+            self.stop_site(key).await;
+        }
+        for (key, alias) in wanted {
+            let exists = {
+                let mut sites = self.sites.lock().unwrap();
+                if let Some(s) = sites.get_mut(&key) {
+                    s.alias = alias.clone();
+                    true
+                } else {
+                    false
+                }
+            };
+            if !exists {
+                self.start_site(key, alias).await;
+            }
+        }
+    }
+
+    async fn start_site(self: &Arc<Self>, key: Key, alias: Option<String>) {
+        let db = match self.store.open_or_create_replica(&key).await {
+            Ok(db) => db,
+            Err(e) => {
+                self.status.record(StatusEvent::Error { key, reason: format!("cannot store the site: {e}") }).await;
+                return;
+            }
+        };
+        tracing::info!(site = %key.short(), "mirroring {}", alias.as_deref().unwrap_or(""));
+        self.served.write().unwrap().insert(key);
+        let task = tokio::spawn(site::run_site(self.clone(), key, db.clone()));
+        self.sites.lock().unwrap().insert(key, SiteRuntime { alias, db, blobs: None, task });
+    }
+
+    /// Called by a site task once it knows its blobs core.
+    pub(crate) fn set_blobs(&self, key: &Key, blobs: Arc<Core>) {
+        self.served.write().unwrap().insert(blobs.key());
+        if let Some(s) = self.sites.lock().unwrap().get_mut(key) {
+            s.blobs = Some(blobs);
+        }
+    }
+
+    async fn stop_site(&self, key: &Key) {
+        let Some(site) = self.sites.lock().unwrap().remove(key) else { return };
+        let SiteRuntime { db, blobs, task, .. } = site;
+        task.abort();
+        let _ = task.await;
+        let mut cores = vec![db.key()];
+        cores.extend(blobs.as_ref().map(|b| b.key()));
+        for core in &cores {
+            self.served.write().unwrap().remove(core);
+            self.node.unwant(core);
+        }
+        drop((db, blobs));
+        for core in &cores {
+            if let Err(e) = self.store.delete(core) {
+                tracing::error!(site = %key.short(), "cannot delete {core}: {e}");
+            }
+        }
+        tracing::info!(site = %key.short(), "removed");
+        self.status.record(StatusEvent::Removed { key: *key }).await;
+    }
+
+    /// A snapshot of the running sites: (key, alias, db, blobs).
+    pub fn sites(&self) -> Vec<(Key, Option<String>, Arc<Core>, Option<Arc<Core>>)> {
+        self.sites
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, s)| (*k, s.alias.clone(), s.db.clone(), s.blobs.clone()))
+            .collect()
+    }
+
+    /// The running site named by `key`.
+    pub fn site(&self, key: &Key) -> Option<(Arc<Core>, Option<Arc<Core>>)> {
+        self.sites.lock().unwrap().get(key).map(|s| (s.db.clone(), s.blobs.clone()))
+    }
+
+    pub fn allowed(&self) -> Vec<Key> {
+        self.allowed.read().unwrap().iter().copied().collect()
+    }
+}
