@@ -1,6 +1,6 @@
 //! The laptop's control folder as a FUSE filesystem: the `ControlBackend` it talks to, the
 //! `mount` entry point and the `fuser::Filesystem` glue that turns kernel callbacks into
-//! the operations of `ops.rs` (callbacks → table lock → reply).
+//! the operations of `ops.rs` and `handles.rs` (callback → one table lock → reply).
 //!
 //! Mount options: `fsname=dat-mirror`, `subtype=dat-mirror`, `default_permissions` (the
 //! kernel enforces the modes shown: `STATUS` 0444, entries 0644), `nodev`, `nosuid`,
@@ -8,6 +8,20 @@
 //! fusermount3 plus `allow_other`, and measured here it sometimes left a dead mount behind
 //! when the process exited right after mounting; instead `mount` detaches a dead mount
 //! left by an earlier run before mounting.
+//!
+//! Shell commands → callbacks (measured, kernel 6.18): `touch new` = lookup, create,
+//! flush, setattr(times), flush, release; `touch existing` = lookup, open(O_WRONLY), flush,
+//! setattr(times), flush, release; `echo x > new` (bash) = lookup, create(O_TRUNC), flush
+//! (empty: bash dup2s and closes the first fd), write, flush, release; `cp a dir/` =
+//! lookup, create(O_EXCL), write, flush, release; `cp a existing` = lookup, open(O_WRONLY,
+//! no O_TRUNC), setattr(size 0, no fh), write, flush, release; vim saving in place =
+//! `.x.swp` create/write/fsync, open(O_WRONLY), setattr(size 0, fh), write, fsync,
+//! setattr(mode), flush, release, setxattr(posix_acl); `mv` = rename; `rm` = unlink;
+//! `mkdir` = lookup, mkdir; `rmdir` = rmdir (only while the directory returned by mkdir is
+//! cached; later the kernel answers ENOTDIR itself, since entries are files);
+//! `getfattr -d` = listxattr(0), listxattr(n), then getxattr(0)/getxattr(n) per name.
+//! Hence commands are decided on flush (release is asynchronous) and an empty flush is a
+//! no-op.
 //!
 //! Caching: entries are cached for 1 s; attributes of site entries and `STATUS` are not
 //! cached (they change under the user); generated text is opened with `direct_io` so `cat`
@@ -47,7 +61,10 @@ const ENTRY_TTL: Duration = Duration::from_secs(1);
 
 impl ControlFs {
     pub fn new(backend: Arc<dyn ControlBackend>) -> ControlFs {
-        ControlFs { table: Mutex::new(Table::new()), backend }
+        ControlFs {
+            table: Mutex::new(Table::new()),
+            backend,
+        }
     }
 
     /// Attributes are not cached (sizes and times follow the mirrors), except the root's.
@@ -61,7 +78,9 @@ impl ControlFs {
 
     fn entry(reply: ReplyEntry, result: Result<FileAttr, Errno>) {
         match result {
-            Ok(attr) => reply.entry_with_ttls(&Self::attr_ttl(&attr), &ENTRY_TTL, &attr, Generation(0)),
+            Ok(attr) => {
+                reply.entry_with_ttls(&Self::attr_ttl(&attr), &ENTRY_TTL, &attr, Generation(0))
+            }
             Err(e) => reply.error(e),
         }
     }
@@ -84,7 +103,10 @@ impl ControlFs {
 /// Mounts the control folder at `mountpoint` and serves it on a background thread until
 /// the returned session is dropped (or `umount_and_join`ed). A stale mount left by a
 /// crashed run ("Transport endpoint is not connected") is detached first.
-pub fn mount(mountpoint: &Path, backend: Arc<dyn ControlBackend>) -> std::io::Result<fuser::BackgroundSession> {
+pub fn mount(
+    mountpoint: &Path,
+    backend: Arc<dyn ControlBackend>,
+) -> std::io::Result<fuser::BackgroundSession> {
     detach_stale(mountpoint);
     let mut config = fuser::Config::default();
     config.mount_options = vec![
@@ -110,19 +132,34 @@ pub fn mount(mountpoint: &Path, backend: Arc<dyn ControlBackend>) -> std::io::Re
 
 /// Lazily unmounts `mountpoint` if it is a dead FUSE mount (`ENOTCONN`).
 fn detach_stale(mountpoint: &Path) {
-    let Err(e) = std::fs::metadata(mountpoint) else { return };
+    let Err(e) = std::fs::metadata(mountpoint) else {
+        return;
+    };
     if e.raw_os_error() != Some(libc::ENOTCONN) {
         return;
     }
-    tracing::warn!("{} is a dead mount from an earlier run; detaching it", mountpoint.display());
-    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(mountpoint.as_os_str())) else {
+    tracing::warn!(
+        "{} is a dead mount from an earlier run; detaching it",
+        mountpoint.display()
+    );
+    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+        mountpoint.as_os_str(),
+    )) else {
         return;
     };
     // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
     if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let status = std::process::Command::new("fusermount3").arg("-u").arg("-z").arg(mountpoint).status();
+        let status = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(mountpoint)
+            .status();
         if !status.is_ok_and(|s| s.success()) {
-            tracing::warn!("could not detach {}: run `fusermount3 -u -z {}`", mountpoint.display(), mountpoint.display());
+            tracing::warn!(
+                "could not detach {}: run `fusermount3 -u -z {}`",
+                mountpoint.display(),
+                mountpoint.display()
+            );
         }
     }
 }
@@ -137,7 +174,8 @@ impl Filesystem for ControlFs {
         let mut result = cx.getattr(ino.0);
         // fstat on an open STATUS reports exactly what this handle reads.
         if let (Ok(attr), Some(fh)) = (&mut result, fh) {
-            if let Some(HandleKind::Buffer { data, .. }) = cx.t.handles.get(&fh.0).map(|h| &h.kind) {
+            if let Some(HandleKind::Buffer { data, .. }) = cx.t.handles.get(&fh.0).map(|h| &h.kind)
+            {
                 if ino.0 == STATUS {
                     attr.size = data.len() as u64;
                 }
@@ -164,11 +202,27 @@ impl Filesystem for ControlFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        Self::attr(reply, self.cx().setattr(ino.0, mode, size, atime, mtime, fh.map(|f| f.0)));
+        Self::attr(
+            reply,
+            self.cx()
+                .setattr(ino.0, mode, size, atime, mtime, fh.map(|f| f.0)),
+        );
     }
 
-    fn mkdir(&self, _req: &Request, parent: INodeNo, name: &OsStr, mode: u32, umask: u32, reply: ReplyEntry) {
-        Self::entry(reply, self.cx().mkdir(parent.0, name, (mode & !umask & 0o7777) as u16));
+    fn mkdir(
+        &self,
+        _req: &Request,
+        parent: INodeNo,
+        name: &OsStr,
+        mode: u32,
+        umask: u32,
+        reply: ReplyEntry,
+    ) {
+        Self::entry(
+            reply,
+            self.cx()
+                .mkdir(parent.0, name, (mode & !umask & 0o7777) as u16),
+        );
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -191,7 +245,11 @@ impl Filesystem for ControlFs {
         flags: RenameFlags,
         reply: ReplyEmpty,
     ) {
-        Self::empty(reply, self.cx().rename(parent.0, name, newparent.0, newname, flags.bits()));
+        Self::empty(
+            reply,
+            self.cx()
+                .rename(parent.0, name, newparent.0, newname, flags.bits()),
+        );
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
@@ -236,7 +294,14 @@ impl Filesystem for ControlFs {
         }
     }
 
-    fn flush(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _lock_owner: LockOwner, reply: ReplyEmpty) {
+    fn flush(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _lock_owner: LockOwner,
+        reply: ReplyEmpty,
+    ) {
         Self::empty(reply, self.cx().flush(fh.0));
     }
 
@@ -254,7 +319,14 @@ impl Filesystem for ControlFs {
         reply.ok();
     }
 
-    fn fsync(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsync(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -265,7 +337,14 @@ impl Filesystem for ControlFs {
         }
     }
 
-    fn readdir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, offset: u64, mut reply: ReplyDirectory) {
+    fn readdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectory,
+    ) {
         let cx = self.cx_lite();
         let Some(HandleKind::Dir(entries)) = cx.t.handles.get(&fh.0).map(|h| &h.kind) else {
             return reply.error(Errno::EBADF);
@@ -278,12 +357,26 @@ impl Filesystem for ControlFs {
         reply.ok();
     }
 
-    fn releasedir(&self, _req: &Request, _ino: INodeNo, fh: FileHandle, _flags: OpenFlags, reply: ReplyEmpty) {
+    fn releasedir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        _flags: OpenFlags,
+        reply: ReplyEmpty,
+    ) {
         self.cx_lite().t.handles.remove(&fh.0);
         reply.ok();
     }
 
-    fn fsyncdir(&self, _req: &Request, _ino: INodeNo, _fh: FileHandle, _datasync: bool, reply: ReplyEmpty) {
+    fn fsyncdir(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _datasync: bool,
+        reply: ReplyEmpty,
+    ) {
         reply.ok();
     }
 
@@ -297,10 +390,17 @@ impl Filesystem for ControlFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match self.cx().create(parent.0, name, (mode & !umask & 0o7777) as u16, flags) {
-            Ok((attr, fh, open_flags)) => {
-                reply.created(&Self::attr_ttl(&attr), &attr, Generation(0), FileHandle(fh), open_flags)
-            }
+        match self
+            .cx()
+            .create(parent.0, name, (mode & !umask & 0o7777) as u16, flags)
+        {
+            Ok((attr, fh, open_flags)) => reply.created(
+                &Self::attr_ttl(&attr),
+                &attr,
+                Generation(0),
+                FileHandle(fh),
+                open_flags,
+            ),
             Err(e) => reply.error(e),
         }
     }
@@ -336,7 +436,11 @@ impl Filesystem for ControlFs {
     }
 
     fn removexattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, reply: ReplyEmpty) {
-        let known = self.cx().xattrs(ino.0).iter().any(|(n, _)| OsStr::new(n) == name);
+        let known = self
+            .cx()
+            .xattrs(ino.0)
+            .iter()
+            .any(|(n, _)| OsStr::new(n) == name);
         reply.error(if known { Errno::EPERM } else { Errno::NO_XATTR });
     }
 

@@ -16,6 +16,7 @@
 //! ```
 
 pub mod control;
+mod handles;
 pub mod names;
 mod ops;
 mod table;
@@ -30,7 +31,11 @@ pub use control::{mount, ControlBackend, ControlFs};
 /// a non-root user, a `fusermount3`/`fusermount` helper is installed. The error says what
 /// to install or change.
 pub fn fuse_available() -> Result<(), String> {
-    if let Err(e) = std::fs::OpenOptions::new().read(true).write(true).open("/dev/fuse") {
+    if let Err(e) = std::fs::OpenOptions::new()
+        .read(true)
+        .write(true)
+        .open("/dev/fuse")
+    {
         return Err(format!(
             "cannot open /dev/fuse ({e}): load the fuse module (`modprobe fuse`), or run the \
              container with `--device /dev/fuse --cap-add SYS_ADMIN`"
@@ -39,10 +44,13 @@ pub fn fuse_available() -> Result<(), String> {
     // SAFETY: geteuid cannot fail and touches no memory.
     let root = unsafe { libc::geteuid() } == 0;
     let helper = std::env::var_os("PATH").is_some_and(|p| {
-        std::env::split_paths(&p).any(|d| d.join("fusermount3").is_file() || d.join("fusermount").is_file())
+        std::env::split_paths(&p)
+            .any(|d| d.join("fusermount3").is_file() || d.join("fusermount").is_file())
     });
     if !root && !helper {
-        return Err("mounting FUSE as a normal user needs fusermount3: install the `fuse3` package".into());
+        return Err(
+            "mounting FUSE as a normal user needs fusermount3: install the `fuse3` package".into(),
+        );
     }
     Ok(())
 }

@@ -53,7 +53,9 @@ pub fn classify(name: &OsStr) -> Name {
         return Name::Key(key);
     }
     if stem.is_empty() {
-        return Name::Invalid(format!("{name:?} has nothing before `.url`: name it `blog.url`"));
+        return Name::Invalid(format!(
+            "{name:?} has nothing before `.url`: name it `blog.url`"
+        ));
     }
     if stem.len() > MAX_ALIAS_BYTES {
         return Name::Invalid(format!(
@@ -63,7 +65,9 @@ pub fn classify(name: &OsStr) -> Name {
         ));
     }
     if stem == STATUS_NAME || is_scratch(stem) {
-        return Name::Invalid(format!("{name:?} would be the alias {stem:?}, which is reserved"));
+        return Name::Invalid(format!(
+            "{name:?} would be the alias {stem:?}, which is reserved"
+        ));
     }
     match validate_alias(stem) {
         Ok(()) => Name::Alias(stem.to_string()),
@@ -114,14 +118,28 @@ mod tests {
         assert_eq!(c(&k.to_z32()), Name::Key(k));
         assert_eq!(c(&format!("{}.url", k.to_hex())), Name::Key(k));
         // One character short is an ordinary name, not a key.
-        assert_eq!(c(&k.to_hex()[1..]), Name::Alias(k.to_hex()[1..].to_string()));
+        assert_eq!(
+            c(&k.to_hex()[1..]),
+            Name::Alias(k.to_hex()[1..].to_string())
+        );
     }
 
     #[test]
     fn scratch_names() {
         for s in [
-            ".blog.swp", ".x", ".#blog", "blog~", "blog.swp", "blog.swo", "blog.swx", "4913",
-            "._blog", "#blog#", ".DS_Store", ".hidden",
+            ".blog.swp",
+            ".x",
+            ".#blog",
+            "blog~",
+            "blog.swp",
+            "blog.swo",
+            "blog.swx",
+            "4913",
+            "._blog",
+            "#blog#",
+            ".DS_Store",
+            ".hidden",
+            ".url",
         ] {
             assert_eq!(c(s), Name::Scratch, "{s}");
         }
@@ -141,10 +159,20 @@ mod tests {
 
     #[test]
     fn invalid_names() {
-        for s in ["", ".url", "STATUS.url", "a\nb", "tab\there", &"x".repeat(201), "é.url\u{7}"] {
+        for s in [
+            "",
+            "STATUS.url",
+            "a\nb",
+            "tab\there",
+            &"x".repeat(201),
+            "é.url\u{7}",
+        ] {
             assert!(matches!(c(s), Name::Invalid(_)), "{s:?} → {:?}", c(s));
         }
-        assert!(matches!(classify(OsStr::from_bytes(b"bad\xff")), Name::Invalid(_)));
+        assert!(matches!(
+            classify(OsStr::from_bytes(b"bad\xff")),
+            Name::Invalid(_)
+        ));
         assert_eq!(c(&"x".repeat(200)), Name::Alias("x".repeat(200)));
         // Every refusal explains itself.
         if let Name::Invalid(why) = c(&"y".repeat(300)) {

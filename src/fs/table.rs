@@ -107,7 +107,9 @@ pub(crate) fn display_names(view: &StatusView) -> Vec<String> {
     for i in order {
         let site = &view.sites[i];
         names[i] = match &site.alias {
-            Some(a) if classify(a.as_ref()) == Name::Alias(a.clone()) && taken.insert(a.clone()) => {
+            Some(a)
+                if classify(a.as_ref()) == Name::Alias(a.clone()) && taken.insert(a.clone()) =>
+            {
                 a.clone()
             }
             _ => site.key.to_hex(),
@@ -199,15 +201,28 @@ impl Table {
             Name::Alias(a) => {
                 let by_display = names.iter().position(|n| *n == a);
                 let by_alias = || {
-                    view.sites.iter().filter(|s| s.alias.as_deref() == Some(a.as_str())).max_by_key(|s| s.seq)
+                    view.sites
+                        .iter()
+                        .filter(|s| s.alias.as_deref() == Some(a.as_str()))
+                        .max_by_key(|s| s.seq)
                 };
-                by_display.map(|i| &view.sites[i]).or_else(by_alias).map(|s| Target::Site(s.key))
+                by_display
+                    .map(|i| &view.sites[i])
+                    .or_else(by_alias)
+                    .map(|s| Target::Site(s.key))
             }
             _ => None,
         }
     }
 
-    fn attr(&self, ino: u64, kind: FileType, perm: u16, size: u64, times: [SystemTime; 3]) -> FileAttr {
+    fn attr(
+        &self,
+        ino: u64,
+        kind: FileType,
+        perm: u16,
+        size: u64,
+        times: [SystemTime; 3],
+    ) -> FileAttr {
         FileAttr {
             ino: INodeNo(ino),
             size,
@@ -239,21 +254,46 @@ impl Table {
 
     /// A site's attributes on inode `ino` (regular file, or directory for `SiteDir`):
     /// size = bytes the mirror holds, mtime = last confirmed sync, else when first seen.
-    pub(crate) fn site_attr(&mut self, ino: u64, site: Option<&SiteView>, key: Key, dir: bool) -> FileAttr {
+    pub(crate) fn site_attr(
+        &mut self,
+        ino: u64,
+        site: Option<&SiteView>,
+        key: Key,
+        dir: bool,
+    ) -> FileAttr {
         let seen = *self.first_seen.entry(key).or_insert_with(SystemTime::now);
-        let mtime = site.and_then(|s| s.last_sync_ms).map(ms_to_time).unwrap_or(seen);
+        let mtime = site
+            .and_then(|s| s.last_sync_ms)
+            .map(ms_to_time)
+            .unwrap_or(seen);
         let size = site.map_or(0, |s| s.bytes);
         if dir {
             self.attr(ino, FileType::Directory, 0o755, 0, [mtime, mtime, mtime])
         } else {
-            self.attr(ino, FileType::RegularFile, 0o644, size, [mtime, mtime, mtime])
+            self.attr(
+                ino,
+                FileType::RegularFile,
+                0o644,
+                size,
+                [mtime, mtime, mtime],
+            )
         }
     }
 
     pub(crate) fn mem_attr(&self, ino: u64) -> Option<FileAttr> {
         let m = self.mem(ino)?;
-        let kind = if m.dir { FileType::Directory } else { FileType::RegularFile };
-        Some(self.attr(ino, kind, m.perm, m.data.len() as u64, [m.atime, m.mtime, m.ctime]))
+        let kind = if m.dir {
+            FileType::Directory
+        } else {
+            FileType::RegularFile
+        };
+        Some(self.attr(
+            ino,
+            kind,
+            m.perm,
+            m.data.len() as u64,
+            [m.atime, m.mtime, m.ctime],
+        ))
     }
 
     /// A new in-memory file named `name` in the root folder (replacing any of that name).
@@ -296,13 +336,18 @@ impl Table {
     /// A pending link file became site `key`: the inode now is that site, open handles keep
     /// what was written (as a clean buffer).
     pub(crate) fn mem_became_site(&mut self, ino: u64, key: Key) {
-        let Some(Node::Mem(m)) = self.nodes.insert(ino, Node::Site(key)) else { return };
+        let Some(Node::Mem(m)) = self.nodes.insert(ino, Node::Site(key)) else {
+            return;
+        };
         if m.linked && self.mem_names.get(&m.name) == Some(&ino) {
             self.mem_names.remove(&m.name);
         }
         self.site_ino.entry(key).or_insert(ino);
         for h in self.handles.values_mut().filter(|h| h.ino == ino) {
-            h.kind = HandleKind::Buffer { data: m.data.clone(), dirty: false };
+            h.kind = HandleKind::Buffer {
+                data: m.data.clone(),
+                dirty: false,
+            };
         }
     }
 
@@ -319,7 +364,11 @@ impl Table {
             }
         }
         for (name, &ino) in &self.mem_names {
-            let kind = if self.mem(ino).is_some_and(|m| m.dir) { FileType::Directory } else { FileType::RegularFile };
+            let kind = if self.mem(ino).is_some_and(|m| m.dir) {
+                FileType::Directory
+            } else {
+                FileType::RegularFile
+            };
             out.push((ino, kind, name.clone()));
         }
         out

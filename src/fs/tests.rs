@@ -18,7 +18,6 @@ use crate::sync::keys::Key;
 use crate::sync::status::{now_ms, StatusEntry, StatusEvent};
 use crate::sync::view::{fold, MirrorInput, StatusView};
 
-
 pub(super) const ME: Key = Key([0x11; 32]);
 pub(super) const MIRROR: Key = Key([0x22; 32]);
 pub(super) const K1: Key = Key([0xa1; 32]);
@@ -37,7 +36,12 @@ impl ControlBackend for FakeBackend {
     fn view(&self) -> StatusView {
         let log = self.log.lock().unwrap().clone();
         let status = self.status.lock().unwrap().clone();
-        let mirror = MirrorInput { mirror: MIRROR, status, online: true, last_seen_ms: Some(now_ms()) };
+        let mirror = MirrorInput {
+            mirror: MIRROR,
+            status,
+            online: true,
+            last_seen_ms: Some(now_ms()),
+        };
         fold(ME, &log, &[mirror], now_ms())
     }
 
@@ -53,12 +57,20 @@ impl ControlBackend for FakeBackend {
 
 impl FakeBackend {
     pub fn commands(&self) -> Vec<Command> {
-        self.log.lock().unwrap().iter().filter_map(|c| c.clone().ok()).collect()
+        self.log
+            .lock()
+            .unwrap()
+            .iter()
+            .filter_map(|c| c.clone().ok())
+            .collect()
     }
 
     /// The fake mirror writes `event` to its status log.
     pub fn status(&self, at: u64, event: StatusEvent) {
-        self.status.lock().unwrap().push(StatusEntry::new(at, event));
+        self.status
+            .lock()
+            .unwrap()
+            .push(StatusEntry::new(at, event));
     }
 
     /// The fake mirror acknowledges everything logged so far.
@@ -76,10 +88,34 @@ pub(super) struct Mounted {
 }
 
 impl Drop for Mounted {
+    /// Unmounts, retrying `EBUSY` for up to 5 s: a child another test thread is spawning
+    /// holds copies of this process's open fds (ours too) until it execs.
     fn drop(&mut self) {
-        if let Some(s) = self.session.take() {
-            s.umount_and_join().expect("unmount the test folder");
+        let Some(session) = self.session.take() else {
+            return;
+        };
+        let path = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
+        let deadline = Instant::now() + Duration::from_secs(5);
+        loop {
+            // SAFETY: `path` is a valid NUL-terminated path.
+            if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
+                break;
+            }
+            let err = std::io::Error::last_os_error();
+            if err.raw_os_error() == Some(libc::EPERM) {
+                // Not root: fuser unmounts through fusermount3.
+                return session.umount_and_join().expect("unmount the test folder");
+            }
+            if err.raw_os_error() != Some(libc::EBUSY) || Instant::now() > deadline {
+                // SAFETY: as above; detach so no dead mount outlives the test.
+                unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
+                panic!("unmounting the test folder failed: {err}");
+            }
+            std::thread::sleep(Duration::from_millis(20));
         }
+        session
+            .join()
+            .expect("the FUSE session thread ends after unmount");
     }
 }
 
@@ -90,14 +126,21 @@ impl Mounted {
 
     /// Entry names, without `.`/`..`.
     pub fn names(&self) -> Vec<String> {
-        let mut v: Vec<String> =
-            std::fs::read_dir(self.dir.path()).unwrap().map(|e| e.unwrap().file_name().into_string().unwrap()).collect();
+        let mut v: Vec<String> = std::fs::read_dir(self.dir.path())
+            .unwrap()
+            .map(|e| e.unwrap().file_name().into_string().unwrap())
+            .collect();
         v.sort();
         v
     }
 
     pub fn sh(&self, script: &str) -> std::process::Output {
-        std::process::Command::new("sh").arg("-c").arg(script).current_dir(self.dir.path()).output().expect("run sh")
+        std::process::Command::new("sh")
+            .arg("-c")
+            .arg(script)
+            .current_dir(self.dir.path())
+            .output()
+            .expect("run sh")
     }
 
     pub fn read(&self, name: &str) -> String {
@@ -113,8 +156,14 @@ pub(super) fn mounted(test: &str) -> Option<Mounted> {
     let dir = tempfile::tempdir().unwrap();
     let backend = Arc::new(FakeBackend::default());
     match mount(dir.path(), backend.clone()) {
-        Ok(session) => Some(Mounted { session: Some(session), backend, dir }),
-        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => panic!("{test}: mount failed in CI: {e}"),
+        Ok(session) => Some(Mounted {
+            session: Some(session),
+            backend,
+            dir,
+        }),
+        Err(e) if std::env::var("CI").is_ok_and(|v| v == "true") => {
+            panic!("{test}: mount failed in CI: {e}")
+        }
         Err(e) => {
             eprintln!("SKIPPED {test}: cannot mount FUSE here: {e} (with CI=true this fails)");
             None
@@ -144,11 +193,16 @@ pub(super) fn write_and_close(path: &Path, data: &[u8]) -> std::io::Result<()> {
 }
 
 pub(super) fn errno(r: std::io::Result<impl Sized>) -> i32 {
-    r.err().and_then(|e| e.raw_os_error()).expect("expected an OS error")
+    r.err()
+        .and_then(|e| e.raw_os_error())
+        .expect("expected an OS error")
 }
 
 pub(super) fn mirror(k: Key, alias: Option<&str>) -> Command {
-    Command::Mirror { key: k, alias: alias.map(String::from) }
+    Command::Mirror {
+        key: k,
+        alias: alias.map(String::from),
+    }
 }
 
 /// getxattr with the size probe: (probed size, value) or the errno.
@@ -169,7 +223,9 @@ pub(super) fn getxattr(path: &Path, name: &str) -> Result<Vec<u8>, i32> {
 
 #[test]
 fn touch_key_appends_mirror_once_and_shows_queued() {
-    let Some(m) = mounted("touch_key_appends_mirror_once_and_shows_queued") else { return };
+    let Some(m) = mounted("touch_key_appends_mirror_once_and_shows_queued") else {
+        return;
+    };
     let hex = K1.to_hex();
     assert!(m.sh(&format!("touch {hex}")).status.success());
     assert_eq!(m.backend.commands(), [mirror(K1, None)]);
@@ -179,88 +235,162 @@ fn touch_key_appends_mirror_once_and_shows_queued() {
     assert_eq!((meta.len(), meta.mode() & 0o777), (0, 0o644));
     assert!(m.read(&hex).lines().any(|l| l == "state: queued"));
     // Touching it again (by either spelling) only updates times.
-    assert!(m.sh(&format!("touch {hex} {}", K1.to_z32())).status.success());
-    std::fs::File::options().write(true).open(m.path(&hex)).unwrap();
+    assert!(m
+        .sh(&format!("touch {hex} {}", K1.to_z32()))
+        .status
+        .success());
+    std::fs::File::options()
+        .write(true)
+        .open(m.path(&hex))
+        .unwrap();
     assert_eq!(m.backend.commands(), [mirror(K1, None)]);
 }
 
 #[test]
 fn z32_hex_and_alias_name_one_entry() {
-    let Some(m) = mounted("z32_hex_and_alias_name_one_entry") else { return };
-    assert!(m.sh(&format!("echo hyper://{} > blog", K1.to_z32())).status.success());
+    let Some(m) = mounted("z32_hex_and_alias_name_one_entry") else {
+        return;
+    };
+    assert!(m
+        .sh(&format!("echo hyper://{} > blog", K1.to_z32()))
+        .status
+        .success());
     assert_eq!(m.backend.commands(), [mirror(K1, Some("blog"))]);
     assert_eq!(m.names(), ["STATUS", "blog"]);
     let ino = |n: &str| std::fs::metadata(m.path(n)).unwrap().ino();
-    wait_until("the new entry is the site", || ino("blog") == ino(&K1.to_hex()));
+    wait_until("the new entry is the site", || {
+        ino("blog") == ino(&K1.to_hex())
+    });
     assert_eq!(ino(&K1.to_z32()), ino(&K1.to_hex()));
     assert_eq!(ino("blog.url"), ino("blog"));
     let text = m.read(&K1.to_z32());
-    assert!(text.contains("alias: blog") && text.contains(&K1.to_hex()), "{text}");
+    assert!(
+        text.contains("alias: blog") && text.contains(&K1.to_hex()),
+        "{text}"
+    );
 }
 
 #[test]
 fn mkdir_key_appends_mirror_and_rmdir_unmirrors() {
-    let Some(m) = mounted("mkdir_key_appends_mirror_and_rmdir_unmirrors") else { return };
+    let Some(m) = mounted("mkdir_key_appends_mirror_and_rmdir_unmirrors") else {
+        return;
+    };
     std::fs::create_dir(m.path(&K2.to_hex())).unwrap();
     assert_eq!(m.backend.commands(), [mirror(K2, None)]);
     assert!(m.names().contains(&K2.to_hex()));
-    assert_eq!(errno(std::fs::create_dir(m.path(&K2.to_z32()))), libc::EEXIST);
+    assert_eq!(
+        errno(std::fs::create_dir(m.path(&K2.to_z32()))),
+        libc::EEXIST
+    );
     std::fs::remove_dir(m.path(&K2.to_hex())).unwrap();
-    assert_eq!(m.backend.commands(), [mirror(K2, None), Command::Unmirror { key: K2 }]);
+    assert_eq!(
+        m.backend.commands(),
+        [mirror(K2, None), Command::Unmirror { key: K2 }]
+    );
 }
 
 #[test]
 fn cp_url_file_and_echo_link_file() {
-    let Some(m) = mounted("cp_url_file_and_echo_link_file") else { return };
+    let Some(m) = mounted("cp_url_file_and_echo_link_file") else {
+        return;
+    };
     let src = tempfile::tempdir().unwrap();
     let url = src.path().join("blog.url");
-    std::fs::write(&url, format!("[InternetShortcut]\nURL=dat://{}/\n", K1.to_z32())).unwrap();
+    std::fs::write(
+        &url,
+        format!("[InternetShortcut]\nURL=dat://{}/\n", K1.to_z32()),
+    )
+    .unwrap();
     let out = m.sh(&format!("cp {} .", url.display()));
     assert!(out.status.success(), "{out:?}");
     assert_eq!(m.backend.commands(), [mirror(K1, Some("blog"))]);
     assert_eq!(m.names(), ["STATUS", "blog"]);
-    assert!(m.sh(&format!("echo 'my site: hyper://{}/index.html' > notes", K2.to_hex())).status.success());
+    assert!(m
+        .sh(&format!(
+            "echo 'my site: hyper://{}/index.html' > notes",
+            K2.to_hex()
+        ))
+        .status
+        .success());
     assert_eq!(m.backend.commands()[1], mirror(K2, Some("notes")));
     assert!(m.read("notes").lines().any(|l| l == "state: queued"));
 }
 
 #[test]
 fn cp_over_an_existing_entry_moves_the_alias() {
-    let Some(m) = mounted("cp_over_an_existing_entry_moves_the_alias") else { return };
-    write_and_close(&m.path("blog"), format!("hyper://{}\n", K1.to_hex()).as_bytes()).unwrap();
+    let Some(m) = mounted("cp_over_an_existing_entry_moves_the_alias") else {
+        return;
+    };
+    write_and_close(
+        &m.path("blog"),
+        format!("hyper://{}\n", K1.to_hex()).as_bytes(),
+    )
+    .unwrap();
     let src = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(src.path(), format!("hyper://{}\n", K2.to_hex())).unwrap();
     let out = m.sh(&format!("cp {} blog", src.path().display()));
     assert!(out.status.success(), "{out:?}");
-    assert_eq!(m.backend.commands(), [mirror(K1, Some("blog")), mirror(K2, Some("blog")), mirror(K1, None)]);
-    wait_until("blog names the new site", || m.read("blog").contains(&K2.to_hex()));
+    assert_eq!(
+        m.backend.commands(),
+        [
+            mirror(K1, Some("blog")),
+            mirror(K2, Some("blog")),
+            mirror(K1, None)
+        ]
+    );
+    wait_until("blog names the new site", || {
+        m.read("blog").contains(&K2.to_hex())
+    });
     assert_eq!(m.names(), ["STATUS", K1.to_hex().as_str(), "blog"]);
     // The same content again appends nothing.
-    assert!(m.sh(&format!("cp {} blog", src.path().display())).status.success());
+    assert!(m
+        .sh(&format!("cp {} blog", src.path().display()))
+        .status
+        .success());
     assert_eq!(m.backend.commands().len(), 3);
 }
 
 #[test]
 fn content_without_a_key_is_einval_and_appends_nothing() {
-    let Some(m) = mounted("content_without_a_key_is_einval_and_appends_nothing") else { return };
-    assert_eq!(errno(write_and_close(&m.path("notes"), b"hello, no link here\n")), libc::EINVAL);
+    let Some(m) = mounted("content_without_a_key_is_einval_and_appends_nothing") else {
+        return;
+    };
+    assert_eq!(
+        errno(write_and_close(&m.path("notes"), b"hello, no link here\n")),
+        libc::EINVAL
+    );
     let src = tempfile::NamedTempFile::new().unwrap();
     std::fs::write(src.path(), "hello\n").unwrap();
     let out = m.sh(&format!("cp {} blog.url", src.path().display()));
-    assert!(!out.status.success(), "cp reports the failed close: {out:?}");
+    assert!(
+        !out.status.success(),
+        "cp reports the failed close: {out:?}"
+    );
     assert!(m.backend.commands().is_empty());
     wait_until("refused link files are gone", || m.names() == ["STATUS"]);
 }
 
 #[test]
 fn rm_by_key_and_by_alias_unmirror_and_show_removing() {
-    let Some(m) = mounted("rm_by_key_and_by_alias_unmirror_and_show_removing") else { return };
-    assert!(m.sh(&format!("touch {}; echo hyper://{} > blog", K1.to_hex(), K2.to_hex())).status.success());
+    let Some(m) = mounted("rm_by_key_and_by_alias_unmirror_and_show_removing") else {
+        return;
+    };
+    assert!(m
+        .sh(&format!(
+            "touch {}; echo hyper://{} > blog",
+            K1.to_hex(),
+            K2.to_hex()
+        ))
+        .status
+        .success());
     m.backend.ack_all();
     std::fs::remove_file(m.path("blog")).unwrap();
     std::fs::remove_file(m.path(&K1.to_z32())).unwrap();
     let cmds = m.backend.commands();
-    assert_eq!(cmds[2..], [Command::Unmirror { key: K2 }, Command::Unmirror { key: K1 }]);
+    assert_eq!(
+        cmds[2..],
+        [Command::Unmirror { key: K2 }, Command::Unmirror { key: K1 }]
+    );
     assert!(m.read("blog").lines().any(|l| l == "state: removing"));
     // rm again while removing appends nothing.
     std::fs::remove_file(m.path("blog")).unwrap();
@@ -269,64 +399,134 @@ fn rm_by_key_and_by_alias_unmirror_and_show_removing() {
     assert!(m.sh("touch blog").status.success());
     assert_eq!(m.backend.commands()[4], mirror(K2, Some("blog")));
     m.backend.ack_all();
-    wait_until("acknowledged removals leave the folder", || m.names() == ["STATUS", "blog"]);
+    wait_until("acknowledged removals leave the folder", || {
+        m.names() == ["STATUS", "blog"]
+    });
     assert_eq!(errno(std::fs::metadata(m.path(&K1.to_hex()))), libc::ENOENT);
 }
 
 #[test]
 fn ls_sizes_and_mtimes_follow_the_status_log() {
-    let Some(m) = mounted("ls_sizes_and_mtimes_follow_the_status_log") else { return };
+    let Some(m) = mounted("ls_sizes_and_mtimes_follow_the_status_log") else {
+        return;
+    };
     let before = std::time::SystemTime::now() - Duration::from_secs(1);
-    assert!(m.sh(&format!("echo hyper://{} > blog", K1.to_hex())).status.success());
+    assert!(m
+        .sh(&format!("echo hyper://{} > blog", K1.to_hex()))
+        .status
+        .success());
     let meta = std::fs::metadata(m.path("blog")).unwrap();
-    assert!(meta.modified().unwrap() >= before, "mtime is when it was queued");
+    assert!(
+        meta.modified().unwrap() >= before,
+        "mtime is when it was queued"
+    );
     m.backend.ack_all();
     let at = 1_700_000_000_000;
     let progress = StatusEvent::Progress {
-        key: K1, version: 2, blocks: 1, total_blocks: 4, bytes: 1000, total_bytes: 4000, peers: 1,
+        key: K1,
+        version: 2,
+        blocks: 1,
+        total_blocks: 4,
+        bytes: 1000,
+        total_bytes: 4000,
+        peers: 1,
     };
     m.backend.status(at, progress);
     let meta = std::fs::metadata(m.path("blog")).unwrap();
     assert_eq!(meta.len(), 1000);
     assert_eq!(meta.mtime(), (at / 1000) as i64);
     assert!(m.read("blog").lines().any(|l| l == "state: syncing 25%"));
-    m.backend.status(at + 60_000, StatusEvent::Mirrored { key: K1, version: 3, blocks: 4, bytes: 4000, peers: 2 });
+    m.backend.status(
+        at + 60_000,
+        StatusEvent::Mirrored {
+            key: K1,
+            version: 3,
+            blocks: 4,
+            bytes: 4000,
+            peers: 2,
+        },
+    );
     let meta = std::fs::metadata(m.path("blog")).unwrap();
     assert_eq!((meta.len(), meta.mtime()), (4000, (at / 1000 + 60) as i64));
     let text = m.read("blog");
     assert!(text.lines().any(|l| l == "state: mirrored v3"), "{text}");
-    assert!(text.len() as u64 != meta.len(), "cat reads the whole screen whatever the size");
+    assert!(
+        text.len() as u64 != meta.len(),
+        "cat reads the whole screen whatever the size"
+    );
 }
 
 #[test]
 fn status_file_is_a_readonly_table() {
-    let Some(m) = mounted("status_file_is_a_readonly_table") else { return };
-    assert!(m.sh(&format!("echo hyper://{} > blog", K1.to_hex())).status.success());
+    let Some(m) = mounted("status_file_is_a_readonly_table") else {
+        return;
+    };
+    assert!(m
+        .sh(&format!("echo hyper://{} > blog", K1.to_hex()))
+        .status
+        .success());
     let text = m.read("STATUS");
-    assert!(text.contains("blog") && text.contains(&MIRROR.to_hex()) && text.contains("queued"), "{text}");
+    assert!(
+        text.contains("blog") && text.contains(&MIRROR.to_hex()) && text.contains("queued"),
+        "{text}"
+    );
     let f = std::fs::File::open(m.path("STATUS")).unwrap();
     let len = f.metadata().unwrap().len();
-    assert_eq!(std::io::read_to_string(f).unwrap().len() as u64, len, "size matches what cat reads");
+    assert_eq!(
+        std::io::read_to_string(f).unwrap().len() as u64,
+        len,
+        "size matches what cat reads"
+    );
     let meta = std::fs::metadata(m.path("STATUS")).unwrap();
     assert_eq!(meta.mode() & 0o777, 0o444);
-    assert_eq!(errno(std::fs::OpenOptions::new().write(true).open(m.path("STATUS"))), libc::EACCES);
+    assert_eq!(
+        errno(
+            std::fs::OpenOptions::new()
+                .write(true)
+                .open(m.path("STATUS"))
+        ),
+        libc::EACCES
+    );
     assert_eq!(errno(std::fs::remove_file(m.path("STATUS"))), libc::EPERM);
     assert!(m.backend.commands().len() == 1);
 }
 
 #[test]
 fn xattrs_follow_the_view() {
-    let Some(m) = mounted("xattrs_follow_the_view") else { return };
-    assert!(m.sh(&format!("echo hyper://{} > blog", K1.to_hex())).status.success());
+    let Some(m) = mounted("xattrs_follow_the_view") else {
+        return;
+    };
+    assert!(m
+        .sh(&format!("echo hyper://{} > blog", K1.to_hex()))
+        .status
+        .success());
     let p = m.path("blog");
     assert_eq!(getxattr(&p, "user.dat-mirror.state").unwrap(), b"queued");
-    assert_eq!(getxattr(&p, "user.dat-mirror.key").unwrap(), K1.to_hex().as_bytes());
+    assert_eq!(
+        getxattr(&p, "user.dat-mirror.key").unwrap(),
+        K1.to_hex().as_bytes()
+    );
     assert_eq!(getxattr(&p, "user.dat-mirror.alias").unwrap(), b"blog");
     assert_eq!(getxattr(&p, "user.nothing"), Err(libc::ENODATA));
-    assert_eq!(getxattr(&m.path("STATUS"), "user.dat-mirror.state"), Err(libc::ENODATA));
+    assert_eq!(
+        getxattr(&m.path("STATUS"), "user.dat-mirror.state"),
+        Err(libc::ENODATA)
+    );
     m.backend.ack_all();
-    m.backend.status(now_ms(), StatusEvent::Mirrored { key: K1, version: 7, blocks: 1, bytes: 42, peers: 1 });
-    assert_eq!(getxattr(&p, "user.dat-mirror.state").unwrap(), b"mirrored v7");
+    m.backend.status(
+        now_ms(),
+        StatusEvent::Mirrored {
+            key: K1,
+            version: 7,
+            blocks: 1,
+            bytes: 42,
+            peers: 1,
+        },
+    );
+    assert_eq!(
+        getxattr(&p, "user.dat-mirror.state").unwrap(),
+        b"mirrored v7"
+    );
     assert_eq!(getxattr(&p, "user.dat-mirror.bytes").unwrap(), b"42");
     // listxattr, with the size probe and a too-small buffer.
     let c = CString::new(p.as_os_str().as_bytes()).unwrap();
@@ -335,12 +535,21 @@ fn xattrs_follow_the_view() {
     assert!(size > 0);
     let mut buf = vec![0u8; size as usize];
     // SAFETY: `buf` has the probed size.
-    assert_eq!(unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) }, size);
+    assert_eq!(
+        unsafe { libc::listxattr(c.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) },
+        size
+    );
     let names: Vec<&[u8]> = buf.split(|b| *b == 0).filter(|n| !n.is_empty()).collect();
     assert_eq!(names.len(), 9);
     assert!(names.contains(&&b"user.dat-mirror.last_sync"[..]));
     let mut small = [0u8; 4];
     // SAFETY: `small` has 4 writable bytes.
-    assert_eq!(unsafe { libc::listxattr(c.as_ptr(), small.as_mut_ptr().cast(), small.len()) }, -1);
-    assert_eq!(std::io::Error::last_os_error().raw_os_error(), Some(libc::ERANGE));
+    assert_eq!(
+        unsafe { libc::listxattr(c.as_ptr(), small.as_mut_ptr().cast(), small.len()) },
+        -1
+    );
+    assert_eq!(
+        std::io::Error::last_os_error().raw_os_error(),
+        Some(libc::ERANGE)
+    );
 }

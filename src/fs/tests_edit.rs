@@ -12,17 +12,35 @@ use crate::sync::view::StatusView;
 
 #[test]
 fn scratch_files_are_real_files_that_never_reach_the_log() {
-    let Some(m) = mounted("scratch_files_are_real_files_that_never_reach_the_log") else { return };
+    let Some(m) = mounted("scratch_files_are_real_files_that_never_reach_the_log") else {
+        return;
+    };
     let link = format!("hyper://{}\n", K1.to_hex());
-    for name in [".blog.swp", "blog~", "4913", "._blog", "#blog#", ".#blog", "x.swx"] {
+    for name in [
+        ".blog.swp",
+        "blog~",
+        "4913",
+        "._blog",
+        "#blog#",
+        ".#blog",
+        "x.swx",
+    ] {
         std::fs::write(m.path(name), &link).unwrap();
         assert_eq!(m.read(name), link, "{name}");
-        let f = std::fs::OpenOptions::new().write(true).open(m.path(name)).unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(m.path(name))
+            .unwrap();
         f.set_len(3).unwrap();
-        f.set_permissions(std::fs::Permissions::from_mode(0o600)).unwrap();
+        f.set_permissions(std::fs::Permissions::from_mode(0o600))
+            .unwrap();
         drop(f);
         let meta = std::fs::metadata(m.path(name)).unwrap();
-        assert_eq!((meta.len(), meta.permissions().mode() & 0o777), (3, 0o600), "{name}");
+        assert_eq!(
+            (meta.len(), meta.permissions().mode() & 0o777),
+            (3, 0o600),
+            "{name}"
+        );
     }
     std::fs::rename(m.path(".blog.swp"), m.path(".blog.swo")).unwrap();
     assert_eq!(m.read(".blog.swo"), "hyp");
@@ -30,14 +48,31 @@ fn scratch_files_are_real_files_that_never_reach_the_log() {
     std::fs::create_dir(m.path(".git")).unwrap();
     assert_eq!(errno(std::fs::write(m.path(".git/x"), "x")), libc::EACCES);
     std::fs::remove_dir(m.path(".git")).unwrap();
-    assert_eq!(m.names(), ["#blog#", ".#blog", ".blog.swo", "._blog", "STATUS", "blog~", "x.swx"]);
+    assert_eq!(
+        m.names(),
+        [
+            "#blog#",
+            ".#blog",
+            "._blog",
+            ".blog.swo",
+            "STATUS",
+            "blog~",
+            "x.swx"
+        ]
+    );
     assert!(m.backend.commands().is_empty());
 }
 
 #[test]
 fn save_by_rename_mirrors_the_new_content() {
-    let Some(m) = mounted("save_by_rename_mirrors_the_new_content") else { return };
-    std::fs::write(m.path(".blog.tmp"), format!("URL=hyper://{}\n", K1.to_hex())).unwrap();
+    let Some(m) = mounted("save_by_rename_mirrors_the_new_content") else {
+        return;
+    };
+    std::fs::write(
+        m.path(".blog.tmp"),
+        format!("URL=hyper://{}\n", K1.to_hex()),
+    )
+    .unwrap();
     assert!(m.backend.commands().is_empty());
     std::fs::rename(m.path(".blog.tmp"), m.path("blog")).unwrap();
     assert_eq!(m.backend.commands(), [mirror(K1, Some("blog"))]);
@@ -45,65 +80,121 @@ fn save_by_rename_mirrors_the_new_content() {
     // Again over the existing entry, with another site: the alias moves.
     std::fs::write(m.path(".blog.tmp"), format!("hyper://{}\n", K2.to_z32())).unwrap();
     std::fs::rename(m.path(".blog.tmp"), m.path("blog")).unwrap();
-    assert_eq!(m.backend.commands()[1..], [mirror(K2, Some("blog")), mirror(K1, None)]);
+    assert_eq!(
+        m.backend.commands()[1..],
+        [mirror(K2, Some("blog")), mirror(K1, None)]
+    );
     // Renaming to a key name requires that key (or nothing) inside.
     std::fs::write(m.path(".k"), format!("hyper://{}\n", K3.to_hex())).unwrap();
-    assert_eq!(errno(std::fs::rename(m.path(".k"), m.path(&K1.to_hex()))), libc::EINVAL);
+    assert_eq!(
+        errno(std::fs::rename(m.path(".k"), m.path(&K1.to_hex()))),
+        libc::EINVAL
+    );
     std::fs::rename(m.path(".k"), m.path(&K3.to_hex())).unwrap();
     assert_eq!(m.backend.commands()[3], mirror(K3, None));
     // A scratch file without a link cannot become an entry.
     std::fs::write(m.path(".n"), "nothing").unwrap();
-    assert_eq!(errno(std::fs::rename(m.path(".n"), m.path("notes"))), libc::EINVAL);
+    assert_eq!(
+        errno(std::fs::rename(m.path(".n"), m.path("notes"))),
+        libc::EINVAL
+    );
     assert_eq!(m.backend.commands().len(), 4);
 }
 
 #[test]
 fn renaming_entries() {
-    let Some(m) = mounted("renaming_entries") else { return };
-    write_and_close(&m.path("blog"), format!("hyper://{}", K1.to_hex()).as_bytes()).unwrap();
+    let Some(m) = mounted("renaming_entries") else {
+        return;
+    };
+    write_and_close(
+        &m.path("blog"),
+        format!("hyper://{}", K1.to_hex()).as_bytes(),
+    )
+    .unwrap();
     std::fs::rename(m.path("blog"), m.path("myblog")).unwrap();
     assert_eq!(m.backend.commands()[1], mirror(K1, Some("myblog")));
     // An editor's backup rename keeps the site and makes a scratch copy of its screen.
     std::fs::rename(m.path("myblog"), m.path("myblog~")).unwrap();
     assert_eq!(m.backend.commands().len(), 2);
     assert!(Key::find_in_text(&m.read("myblog~")) == Some(K1));
-    wait_until("the backup name is a scratch file", || m.names() == ["STATUS", "myblog", "myblog~"]);
-    // Renaming to the site's own key drops the alias; to another key is refused.
-    assert_eq!(errno(std::fs::rename(m.path("myblog"), m.path(&K2.to_hex()))), libc::EINVAL);
+    wait_until("the backup name is a scratch file", || {
+        m.names() == ["STATUS", "myblog", "myblog~"]
+    });
+    // Renaming to another site's key is refused. (To its own key is the same inode: the
+    // kernel makes that a no-op without asking.)
+    assert_eq!(
+        errno(std::fs::rename(m.path("myblog"), m.path(&K2.to_hex()))),
+        libc::EINVAL
+    );
     std::fs::rename(m.path("myblog"), m.path(&K1.to_z32())).unwrap();
-    assert_eq!(m.backend.commands()[2], mirror(K1, None));
-    assert_eq!(errno(std::fs::rename(m.path("STATUS"), m.path("s"))), libc::EPERM);
-    assert_eq!(errno(std::fs::rename(m.path("myblog~"), m.path("STATUS"))), libc::EPERM);
+    assert_eq!(m.backend.commands().len(), 2);
+    assert_eq!(
+        errno(std::fs::rename(m.path("STATUS"), m.path("s"))),
+        libc::EPERM
+    );
+    assert_eq!(
+        errno(std::fs::rename(m.path("myblog~"), m.path("STATUS"))),
+        libc::EPERM
+    );
 }
 
 #[test]
 fn invalid_names_are_einval_and_append_nothing() {
-    let Some(m) = mounted("invalid_names_are_einval_and_append_nothing") else { return };
+    let Some(m) = mounted("invalid_names_are_einval_and_append_nothing") else {
+        return;
+    };
     assert_eq!(errno(std::fs::write(m.path("a\tb"), "x")), libc::EINVAL);
-    assert_eq!(errno(std::fs::write(m.path(&"x".repeat(230)), "x")), libc::EINVAL);
-    assert_eq!(errno(std::fs::create_dir(m.path("blog"))), libc::EINVAL, "mkdir needs a key");
+    assert_eq!(
+        errno(std::fs::write(m.path(&"x".repeat(230)), "x")),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno(std::fs::create_dir(m.path("blog"))),
+        libc::EINVAL,
+        "mkdir needs a key"
+    );
     assert_eq!(errno(std::fs::create_dir(m.path("a\nb"))), libc::EINVAL);
     std::fs::write(m.path(".s"), "x").unwrap();
-    assert_eq!(errno(std::fs::rename(m.path(".s"), m.path("bad\u{1}"))), libc::EINVAL);
-    assert_eq!(errno(std::fs::write(m.path("STATUS.url"), "x")), libc::EINVAL);
+    assert_eq!(
+        errno(std::fs::rename(m.path(".s"), m.path("bad\u{1}"))),
+        libc::EINVAL
+    );
+    assert_eq!(
+        errno(std::fs::write(m.path("STATUS.url"), "x")),
+        libc::EINVAL
+    );
     assert!(m.backend.commands().is_empty());
     assert_eq!(m.names(), [".s", "STATUS"]);
 }
 
 #[test]
 fn a_failing_log_is_eio_and_shows_nothing() {
-    let Some(m) = mounted("a_failing_log_is_eio_and_shows_nothing") else { return };
-    m.backend.fail.store(true, std::sync::atomic::Ordering::SeqCst);
+    let Some(m) = mounted("a_failing_log_is_eio_and_shows_nothing") else {
+        return;
+    };
+    m.backend
+        .fail
+        .store(true, std::sync::atomic::Ordering::SeqCst);
     assert_eq!(errno(std::fs::write(m.path(&K1.to_hex()), "")), libc::EIO);
-    assert_eq!(errno(write_and_close(&m.path("blog"), format!("hyper://{}", K1.to_hex()).as_bytes())), libc::EIO);
+    assert_eq!(
+        errno(write_and_close(
+            &m.path("blog"),
+            format!("hyper://{}", K1.to_hex()).as_bytes()
+        )),
+        libc::EIO
+    );
     assert!(m.backend.commands().is_empty());
-    m.backend.fail.store(false, std::sync::atomic::Ordering::SeqCst);
+    m.backend
+        .fail
+        .store(false, std::sync::atomic::Ordering::SeqCst);
     wait_until("nothing is listed", || m.names() == ["STATUS"]);
 }
 
 #[test]
 fn many_threads_at_once() {
-    let Some(m) = mounted("many_threads_at_once") else { return };
+    let Some(m) = mounted("many_threads_at_once") else {
+        return;
+    };
     let keys: Vec<Key> = (0..24u8).map(|i| Key([i + 1; 32])).collect();
     std::thread::scope(|s| {
         for t in 0..6 {
@@ -138,16 +229,36 @@ fn mirror_command_rules() {
         crate::sync::view::fold(ME, &log, &[], 0)
     };
     let empty = StatusView::default();
-    assert_eq!(mirror_command(&empty, K1, AliasWish::Keep), Some(mirror(K1, None)));
+    assert_eq!(
+        mirror_command(&empty, K1, AliasWish::Keep),
+        Some(mirror(K1, None))
+    );
     let v = view(vec![mirror(K1, Some("blog"))]);
     assert_eq!(mirror_command(&v, K1, AliasWish::Keep), None);
     assert_eq!(mirror_command(&v, K1, AliasWish::Set("blog".into())), None);
-    assert_eq!(mirror_command(&v, K1, AliasWish::Set("x".into())), Some(mirror(K1, Some("x"))));
-    assert_eq!(mirror_command(&v, K1, AliasWish::Clear), Some(mirror(K1, None)));
+    assert_eq!(
+        mirror_command(&v, K1, AliasWish::Set("x".into())),
+        Some(mirror(K1, Some("x")))
+    );
+    assert_eq!(
+        mirror_command(&v, K1, AliasWish::Clear),
+        Some(mirror(K1, None))
+    );
     // Removing (with a mirror still to ack): anything re-mirrors, Keep keeps the alias.
-    let mut log = vec![Ok(mirror(K1, Some("blog"))), Ok(Command::Unmirror { key: K1 })];
+    let mut log = vec![
+        Ok(mirror(K1, Some("blog"))),
+        Ok(Command::Unmirror { key: K1 }),
+    ];
     log.truncate(2);
-    let input = crate::sync::view::MirrorInput { mirror: MIRROR, status: vec![], online: false, last_seen_ms: None };
+    let input = crate::sync::view::MirrorInput {
+        mirror: MIRROR,
+        status: vec![],
+        online: false,
+        last_seen_ms: None,
+    };
     let v = crate::sync::view::fold(ME, &log, &[input], 0);
-    assert_eq!(mirror_command(&v, K1, AliasWish::Keep), Some(mirror(K1, Some("blog"))));
+    assert_eq!(
+        mirror_command(&v, K1, AliasWish::Keep),
+        Some(mirror(K1, Some("blog")))
+    );
 }

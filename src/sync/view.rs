@@ -404,7 +404,7 @@ fn civil(ms: u64) -> (String, String) {
 
 /// `12 s ago`, `3 min ago`, `5 h ago`, `2 d ago`.
 pub fn ago(now_ms: u64, then_ms: u64) -> String {
-    if then_ms > now_ms + 1000 {
+    if then_ms > now_ms.saturating_add(1000) {
         return "in the future (check the clocks)".into();
     }
     let s = now_ms.saturating_sub(then_ms) / 1000;

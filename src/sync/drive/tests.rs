@@ -498,3 +498,14 @@ async fn editor_matches_model_at_every_version() {
         check_tree(&mut db, v).await;
     }
 }
+
+/// The public futures are `Send`, so an HTTP server can run them on a multi-thread runtime.
+#[allow(dead_code)]
+fn futures_are_send(db: &mut Hypercore, blobs: &mut Hypercore, blob: &BlobRef) {
+    fn send<T: Send>(_: T) {}
+    send(get_entry(db, 2, "/x"));
+    send(list(db, 2, "/", false));
+    send(read_file(blobs, blob));
+    send(read_range(blobs, blob, 0..1));
+    send(publish(db, blobs, Path::new("/")));
+}
