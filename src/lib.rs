@@ -5,7 +5,7 @@
 //! - [`laptop`]: the laptop daemon behind `mount`: command log, status view, publishing.
 //! - [`pi`]: the mirror daemon: mirror set, site replication, status log, HTTP.
 
-pub mod sync;
 pub mod fs;
 pub mod laptop;
 pub mod pi;
+pub mod sync;

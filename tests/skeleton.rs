@@ -13,7 +13,11 @@ async fn status_events(m: &dat_mirror::pi::Mirror) -> Vec<StatusEvent> {
     let core = m.inner.status.core().clone();
     let mut out = vec![];
     for i in 0..core.info().length {
-        out.push(StatusEntry::decode(&core.get(i).await.unwrap().unwrap()).unwrap().event);
+        out.push(
+            StatusEntry::decode(&core.get(i).await.unwrap().unwrap())
+                .unwrap()
+                .event,
+        );
     }
     out
 }
@@ -22,10 +26,27 @@ async fn status_events(m: &dat_mirror::pi::Mirror) -> Vec<StatusEvent> {
 async fn touch_mirrors_serves_and_rm_removes() {
     init_tracing();
     let tmp = tempfile::tempdir().unwrap();
-    let (pi_dir, lap_dir, site_dir) = (tmp.path().join("pi"), tmp.path().join("lap"), tmp.path().join("site"));
-    let mirror = start_mirror(&pi_dir, "127.0.0.1:0".parse().unwrap(), vec![node_id(&lap_dir)]).await;
+    let (pi_dir, lap_dir, site_dir) = (
+        tmp.path().join("pi"),
+        tmp.path().join("lap"),
+        tmp.path().join("site"),
+    );
+    let mirror = start_mirror(
+        &pi_dir,
+        "127.0.0.1:0".parse().unwrap(),
+        vec![node_id(&lap_dir)],
+    )
+    .await;
     let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
-    let Some(mnt) = mount(&laptop, &tmp.path().join("mnt"), "touch_mirrors_serves_and_rm_removes").await else { return };
+    let Some(mnt) = mount(
+        &laptop,
+        &tmp.path().join("mnt"),
+        "touch_mirrors_serves_and_rm_removes",
+    )
+    .await
+    else {
+        return;
+    };
     let files = make_site(&site_dir, 300_000);
     let site = publish(&laptop, &site_dir, None).await;
     let key = site.key.to_hex();
@@ -34,7 +55,13 @@ async fn touch_mirrors_serves_and_rm_removes() {
     let k = key.clone();
     blocking(move || std::fs::File::create(m.join(&k)).unwrap()).await;
     // Entry shows at once, and the command is a signed entry of the laptop's hypercore.
-    let commands = laptop.inner.store.open_existing(&laptop.inner.key()).await.unwrap().unwrap();
+    let commands = laptop
+        .inner
+        .store
+        .open_existing(&laptop.inner.key())
+        .await
+        .unwrap()
+        .unwrap();
     assert_eq!(commands.info().length, 1);
     assert!(commands.info().writable);
     wait_for_state(&mnt.path, &key, "mirrored v").await;
@@ -56,14 +83,22 @@ async fn touch_mirrors_serves_and_rm_removes() {
     let (status, _, _) = http_get(&format!("{base}/nope.html")).await;
     assert_eq!(status, 404);
     // z-base32 spelling works too.
-    let (status, _, _) = http_get(&format!("{}/{}/index.html", http_base(&mirror), site.key.to_z32())).await;
+    let (status, _, _) = http_get(&format!(
+        "{}/{}/index.html",
+        http_base(&mirror),
+        site.key.to_z32()
+    ))
+    .await;
     assert_eq!(status, 200);
 
     // ls -l: size = bytes the mirror holds.
     let (m, k) = (mnt.path.clone(), key.clone());
     let size = blocking(move || std::fs::metadata(m.join(k)).unwrap().len()).await;
     let (db, blobs) = mirror.inner.site(&site.key).unwrap();
-    assert_eq!(size, db.info().byte_length + blobs.unwrap().info().byte_length);
+    assert_eq!(
+        size,
+        db.info().byte_length + blobs.unwrap().info().byte_length
+    );
     assert!(size as usize > files.iter().map(|f| f.1.len()).sum::<usize>());
 
     // rm → Unmirror → the mirror stops serving and reports the site removed.
@@ -75,7 +110,11 @@ async fn touch_mirrors_serves_and_rm_removes() {
     })
     .await;
     wait_until("the mirror to report removed", || async {
-        status_events(&mirror).await.iter().any(|e| *e == StatusEvent::Removed { key: site.key }).then_some(())
+        status_events(&mirror)
+            .await
+            .iter()
+            .any(|e| *e == StatusEvent::Removed { key: site.key })
+            .then_some(())
     })
     .await;
     let (m, k) = (mnt.path.clone(), key.clone());
@@ -84,7 +123,10 @@ async fn touch_mirrors_serves_and_rm_removes() {
         async move { blocking(move || (!m.join(&k).exists()).then_some(())).await }
     })
     .await;
-    assert!(!mirror.inner.store.exists(&site.key), "the site's data is deleted");
+    assert!(
+        !mirror.inner.store.exists(&site.key),
+        "the site's data is deleted"
+    );
     drop(mnt);
     laptop.shutdown().await;
     mirror.shutdown().await;
@@ -94,12 +136,27 @@ async fn touch_mirrors_serves_and_rm_removes() {
 async fn status_goes_queued_delivered_syncing_mirrored() {
     init_tracing();
     let tmp = tempfile::tempdir().unwrap();
-    let (pi_dir, lap_dir, site_dir) = (tmp.path().join("pi"), tmp.path().join("lap"), tmp.path().join("site"));
+    let (pi_dir, lap_dir, site_dir) = (
+        tmp.path().join("pi"),
+        tmp.path().join("lap"),
+        tmp.path().join("site"),
+    );
     let port = free_udp_port();
     let mirror_id = node_id(&pi_dir);
-    let mirror_addr = dat_mirror::sync::transport::PeerAddr { id: mirror_id, addr: format!("127.0.0.1:{port}").parse().unwrap() };
+    let mirror_addr = dat_mirror::sync::transport::PeerAddr {
+        id: mirror_id,
+        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+    };
     let laptop = start_laptop(&lap_dir, vec![mirror_addr.clone()]).await;
-    let Some(mnt) = mount(&laptop, &tmp.path().join("mnt"), "status_goes_queued_delivered_syncing_mirrored").await else { return };
+    let Some(mnt) = mount(
+        &laptop,
+        &tmp.path().join("mnt"),
+        "status_goes_queued_delivered_syncing_mirrored",
+    )
+    .await
+    else {
+        return;
+    };
     make_site(&site_dir, 40 << 20);
     let site = publish(&laptop, &site_dir, None).await;
     let nobody = Key(hypercore::generate_signing_key().verifying_key().to_bytes()); // a site no peer has
@@ -111,9 +168,15 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
         std::fs::create_dir(m.join(&n)).unwrap();
     })
     .await;
-    assert_eq!(state_of(&mnt.path, &site.key.to_hex()).as_deref(), Some("queued"));
+    assert_eq!(
+        state_of(&mnt.path, &site.key.to_hex()).as_deref(),
+        Some("queued")
+    );
     tokio::time::sleep(Duration::from_millis(500)).await;
-    assert_eq!(state_of(&mnt.path, &site.key.to_hex()).as_deref(), Some("queued"));
+    assert_eq!(
+        state_of(&mnt.path, &site.key.to_hex()).as_deref(),
+        Some("queued")
+    );
 
     // Mirror up: record every state the entry shows until mirrored.
     let mirror = start_mirror(&pi_dir, mirror_addr.addr, vec![laptop.inner.key()]).await;
@@ -135,11 +198,23 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
     })
     .await;
     let order = ["queued", "delivered", "syncing", "mirrored"];
-    let ranks: Vec<usize> = seen.iter().map(|s| order.iter().position(|o| o == s).unwrap_or(99)).collect();
-    assert!(ranks.windows(2).all(|w| w[0] < w[1]), "states out of order: {seen:?}");
-    assert!(seen.contains(&"syncing".to_string()) && seen.last().unwrap() == "mirrored", "{seen:?}");
+    let ranks: Vec<usize> = seen
+        .iter()
+        .map(|s| order.iter().position(|o| o == s).unwrap_or(99))
+        .collect();
+    assert!(
+        ranks.windows(2).all(|w| w[0] < w[1]),
+        "states out of order: {seen:?}"
+    );
+    assert!(
+        seen.contains(&"syncing".to_string()) && seen.last().unwrap() == "mirrored",
+        "{seen:?}"
+    );
     // A site nobody seeds is delivered (acknowledged) and stays there.
-    assert_eq!(wait_for_state(&mnt.path, &nobody.to_hex(), "delivered").await, "delivered");
+    assert_eq!(
+        wait_for_state(&mnt.path, &nobody.to_hex(), "delivered").await,
+        "delivered"
+    );
     let text = std::fs::read_to_string(mnt.path.join(site.key.to_hex())).unwrap();
     assert!(text.contains("mirrored v"), "{text}");
     drop(mnt);
@@ -151,12 +226,28 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
 async fn new_version_reaches_the_mirror_without_reconnecting() {
     init_tracing();
     let tmp = tempfile::tempdir().unwrap();
-    let (pi_dir, lap_dir, site_dir) = (tmp.path().join("pi"), tmp.path().join("lap"), tmp.path().join("site"));
-    let mirror = start_mirror(&pi_dir, "127.0.0.1:0".parse().unwrap(), vec![node_id(&lap_dir)]).await;
+    let (pi_dir, lap_dir, site_dir) = (
+        tmp.path().join("pi"),
+        tmp.path().join("lap"),
+        tmp.path().join("site"),
+    );
+    let mirror = start_mirror(
+        &pi_dir,
+        "127.0.0.1:0".parse().unwrap(),
+        vec![node_id(&lap_dir)],
+    )
+    .await;
     let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
     make_site(&site_dir, 0);
     let site = publish(&laptop, &site_dir, None).await;
-    laptop.inner.append(dat_mirror::sync::command::Command::Mirror { key: site.key, alias: None }).await.unwrap();
+    laptop
+        .inner
+        .append(dat_mirror::sync::command::Command::Mirror {
+            key: site.key,
+            alias: None,
+        })
+        .await
+        .unwrap();
     let url = format!("{}/{}/index.html", http_base(&mirror), site.key);
     wait_until("v1 to be served", || {
         let url = url.clone();
@@ -178,7 +269,10 @@ async fn new_version_reaches_the_mirror_without_reconnecting() {
     let base = format!("{}/{}", http_base(&mirror), site.key);
     assert_eq!(http_get(&format!("{base}/new.txt")).await.2, b"added");
     assert_eq!(http_get(&format!("{base}/css/site.css")).await.0, 404);
-    assert!(events.try_recv().is_err(), "no connection was made or lost while updating");
+    assert!(
+        events.try_recv().is_err(),
+        "no connection was made or lost while updating"
+    );
     laptop.shutdown().await;
     mirror.shutdown().await;
 }
@@ -187,35 +281,92 @@ async fn new_version_reaches_the_mirror_without_reconnecting() {
 async fn unallowed_laptop_is_not_followed_and_reads_nothing() {
     init_tracing();
     let tmp = tempfile::tempdir().unwrap();
-    let (pi_dir, good_dir, bad_dir) = (tmp.path().join("pi"), tmp.path().join("good"), tmp.path().join("bad"));
-    let mirror = start_mirror(&pi_dir, "127.0.0.1:0".parse().unwrap(), vec![node_id(&good_dir)]).await;
+    let (pi_dir, good_dir, bad_dir) = (
+        tmp.path().join("pi"),
+        tmp.path().join("good"),
+        tmp.path().join("bad"),
+    );
+    let mirror = start_mirror(
+        &pi_dir,
+        "127.0.0.1:0".parse().unwrap(),
+        vec![node_id(&good_dir)],
+    )
+    .await;
     let good = start_laptop(&good_dir, vec![mirror_addr(&mirror)]).await;
     let bad = start_laptop(&bad_dir, vec![mirror_addr(&mirror)]).await;
     let site_dir = tmp.path().join("site");
     make_site(&site_dir, 0);
     let bad_site = publish(&bad, &site_dir, None).await;
-    bad.inner.append(dat_mirror::sync::command::Command::Mirror { key: bad_site.key, alias: None }).await.unwrap();
-    wait_until("the unallowed laptop to connect", || async { mirror.inner.node.is_connected(&bad.inner.key()).then_some(()) }).await;
+    bad.inner
+        .append(dat_mirror::sync::command::Command::Mirror {
+            key: bad_site.key,
+            alias: None,
+        })
+        .await
+        .unwrap();
+    wait_until("the unallowed laptop to connect", || async {
+        mirror
+            .inner
+            .node
+            .is_connected(&bad.inner.key())
+            .then_some(())
+    })
+    .await;
 
     // The allowed laptop's command is a barrier: once it is acknowledged, the mirror has
     // had every chance to act on the other laptop's command too.
     let barrier = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
-    good.inner.append(dat_mirror::sync::command::Command::Mirror { key: barrier, alias: None }).await.unwrap();
+    good.inner
+        .append(dat_mirror::sync::command::Command::Mirror {
+            key: barrier,
+            alias: None,
+        })
+        .await
+        .unwrap();
     wait_until("the allowed command to be acknowledged", || async {
-        status_events(&mirror).await.iter().any(|e| matches!(e, StatusEvent::Ack { log, .. } if *log == good.inner.key())).then_some(())
+        status_events(&mirror)
+            .await
+            .iter()
+            .any(|e| matches!(e, StatusEvent::Ack { log, .. } if *log == good.inner.key()))
+            .then_some(())
     })
     .await;
     tokio::time::sleep(Duration::from_secs(1)).await;
     let events = status_events(&mirror).await;
     assert!(!events.iter().any(|e| matches!(e, StatusEvent::Ack { log, .. } | StatusEvent::Rejected { log, .. } if *log == bad.inner.key())));
-    assert!(mirror.inner.site(&bad_site.key).is_none(), "the site is not mirrored");
-    assert!(!mirror.inner.store.exists(&bad.inner.key()), "the command log is not even stored");
+    assert!(
+        mirror.inner.site(&bad_site.key).is_none(),
+        "the site is not mirrored"
+    );
+    assert!(
+        !mirror.inner.store.exists(&bad.inner.key()),
+        "the command log is not even stored"
+    );
     // And the unallowed laptop cannot read the mirror's status log.
-    let replica = bad.inner.store.open_or_create_replica(&mirror.key()).await.unwrap();
+    let replica = bad
+        .inner
+        .store
+        .open_or_create_replica(&mirror.key())
+        .await
+        .unwrap();
     assert_eq!(replica.info().length, 0);
-    assert_eq!(bad.inner.view().site(&bad_site.key).unwrap().state.to_string(), "queued");
+    assert_eq!(
+        bad.inner
+            .view()
+            .site(&bad_site.key)
+            .unwrap()
+            .state
+            .to_string(),
+        "queued"
+    );
     // While the allowed laptop reads it.
-    let good_replica = good.inner.store.open_existing(&mirror.key()).await.unwrap().unwrap();
+    let good_replica = good
+        .inner
+        .store
+        .open_existing(&mirror.key())
+        .await
+        .unwrap()
+        .unwrap();
     assert!(good_replica.info().length > 0);
     good.shutdown().await;
     bad.shutdown().await;

@@ -44,7 +44,9 @@ enum Cmd {
     /// Print this node's id (its public key, 64 hex), creating the identity if needed
     Id,
     /// Run the mirror: follow allowed laptops' command logs, replicate, seed and serve sites
-    #[command(after_help = "Example:\n  dat-mirror --data /var/lib/dat-mirror serve --listen 0.0.0.0:7070 --http 0.0.0.0:8080 --allow <LAPTOP_ID>")]
+    #[command(
+        after_help = "Example:\n  dat-mirror --data /var/lib/dat-mirror serve --listen 0.0.0.0:7070 --http 0.0.0.0:8080 --allow <LAPTOP_ID>"
+    )]
     Serve {
         /// Address for peer (QUIC) connections
         #[arg(long, default_value = "0.0.0.0:7070")]
@@ -57,8 +59,10 @@ enum Cmd {
         allow: Vec<Key>,
     },
     /// Run the laptop side: mount the control folder, keep the command log, seed published sites
-    #[command(after_help = "Example:\n  dat-mirror mount ~/dat-mirror --mirror <MIRROR_ID>@192.168.1.20:7070\n\
-Stop with Ctrl-C (or SIGTERM): the folder is unmounted cleanly.")]
+    #[command(
+        after_help = "Example:\n  dat-mirror mount ~/dat-mirror --mirror <MIRROR_ID>@192.168.1.20:7070\n\
+Stop with Ctrl-C (or SIGTERM): the folder is unmounted cleanly."
+    )]
     Mount {
         /// Where to mount the control folder (an empty folder; created if missing)
         mountpoint: PathBuf,
@@ -70,9 +74,11 @@ Stop with Ctrl-C (or SIGTERM): the folder is unmounted cleanly.")]
         listen: SocketAddr,
     },
     /// Publish a folder as a site (or, with --key, a new version of one) and print its link
-    #[command(after_help = "Examples:\n  dat-mirror publish ./site                 # new site: prints hyper://<key>\n  \
+    #[command(
+        after_help = "Examples:\n  dat-mirror publish ./site                 # new site: prints hyper://<key>\n  \
 dat-mirror publish ./site --key <key>     # new version of that site\n\
-If `dat-mirror mount` is running on this data folder, it does the work (and seeds the new version at once).")]
+If `dat-mirror mount` is running on this data folder, it does the work (and seeds the new version at once)."
+    )]
     Publish {
         /// The folder to publish
         site_dir: PathBuf,
@@ -106,7 +112,10 @@ fn main() {
         )
         .with_writer(std::io::stderr)
         .init();
-    let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build().expect("tokio runtime");
+    let runtime = tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+        .expect("tokio runtime");
     if let Err(e) = runtime.block_on(run(cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
@@ -120,10 +129,24 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             println!("{}", Identity::load_or_create(&data)?.key());
             Ok(())
         }
-        Cmd::Serve { listen, http, allow } => {
-            let mirror = pi::start(MirrorConfig { data, listen, http: Some(http), allow }).await?;
+        Cmd::Serve {
+            listen,
+            http,
+            allow,
+        } => {
+            let mirror = pi::start(MirrorConfig {
+                data,
+                listen,
+                http: Some(http),
+                allow,
+            })
+            .await?;
             println!("mirror key: {}", mirror.key());
-            println!("listening on {} (peers), http://{} (HTTP)", mirror.listen, mirror.http.unwrap_or(http));
+            println!(
+                "listening on {} (peers), http://{} (HTTP)",
+                mirror.listen,
+                mirror.http.unwrap_or(http)
+            );
             let allowed = mirror.inner.allowed();
             if allowed.is_empty() {
                 println!("no laptop is allowed yet: restart with --allow <LAPTOP_ID> (from `dat-mirror id` on the laptop)");
@@ -136,18 +159,33 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mirror.shutdown().await;
             Ok(())
         }
-        Cmd::Mount { mountpoint, mirrors, listen } => {
-            let laptop = Laptop::start(LaptopConfig { data, mirrors, listen }).await?;
+        Cmd::Mount {
+            mountpoint,
+            mirrors,
+            listen,
+        } => {
+            let laptop = Laptop::start(LaptopConfig {
+                data,
+                mirrors,
+                listen,
+            })
+            .await?;
             if laptop.inner.mirrors().is_empty() {
                 anyhow::bail!("no mirror to talk to: pass --mirror <MIRROR_ID>@<IP:PORT> (the mirror prints its key on start)");
             }
-            std::fs::create_dir_all(&mountpoint)
-                .with_context(|| format!("cannot create the mount point {}", mountpoint.display()))?;
+            std::fs::create_dir_all(&mountpoint).with_context(|| {
+                format!("cannot create the mount point {}", mountpoint.display())
+            })?;
             let backend: Arc<dyn dat_mirror::fs::ControlBackend> = laptop.inner.clone();
             let mp = mountpoint.clone();
             let session = tokio::task::spawn_blocking(move || dat_mirror::fs::mount(&mp, backend))
                 .await?
-                .with_context(|| format!("cannot mount the control folder at {}", mountpoint.display()))?;
+                .with_context(|| {
+                    format!(
+                        "cannot mount the control folder at {}",
+                        mountpoint.display()
+                    )
+                })?;
             println!("laptop key: {}", laptop.inner.key());
             println!("control folder mounted at {}", mountpoint.display());
             wait_for_shutdown().await;
@@ -158,7 +196,15 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Publish { site_dir, key } => {
             let dir = std::fs::canonicalize(&site_dir)
                 .with_context(|| format!("cannot find the folder {}", site_dir.display()))?;
-            let published = match control_socket::call(&data, &Request::Publish { dir: dir.clone(), key }).await? {
+            let published = match control_socket::call(
+                &data,
+                &Request::Publish {
+                    dir: dir.clone(),
+                    key,
+                },
+            )
+            .await?
+            {
                 Some(Answer::Published(p)) => p,
                 Some(Answer::Error(e)) => anyhow::bail!("{e}"),
                 None => {
@@ -182,7 +228,8 @@ fn print_published(p: &Published) {
 }
 
 async fn wait_for_shutdown() {
-    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()).expect("SIGTERM handler");
+    let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+        .expect("SIGTERM handler");
     tokio::select! {
         _ = tokio::signal::ctrl_c() => {}
         _ = term.recv() => {}

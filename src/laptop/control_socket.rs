@@ -39,7 +39,8 @@ pub fn spawn(inner: Arc<LaptopInner>) -> anyhow::Result<JoinHandle<()>> {
     let path = path(&inner.data);
     // We hold the data folder's lock, so a socket file left here is stale.
     let _ = std::fs::remove_file(&path);
-    let listener = UnixListener::bind(&path).with_context(|| format!("cannot create {}", path.display()))?;
+    let listener =
+        UnixListener::bind(&path).with_context(|| format!("cannot create {}", path.display()))?;
     Ok(tokio::spawn(async move {
         while let Ok((stream, _)) = listener.accept().await {
             let inner = inner.clone();
@@ -74,7 +75,12 @@ async fn handle(inner: Arc<LaptopInner>, stream: UnixStream) -> anyhow::Result<(
 pub async fn call(data: &Path, request: &Request) -> anyhow::Result<Option<Answer>> {
     let stream = match UnixStream::connect(path(data)).await {
         Ok(s) => s,
-        Err(e) if matches!(e.kind(), std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused) => {
+        Err(e)
+            if matches!(
+                e.kind(),
+                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
+            ) =>
+        {
             return Ok(None)
         }
         Err(e) => return Err(e).context("cannot reach the running dat-mirror"),
@@ -85,5 +91,7 @@ pub async fn call(data: &Path, request: &Request) -> anyhow::Result<Option<Answe
     write.write_all(&line).await?;
     let mut answer = String::new();
     BufReader::new(read).read_line(&mut answer).await?;
-    Ok(Some(serde_json::from_str(&answer).context("the running dat-mirror sent a malformed answer")?))
+    Ok(Some(serde_json::from_str(&answer).context(
+        "the running dat-mirror sent a malformed answer",
+    )?))
 }

@@ -80,10 +80,17 @@ fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
     let path = data.join("mirrors.json");
     match std::fs::read(&path) {
         Ok(bytes) => {
-            let list: Vec<String> = serde_json::from_slice(&bytes)
-                .with_context(|| format!("{} is not a list of ID@IP:PORT; fix or delete it", path.display()))?;
+            let list: Vec<String> = serde_json::from_slice(&bytes).with_context(|| {
+                format!(
+                    "{} is not a list of ID@IP:PORT; fix or delete it",
+                    path.display()
+                )
+            })?;
             list.iter()
-                .map(|s| s.parse::<PeerAddr>().map_err(|e| anyhow::anyhow!("{}: {e}", path.display())))
+                .map(|s| {
+                    s.parse::<PeerAddr>()
+                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
+                })
                 .collect()
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
@@ -94,7 +101,8 @@ fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
 fn save_mirrors(data: &Path, mirrors: &[PeerAddr]) -> anyhow::Result<()> {
     let list: Vec<String> = mirrors.iter().map(|m| m.to_string()).collect();
     let tmp = data.join("mirrors.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&list)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(&list)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, data.join("mirrors.json"))?;
     Ok(())
 }
@@ -104,7 +112,9 @@ impl Laptop {
         let lock = DataLock::acquire(&config.data)?;
         let identity = Identity::load_or_create(&config.data)?;
         let store = Arc::new(CoreStore::new(&config.data)?);
-        let commands = store.open_or_create_writable(&identity.signing_key()).await?;
+        let commands = store
+            .open_or_create_writable(&identity.signing_key())
+            .await?;
 
         let mut mirrors = load_mirrors(&config.data)?;
         for m in &config.mirrors {
@@ -122,7 +132,11 @@ impl Laptop {
         }
 
         let endpoint = transport::bind(&identity, config.listen).await?;
-        let policy = LaptopPolicy { own: identity.key(), mirrors: mirrors.clone(), store: store.clone() };
+        let policy = LaptopPolicy {
+            own: identity.key(),
+            mirrors: mirrors.clone(),
+            store: store.clone(),
+        };
         let node = Node::start(endpoint, store.clone(), Arc::new(policy));
 
         let inner = Arc::new(LaptopInner {
@@ -146,7 +160,11 @@ impl Laptop {
             tasks.push(inner.node.keep_connected(m));
         }
         tasks.push(control_socket::spawn(inner.clone())?);
-        Ok(Laptop { inner, tasks, _lock: lock })
+        Ok(Laptop {
+            inner,
+            tasks,
+            _lock: lock,
+        })
     }
 
     pub async fn shutdown(self) {
@@ -191,8 +209,17 @@ async fn watch_status(inner: Arc<LaptopInner>, core: Arc<Core>) {
             match core.get(next).await {
                 Ok(Some(bytes)) => {
                     match StatusEntry::decode(&bytes) {
-                        Ok(e) => inner.cache.write().unwrap().status.entry(mirror).or_default().push(e),
-                        Err(e) => tracing::warn!(mirror = %mirror.short(), "status entry {next} skipped: {e}"),
+                        Ok(e) => inner
+                            .cache
+                            .write()
+                            .unwrap()
+                            .status
+                            .entry(mirror)
+                            .or_default()
+                            .push(e),
+                        Err(e) => {
+                            tracing::warn!(mirror = %mirror.short(), "status entry {next} skipped: {e}")
+                        }
                     }
                     next += 1;
                 }

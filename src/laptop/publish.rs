@@ -25,25 +25,48 @@ pub struct Published {
 }
 
 /// The cores of a site published from this data folder, if `key` is one.
-pub async fn open_site(store: &CoreStore, key: &Key) -> anyhow::Result<Option<(Arc<Core>, Arc<Core>)>> {
-    let Some(db) = store.open_existing(key).await? else { return Ok(None) };
-    let Some(block0) = db.get(0).await? else { return Ok(None) };
+pub async fn open_site(
+    store: &CoreStore,
+    key: &Key,
+) -> anyhow::Result<Option<(Arc<Core>, Arc<Core>)>> {
+    let Some(db) = store.open_existing(key).await? else {
+        return Ok(None);
+    };
+    let Some(block0) = db.get(0).await? else {
+        return Ok(None);
+    };
     let header = drive::decode_header(&block0)?;
-    let Some(blobs_key) = header.content_feed else { return Ok(None) };
-    let Some(blobs) = store.open_existing(&Key(blobs_key)).await? else { return Ok(None) };
+    let Some(blobs_key) = header.content_feed else {
+        return Ok(None);
+    };
+    let Some(blobs) = store.open_existing(&Key(blobs_key)).await? else {
+        return Ok(None);
+    };
     Ok(Some((db, blobs)))
 }
 
 /// Imports `dir` as a new site, or as a new version of `key`.
-pub async fn publish_dir(store: &CoreStore, dir: &Path, key: Option<Key>) -> anyhow::Result<Published> {
-    let meta = std::fs::metadata(dir).with_context(|| format!("cannot read the folder {}", dir.display()))?;
+pub async fn publish_dir(
+    store: &CoreStore,
+    dir: &Path,
+    key: Option<Key>,
+) -> anyhow::Result<Published> {
+    let meta = std::fs::metadata(dir)
+        .with_context(|| format!("cannot read the folder {}", dir.display()))?;
     if !meta.is_dir() {
-        anyhow::bail!("{} is not a folder: publish takes the folder that holds the site", dir.display());
+        anyhow::bail!(
+            "{} is not a folder: publish takes the folder that holds the site",
+            dir.display()
+        );
     }
     let (db, blobs) = match key {
         None => {
-            let db = store.open_or_create_writable(&hypercore::generate_signing_key()).await?;
-            let blobs = store.open_or_create_writable(&hypercore::generate_signing_key()).await?;
+            let db = store
+                .open_or_create_writable(&hypercore::generate_signing_key())
+                .await?;
+            let blobs = store
+                .open_or_create_writable(&hypercore::generate_signing_key())
+                .await?;
             (db, blobs)
         }
         Some(key) => {
@@ -60,7 +83,10 @@ pub async fn publish_dir(store: &CoreStore, dir: &Path, key: Option<Key>) -> any
         let mut db_core = db.lock().await;
         let mut blobs_core = blobs.lock().await;
         let report = drive::publish(&mut db_core, &mut blobs_core, dir).await;
-        let blobs_held = blobs_core.info().length.saturating_sub(blobs.info().held_blocks);
+        let blobs_held = blobs_core
+            .info()
+            .length
+            .saturating_sub(blobs.info().held_blocks);
         let db_held = db_core.info().length.saturating_sub(db.info().held_blocks);
         blobs.publish_info(&blobs_core, blobs_held);
         db.publish_info(&db_core, db_held);

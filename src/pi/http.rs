@@ -33,7 +33,10 @@ pub async fn serve(mirror: Arc<MirrorInner>, listener: tokio::net::TcpListener) 
 
 fn text(status: StatusCode, body: impl Into<String>) -> Response {
     let mut r = (status, body.into()).into_response();
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/plain; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
     r
 }
 
@@ -52,7 +55,9 @@ pub fn parse_target(raw: &str) -> Result<Option<Target>, &'static str> {
     if raw.len() > MAX_PATH {
         return Err("path too long");
     }
-    let decoded = percent_encoding::percent_decode_str(raw).decode_utf8().map_err(|_| "path is not UTF-8")?;
+    let decoded = percent_encoding::percent_decode_str(raw)
+        .decode_utf8()
+        .map_err(|_| "path is not UTF-8")?;
     if decoded.contains('\0') || decoded.contains('\\') {
         return Err("path contains a NUL or a backslash");
     }
@@ -65,12 +70,16 @@ pub fn parse_target(raw: &str) -> Result<Option<Target>, &'static str> {
     if decoded == "/.well-known/dat-mirror" {
         return Ok(Some(Target::WellKnown));
     }
-    let rest = decoded.strip_prefix('/').ok_or("path must start with '/'")?;
+    let rest = decoded
+        .strip_prefix('/')
+        .ok_or("path must start with '/'")?;
     let (first, path) = match rest.split_once('/') {
         Some((k, p)) => (k, Some(p)),
         None => (rest, None),
     };
-    let Ok(key) = Key::parse(first) else { return Ok(None) };
+    let Ok(key) = Key::parse(first) else {
+        return Ok(None);
+    };
     Ok(Some(match path {
         None => Target::SiteNoSlash(key),
         Some(p) => Target::Site(key, format!("/{p}")),
@@ -79,8 +88,12 @@ pub fn parse_target(raw: &str) -> Result<Option<Target>, &'static str> {
 
 async fn handle(mirror: Arc<MirrorInner>, req: Request<Body>) -> Response {
     if req.method() != Method::GET && req.method() != Method::HEAD {
-        let mut r = text(StatusCode::METHOD_NOT_ALLOWED, "only GET and HEAD are supported\n");
-        r.headers_mut().insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
+        let mut r = text(
+            StatusCode::METHOD_NOT_ALLOWED,
+            "only GET and HEAD are supported\n",
+        );
+        r.headers_mut()
+            .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
         return r;
     }
     let head = req.method() == Method::HEAD;
@@ -90,7 +103,9 @@ async fn handle(mirror: Arc<MirrorInner>, req: Request<Body>) -> Response {
         Ok(Some(Target::Root)) => status_page(&mirror).await,
         Ok(Some(Target::WellKnown)) => status_json(&mirror).await,
         Ok(Some(Target::SiteNoSlash(key))) => redirect(&format!("/{}/", key.to_hex())),
-        Ok(Some(Target::Site(key, path))) => serve_site(&mirror, key, &path, req.uri().path()).await,
+        Ok(Some(Target::Site(key, path))) => {
+            serve_site(&mirror, key, &path, req.uri().path()).await
+        }
     };
     if head {
         *response.body_mut() = Body::empty();
@@ -107,8 +122,12 @@ fn redirect(to: &str) -> Response {
 }
 
 fn unavailable(what: &str) -> Response {
-    let mut r = text(StatusCode::SERVICE_UNAVAILABLE, format!("{what} is still syncing; try again shortly\n"));
-    r.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    let mut r = text(
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{what} is still syncing; try again shortly\n"),
+    );
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
     r
 }
 
@@ -117,7 +136,10 @@ fn drive_error(e: DriveError) -> Response {
         DriveError::Missing { .. } => unavailable("this part of the site"),
         other => {
             tracing::warn!("cannot serve: {other}");
-            text(StatusCode::INTERNAL_SERVER_ERROR, format!("the site cannot be read: {other}\n"))
+            text(
+                StatusCode::INTERNAL_SERVER_ERROR,
+                format!("the site cannot be read: {other}\n"),
+            )
         }
     }
 }
@@ -149,12 +171,16 @@ async fn serve_site(mirror: &MirrorInner, key: Key, path: &str, raw_path: &str) 
                     (index, e)
                 }
                 Ok(None) => {
-                    let listing = match drive::list(&mut reader, version, &format!("{dir}/"), false).await {
-                        Ok(l) => l,
-                        Err(e) => return drive_error(e),
-                    };
+                    let listing =
+                        match drive::list(&mut reader, version, &format!("{dir}/"), false).await {
+                            Ok(l) => l,
+                            Err(e) => return drive_error(e),
+                        };
                     if listing.is_empty() {
-                        return text(StatusCode::NOT_FOUND, format!("{path}: no such file in this site\n"));
+                        return text(
+                            StatusCode::NOT_FOUND,
+                            format!("{path}: no such file in this site\n"),
+                        );
                     }
                     if !path.ends_with('/') {
                         return redirect(&format!("{raw_path}/"));
@@ -165,11 +191,18 @@ async fn serve_site(mirror: &MirrorInner, key: Key, path: &str, raw_path: &str) 
             }
         }
     };
-    let Some(blobs) = blobs else { return unavailable("this site") };
+    let Some(blobs) = blobs else {
+        return unavailable("this site");
+    };
     file_response(blobs, &file_path, &entry, version)
 }
 
-fn file_response(blobs: Arc<crate::sync::store::Core>, path: &str, entry: &Entry, version: u64) -> Response {
+fn file_response(
+    blobs: Arc<crate::sync::store::Core>,
+    path: &str,
+    entry: &Entry,
+    version: u64,
+) -> Response {
     let Some(blob) = entry.blob.clone() else {
         // Symlinks and empty entries without a blob.
         return match &entry.linkname {
@@ -178,14 +211,19 @@ fn file_response(blobs: Arc<crate::sync::store::Core>, path: &str, entry: &Entry
         };
     };
     // Check the first block before promising a 200; later gaps end the stream with an error.
-    let blocks: Vec<(u64, std::ops::Range<usize>)> = drive::blob_blocks(&blob, 0..blob.byte_length).collect();
+    let blocks: Vec<(u64, std::ops::Range<usize>)> =
+        drive::blob_blocks(&blob, 0..blob.byte_length).collect();
     let length = blob.byte_length;
     let stream = futures::stream::iter(blocks).then(move |(index, range)| {
         let blobs = blobs.clone();
         async move {
             match blobs.get(index).await {
-                Ok(Some(block)) if range.end <= block.len() => Ok(bytes::Bytes::from(block).slice(range)),
-                Ok(_) => Err(std::io::Error::other(format!("blobs block {index} is not held yet"))),
+                Ok(Some(block)) if range.end <= block.len() => {
+                    Ok(bytes::Bytes::from(block).slice(range))
+                }
+                Ok(_) => Err(std::io::Error::other(format!(
+                    "blobs block {index} is not held yet"
+                ))),
                 Err(e) => Err(std::io::Error::other(e.to_string())),
             }
         }
@@ -216,7 +254,10 @@ fn body_response(path: &str, length: u64, body: Body, version: u64) -> Response 
 }
 
 fn html_escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;")
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
 }
 
 fn directory_listing(path: &str, entries: &[DirEntry]) -> Response {
@@ -226,14 +267,30 @@ fn directory_listing(path: &str, entries: &[DirEntry]) -> Response {
         html_escape(path)
     );
     for e in entries {
-        let name = e.path().rsplit('/').find(|s| !s.is_empty()).unwrap_or_default();
-        let suffix = if matches!(e, DirEntry::Dir { .. }) { "/" } else { "" };
-        let href: String = percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC).collect();
-        html.push_str(&format!("<li><a href=\"{href}{suffix}\">{}{suffix}</a>", html_escape(name)));
+        let name = e
+            .path()
+            .rsplit('/')
+            .find(|s| !s.is_empty())
+            .unwrap_or_default();
+        let suffix = if matches!(e, DirEntry::Dir { .. }) {
+            "/"
+        } else {
+            ""
+        };
+        let href: String =
+            percent_encoding::utf8_percent_encode(name, percent_encoding::NON_ALPHANUMERIC)
+                .collect();
+        html.push_str(&format!(
+            "<li><a href=\"{href}{suffix}\">{}{suffix}</a>",
+            html_escape(name)
+        ));
     }
     html.push_str("</ul>");
     let mut r = Response::new(Body::from(html));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 
@@ -298,7 +355,10 @@ async fn status_page(mirror: &MirrorInner) -> Response {
     }
     html.push_str("</ul>");
     let mut r = Response::new(Body::from(html));
-    r.headers_mut().insert(header::CONTENT_TYPE, HeaderValue::from_static("text/html; charset=utf-8"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
     r
 }
 
@@ -311,9 +371,18 @@ mod tests {
         let k = Key([4; 32]);
         let hex = k.to_hex();
         assert_eq!(parse_target("/").unwrap(), Some(Target::Root));
-        assert_eq!(parse_target("/.well-known/dat-mirror").unwrap(), Some(Target::WellKnown));
-        assert_eq!(parse_target(&format!("/{hex}")).unwrap(), Some(Target::SiteNoSlash(k)));
-        assert_eq!(parse_target(&format!("/{hex}/")).unwrap(), Some(Target::Site(k, "/".into())));
+        assert_eq!(
+            parse_target("/.well-known/dat-mirror").unwrap(),
+            Some(Target::WellKnown)
+        );
+        assert_eq!(
+            parse_target(&format!("/{hex}")).unwrap(),
+            Some(Target::SiteNoSlash(k))
+        );
+        assert_eq!(
+            parse_target(&format!("/{hex}/")).unwrap(),
+            Some(Target::Site(k, "/".into()))
+        );
         assert_eq!(
             parse_target(&format!("/{}/a%20b/c.html", k.to_z32())).unwrap(),
             Some(Target::Site(k, "/a b/c.html".into()))

@@ -66,7 +66,9 @@ impl MirrorSet {
                 }
             }
             Command::Unmirror { key } => {
-                let Some(want) = self.sites.get_mut(key) else { return Change::Unchanged };
+                let Some(want) = self.sites.get_mut(key) else {
+                    return Change::Unchanged;
+                };
                 want.requested_by.remove(&log);
                 if want.requested_by.is_empty() {
                     self.sites.remove(key);
@@ -104,7 +106,10 @@ impl MirrorSet {
 
     /// The site an alias names (the most recently applied alias wins).
     pub fn by_alias(&self, alias: &str) -> Option<Key> {
-        self.sites.iter().find(|(_, w)| w.alias.as_deref() == Some(alias)).map(|(k, _)| *k)
+        self.sites
+            .iter()
+            .find(|(_, w)| w.alias.as_deref() == Some(alias))
+            .map(|(k, _)| *k)
     }
 }
 
@@ -118,7 +123,10 @@ mod tests {
     const T: Key = Key([11; 32]);
 
     fn mirror(key: Key, alias: Option<&str>) -> Command {
-        Command::Mirror { key, alias: alias.map(String::from) }
+        Command::Mirror {
+            key,
+            alias: alias.map(String::from),
+        }
     }
 
     #[test]
@@ -128,9 +136,15 @@ mod tests {
         assert_eq!(set.apply(A, &mirror(S, None)), Change::Unchanged);
         assert_eq!(set.get(&S).unwrap().alias.as_deref(), Some("blog"));
         assert_eq!(set.by_alias("blog"), Some(S));
-        assert_eq!(set.apply(A, &Command::Unmirror { key: S }), Change::Removed(S));
+        assert_eq!(
+            set.apply(A, &Command::Unmirror { key: S }),
+            Change::Removed(S)
+        );
         assert!(set.is_empty());
-        assert_eq!(set.apply(A, &Command::Unmirror { key: S }), Change::Unchanged);
+        assert_eq!(
+            set.apply(A, &Command::Unmirror { key: S }),
+            Change::Unchanged
+        );
     }
 
     #[test]
@@ -138,18 +152,31 @@ mod tests {
         let mut set = MirrorSet::new();
         set.apply(A, &mirror(S, None));
         set.apply(B, &mirror(S, None));
-        assert_eq!(set.apply(A, &Command::Unmirror { key: S }), Change::Unchanged);
+        assert_eq!(
+            set.apply(A, &Command::Unmirror { key: S }),
+            Change::Unchanged
+        );
         assert!(set.contains(&S));
         // B unmirroring something it never asked for changes nothing for A.
         set.apply(A, &mirror(T, None));
-        assert_eq!(set.apply(B, &Command::Unmirror { key: T }), Change::Unchanged);
+        assert_eq!(
+            set.apply(B, &Command::Unmirror { key: T }),
+            Change::Unchanged
+        );
         assert!(set.contains(&T));
-        assert_eq!(set.apply(B, &Command::Unmirror { key: S }), Change::Removed(S));
+        assert_eq!(
+            set.apply(B, &Command::Unmirror { key: S }),
+            Change::Removed(S)
+        );
     }
 
     #[test]
     fn fold_is_independent_of_log_order() {
-        let a = vec![mirror(S, None), mirror(T, Some("t")), Command::Unmirror { key: S }];
+        let a = vec![
+            mirror(S, None),
+            mirror(T, Some("t")),
+            Command::Unmirror { key: S },
+        ];
         let b = vec![mirror(S, None), Command::Unmirror { key: T }];
         let one = MirrorSet::fold([(A, &a[..]), (B, &b[..])]);
         let two = MirrorSet::fold([(B, &b[..]), (A, &a[..])]);

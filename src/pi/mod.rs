@@ -102,7 +102,9 @@ impl Mirror {
         for t in &self.tasks {
             t.abort();
         }
-        let sites: Vec<SiteRuntime> = std::mem::take(&mut *self.inner.sites.lock().unwrap()).into_values().collect();
+        let sites: Vec<SiteRuntime> = std::mem::take(&mut *self.inner.sites.lock().unwrap())
+            .into_values()
+            .collect();
         for s in sites {
             s.task.abort();
         }
@@ -113,8 +115,12 @@ impl Mirror {
 fn load_allow_list(data: &Path) -> anyhow::Result<BTreeSet<Key>> {
     let path = data.join("allow.json");
     match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<BTreeSet<Key>>(&bytes)
-            .with_context(|| format!("{} is not a list of laptop ids; fix or delete it", path.display())),
+        Ok(bytes) => serde_json::from_slice::<BTreeSet<Key>>(&bytes).with_context(|| {
+            format!(
+                "{} is not a list of laptop ids; fix or delete it",
+                path.display()
+            )
+        }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
         Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
     }
@@ -123,7 +129,8 @@ fn load_allow_list(data: &Path) -> anyhow::Result<BTreeSet<Key>> {
 fn save_allow_list(data: &Path, allowed: &BTreeSet<Key>) -> anyhow::Result<()> {
     let path = data.join("allow.json");
     let tmp = data.join("allow.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(allowed)?).with_context(|| format!("cannot write {}", tmp.display()))?;
+    std::fs::write(&tmp, serde_json::to_vec_pretty(allowed)?)
+        .with_context(|| format!("cannot write {}", tmp.display()))?;
     std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
     Ok(())
 }
@@ -134,7 +141,9 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     let lock = DataLock::acquire(&config.data)?;
     let identity = Identity::load_or_create(&config.data)?;
     let store = Arc::new(CoreStore::new(&config.data)?);
-    let status_core = store.open_or_create_writable(&identity.signing_key()).await?;
+    let status_core = store
+        .open_or_create_writable(&identity.signing_key())
+        .await?;
 
     let mut allowed = load_allow_list(&config.data)?;
     allowed.extend(config.allow.iter().copied());
@@ -143,18 +152,25 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     let served = Arc::new(RwLock::new(HashSet::new()));
 
     let endpoint = transport::bind(&identity, config.listen).await?;
-    let listen = endpoint.bound_sockets().into_iter().next().unwrap_or(config.listen);
-    let policy = MirrorPolicy { own: identity.key(), allowed: allowed.clone(), served: served.clone() };
+    let listen = endpoint
+        .bound_sockets()
+        .into_iter()
+        .next()
+        .unwrap_or(config.listen);
+    let policy = MirrorPolicy {
+        own: identity.key(),
+        allowed: allowed.clone(),
+        served: served.clone(),
+    };
     let node = Node::start(endpoint, store.clone(), Arc::new(policy));
 
-    let http_listener = match config.http {
-        Some(addr) => Some(
-            tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen for HTTP on {addr} (is the port in use?)"))?,
-        ),
-        None => None,
-    };
+    let http_listener =
+        match config.http {
+            Some(addr) => Some(tokio::net::TcpListener::bind(addr).await.with_context(|| {
+                format!("cannot listen for HTTP on {addr} (is the port in use?)")
+            })?),
+            None => None,
+        };
     let http = http_listener.as_ref().and_then(|l| l.local_addr().ok());
     let http_url = http.map(|a| format!("http://{a}"));
 
@@ -169,12 +185,17 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         set: StdMutex::new(MirrorSet::new()),
         sites: StdMutex::new(BTreeMap::new()),
     });
-    inner.status.record(StatusEvent::Online { http: http_url }).await;
+    inner
+        .status
+        .record(StatusEvent::Online { http: http_url })
+        .await;
 
     let mut tasks = Vec::new();
     if let Some(listener) = http_listener {
         let inner2 = inner.clone();
-        tasks.push(tokio::spawn(async move { http::serve(inner2, listener).await }));
+        tasks.push(tokio::spawn(
+            async move { http::serve(inner2, listener).await },
+        ));
     }
 
     // Replay what was already acknowledged, then follow every log live.
@@ -183,7 +204,11 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     let logs: Vec<Key> = inner.allowed.read().unwrap().iter().copied().collect();
     for log in logs {
         let core = inner.store.open_or_create_replica(&log).await?;
-        let from = next_unacked.get(&log).copied().unwrap_or(0).min(core.info().contiguous_length);
+        let from = next_unacked
+            .get(&log)
+            .copied()
+            .unwrap_or(0)
+            .min(core.info().contiguous_length);
         for seq in 0..from {
             if let Some(bytes) = core.get(seq).await? {
                 if let Ok(cmd) = Command::decode(&bytes) {
@@ -202,9 +227,16 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     tracing::info!(
         "mirror {} listening on {listen}{}",
         inner.identity.key(),
-        http.map(|h| format!(", HTTP on http://{h}")).unwrap_or_default()
+        http.map(|h| format!(", HTTP on http://{h}"))
+            .unwrap_or_default()
     );
-    Ok(Mirror { inner, listen, http, tasks, _lock: lock })
+    Ok(Mirror {
+        inner,
+        listen,
+        http,
+        tasks,
+        _lock: lock,
+    })
 }
 
 /// One command-log entry, as read by a follower.
@@ -224,7 +256,15 @@ async fn follow(core: Arc<Core>, from: u64, tx: mpsc::Sender<LogEntry>) {
         while next < contiguous {
             match core.get(next).await {
                 Ok(Some(bytes)) => {
-                    if tx.send(LogEntry { log, seq: next, bytes }).await.is_err() {
+                    if tx
+                        .send(LogEntry {
+                            log,
+                            seq: next,
+                            bytes,
+                        })
+                        .await
+                        .is_err()
+                    {
                         return;
                     }
                     next += 1;
@@ -255,7 +295,13 @@ impl MirrorInner {
                 }
                 Err(e) => {
                     tracing::warn!(log = %log.short(), seq, "skipping a command entry: {e}");
-                    self.status.record(StatusEvent::Rejected { log, seq, reason: e.to_string() }).await;
+                    self.status
+                        .record(StatusEvent::Rejected {
+                            log,
+                            seq,
+                            reason: e.to_string(),
+                        })
+                        .await;
                 }
             }
         }
@@ -264,8 +310,13 @@ impl MirrorInner {
     /// Starts a site task for every site in the set that has none, stops (and deletes) every
     /// running site that left the set, and updates aliases.
     pub async fn reconcile(self: &Arc<Self>) {
-        let wanted: BTreeMap<Key, Option<String>> =
-            self.set.lock().unwrap().iter().map(|(k, w)| (*k, w.alias.clone())).collect();
+        let wanted: BTreeMap<Key, Option<String>> = self
+            .set
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|(k, w)| (*k, w.alias.clone()))
+            .collect();
         let running: Vec<Key> = self.sites.lock().unwrap().keys().copied().collect();
         for key in running.iter().filter(|k| !wanted.contains_key(k)) {
             self.stop_site(key).await;
@@ -290,14 +341,27 @@ impl MirrorInner {
         let db = match self.store.open_or_create_replica(&key).await {
             Ok(db) => db,
             Err(e) => {
-                self.status.record(StatusEvent::Error { key, reason: format!("cannot store the site: {e}") }).await;
+                self.status
+                    .record(StatusEvent::Error {
+                        key,
+                        reason: format!("cannot store the site: {e}"),
+                    })
+                    .await;
                 return;
             }
         };
         tracing::info!(site = %key.short(), "mirroring {}", alias.as_deref().unwrap_or(""));
         self.served.write().unwrap().insert(key);
         let task = tokio::spawn(site::run_site(self.clone(), key, db.clone()));
-        self.sites.lock().unwrap().insert(key, SiteRuntime { alias, db, blobs: None, task });
+        self.sites.lock().unwrap().insert(
+            key,
+            SiteRuntime {
+                alias,
+                db,
+                blobs: None,
+                task,
+            },
+        );
     }
 
     /// Called by a site task once it knows its blobs core.
@@ -309,8 +373,12 @@ impl MirrorInner {
     }
 
     async fn stop_site(&self, key: &Key) {
-        let Some(site) = self.sites.lock().unwrap().remove(key) else { return };
-        let SiteRuntime { db, blobs, task, .. } = site;
+        let Some(site) = self.sites.lock().unwrap().remove(key) else {
+            return;
+        };
+        let SiteRuntime {
+            db, blobs, task, ..
+        } = site;
         task.abort();
         let _ = task.await;
         let mut cores = vec![db.key()];
@@ -341,7 +409,11 @@ impl MirrorInner {
 
     /// The running site named by `key`.
     pub fn site(&self, key: &Key) -> Option<(Arc<Core>, Option<Arc<Core>>)> {
-        self.sites.lock().unwrap().get(key).map(|s| (s.db.clone(), s.blobs.clone()))
+        self.sites
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|s| (s.db.clone(), s.blobs.clone()))
     }
 
     pub fn allowed(&self) -> Vec<Key> {

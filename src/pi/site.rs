@@ -32,12 +32,21 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
                         let reason = "this drive has no contentFeed in its header (a newer \
                                       manifest-keyed drive); dat-mirror can only verify compat-key drives"
                             .to_string();
-                        mirror.status.record(StatusEvent::Error { key, reason }).await;
+                        mirror
+                            .status
+                            .record(StatusEvent::Error { key, reason })
+                            .await;
                         return;
                     }
                 },
                 Err(e) => {
-                    mirror.status.record(StatusEvent::Error { key, reason: e.to_string() }).await;
+                    mirror
+                        .status
+                        .record(StatusEvent::Error {
+                            key,
+                            reason: e.to_string(),
+                        })
+                        .await;
                     return;
                 }
             },
@@ -51,7 +60,13 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
     let blobs = match mirror.store.open_or_create_replica(&blobs_key).await {
         Ok(b) => b,
         Err(e) => {
-            mirror.status.record(StatusEvent::Error { key, reason: format!("cannot store the site: {e}") }).await;
+            mirror
+                .status
+                .record(StatusEvent::Error {
+                    key,
+                    reason: format!("cannot store the site: {e}"),
+                })
+                .await;
             return;
         }
     };
@@ -67,7 +82,9 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
         let peers = mirror.node.peers_for(&key);
         let version = d.length;
         let in_sync = d.synced() && b.synced() && version > 0;
-        let complete = in_sync && mirrored_version != Some(version) && all_files_held(&db, &blobs, version).await;
+        let complete = in_sync
+            && mirrored_version != Some(version)
+            && all_files_held(&db, &blobs, version).await;
         let mut wake_in = None;
         if complete {
             let event = StatusEvent::Mirrored {
@@ -90,13 +107,18 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
                 total_bytes: d.byte_length + b.byte_length,
                 peers,
             };
-            let due = last_progress.as_ref().is_none_or(|(at, _)| at.elapsed() >= PROGRESS_INTERVAL);
+            let due = last_progress
+                .as_ref()
+                .is_none_or(|(at, _)| at.elapsed() >= PROGRESS_INTERVAL);
             let changed = last_progress.as_ref().is_none_or(|(_, e)| *e != event);
             if changed && due {
                 mirror.status.record(event.clone()).await;
                 last_progress = Some((Instant::now(), event));
             } else if changed {
-                let at = last_progress.as_ref().map(|(at, _)| *at).unwrap_or_else(Instant::now);
+                let at = last_progress
+                    .as_ref()
+                    .map(|(at, _)| *at)
+                    .unwrap_or_else(Instant::now);
                 wake_in = Some(PROGRESS_INTERVAL.saturating_sub(at.elapsed()));
             }
         }

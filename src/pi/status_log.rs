@@ -33,7 +33,9 @@ impl StatusLog {
     /// disk is full must keep serving what it has.
     pub async fn record(&self, event: StatusEvent) {
         if let Err(e) = self.append(event).await {
-            tracing::error!("cannot write to the status log: {e}; free disk space in the data folder");
+            tracing::error!(
+                "cannot write to the status log: {e}; free disk space in the data folder"
+            );
         }
     }
 
@@ -43,9 +45,14 @@ impl StatusLog {
         let length = self.core.info().length;
         let mut next = HashMap::new();
         for seq in 0..length {
-            let Some(bytes) = self.core.get(seq).await? else { continue };
+            let Some(bytes) = self.core.get(seq).await? else {
+                continue;
+            };
             match StatusEntry::decode(&bytes) {
-                Ok(StatusEntry { event: StatusEvent::Ack { log, seq } | StatusEvent::Rejected { log, seq, .. }, .. }) => {
+                Ok(StatusEntry {
+                    event: StatusEvent::Ack { log, seq } | StatusEvent::Rejected { log, seq, .. },
+                    ..
+                }) => {
                     let n = next.entry(log).or_insert(0);
                     *n = (*n).max(seq + 1);
                 }

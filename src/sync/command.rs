@@ -58,8 +58,11 @@ impl Command {
 
     pub fn encode(&self) -> Vec<u8> {
         let value = serde_json::to_value(self).expect("commands always serialize");
-        serde_json::to_vec(&Envelope { v: COMMAND_VERSION, command: value })
-            .expect("commands always serialize")
+        serde_json::to_vec(&Envelope {
+            v: COMMAND_VERSION,
+            command: value,
+        })
+        .expect("commands always serialize")
     }
 
     pub fn decode(bytes: &[u8]) -> Result<Command, CommandError> {
@@ -85,7 +88,8 @@ pub fn validate_alias(alias: &str) -> Result<(), String> {
     if alias.is_empty() || alias.len() > MAX_ALIAS_BYTES {
         return Err(format!("alias must be 1 to {MAX_ALIAS_BYTES} bytes"));
     }
-    if alias == "." || alias == ".." || alias.contains('/') || alias.chars().any(|c| c.is_control()) {
+    if alias == "." || alias == ".." || alias.contains('/') || alias.chars().any(|c| c.is_control())
+    {
         return Err(format!("alias {alias:?} is not a plain name"));
     }
     Ok(())
@@ -102,8 +106,14 @@ mod tests {
     #[test]
     fn round_trip() {
         for cmd in [
-            Command::Mirror { key: key(), alias: None },
-            Command::Mirror { key: key(), alias: Some("blog".into()) },
+            Command::Mirror {
+                key: key(),
+                alias: None,
+            },
+            Command::Mirror {
+                key: key(),
+                alias: Some("blog".into()),
+            },
             Command::Unmirror { key: key() },
         ] {
             assert_eq!(Command::decode(&cmd.encode()).unwrap(), cmd);
@@ -112,7 +122,10 @@ mod tests {
 
     #[test]
     fn wire_shape_is_stable() {
-        let cmd = Command::Mirror { key: key(), alias: Some("blog".into()) };
+        let cmd = Command::Mirror {
+            key: key(),
+            alias: Some("blog".into()),
+        };
         let json: serde_json::Value = serde_json::from_slice(&cmd.encode()).unwrap();
         assert_eq!(json["v"], 1);
         assert_eq!(json["op"], "mirror");
@@ -136,9 +149,16 @@ mod tests {
             vec![b' '; MAX_COMMAND_BYTES + 1],
         ];
         for c in cases {
-            assert!(Command::decode(&c).is_err(), "{:?}", String::from_utf8_lossy(&c));
+            assert!(
+                Command::decode(&c).is_err(),
+                "{:?}",
+                String::from_utf8_lossy(&c)
+            );
         }
         let future = format!(r#"{{"v":2,"op":"unmirror","key":"{hex}"}}"#);
-        assert_eq!(Command::decode(future.as_bytes()), Err(CommandError::UnknownVersion(2)));
+        assert_eq!(
+            Command::decode(future.as_bytes()),
+            Err(CommandError::UnknownVersion(2))
+        );
     }
 }

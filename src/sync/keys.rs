@@ -109,9 +109,15 @@ impl Key {
     /// Finds the first link or bare key in a text (a `.url` file, a link file written with
     /// `echo`, a `[InternetShortcut]` file). Returns `None` if there is none.
     pub fn find_in_text(text: &str) -> Option<Key> {
-        for raw in text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '<' || c == '>') {
+        for raw in
+            text.split(|c: char| c.is_whitespace() || c == '"' || c == '\'' || c == '<' || c == '>')
+        {
             // `URL=hyper://...` in .url files
-            let token = raw.rsplit_once('=').map(|(_, v)| v).filter(|v| !v.is_empty()).unwrap_or(raw);
+            let token = raw
+                .rsplit_once('=')
+                .map(|(_, v)| v)
+                .filter(|v| !v.is_empty())
+                .unwrap_or(raw);
             for candidate in [raw, token] {
                 if let Ok(key) = Key::parse_link(candidate) {
                     return Some(key);
@@ -240,7 +246,15 @@ mod tests {
 
     #[test]
     fn rejects_garbage() {
-        for s in ["", "abc", &"g".repeat(64), &"0".repeat(63), &"l".repeat(52), "hyper://", "https://example.com"] {
+        for s in [
+            "",
+            "abc",
+            &"g".repeat(64),
+            &"0".repeat(63),
+            &"l".repeat(52),
+            "hyper://",
+            "https://example.com",
+        ] {
             assert!(Key::parse_link(s).is_err(), "{s:?}");
         }
         // non-zero padding bits in the last z32 char
@@ -255,7 +269,10 @@ mod tests {
         let k = sample();
         let url_file = format!("[InternetShortcut]\nURL=hyper://{}/\n", k.to_hex());
         assert_eq!(Key::find_in_text(&url_file), Some(k));
-        assert_eq!(Key::find_in_text(&format!("my blog: dat://{} yay", k.to_z32())), Some(k));
+        assert_eq!(
+            Key::find_in_text(&format!("my blog: dat://{} yay", k.to_z32())),
+            Some(k)
+        );
         assert_eq!(Key::find_in_text("nothing here"), None);
     }
 

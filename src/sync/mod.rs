@@ -3,12 +3,12 @@
 //! iroh transport.
 
 pub mod command;
-pub mod keys;
-pub mod status;
-pub mod replicate;
-pub mod store;
-pub mod wire;
-pub mod peer;
-pub mod transport;
 pub mod drive;
+pub mod keys;
+pub mod peer;
+pub mod replicate;
+pub mod status;
+pub mod store;
+pub mod transport;
 pub mod view;
+pub mod wire;

@@ -69,7 +69,11 @@ impl Node {
             endpoint,
             store,
             policy,
-            state: StdMutex::new(State { conns: HashMap::new(), wants: HashMap::new(), last_seen: HashMap::new() }),
+            state: StdMutex::new(State {
+                conns: HashMap::new(),
+                wants: HashMap::new(),
+                last_seen: HashMap::new(),
+            }),
             events,
         });
         let accepting = node.clone();
@@ -109,7 +113,10 @@ impl Node {
     /// Number of connected peers currently replicating `core` with us (pulling from them).
     pub fn peers_for(&self, core: &Key) -> u32 {
         let st = self.state.lock().unwrap();
-        st.conns.values().filter(|c| c.pulls.get(core).is_some_and(|h| !h.is_finished())).count() as u32
+        st.conns
+            .values()
+            .filter(|c| c.pulls.get(core).is_some_and(|h| !h.is_finished()))
+            .count() as u32
     }
 
     /// Dials `addr` (or returns the live connection to it).
@@ -154,7 +161,8 @@ impl Node {
             return;
         }
         st.wants.insert(key, core.clone());
-        let peers: Vec<(Key, Connection)> = st.conns.iter().map(|(k, c)| (*k, c.conn.clone())).collect();
+        let peers: Vec<(Key, Connection)> =
+            st.conns.iter().map(|(k, c)| (*k, c.conn.clone())).collect();
         for (peer, conn) in peers {
             let handle = self.spawn_pull(peer, conn, core.clone());
             if let Some(e) = st.conns.get_mut(&peer) {
@@ -200,14 +208,21 @@ impl Node {
                 for h in old.pulls.values() {
                     h.abort();
                 }
-                old.conn.close(0u32.into(), b"replaced by a newer connection");
+                old.conn
+                    .close(0u32.into(), b"replaced by a newer connection");
             }
             let wants: Vec<Arc<Core>> = st.wants.values().cloned().collect();
             let pulls = wants
                 .into_iter()
                 .map(|core| (core.key(), self.spawn_pull(peer, conn.clone(), core)))
                 .collect();
-            st.conns.insert(peer, ConnEntry { conn: conn.clone(), pulls });
+            st.conns.insert(
+                peer,
+                ConnEntry {
+                    conn: conn.clone(),
+                    pulls,
+                },
+            );
         }
         let _ = self.events.send(PeerEvent::Connected(peer));
         tokio::spawn(async move {
@@ -231,7 +246,11 @@ impl Node {
             }
             // The connection is gone: forget it (unless a newer one replaced it already).
             let mut st = self.state.lock().unwrap();
-            if st.conns.get(&peer).is_some_and(|e| e.conn.stable_id() == id) {
+            if st
+                .conns
+                .get(&peer)
+                .is_some_and(|e| e.conn.stable_id() == id)
+            {
                 if let Some(e) = st.conns.remove(&peer) {
                     for h in e.pulls.values() {
                         h.abort();
@@ -271,7 +290,12 @@ impl Node {
         }
     }
 
-    fn spawn_pull(self: &Arc<Self>, peer: Key, conn: Connection, core: Arc<Core>) -> JoinHandle<()> {
+    fn spawn_pull(
+        self: &Arc<Self>,
+        peer: Key,
+        conn: Connection,
+        core: Arc<Core>,
+    ) -> JoinHandle<()> {
         tokio::spawn(async move {
             let key = core.key();
             let mut backoff = Duration::from_secs(1);

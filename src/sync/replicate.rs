@@ -14,7 +14,9 @@ use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::mpsc;
 
 use super::store::Core;
-use super::wire::{read_message, write_message, BlockRequest, Message, UpgradeRequest, WireError, WireProof};
+use super::wire::{
+    read_message, write_message, BlockRequest, Message, UpgradeRequest, WireError, WireProof,
+};
 
 /// Requests a reader keeps in flight on one stream.
 pub const WINDOW: usize = 64;
@@ -54,7 +56,14 @@ where
 {
     let mut info_rx = core.subscribe();
     let mut sent_length = info_rx.borrow_and_update().length;
-    write_message(&mut send, &Message::Opened { length: sent_length, fork: 0 }).await?;
+    write_message(
+        &mut send,
+        &Message::Opened {
+            length: sent_length,
+            fork: 0,
+        },
+    )
+    .await?;
     let mut incoming = spawn_reader(recv);
     loop {
         tokio::select! {
@@ -94,15 +103,28 @@ async fn answer(
     let length = hc.info().length;
     let block_ok = block.is_none_or(|b| b.index < length && hc.has(b.index));
     let upgrade_ok = upgrade.is_none_or(|u| {
-        u.length > 0 && u.start <= length && u.start.checked_add(u.length).is_some_and(|end| end <= length)
+        u.length > 0
+            && u.start <= length
+            && u.start
+                .checked_add(u.length)
+                .is_some_and(|end| end <= length)
     });
     if !block_ok || !upgrade_ok || (block.is_none() && upgrade.is_none()) {
         return Ok(Message::NoData { id });
     }
-    let block = block.map(|b| RequestBlock { index: b.index, nodes: b.nodes.min(MAX_REQUEST_NODES) });
-    let upgrade = upgrade.map(|u| RequestUpgrade { start: u.start, length: u.length });
+    let block = block.map(|b| RequestBlock {
+        index: b.index,
+        nodes: b.nodes.min(MAX_REQUEST_NODES),
+    });
+    let upgrade = upgrade.map(|u| RequestUpgrade {
+        start: u.start,
+        length: u.length,
+    });
     match hc.create_proof(block, None, None, upgrade).await {
-        Ok(Some(proof)) => Ok(Message::Data { id, proof: WireProof::from_proof(&proof) }),
+        Ok(Some(proof)) => Ok(Message::Data {
+            id,
+            proof: WireProof::from_proof(&proof),
+        }),
         Ok(None) => Ok(Message::NoData { id }),
         Err(e) => {
             tracing::debug!(core = %core.key().short(), "cannot answer request {id}: {e}");
@@ -113,7 +135,9 @@ async fn answer(
 
 /// Reads frames on a task of its own (reading is not cancel-safe, so it never sits in a
 /// `select!`), handing them over a channel.
-fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(mut recv: R) -> mpsc::Receiver<Result<Message, WireError>> {
+fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
+    mut recv: R,
+) -> mpsc::Receiver<Result<Message, WireError>> {
     let (tx, rx) = mpsc::channel(WINDOW * 2);
     tokio::spawn(async move {
         loop {
@@ -146,7 +170,13 @@ where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
 {
-    write_message(&mut send, &Message::Open { discovery_key: core.discovery_key() }).await?;
+    write_message(
+        &mut send,
+        &Message::Open {
+            discovery_key: core.discovery_key(),
+        },
+    )
+    .await?;
     let mut incoming = spawn_reader(recv);
     let mut remote_length = match incoming.recv().await {
         None => return Ok(PullEnd::Closed),
@@ -156,7 +186,11 @@ where
             core.note_remote_length(length);
             length
         }
-        Some(Ok(other)) => return Err(ReplicationError::Protocol(format!("expected Opened, got {other:?}"))),
+        Some(Ok(other)) => {
+            return Err(ReplicationError::Protocol(format!(
+                "expected Opened, got {other:?}"
+            )))
+        }
     };
 
     let mut pending: HashMap<u64, Pending> = HashMap::new();
@@ -177,10 +211,21 @@ where
             if pending.is_empty() && remote_length > local_length && !upgrade_refused {
                 let id = next_id;
                 next_id += 1;
-                let upgrade = UpgradeRequest { start: local_length, length: remote_length - local_length };
+                let upgrade = UpgradeRequest {
+                    start: local_length,
+                    length: remote_length - local_length,
+                };
                 pending.insert(id, Pending::Upgrade);
                 drop(hc);
-                write_message(&mut send, &Message::Request { id, block: None, upgrade: Some(upgrade) }).await?;
+                write_message(
+                    &mut send,
+                    &Message::Request {
+                        id,
+                        block: None,
+                        upgrade: Some(upgrade),
+                    },
+                )
+                .await?;
             } else if !pending.values().any(|p| matches!(p, Pending::Upgrade)) {
                 let mut batch = Vec::new();
                 while pending.len() + batch.len() < WINDOW && cursor < local_length {
@@ -202,7 +247,15 @@ where
                     pending.insert(id, Pending::Block(index));
                     requested.insert(index);
                     let block = Some(BlockRequest { index, nodes });
-                    write_message(&mut send, &Message::Request { id, block, upgrade: None }).await?;
+                    write_message(
+                        &mut send,
+                        &Message::Request {
+                            id,
+                            block,
+                            upgrade: None,
+                        },
+                    )
+                    .await?;
                 }
             }
         }
@@ -292,13 +345,21 @@ mod tests {
 
     /// Connects a reader and a server through in-memory pipes (the real transport is
     /// exercised by the integration tests).
-    fn connect(writer: Arc<Core>, reader: Arc<Core>) -> tokio::task::JoinHandle<Result<PullEnd, ReplicationError>> {
+    fn connect(
+        writer: Arc<Core>,
+        reader: Arc<Core>,
+    ) -> tokio::task::JoinHandle<Result<PullEnd, ReplicationError>> {
         let (r_to_s_w, r_to_s_r) = tokio::io::duplex(1 << 20);
         let (s_to_r_w, s_to_r_r) = tokio::io::duplex(1 << 20);
         tokio::spawn(async move {
             let mut recv = r_to_s_r;
             let open = read_message(&mut recv).await.unwrap().unwrap();
-            assert_eq!(open, Message::Open { discovery_key: writer.discovery_key() });
+            assert_eq!(
+                open,
+                Message::Open {
+                    discovery_key: writer.discovery_key()
+                }
+            );
             let _ = serve(writer, recv, s_to_r_w).await;
         });
         tokio::spawn(pull(reader, s_to_r_r, r_to_s_w))
@@ -306,16 +367,21 @@ mod tests {
 
     async fn wait_for(core: &Core, length: u64) {
         let mut rx = core.subscribe();
-        tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|i| i.length == length && i.complete()))
-            .await
-            .expect("replication timed out")
-            .unwrap();
+        tokio::time::timeout(
+            Duration::from_secs(30),
+            rx.wait_for(|i| i.length == length && i.complete()),
+        )
+        .await
+        .expect("replication timed out")
+        .unwrap();
     }
 
     #[tokio::test]
     async fn replicates_blocks_of_every_size_and_live_appends() {
         let (_dir, writer, reader) = pair().await;
-        let blocks: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; [1, 1000, 65536, 1 << 20][i % 4]]).collect();
+        let blocks: Vec<Vec<u8>> = (0..40)
+            .map(|i| vec![i as u8; [1, 1000, 65536, 1 << 20][i % 4]])
+            .collect();
         writer.append_batch(&blocks).await.unwrap();
         let _session = connect(writer.clone(), reader.clone());
         wait_for(&reader, 40).await;
@@ -335,10 +401,15 @@ mod tests {
         let (mut s_to_r_w, s_to_r_r) = tokio::io::duplex(1 << 16);
         tokio::spawn(async move {
             let _ = read_message(&mut r_to_s_r).await;
-            write_message(&mut s_to_r_w, &Message::NotFound).await.unwrap();
+            write_message(&mut s_to_r_w, &Message::NotFound)
+                .await
+                .unwrap();
         });
         drop(writer);
-        assert_eq!(pull(reader, s_to_r_r, r_to_s_w).await.unwrap(), PullEnd::NotFound);
+        assert_eq!(
+            pull(reader, s_to_r_r, r_to_s_w).await.unwrap(),
+            PullEnd::NotFound
+        );
     }
 
     #[tokio::test]
@@ -347,7 +418,10 @@ mod tests {
         let (_dir, writer, reader) = pair().await;
         let dir2 = tempfile::tempdir().unwrap();
         let other_store = CoreStore::new(dir2.path()).unwrap();
-        let impostor = other_store.open_or_create_writable(&hypercore::generate_signing_key()).await.unwrap();
+        let impostor = other_store
+            .open_or_create_writable(&hypercore::generate_signing_key())
+            .await
+            .unwrap();
         writer.append(b"real").await.unwrap();
         impostor.append(b"fake").await.unwrap();
         let (r_to_s_w, r_to_s_r) = tokio::io::duplex(1 << 20);
@@ -377,7 +451,13 @@ mod tests {
             let reader = b.open_or_create_replica(&key).await.unwrap();
             let session = connect(writer.clone(), reader.clone());
             let mut rx = reader.subscribe();
-            tokio::time::timeout(Duration::from_secs(30), rx.wait_for(|i| i.held_blocks >= 50)).await.unwrap().unwrap();
+            tokio::time::timeout(
+                Duration::from_secs(30),
+                rx.wait_for(|i| i.held_blocks >= 50),
+            )
+            .await
+            .unwrap()
+            .unwrap();
             session.abort();
         }
         // "Restart": a new store over the same folder.

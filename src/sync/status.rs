@@ -47,7 +47,13 @@ pub enum StatusEvent {
         peers: u32,
     },
     /// The site is complete at `version`: every block of both cores is held and verified.
-    Mirrored { key: Key, version: u64, blocks: u64, bytes: u64, peers: u32 },
+    Mirrored {
+        key: Key,
+        version: u64,
+        blocks: u64,
+        bytes: u64,
+        peers: u32,
+    },
     /// The site was dropped from the mirror set and its data deleted.
     Removed { key: Key },
     /// Something is wrong with the site; `reason` tells what.
@@ -79,7 +85,9 @@ impl StatusEvent {
             | StatusEvent::Mirrored { key, .. }
             | StatusEvent::Removed { key }
             | StatusEvent::Error { key, .. } => Some(*key),
-            StatusEvent::Online { .. } | StatusEvent::Ack { .. } | StatusEvent::Rejected { .. } => None,
+            StatusEvent::Online { .. } | StatusEvent::Ack { .. } | StatusEvent::Rejected { .. } => {
+                None
+            }
         }
     }
 }
@@ -91,12 +99,17 @@ impl StatusEntry {
 
     pub fn encode(&self) -> Vec<u8> {
         let mut entry = self.clone();
-        if let StatusEvent::Error { reason, .. } | StatusEvent::Rejected { reason, .. } = &mut entry.event {
+        if let StatusEvent::Error { reason, .. } | StatusEvent::Rejected { reason, .. } =
+            &mut entry.event
+        {
             truncate_utf8(reason, MAX_REASON_BYTES);
         }
         let value = serde_json::to_value(&entry).expect("status entries always serialize");
-        serde_json::to_vec(&Envelope { v: STATUS_VERSION, entry: value })
-            .expect("status entries always serialize")
+        serde_json::to_vec(&Envelope {
+            v: STATUS_VERSION,
+            entry: value,
+        })
+        .expect("status entries always serialize")
     }
 
     pub fn decode(bytes: &[u8]) -> Result<StatusEntry, StatusError> {
@@ -138,14 +151,37 @@ mod tests {
     fn round_trip_every_event() {
         let k = Key([3; 32]);
         for event in [
-            StatusEvent::Online { http: Some("http://127.0.0.1:8080".into()) },
+            StatusEvent::Online {
+                http: Some("http://127.0.0.1:8080".into()),
+            },
             StatusEvent::Online { http: None },
             StatusEvent::Ack { log: k, seq: 4 },
-            StatusEvent::Rejected { log: k, seq: 5, reason: "bad".into() },
-            StatusEvent::Progress { key: k, version: 3, blocks: 1, total_blocks: 9, bytes: 10, total_bytes: 99, peers: 1 },
-            StatusEvent::Mirrored { key: k, version: 3, blocks: 9, bytes: 99, peers: 2 },
+            StatusEvent::Rejected {
+                log: k,
+                seq: 5,
+                reason: "bad".into(),
+            },
+            StatusEvent::Progress {
+                key: k,
+                version: 3,
+                blocks: 1,
+                total_blocks: 9,
+                bytes: 10,
+                total_bytes: 99,
+                peers: 1,
+            },
+            StatusEvent::Mirrored {
+                key: k,
+                version: 3,
+                blocks: 9,
+                bytes: 99,
+                peers: 2,
+            },
             StatusEvent::Removed { key: k },
-            StatusEvent::Error { key: k, reason: "disk full".into() },
+            StatusEvent::Error {
+                key: k,
+                reason: "disk full".into(),
+            },
         ] {
             let e = StatusEntry::new(1234, event);
             assert_eq!(StatusEntry::decode(&e.encode()).unwrap(), e);
@@ -154,7 +190,13 @@ mod tests {
 
     #[test]
     fn long_reasons_are_cut_on_a_char_boundary() {
-        let e = StatusEntry::new(1, StatusEvent::Error { key: Key([1; 32]), reason: "é".repeat(2000) });
+        let e = StatusEntry::new(
+            1,
+            StatusEvent::Error {
+                key: Key([1; 32]),
+                reason: "é".repeat(2000),
+            },
+        );
         let back = StatusEntry::decode(&e.encode()).unwrap();
         match back.event {
             StatusEvent::Error { reason, .. } => assert!(reason.len() <= MAX_REASON_BYTES),
@@ -164,7 +206,13 @@ mod tests {
 
     #[test]
     fn garbage_is_an_error() {
-        for c in [&b""[..], b"{", b"{\"v\":1}", b"{\"v\":1,\"type\":\"ack\"}", b"{\"v\":9,\"at\":1,\"type\":\"removed\"}"] {
+        for c in [
+            &b""[..],
+            b"{",
+            b"{\"v\":1}",
+            b"{\"v\":1,\"type\":\"ack\"}",
+            b"{\"v\":9,\"at\":1,\"type\":\"removed\"}",
+        ] {
             assert!(StatusEntry::decode(c).is_err());
         }
     }

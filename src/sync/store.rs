@@ -8,7 +8,9 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 
-use hypercore::{HypercoreBuilder, HypercoreError, PartialKeypair, SigningKey, Storage, VerifyingKey};
+use hypercore::{
+    HypercoreBuilder, HypercoreError, PartialKeypair, SigningKey, Storage, VerifyingKey,
+};
 use tokio::sync::{watch, Mutex, MutexGuard};
 
 use super::keys::Key;
@@ -19,7 +21,10 @@ pub enum StoreError {
     #[error("hypercore {key}: {source}")]
     Hypercore { key: String, source: HypercoreError },
     #[error("{path}: {source}")]
-    Io { path: PathBuf, source: std::io::Error },
+    Io {
+        path: PathBuf,
+        source: std::io::Error,
+    },
     #[error("{0} is not a valid ed25519 public key")]
     BadKey(String),
     #[error("core {0} is not on this machine")]
@@ -28,7 +33,10 @@ pub enum StoreError {
 
 impl StoreError {
     fn hc(key: &Key, source: HypercoreError) -> StoreError {
-        StoreError::Hypercore { key: key.short(), source }
+        StoreError::Hypercore {
+            key: key.short(),
+            source,
+        }
     }
 }
 
@@ -121,7 +129,9 @@ impl Core {
             info.byte_length = i.byte_length;
             info.contiguous_length = i.contiguous_length;
             info.writable = i.writeable;
-            info.held_blocks = (info.held_blocks + held_delta).max(i.contiguous_length).min(i.length);
+            info.held_blocks = (info.held_blocks + held_delta)
+                .max(i.contiguous_length)
+                .min(i.length);
         });
     }
 
@@ -140,7 +150,10 @@ impl Core {
     /// Appends entries (one signed batch) and returns the new length.
     pub async fn append_batch(&self, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
         let mut core = self.lock().await;
-        let out = core.append_batch(entries).await.map_err(|e| StoreError::hc(&self.key, e))?;
+        let out = core
+            .append_batch(entries)
+            .await
+            .map_err(|e| StoreError::hc(&self.key, e))?;
         self.publish_info(&core, entries.len() as u64);
         Ok(out.length)
     }
@@ -154,7 +167,9 @@ impl Core {
     /// Reads block `index` if it is held.
     pub async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let mut core = self.lock().await;
-        core.get(index).await.map_err(|e| StoreError::hc(&self.key, e))
+        core.get(index)
+            .await
+            .map_err(|e| StoreError::hc(&self.key, e))
     }
 }
 
@@ -171,8 +186,15 @@ impl CoreStore {
     /// Uses `data_dir/cores`, creating it if needed.
     pub fn new(data_dir: &Path) -> Result<CoreStore, StoreError> {
         let root = data_dir.join("cores");
-        std::fs::create_dir_all(&root).map_err(|source| StoreError::Io { path: root.clone(), source })?;
-        Ok(CoreStore { root, open: StdMutex::new(HashMap::new()), opening: Mutex::new(()) })
+        std::fs::create_dir_all(&root).map_err(|source| StoreError::Io {
+            path: root.clone(),
+            source,
+        })?;
+        Ok(CoreStore {
+            root,
+            open: StdMutex::new(HashMap::new()),
+            opening: Mutex::new(()),
+        })
     }
 
     fn dir_of(&self, key: &Key) -> PathBuf {
@@ -186,7 +208,9 @@ impl CoreStore {
 
     /// The keys of every core on disk.
     pub fn keys_on_disk(&self) -> Vec<Key> {
-        let Ok(rd) = std::fs::read_dir(&self.root) else { return vec![] };
+        let Ok(rd) = std::fs::read_dir(&self.root) else {
+            return vec![];
+        };
         rd.filter_map(|e| e.ok())
             .filter_map(|e| Key::parse(&e.file_name().to_string_lossy()).ok())
             .collect()
@@ -210,10 +234,19 @@ impl CoreStore {
         if !dir.join("oplog").exists() {
             return Ok(None);
         }
-        let storage = Storage::new_disk(&dir, false).await.map_err(|e| StoreError::hc(key, e))?;
-        let core = HypercoreBuilder::new(storage).open(true).build().await.map_err(|e| StoreError::hc(key, e))?;
+        let storage = Storage::new_disk(&dir, false)
+            .await
+            .map_err(|e| StoreError::hc(key, e))?;
+        let core = HypercoreBuilder::new(storage)
+            .open(true)
+            .build()
+            .await
+            .map_err(|e| StoreError::hc(key, e))?;
         if core.key_pair().public.to_bytes() != key.0 {
-            return Err(StoreError::BadKey(format!("{} (folder holds another core)", key)));
+            return Err(StoreError::BadKey(format!(
+                "{} (folder holds another core)",
+                key
+            )));
         }
         Ok(Some(self.register(*key, dir, core).await))
     }
@@ -224,18 +257,35 @@ impl CoreStore {
         if let Some(c) = self.open_existing(key).await? {
             return Ok(c);
         }
-        let public = VerifyingKey::from_bytes(&key.0).map_err(|_| StoreError::BadKey(key.to_hex()))?;
-        self.create(key, PartialKeypair { public, secret: None }).await
+        let public =
+            VerifyingKey::from_bytes(&key.0).map_err(|_| StoreError::BadKey(key.to_hex()))?;
+        self.create(
+            key,
+            PartialKeypair {
+                public,
+                secret: None,
+            },
+        )
+        .await
     }
 
     /// Opens the writable core of `signing` (creating it if needed).
-    pub async fn open_or_create_writable(&self, signing: &SigningKey) -> Result<Arc<Core>, StoreError> {
+    pub async fn open_or_create_writable(
+        &self,
+        signing: &SigningKey,
+    ) -> Result<Arc<Core>, StoreError> {
         let key = Key(signing.verifying_key().to_bytes());
         if let Some(c) = self.open_existing(&key).await? {
             return Ok(c);
         }
-        self.create(&key, PartialKeypair { public: signing.verifying_key(), secret: Some(signing.clone()) })
-            .await
+        self.create(
+            &key,
+            PartialKeypair {
+                public: signing.verifying_key(),
+                secret: Some(signing.clone()),
+            },
+        )
+        .await
     }
 
     async fn create(&self, key: &Key, key_pair: PartialKeypair) -> Result<Arc<Core>, StoreError> {
@@ -244,9 +294,18 @@ impl CoreStore {
             return Ok(c);
         }
         let dir = self.dir_of(key);
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io { path: dir.clone(), source })?;
-        let storage = Storage::new_disk(&dir, false).await.map_err(|e| StoreError::hc(key, e))?;
-        let core = HypercoreBuilder::new(storage).key_pair(key_pair).build().await.map_err(|e| StoreError::hc(key, e))?;
+        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
+            path: dir.clone(),
+            source,
+        })?;
+        let storage = Storage::new_disk(&dir, false)
+            .await
+            .map_err(|e| StoreError::hc(key, e))?;
+        let core = HypercoreBuilder::new(storage)
+            .key_pair(key_pair)
+            .build()
+            .await
+            .map_err(|e| StoreError::hc(key, e))?;
         Ok(self.register(*key, dir, core).await)
     }
 
@@ -270,14 +329,29 @@ impl CoreStore {
             remote_length: None,
         };
         let (tx, _) = watch::channel(info);
-        let c = Arc::new(Core { key, discovery_key: key.discovery_key(), dir, inner: Mutex::new(core), info: tx });
+        let c = Arc::new(Core {
+            key,
+            discovery_key: key.discovery_key(),
+            dir,
+            inner: Mutex::new(core),
+            info: tx,
+        });
         self.open.lock().unwrap().insert(key, c.clone());
         c
     }
 
     /// Finds a core on disk by its discovery key.
-    pub async fn find_by_discovery_key(&self, dk: &[u8; 32]) -> Result<Option<Arc<Core>>, StoreError> {
-        let found = self.open.lock().unwrap().values().find(|c| &c.discovery_key == dk).cloned();
+    pub async fn find_by_discovery_key(
+        &self,
+        dk: &[u8; 32],
+    ) -> Result<Option<Arc<Core>>, StoreError> {
+        let found = self
+            .open
+            .lock()
+            .unwrap()
+            .values()
+            .find(|c| &c.discovery_key == dk)
+            .cloned();
         if found.is_some() {
             return Ok(found);
         }
@@ -327,7 +401,15 @@ mod tests {
         assert!(core.info().writable);
         let again = store.open_or_create_writable(&signing).await.unwrap();
         assert!(Arc::ptr_eq(&core, &again));
-        assert_eq!(store.find_by_discovery_key(&key.discovery_key()).await.unwrap().unwrap().key(), key);
+        assert_eq!(
+            store
+                .find_by_discovery_key(&key.discovery_key())
+                .await
+                .unwrap()
+                .unwrap()
+                .key(),
+            key
+        );
         store.delete(&key).unwrap();
         assert!(!store.exists(&key));
     }

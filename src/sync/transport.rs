@@ -45,7 +45,9 @@ impl Identity {
                         bytes.len()
                     )
                 })?;
-                Ok(Identity { secret: SecretKey::from_bytes(&bytes) })
+                Ok(Identity {
+                    secret: SecretKey::from_bytes(&bytes),
+                })
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let secret = SecretKey::from_bytes(&rand::random::<[u8; 32]>());
@@ -144,7 +146,10 @@ mod tests {
         let b = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(a.key(), b.key());
         assert_eq!(a.signing_key().verifying_key().to_bytes(), a.key().0);
-        assert_eq!(Key(*a.secret.public().as_bytes()).to_z32(), a.secret.public().to_z32());
+        assert_eq!(
+            Key(*a.secret.public().as_bytes()).to_z32(),
+            a.secret.public().to_z32()
+        );
         std::fs::write(dir.path().join("identity"), b"short").unwrap();
         assert!(Identity::load_or_create(dir.path()).is_err());
     }

@@ -26,7 +26,11 @@ pub enum Message {
     /// Server → reader: not here (or not for you: the two are indistinguishable).
     NotFound,
     /// Reader → server: a request for a block proof and/or an upgrade proof.
-    Request { id: u64, block: Option<BlockRequest>, upgrade: Option<UpgradeRequest> },
+    Request {
+        id: u64,
+        block: Option<BlockRequest>,
+        upgrade: Option<UpgradeRequest>,
+    },
     /// Server → reader: the proof answering request `id`.
     Data { id: u64, proof: WireProof },
     /// Server → reader: request `id` cannot be answered (block not held, bad range).
@@ -78,7 +82,10 @@ impl Message {
 }
 
 /// Writes one frame.
-pub async fn write_message<W: AsyncWrite + Unpin>(w: &mut W, msg: &Message) -> Result<(), WireError> {
+pub async fn write_message<W: AsyncWrite + Unpin>(
+    w: &mut W,
+    msg: &Message,
+) -> Result<(), WireError> {
     let body = msg.encode();
     if body.len() > MAX_FRAME {
         return Err(WireError::TooLarge(body.len()));
@@ -114,7 +121,9 @@ where
     let mut state = HypercoreState::new();
     state.preencode(value).expect("preencode of a proof part");
     let mut buf = vec![0u8; state.end()];
-    state.encode(value, &mut buf).expect("encode of a proof part");
+    state
+        .encode(value, &mut buf)
+        .expect("encode of a proof part");
     buf
 }
 
@@ -137,7 +146,11 @@ impl WireProof {
                 let value = c.buffer()?.to_vec();
                 let nodes = c.nodes()?;
                 c.finish()?;
-                Some(DataBlock { index, value, nodes })
+                Some(DataBlock {
+                    index,
+                    value,
+                    nodes,
+                })
             }
         };
         let upgrade = match &self.upgrade {
@@ -150,10 +163,22 @@ impl WireProof {
                 let additional_nodes = c.nodes()?;
                 let signature = c.buffer()?.to_vec();
                 c.finish()?;
-                Some(DataUpgrade { start, length, nodes, additional_nodes, signature })
+                Some(DataUpgrade {
+                    start,
+                    length,
+                    nodes,
+                    additional_nodes,
+                    signature,
+                })
             }
         };
-        Ok(Proof { fork: self.fork, block, hash: None, seek: None, upgrade })
+        Ok(Proof {
+            fork: self.fork,
+            block,
+            hash: None,
+            seek: None,
+            upgrade,
+        })
     }
 }
 
@@ -196,7 +221,9 @@ impl<'a> Cursor<'a> {
         let count = self.uint()? as usize;
         // Each node takes at least 34 bytes; refuse counts the buffer cannot hold.
         if count > MAX_NODES || count.saturating_mul(34) > self.buf.len() - self.pos {
-            return Err(WireError::Malformed(format!("proof claims {count} tree nodes")));
+            return Err(WireError::Malformed(format!(
+                "proof claims {count} tree nodes"
+            )));
         }
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
@@ -223,22 +250,33 @@ mod tests {
 
     #[tokio::test]
     async fn proofs_survive_the_wire() {
-        let mut core = HypercoreBuilder::new(Storage::new_memory().await.unwrap()).build().await.unwrap();
+        let mut core = HypercoreBuilder::new(Storage::new_memory().await.unwrap())
+            .build()
+            .await
+            .unwrap();
         for i in 0..20u32 {
-            core.append(&vec![i as u8; 1000 + i as usize]).await.unwrap();
+            core.append(&vec![i as u8; 1000 + i as usize])
+                .await
+                .unwrap();
         }
         let proof = core
             .create_proof(
                 Some(RequestBlock { index: 5, nodes: 0 }),
                 None,
                 None,
-                Some(RequestUpgrade { start: 0, length: 20 }),
+                Some(RequestUpgrade {
+                    start: 0,
+                    length: 20,
+                }),
             )
             .await
             .unwrap()
             .unwrap();
         let wire = WireProof::from_proof(&proof);
-        let msg = Message::Data { id: 7, proof: wire.clone() };
+        let msg = Message::Data {
+            id: 7,
+            proof: wire.clone(),
+        };
         let back = Message::decode(&msg.encode()).unwrap();
         assert_eq!(back, msg);
         let decoded = wire.to_proof().unwrap();
@@ -247,7 +285,10 @@ mod tests {
         // A replica accepts the decoded proof.
         let public = core.key_pair().public;
         let mut replica = HypercoreBuilder::new(Storage::new_memory().await.unwrap())
-            .key_pair(hypercore::PartialKeypair { public, secret: None })
+            .key_pair(hypercore::PartialKeypair {
+                public,
+                secret: None,
+            })
             .build()
             .await
             .unwrap();
@@ -261,13 +302,21 @@ mod tests {
             vec![],
             vec![0xff],
             vec![0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff], // huge buffer length
-            vec![0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff],                       // huge node count
-            vec![0, 0, 0, 1],                                               // trailing byte
+            vec![0, 0, 0xfe, 0xff, 0xff, 0xff, 0xff],                      // huge node count
+            vec![0, 0, 0, 1],                                              // trailing byte
         ];
         for c in cases {
-            let p = WireProof { fork: 0, block: Some(c.clone()), upgrade: None };
+            let p = WireProof {
+                fork: 0,
+                block: Some(c.clone()),
+                upgrade: None,
+            };
             assert!(p.to_proof().is_err(), "{c:?}");
-            let p = WireProof { fork: 0, block: None, upgrade: Some(c.clone()) };
+            let p = WireProof {
+                fork: 0,
+                block: None,
+                upgrade: Some(c.clone()),
+            };
             assert!(p.to_proof().is_err(), "{c:?}");
         }
     }
@@ -275,18 +324,36 @@ mod tests {
     #[tokio::test]
     async fn frames() {
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        write_message(&mut a, &Message::Open { discovery_key: [1; 32] }).await.unwrap();
+        write_message(
+            &mut a,
+            &Message::Open {
+                discovery_key: [1; 32],
+            },
+        )
+        .await
+        .unwrap();
         write_message(&mut a, &Message::NotFound).await.unwrap();
         drop(a);
-        assert_eq!(read_message(&mut b).await.unwrap(), Some(Message::Open { discovery_key: [1; 32] }));
+        assert_eq!(
+            read_message(&mut b).await.unwrap(),
+            Some(Message::Open {
+                discovery_key: [1; 32]
+            })
+        );
         assert_eq!(read_message(&mut b).await.unwrap(), Some(Message::NotFound));
         assert_eq!(read_message(&mut b).await.unwrap(), None);
 
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
         a.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
-        assert!(matches!(read_message(&mut b).await, Err(WireError::TooLarge(_))));
+        assert!(matches!(
+            read_message(&mut b).await,
+            Err(WireError::TooLarge(_))
+        ));
         a.write_all(&3u32.to_be_bytes()).await.unwrap();
         a.write_all(&[200, 200, 200]).await.unwrap();
-        assert!(matches!(read_message(&mut b).await, Err(WireError::Malformed(_))));
+        assert!(matches!(
+            read_message(&mut b).await,
+            Err(WireError::Malformed(_))
+        ));
     }
 }

@@ -19,7 +19,10 @@ pub const TIMEOUT: Duration = Duration::from_secs(60);
 
 pub fn init_tracing() {
     let _ = tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "dat_mirror=info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env()
+                .unwrap_or_else(|_| "dat_mirror=info".into()),
+        )
         .with_test_writer()
         .try_init();
 }
@@ -44,12 +47,18 @@ where
 
 /// Runs blocking file-system calls (on the FUSE mount) off the async workers.
 pub async fn blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
-    tokio::task::spawn_blocking(f).await.expect("blocking task panicked")
+    tokio::task::spawn_blocking(f)
+        .await
+        .expect("blocking task panicked")
 }
 
 /// A free UDP port on loopback (for a mirror that starts later at a known address).
 pub fn free_udp_port() -> u16 {
-    std::net::UdpSocket::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    std::net::UdpSocket::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 pub async fn start_mirror(data: &Path, listen: SocketAddr, allow: Vec<Key>) -> Mirror {
@@ -64,13 +73,20 @@ pub async fn start_mirror(data: &Path, listen: SocketAddr, allow: Vec<Key>) -> M
 }
 
 pub async fn start_laptop(data: &Path, mirrors: Vec<PeerAddr>) -> Laptop {
-    Laptop::start(LaptopConfig { data: data.to_path_buf(), mirrors, listen: "127.0.0.1:0".parse().unwrap() })
-        .await
-        .expect("laptop starts")
+    Laptop::start(LaptopConfig {
+        data: data.to_path_buf(),
+        mirrors,
+        listen: "127.0.0.1:0".parse().unwrap(),
+    })
+    .await
+    .expect("laptop starts")
 }
 
 pub fn mirror_addr(m: &Mirror) -> PeerAddr {
-    PeerAddr { id: m.key(), addr: m.listen }
+    PeerAddr {
+        id: m.key(),
+        addr: m.listen,
+    }
 }
 
 pub fn node_id(data: &Path) -> Key {
@@ -100,14 +116,22 @@ pub async fn mount(laptop: &Laptop, path: &Path, test: &str) -> Option<Mounted> 
     std::fs::create_dir_all(path).unwrap();
     let backend: Arc<dyn dat_mirror::fs::ControlBackend> = laptop.inner.clone();
     let p = path.to_path_buf();
-    let session = blocking(move || dat_mirror::fs::mount(&p, backend)).await.expect("mount");
-    Some(Mounted { path: path.to_path_buf(), session: Some(session) })
+    let session = blocking(move || dat_mirror::fs::mount(&p, backend))
+        .await
+        .expect("mount");
+    Some(Mounted {
+        path: path.to_path_buf(),
+        session: Some(session),
+    })
 }
 
 /// Writes a sample site: nested folders, an index, text and binary files of mixed sizes.
 pub fn make_site(dir: &Path, big_bytes: usize) -> Vec<(String, Vec<u8>)> {
     let mut files: Vec<(String, Vec<u8>)> = vec![
-        ("index.html".into(), b"<!doctype html><h1>hello from the laptop</h1>".to_vec()),
+        (
+            "index.html".into(),
+            b"<!doctype html><h1>hello from the laptop</h1>".to_vec(),
+        ),
         ("about/index.html".into(), b"<h1>about</h1>".to_vec()),
         ("css/site.css".into(), b"body { color: #333 }".to_vec()),
         ("empty.txt".into(), vec![]),
@@ -139,13 +163,17 @@ pub fn pseudo_random(len: usize, seed: u64) -> Vec<u8> {
 
 /// Publishes through the running laptop (as the CLI does via the control socket).
 pub async fn publish(laptop: &Laptop, dir: &Path, key: Option<Key>) -> Published {
-    publish_dir(&laptop.inner.store, dir, key).await.expect("publish")
+    publish_dir(&laptop.inner.store, dir, key)
+        .await
+        .expect("publish")
 }
 
 /// The `state: ...` line of `cat <entry>`, or None if the entry does not exist.
 pub fn state_of(mount: &Path, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(mount.join(name)).ok()?;
-    text.lines().find_map(|l| l.strip_prefix("state: ")).map(|s| s.trim().to_string())
+    text.lines()
+        .find_map(|l| l.strip_prefix("state: "))
+        .map(|s| s.trim().to_string())
 }
 
 pub async fn wait_for_state(mount: &Path, name: &str, prefix: &str) -> String {
@@ -164,7 +192,10 @@ pub fn http_base(m: &Mirror) -> String {
 pub async fn http_get(url: &str) -> (u16, Option<String>, Vec<u8>) {
     let r = reqwest::get(url).await.expect("HTTP request");
     let status = r.status().as_u16();
-    let ct = r.headers().get("content-type").map(|v| v.to_str().unwrap().to_string());
+    let ct = r
+        .headers()
+        .get("content-type")
+        .map(|v| v.to_str().unwrap().to_string());
     let body = r.bytes().await.expect("HTTP body").to_vec();
     (status, ct, body)
 }
