@@ -112,8 +112,7 @@ async fn touch_mirrors_serves_and_rm_removes() {
     wait_until("the mirror to report removed", || async {
         status_events(&mirror)
             .await
-            .iter()
-            .any(|e| *e == StatusEvent::Removed { key: site.key })
+            .contains(&StatusEvent::Removed { key: site.key })
             .then_some(())
     })
     .await;

@@ -16,7 +16,7 @@ use crate::sync::drive::{self, DirEntry, DriveError, Entry};
 use crate::sync::keys::Key;
 use crate::sync::store::CoreReader;
 
-use super::MirrorInner;
+use super::{MirrorInner, SiteSnapshot};
 
 /// Longest URL path accepted.
 const MAX_PATH: usize = 4096;
@@ -203,7 +203,7 @@ fn file_response(
     entry: &Entry,
     version: u64,
 ) -> Response {
-    let Some(blob) = entry.blob.clone() else {
+    let Some(blob) = entry.blob else {
         // Symlinks and empty entries without a blob.
         return match &entry.linkname {
             Some(target) => redirect(target),
@@ -311,21 +311,28 @@ fn site_summaries(mirror: &MirrorInner) -> Vec<SiteJson> {
     mirror
         .sites()
         .into_iter()
-        .map(|(key, alias, db, blobs)| {
-            let d = db.info();
-            let b = blobs.map(|b| b.info()).unwrap_or_default();
-            SiteJson {
-                key: key.to_hex(),
-                alias,
-                version: d.length,
-                blocks: d.held_blocks + b.held_blocks,
-                total_blocks: d.length + b.length,
-                bytes: d.held_bytes() + b.held_bytes(),
-                complete: d.synced() && b.synced() && d.length > 0,
-                peers: mirror.node.peers_for(&key),
-                url: format!("/{}/", key.to_hex()),
-            }
-        })
+        .map(
+            |SiteSnapshot {
+                 key,
+                 alias,
+                 db,
+                 blobs,
+             }| {
+                let d = db.info();
+                let b = blobs.map(|b| b.info()).unwrap_or_default();
+                SiteJson {
+                    key: key.to_hex(),
+                    alias,
+                    version: d.length,
+                    blocks: d.held_blocks + b.held_blocks,
+                    total_blocks: d.length + b.length,
+                    bytes: d.held_bytes() + b.held_bytes(),
+                    complete: d.synced() && b.synced() && d.length > 0,
+                    peers: mirror.node.peers_for(&key),
+                    url: format!("/{}/", key.to_hex()),
+                }
+            },
+        )
         .collect()
 }
 

@@ -172,12 +172,12 @@ mod tests {
 
     #[test]
     fn fold_is_independent_of_log_order() {
-        let a = vec![
+        let a = [
             mirror(S, None),
             mirror(T, Some("t")),
             Command::Unmirror { key: S },
         ];
-        let b = vec![mirror(S, None), Command::Unmirror { key: T }];
+        let b = [mirror(S, None), Command::Unmirror { key: T }];
         let one = MirrorSet::fold([(A, &a[..]), (B, &b[..])]);
         let two = MirrorSet::fold([(B, &b[..]), (A, &a[..])]);
         assert_eq!(one, two);

@@ -51,6 +51,16 @@ pub struct SiteRuntime {
     task: JoinHandle<()>,
 }
 
+/// One running site, as seen from outside its task.
+#[derive(Clone)]
+pub struct SiteSnapshot {
+    pub key: Key,
+    pub alias: Option<String>,
+    pub db: Arc<Core>,
+    /// Known once the db header has arrived.
+    pub blobs: Option<Arc<Core>>,
+}
+
 /// Who may read what from a mirror: the status log only to allowed laptops, mirrored sites
 /// to anyone who knows their key, nothing else (command logs are never served).
 struct MirrorPolicy {
@@ -397,13 +407,18 @@ impl MirrorInner {
         self.status.record(StatusEvent::Removed { key: *key }).await;
     }
 
-    /// A snapshot of the running sites: (key, alias, db, blobs).
-    pub fn sites(&self) -> Vec<(Key, Option<String>, Arc<Core>, Option<Arc<Core>>)> {
+    /// A snapshot of the running sites.
+    pub fn sites(&self) -> Vec<SiteSnapshot> {
         self.sites
             .lock()
             .unwrap()
             .iter()
-            .map(|(k, s)| (*k, s.alias.clone(), s.db.clone(), s.blobs.clone()))
+            .map(|(k, s)| SiteSnapshot {
+                key: *k,
+                alias: s.alias.clone(),
+                db: s.db.clone(),
+                blobs: s.blobs.clone(),
+            })
             .collect()
     }
 

@@ -8,7 +8,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
-use iroh::endpoint::presets;
+use iroh::endpoint::{presets, QuicTransportConfig};
 use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey};
 
 use super::keys::Key;
@@ -85,12 +85,28 @@ impl Identity {
     }
 }
 
+/// Keep-alive interval: an idle connection still sends a packet this often...
+pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
+/// ...and is declared dead after this long without hearing from the peer (iroh's default is
+/// 30 s; a mirror that was killed and restarted should be redialled sooner than that).
+pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
+
 /// Binds an endpoint for `identity` on `listen` (e.g. `0.0.0.0:0` for "any port").
 pub async fn bind(identity: &Identity, listen: SocketAddr) -> anyhow::Result<Endpoint> {
     let endpoint = Endpoint::builder(presets::Minimal)
         .secret_key(identity.secret.clone())
         .alpns(vec![ALPN.to_vec()])
         .relay_mode(RelayMode::Disabled)
+        .transport_config(
+            QuicTransportConfig::builder()
+                .keep_alive_interval(KEEP_ALIVE)
+                .max_idle_timeout(Some(
+                    IDLE_TIMEOUT
+                        .try_into()
+                        .expect("8 s is a valid idle timeout"),
+                ))
+                .build(),
+        )
         .clear_ip_transports()
         .bind_addr(listen)
         .map_err(|e| anyhow::anyhow!("invalid listen address {listen}: {e}"))?

@@ -1,0 +1,119 @@
+//! Core replication between two nodes over real iroh (QUIC on loopback): blocks of 64 KiB
+//! and 1 MiB, many requests in flight, live appends on the same connection, and the access
+//! policy deciding who may read what.
+
+mod common;
+
+use std::sync::Arc;
+
+use common::*;
+use dat_mirror::sync::keys::Key;
+use dat_mirror::sync::peer::{Node, Policy};
+use dat_mirror::sync::store::CoreStore;
+use dat_mirror::sync::transport::{self, Identity, PeerAddr};
+
+struct Only(Option<Key>);
+
+impl Policy for Only {
+    fn may_serve(&self, peer: &Key, _core: &Key) -> bool {
+        self.0.is_none_or(|k| k == *peer)
+    }
+}
+
+async fn node(dir: &std::path::Path, policy: Only) -> (Arc<Node>, Arc<CoreStore>) {
+    let id = Identity::load_or_create(dir).unwrap();
+    let store = Arc::new(CoreStore::new(dir).unwrap());
+    let ep = transport::bind(&id, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    (Node::start(ep, store.clone(), Arc::new(policy)), store)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn big_and_small_blocks_over_iroh_with_live_appends() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let (a, a_store) = node(&tmp.path().join("a"), Only(None)).await;
+    let (b, b_store) = node(&tmp.path().join("b"), Only(None)).await;
+    let writer = a_store
+        .open_or_create_writable(&hypercore::generate_signing_key())
+        .await
+        .unwrap();
+    let blocks: Vec<Vec<u8>> = (0..96)
+        .map(|i| pseudo_random(if i % 3 == 0 { 1 << 20 } else { 64 << 10 }, i as u64))
+        .collect();
+    writer.append_batch(&blocks).await.unwrap();
+
+    let reader = b_store.open_or_create_replica(&writer.key()).await.unwrap();
+    b.want(reader.clone());
+    let addr = PeerAddr {
+        id: a.id(),
+        addr: a.endpoint().bound_sockets()[0],
+    };
+    b.connect(&addr).await.unwrap();
+    wait_until("all blocks", || async {
+        reader.info().synced().then_some(())
+    })
+    .await;
+    assert_eq!(reader.info().length, 96);
+    for (i, block) in blocks.iter().enumerate() {
+        assert!(
+            reader.get(i as u64).await.unwrap().unwrap() == *block,
+            "block {i}"
+        );
+    }
+    assert_eq!(b.peers_for(&writer.key()), 1);
+
+    // Live: appends flow over the same connection.
+    let mut events = b.subscribe();
+    writer.append(&pseudo_random(1 << 20, 999)).await.unwrap();
+    wait_until("the live append", || async {
+        (reader.info().length == 97 && reader.info().synced()).then_some(())
+    })
+    .await;
+    assert!(events.try_recv().is_err(), "no reconnect happened");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn policy_refuses_unknown_readers_without_revealing_the_core() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let friend_dir = tmp.path().join("friend");
+    let friend_id = Identity::load_or_create(&friend_dir).unwrap().key();
+    let (a, a_store) = node(&tmp.path().join("a"), Only(Some(friend_id))).await;
+    let (friend, friend_store) = node(&friend_dir, Only(None)).await;
+    let (stranger, stranger_store) = node(&tmp.path().join("stranger"), Only(None)).await;
+    let writer = a_store
+        .open_or_create_writable(&hypercore::generate_signing_key())
+        .await
+        .unwrap();
+    writer.append(b"secret").await.unwrap();
+    let addr = PeerAddr {
+        id: a.id(),
+        addr: a.endpoint().bound_sockets()[0],
+    };
+
+    let s_reader = stranger_store
+        .open_or_create_replica(&writer.key())
+        .await
+        .unwrap();
+    stranger.want(s_reader.clone());
+    stranger.connect(&addr).await.unwrap();
+    let f_reader = friend_store
+        .open_or_create_replica(&writer.key())
+        .await
+        .unwrap();
+    friend.want(f_reader.clone());
+    friend.connect(&addr).await.unwrap();
+    wait_until("the friend to replicate", || async {
+        f_reader.info().synced().then_some(())
+    })
+    .await;
+    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    assert_eq!(s_reader.info().length, 0);
+    assert_eq!(
+        s_reader.info().remote_length,
+        None,
+        "the stranger learns nothing, not even the length"
+    );
+}
