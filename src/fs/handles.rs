@@ -247,6 +247,23 @@ impl Cx<'_> {
                 }
                 Node::Mem(_) => {
                     let m = self.t.mem_mut(ino).ok_or(Errno::ENOENT)?;
+                    // `touch name` where name is not a key: a link file that will never get
+                    // a link. Say so now (touch reports it) instead of letting it vanish.
+                    if m.link
+                        && m.data.is_empty()
+                        && size.is_none()
+                        && mode.is_none()
+                        && (atime.is_some() || mtime.is_some())
+                    {
+                        return refuse(
+                            Errno::EINVAL,
+                            format!(
+                                "{:?} is not a site key (64 hex or 52 z-base32 characters); to give a \
+                                 site a name, write its link into the file: `echo hyper://<key> > {}`",
+                                m.name, m.name
+                            ),
+                        );
+                    }
                     if let Some(size) = size {
                         let max = if m.link {
                             MAX_LINK_BYTES

@@ -217,15 +217,21 @@ fn file_response(
     let stream = futures::stream::iter(blocks).then(move |(index, range)| {
         let blobs = blobs.clone();
         async move {
-            match blobs.get(index).await {
+            let result = match blobs.get(index).await {
                 Ok(Some(block)) if range.end <= block.len() => {
                     Ok(bytes::Bytes::from(block).slice(range))
                 }
-                Ok(_) => Err(std::io::Error::other(format!(
-                    "blobs block {index} is not held yet"
-                ))),
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            }
+                Ok(Some(block)) => Err(format!(
+                    "blobs block {index} has {} bytes, the entry needs {range:?}",
+                    block.len()
+                )),
+                Ok(None) => Err(format!("blobs block {index} is not held yet")),
+                Err(e) => Err(format!("blobs block {index}: {e}")),
+            };
+            result.map_err(|e| {
+                tracing::warn!("response body cut short: {e}");
+                std::io::Error::other(e)
+            })
         }
     });
     body_response(path, length, Body::from_stream(stream), version)

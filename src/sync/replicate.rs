@@ -291,16 +291,11 @@ where
                         if matches!(what, Pending::Upgrade) && proof.upgrade.is_none() {
                             return Err(ReplicationError::Protocol("upgrade answer without an upgrade".into()));
                         }
-                        let mut hc = core.lock().await;
-                        let had = proof.block.as_ref().is_some_and(|b| hc.has(b.index));
-                        let applied = hc
-                            .verify_and_apply_proof(&proof)
+                        let applied = core
+                            .apply_proof(proof)
                             .await
                             .map_err(|e| ReplicationError::BadProof(e.to_string()))?;
-                        if applied {
-                            let gained = proof.block.as_ref().is_some_and(|b| !had && hc.has(b.index));
-                            core.publish_info(&hc, gained as u64);
-                        } else {
+                        if !applied {
                             unapplied += 1;
                             if unapplied > MAX_UNAPPLIED {
                                 return Err(ReplicationError::BadProof(format!("{unapplied} proofs could not be applied")));

@@ -148,20 +148,55 @@ impl Core {
     }
 
     /// Appends entries (one signed batch) and returns the new length.
-    pub async fn append_batch(&self, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
-        let mut core = self.lock().await;
-        let out = core
-            .append_batch(entries)
-            .await
-            .map_err(|e| StoreError::hc(&self.key, e))?;
-        self.publish_info(&core, entries.len() as u64);
-        Ok(out.length)
+    ///
+    /// Runs on a task of its own: hypercore's methods are not cancel-safe (a future dropped
+    /// halfway through a write leaves the in-memory core out of step with its files), so
+    /// every mutation completes even if the caller is cancelled.
+    pub async fn append_batch(self: &Arc<Self>, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
+        let core = self.clone();
+        let entries = entries.to_vec();
+        detached(async move {
+            let mut hc = core.lock().await;
+            let out = hc
+                .append_batch(&entries)
+                .await
+                .map_err(|e| StoreError::hc(&core.key, e))?;
+            core.publish_info(&hc, entries.len() as u64);
+            Ok(out.length)
+        })
+        .await
     }
 
     /// Appends one entry and returns its index.
-    pub async fn append(&self, entry: &[u8]) -> Result<u64, StoreError> {
+    pub async fn append(self: &Arc<Self>, entry: &[u8]) -> Result<u64, StoreError> {
         let len = self.append_batch(&[entry.to_vec()]).await?;
         Ok(len - 1)
+    }
+
+    /// Verifies a proof from a peer and, if it is valid, stores what it proves. Returns
+    /// whether it was applied. Like every mutation, runs to completion on its own task.
+    pub async fn apply_proof(
+        self: &Arc<Self>,
+        proof: hypercore::Proof,
+    ) -> Result<bool, StoreError> {
+        let core = self.clone();
+        detached(async move {
+            let mut hc = core.lock().await;
+            let had = proof.block.as_ref().is_some_and(|b| hc.has(b.index));
+            let applied = hc
+                .verify_and_apply_proof(&proof)
+                .await
+                .map_err(|e| StoreError::hc(&core.key, e))?;
+            if applied {
+                let gained = proof
+                    .block
+                    .as_ref()
+                    .is_some_and(|b| !had && hc.has(b.index));
+                core.publish_info(&hc, gained as u64);
+            }
+            Ok(applied)
+        })
+        .await
     }
 
     /// Reads block `index` if it is held.
@@ -171,6 +206,21 @@ impl Core {
             .await
             .map_err(|e| StoreError::hc(&self.key, e))
     }
+}
+
+/// Runs `work` on a task of its own and waits for it: the work completes even if the
+/// waiting future is dropped.
+async fn detached<T: Send + 'static>(
+    work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::spawn(work).await.unwrap_or_else(|e| {
+        Err(StoreError::Hypercore {
+            key: String::new(),
+            source: HypercoreError::InvalidOperation {
+                context: format!("core task failed: {e}"),
+            },
+        })
+    })
 }
 
 /// The set of cores of one data directory.
