@@ -48,6 +48,8 @@ pub struct SiteRuntime {
     pub alias: Option<String>,
     pub db: Arc<Core>,
     pub blobs: Option<Arc<Core>>,
+    /// (db length, unix ms when the mirror first saw that length).
+    seen: (u64, u64),
     task: JoinHandle<()>,
 }
 
@@ -59,6 +61,18 @@ pub struct SiteSnapshot {
     pub db: Arc<Core>,
     /// Known once the db header has arrived.
     pub blobs: Option<Arc<Core>>,
+    /// Unix ms when the mirror first saw the site's current version.
+    pub updated_ms: Option<u64>,
+}
+
+fn snapshot(key: &Key, s: &SiteRuntime) -> SiteSnapshot {
+    SiteSnapshot {
+        key: *key,
+        alias: s.alias.clone(),
+        db: s.db.clone(),
+        blobs: s.blobs.clone(),
+        updated_ms: Some(s.seen.1),
+    }
 }
 
 /// Who may read what from a mirror: the status log only to allowed laptops, mirrored sites
@@ -89,6 +103,8 @@ pub struct MirrorInner {
     served: Arc<RwLock<HashSet<Key>>>,
     set: StdMutex<MirrorSet>,
     sites: StdMutex<BTreeMap<Key, SiteRuntime>>,
+    /// Custom domains of the HTTP gateway: host name → site.
+    domains: RwLock<BTreeMap<String, Key>>,
 }
 
 /// A started mirror (for the CLI and tests).
@@ -194,6 +210,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         served,
         set: StdMutex::new(MirrorSet::new()),
         sites: StdMutex::new(BTreeMap::new()),
+        domains: RwLock::new(BTreeMap::new()),
     });
     inner
         .status
@@ -367,6 +384,7 @@ impl MirrorInner {
             key,
             SiteRuntime {
                 alias,
+                seen: (db.info().length, crate::sync::status::now_ms()),
                 db,
                 blobs: None,
                 task,
@@ -413,13 +431,48 @@ impl MirrorInner {
             .lock()
             .unwrap()
             .iter()
-            .map(|(k, s)| SiteSnapshot {
-                key: *k,
-                alias: s.alias.clone(),
-                db: s.db.clone(),
-                blobs: s.blobs.clone(),
-            })
+            .map(|(k, s)| snapshot(k, s))
             .collect()
+    }
+
+    /// The running site `key`.
+    pub fn site_snapshot(&self, key: &Key) -> Option<SiteSnapshot> {
+        self.sites
+            .lock()
+            .unwrap()
+            .get(key)
+            .map(|s| snapshot(key, s))
+    }
+
+    /// The site an alias names.
+    pub fn site_by_alias(&self, alias: &str) -> Option<Key> {
+        let sites = self.sites.lock().unwrap();
+        sites
+            .iter()
+            .find(|(_, s)| s.alias.as_deref() == Some(alias))
+            .map(|(k, _)| *k)
+    }
+
+    /// Records that the site's db has `length` blocks (for Last-Modified and "last sync").
+    pub(crate) fn note_version(&self, key: &Key, length: u64) {
+        if let Some(s) = self.sites.lock().unwrap().get_mut(key) {
+            if s.seen.0 != length {
+                s.seen = (length, crate::sync::status::now_ms());
+            }
+        }
+    }
+
+    /// Maps custom domains (host name → site) for the HTTP gateway.
+    pub fn set_domains(&self, domains: BTreeMap<String, Key>) {
+        let lower = domains
+            .into_iter()
+            .map(|(h, k)| (h.trim_end_matches('.').to_ascii_lowercase(), k))
+            .collect();
+        *self.domains.write().unwrap() = lower;
+    }
+
+    pub fn domains(&self) -> BTreeMap<String, Key> {
+        self.domains.read().unwrap().clone()
     }
 
     /// The running site named by `key`.

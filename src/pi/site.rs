@@ -81,6 +81,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
         let b = blobs.info();
         let peers = mirror.node.peers_for(&key);
         let version = d.length;
+        mirror.note_version(&key, version);
         let in_sync = d.synced() && b.synced() && version > 0;
         let complete = in_sync
             && mirrored_version != Some(version)
