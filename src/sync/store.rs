@@ -84,6 +84,72 @@ pub struct Core {
     dir: PathBuf,
     inner: Mutex<hypercore::Hypercore>,
     info: watch::Sender<CoreInfo>,
+    cache: Arc<BlockCache>,
+    /// The core's `data` file, opened read-only on first use (see [`Core::read_bytes`]).
+    data: std::sync::OnceLock<std::fs::File>,
+}
+
+/// Verified blocks kept in memory, shared by every core of a store: blocks never change
+/// once verified, so a block read once (a B-tree node on every request, say) is served from
+/// here instead of through hypercore's storage. Bounded in bytes, least recently used first.
+pub struct BlockCache {
+    inner: StdMutex<(lru::LruCache<(Key, u64), Arc<[u8]>>, usize)>,
+    budget: usize,
+}
+
+impl std::fmt::Debug for BlockCache {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "BlockCache({} bytes)", self.budget)
+    }
+}
+
+impl BlockCache {
+    /// Default budget: 32 MiB.
+    pub const DEFAULT_BYTES: usize = 32 << 20;
+
+    pub fn new(budget: usize) -> BlockCache {
+        BlockCache {
+            inner: StdMutex::new((lru::LruCache::unbounded(), 0)),
+            budget,
+        }
+    }
+
+    fn get(&self, key: &Key, index: u64) -> Option<Arc<[u8]>> {
+        self.inner.lock().unwrap().0.get(&(*key, index)).cloned()
+    }
+
+    fn put(&self, key: Key, index: u64, block: Arc<[u8]>) {
+        if block.len() > self.budget / 8 {
+            return;
+        }
+        let mut g = self.inner.lock().unwrap();
+        let (lru, bytes) = &mut *g;
+        *bytes += block.len();
+        if let Some(old) = lru.put((key, index), block) {
+            *bytes -= old.len();
+        }
+        while *bytes > self.budget {
+            match lru.pop_lru() {
+                Some((_, b)) => *bytes -= b.len(),
+                None => break,
+            }
+        }
+    }
+
+    fn forget(&self, key: &Key) {
+        let mut g = self.inner.lock().unwrap();
+        let (lru, bytes) = &mut *g;
+        let stale: Vec<(Key, u64)> = lru
+            .iter()
+            .filter(|((k, _), _)| k == key)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in stale {
+            if let Some(b) = lru.pop(&k) {
+                *bytes -= b.len();
+            }
+        }
+    }
 }
 
 impl std::fmt::Debug for Core {
@@ -199,6 +265,46 @@ impl Core {
         .await
     }
 
+    /// Block `index` if it is held, from the block cache when possible.
+    pub async fn get_cached(&self, index: u64) -> Result<Option<Arc<[u8]>>, StoreError> {
+        if let Some(b) = self.cache.get(&self.key, index) {
+            return Ok(Some(b));
+        }
+        let mut hc = self.lock().await;
+        if !hc.has(index) {
+            return Ok(None);
+        }
+        let Some(block) = hc
+            .get(index)
+            .await
+            .map_err(|e| StoreError::hc(&self.key, e))?
+        else {
+            return Ok(None);
+        };
+        drop(hc);
+        let block: Arc<[u8]> = block.into();
+        self.cache.put(self.key, index, block.clone());
+        Ok(Some(block))
+    }
+
+    /// Reads `len` bytes at `offset` of the core's byte stream straight from its `data` file,
+    /// where hypercore stores every block at its byte offset. Only for byte ranges whose
+    /// blocks the caller has checked are held (`has`): those bytes were verified before they
+    /// were written. Blocks the calling thread; call it from a blocking context.
+    pub fn read_bytes_blocking(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        use std::os::unix::fs::FileExt;
+        let file = match self.data.get() {
+            Some(f) => f,
+            None => {
+                let f = std::fs::File::open(self.dir.join("data"))?;
+                self.data.get_or_init(|| f)
+            }
+        };
+        let mut buf = vec![0u8; len];
+        file.read_exact_at(&mut buf, offset)?;
+        Ok(buf)
+    }
+
     /// Reads block `index` if it is held.
     pub async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
         let mut core = self.lock().await;
@@ -227,6 +333,7 @@ async fn detached<T: Send + 'static>(
 #[derive(Debug)]
 pub struct CoreStore {
     root: PathBuf,
+    cache: Arc<BlockCache>,
     open: StdMutex<HashMap<Key, Arc<Core>>>,
     /// Serialises opening so a core is never opened twice.
     opening: Mutex<()>,
@@ -242,6 +349,7 @@ impl CoreStore {
         })?;
         Ok(CoreStore {
             root,
+            cache: Arc::new(BlockCache::new(BlockCache::DEFAULT_BYTES)),
             open: StdMutex::new(HashMap::new()),
             opening: Mutex::new(()),
         })
@@ -385,6 +493,8 @@ impl CoreStore {
             dir,
             inner: Mutex::new(core),
             info: tx,
+            cache: self.cache.clone(),
+            data: std::sync::OnceLock::new(),
         });
         self.open.lock().unwrap().insert(key, c.clone());
         c
@@ -417,6 +527,7 @@ impl CoreStore {
     /// handle until they drop it (the files stay open), but nothing new can reach it.
     pub fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.open.lock().unwrap().remove(key);
+        self.cache.forget(key);
         let dir = self.dir_of(key);
         match std::fs::remove_dir_all(&dir) {
             Ok(()) => Ok(()),
@@ -465,6 +576,28 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn data_file_holds_blocks_at_their_byte_offsets() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CoreStore::new(dir.path()).unwrap();
+        let core = store
+            .open_or_create_writable(&hypercore::generate_signing_key())
+            .await
+            .unwrap();
+        let blocks: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000 + 37 * i as usize]).collect();
+        core.append_batch(&blocks).await.unwrap();
+        let mut offset = 0u64;
+        for b in &blocks {
+            assert_eq!(&core.read_bytes_blocking(offset, b.len()).unwrap(), b);
+            assert_eq!(
+                &*core.get_cached(offset.min(0)).await.unwrap().unwrap(),
+                &blocks[0][..]
+            );
+            offset += b.len() as u64;
+        }
+        assert_eq!(core.info().byte_length, offset);
+    }
+
+    #[tokio::test]
     async fn replica_is_read_only_and_empty() {
         let dir = tempfile::tempdir().unwrap();
         let store = CoreStore::new(dir.path()).unwrap();
@@ -505,10 +638,14 @@ impl super::drive::BlockSource for CoreReader {
         if index >= self.length {
             return Ok(None);
         }
-        let mut hc = self.core.lock().await;
-        if !hc.has(index) {
-            return Ok(None);
+        match self.core.get_cached(index).await {
+            Ok(b) => Ok(b.map(|b| b.to_vec())),
+            Err(StoreError::Hypercore { source, .. }) => Err(source.into()),
+            Err(e) => Err(super::drive::DriveError::Hypercore(
+                hypercore::HypercoreError::InvalidOperation {
+                    context: e.to_string(),
+                },
+            )),
         }
-        Ok(hc.get(index).await?)
     }
 }
