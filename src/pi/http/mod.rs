@@ -81,6 +81,9 @@ pub async fn serve(mirror: Arc<MirrorInner>, listener: tokio::net::TcpListener) 
                 continue;
             }
         };
+        // Headers and body go out in separate writes: without NODELAY, Nagle's algorithm
+        // and delayed ACKs add ~40 ms to every small response.
+        let _ = stream.set_nodelay(true);
         let service = TowerToHyperService::new(app.clone());
         tokio::spawn(async move {
             let conn = hyper::server::conn::http1::Builder::new()
