@@ -371,3 +371,69 @@ async fn unallowed_laptop_is_not_followed_and_reads_nothing() {
     bad.shutdown().await;
     mirror.shutdown().await;
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn leftover_site_data_is_removed_on_start_and_kept_sites_survive() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let (pi_dir, lap_dir, site_dir) = (
+        tmp.path().join("pi"),
+        tmp.path().join("lap"),
+        tmp.path().join("site"),
+    );
+    let mirror = start_mirror(
+        &pi_dir,
+        "127.0.0.1:0".parse().unwrap(),
+        vec![node_id(&lap_dir)],
+    )
+    .await;
+    let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+    make_site(&site_dir, 0);
+    let site = publish(&laptop, &site_dir, None).await;
+    laptop
+        .inner
+        .append(dat_mirror::sync::command::Command::Mirror {
+            key: site.key,
+            alias: None,
+        })
+        .await
+        .unwrap();
+    let url = format!("{}/{}/index.html", http_base(&mirror), site.key);
+    wait_until("the site to be served", || {
+        let url = url.clone();
+        async move { (http_get(&url).await.0 == 200).then_some(()) }
+    })
+    .await;
+    let stray = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
+    mirror
+        .inner
+        .store
+        .open_or_create_replica(&stray)
+        .await
+        .unwrap();
+    let listen = mirror.listen;
+    mirror.shutdown().await;
+    tokio::time::sleep(Duration::from_millis(200)).await;
+
+    let mirror = start_mirror(&pi_dir, listen, vec![]).await;
+    assert!(!mirror.inner.store.exists(&stray), "leftover core removed");
+    let (db, blobs) = mirror.inner.site(&site.key).unwrap();
+    assert!(mirror.inner.store.exists(&db.key()));
+    let url = format!("{}/{}/index.html", http_base(&mirror), site.key);
+    wait_until("the site to be served again", || {
+        let url = url.clone();
+        async move { (http_get(&url).await.0 == 200).then_some(()) }
+    })
+    .await;
+    let blobs = mirror.inner.site(&site.key).unwrap().1.or(blobs).unwrap();
+    assert!(
+        mirror.inner.store.exists(&blobs.key()),
+        "the site's blobs core is kept"
+    );
+    assert!(
+        mirror.inner.store.exists(&laptop.inner.key()),
+        "the command log is kept"
+    );
+    laptop.shutdown().await;
+    mirror.shutdown().await;
+}

@@ -23,6 +23,7 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::sync::command::Command;
+use crate::sync::drive;
 use crate::sync::keys::Key;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::status::StatusEvent;
@@ -247,6 +248,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         tasks.push(tokio::spawn(follow(core, from, tx.clone())));
     }
     drop(tx);
+    inner.remove_leftovers().await;
     inner.reconcile().await;
     let controller = inner.clone();
     tasks.push(tokio::spawn(async move { controller.control(rx).await }));
@@ -390,6 +392,43 @@ impl MirrorInner {
                 task,
             },
         );
+    }
+
+    /// Deletes site data on disk that the mirror set no longer names (left behind when the
+    /// mirror stopped between applying an `Unmirror` and deleting the data). Keeps this
+    /// mirror's own log, every allowed laptop's command log, and both cores of every site
+    /// in the set; never deletes a core this mirror can write.
+    async fn remove_leftovers(&self) {
+        let mut keep: HashSet<Key> = self.allowed().into_iter().collect();
+        keep.insert(self.identity.key());
+        let sites: Vec<Key> = self.set.lock().unwrap().keys().copied().collect();
+        for site in sites {
+            keep.insert(site);
+            if let Ok(Some(db)) = self.store.open_existing(&site).await {
+                if let Ok(Some(block0)) = db.get(0).await {
+                    if let Ok(drive::Header {
+                        content_feed: Some(blobs),
+                        ..
+                    }) = drive::decode_header(&block0)
+                    {
+                        keep.insert(Key(blobs));
+                    }
+                }
+            }
+        }
+        for key in self.store.keys_on_disk() {
+            if keep.contains(&key) {
+                continue;
+            }
+            match self.store.open_existing(&key).await {
+                Ok(Some(core)) if core.info().writable => continue,
+                _ => {}
+            }
+            tracing::info!("removing leftover data of {key} (no longer in the mirror set)");
+            if let Err(e) = self.store.delete(&key) {
+                tracing::warn!("cannot remove leftover data of {key}: {e}");
+            }
+        }
     }
 
     /// Called by a site task once it knows its blobs core.
