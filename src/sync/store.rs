@@ -89,11 +89,14 @@ pub struct Core {
     data: std::sync::OnceLock<std::fs::File>,
 }
 
+type BlockLru = lru::LruCache<(Key, u64), Arc<[u8]>>;
+
 /// Verified blocks kept in memory, shared by every core of a store: blocks never change
 /// once verified, so a block read once (a B-tree node on every request, say) is served from
 /// here instead of through hypercore's storage. Bounded in bytes, least recently used first.
 pub struct BlockCache {
-    inner: StdMutex<(lru::LruCache<(Key, u64), Arc<[u8]>>, usize)>,
+    /// The blocks, and their total size in bytes.
+    inner: StdMutex<(BlockLru, usize)>,
     budget: usize,
 }
 
@@ -589,7 +592,7 @@ mod tests {
         for b in &blocks {
             assert_eq!(&core.read_bytes_blocking(offset, b.len()).unwrap(), b);
             assert_eq!(
-                &*core.get_cached(offset.min(0)).await.unwrap().unwrap(),
+                &*core.get_cached(0).await.unwrap().unwrap(),
                 &blocks[0][..]
             );
             offset += b.len() as u64;
