@@ -19,6 +19,7 @@ pub mod control;
 mod handles;
 pub mod names;
 mod ops;
+pub mod site_tree;
 mod table;
 #[cfg(test)]
 mod tests;

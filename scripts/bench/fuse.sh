@@ -1,0 +1,125 @@
+#!/usr/bin/env bash
+# FUSE benchmark: `cat` of a 1 GiB mirrored file through the mirror's read-only site tree,
+# cold (page cache dropped) and warm, against `cat` of the same bytes from a plain file on
+# the same disk, cold and warm; prints MiB/s and the ratios.
+#
+# One process (examples/bench_site_tree.rs) runs a mirror with the tree mounted and a laptop
+# on 127.0.0.1 (relays off, nothing leaves the machine): the laptop publishes a folder with
+# the big file, the mirror replicates it, and the tree shows it at TREE/<key>/big.bin. The
+# plain file is the published source file itself.
+#
+# Cold means `sync; echo 3 > /proc/sys/vm/drop_caches` before the read (root only; without
+# it the "cold" rows are marked as not cold). For the tree that drops both the FUSE file's
+# pages and the blobs core's data file pages, so the read goes to the disk through the
+# mirror. Warm reads follow a read of the same file. Each row is the median of BENCH_RUNS.
+#
+# Usage: scripts/bench/fuse.sh
+# Environment: BENCH_BYTES (default 1073741824), BENCH_RUNS (default 5),
+#              BENCH_TIMEOUT (s, for publish + mirror; default 1800), BENCH_KEEP=1 (keep the
+#              temp dir), TMPDIR (where the temp dir goes; must be a real disk, not tmpfs,
+#              for the cold rows to mean anything).
+# Needs: cargo, /dev/fuse (root, or fuse3's fusermount3).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+BYTES=${BENCH_BYTES:-1073741824}
+RUNS=${BENCH_RUNS:-5}
+TIMEOUT=${BENCH_TIMEOUT:-1800}
+KEEP=${BENCH_KEEP:-0}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+[ -e /dev/fuse ] || die "/dev/fuse is missing (the site tree is a FUSE mount)"
+
+say "== build: cargo build --release --example bench_site_tree (waits if cargo's lock is busy)"
+(cd "$ROOT" && cargo build --release --example bench_site_tree)
+EX=$TARGET/release/examples/bench_site_tree
+[ -x "$EX" ] || die "$EX was not built"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dat-mirror-fuse-bench.XXXXXX")
+PID=""
+
+cleanup() {
+    local rc=$? i
+    set +e
+    if [ -n "$PID" ]; then
+        kill -TERM "$PID" 2>/dev/null
+        for i in $(seq 100); do kill -0 "$PID" 2>/dev/null || break; sleep 0.1; done
+        kill -KILL "$PID" 2>/dev/null
+        wait "$PID" 2>/dev/null
+    fi
+    if mountpoint -q "$WORK/tree" 2>/dev/null; then
+        fusermount3 -u "$WORK/tree" 2>/dev/null || umount "$WORK/tree" 2>/dev/null || umount -l "$WORK/tree"
+    fi
+    if [ "$rc" -ne 0 ] && [ -s "$WORK/log" ]; then
+        say "--- last lines of the mirror's log"
+        tail -n 20 "$WORK/log" >&2
+    fi
+    if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+say "== mirror + laptop in one process: publish $BYTES bytes, mirror them, mount the tree"
+"$EX" "$WORK" "$BYTES" >"$WORK/out" 2>"$WORK/log" &
+PID=$!
+DEADLINE=$((SECONDS + TIMEOUT))
+until grep -q '^READY' "$WORK/out" 2>/dev/null; do
+    kill -0 "$PID" 2>/dev/null || die "bench_site_tree exited early"
+    [ "$SECONDS" -lt "$DEADLINE" ] || die "not ready after $TIMEOUT s"
+    sleep 0.2
+done
+TREE_FILE=$(sed -n 's/^FILE //p' "$WORK/out")
+PLAIN_FILE=$(sed -n 's/^PLAIN //p' "$WORK/out")
+grep -E '^(wrote|published|mirrored)' "$WORK/log" | sed 's/^/   /' >&2 || true
+[ -f "$TREE_FILE" ] || die "the tree does not show $TREE_FILE"
+[ "$(stat -c %s "$TREE_FILE")" = "$BYTES" ] || die "the tree shows the wrong size"
+cmp -s "$TREE_FILE" "$PLAIN_FILE" || die "the tree's bytes differ from the published file"
+say "   the tree's file is byte-identical to the published one"
+
+CAN_DROP=1
+if ! { sync && echo 3 >/proc/sys/vm/drop_caches; } 2>/dev/null; then
+    CAN_DROP=0
+    say "   cannot write /proc/sys/vm/drop_caches (not root?): 'cold' rows are NOT cold"
+fi
+
+# secs FILE COLD: seconds for `cat FILE >/dev/null`, after dropping caches if COLD=1.
+secs() {
+    if [ "$2" = 1 ] && [ "$CAN_DROP" = 1 ]; then
+        sync
+        echo 3 >/proc/sys/vm/drop_caches
+    fi
+    local t0=$EPOCHREALTIME
+    cat "$1" >/dev/null
+    awk -v a="$t0" -v b="$EPOCHREALTIME" 'BEGIN { printf "%.6f\n", b - a }'
+}
+median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] : (v[NR / 2] + v[NR / 2 + 1]) / 2 }'; }
+
+say "== $RUNS runs each, interleaved"
+: >"$WORK/tree_cold" >"$WORK/tree_warm" >"$WORK/plain_cold" >"$WORK/plain_warm"
+for r in $(seq "$RUNS"); do
+    secs "$TREE_FILE" 1 >>"$WORK/tree_cold"
+    secs "$TREE_FILE" 0 >>"$WORK/tree_warm"
+    secs "$PLAIN_FILE" 1 >>"$WORK/plain_cold"
+    secs "$PLAIN_FILE" 0 >>"$WORK/plain_warm"
+    kill -0 "$PID" 2>/dev/null || die "bench_site_tree died during run $r"
+done
+
+MIB=$(awk -v b="$BYTES" 'BEGIN { print b / 1048576 }')
+rate() { awk -v m="$MIB" -v s="$1" 'BEGIN { printf "%.0f", m / s }'; }
+TC=$(median <"$WORK/tree_cold") TW=$(median <"$WORK/tree_warm")
+PC=$(median <"$WORK/plain_cold") PW=$(median <"$WORK/plain_warm")
+COLD_LABEL=$([ "$CAN_DROP" = 1 ] && echo "cold" || echo "cold?")
+
+echo
+echo "dat-mirror FUSE benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r)"
+echo "cat of one $BYTES-byte file, median of $RUNS runs; the tree reads the mirror's verified blobs"
+printf '%-34s %9s %9s %12s\n' "what" "secs" "MiB/s" "tree/plain"
+printf '%-34s %9.3f %9s %11.2fx\n' "site tree, $COLD_LABEL" "$TC" "$(rate "$TC")" "$(awk -v a="$PC" -v b="$TC" 'BEGIN { print a / b }')"
+printf '%-34s %9.3f %9s %12s\n' "plain file, $COLD_LABEL" "$PC" "$(rate "$PC")" ""
+printf '%-34s %9.3f %9s %11.2fx\n' "site tree, warm (page cache kept)" "$TW" "$(rate "$TW")" "$(awk -v a="$PW" -v b="$TW" 'BEGIN { print a / b }')"
+printf '%-34s %9.3f %9s %12s\n' "plain file, warm" "$PW" "$(rate "$PW")" ""
+echo "(tree/plain = the tree's MiB/s as a fraction of the plain file's; 1.00x = as fast)"
