@@ -40,6 +40,7 @@ WORK=$(mktemp -d /tmp/dat-mirror-demo.XXXXXX)
 PEER_PORT=${DEMO_PEER_PORT:-7471}
 HTTP_PORT=${DEMO_HTTP_PORT:-8471}
 MNT=$WORK/dat-mirror
+SITES=$WORK/mirrored-sites
 PIDS=()
 cleanup() {
   set +e
@@ -48,7 +49,9 @@ cleanup() {
     for _ in $(seq 50); do kill -0 "$pid" 2>/dev/null || break; sleep 0.1; done
     kill -KILL "$pid" 2>/dev/null
   done
-  mountpoint -q "$MNT" 2>/dev/null && (fusermount3 -u "$MNT" 2>/dev/null || umount -l "$MNT")
+  for m in "$MNT" "$SITES"; do
+    mountpoint -q "$m" 2>/dev/null && (fusermount3 -u "$m" 2>/dev/null || umount -l "$m")
+  done
   if [[ -z ${KEEP_WORK:-} ]]; then rm -rf "$WORK"; else echo "kept $WORK"; fi
 }
 trap cleanup EXIT
@@ -58,9 +61,9 @@ MIRROR_ID=$("$BIN" --data "$WORK/pi" id)
 say "mirror $MIRROR_ID"
 say "laptop $LAPTOP_ID"
 
-say "starting the mirror: serve --listen 127.0.0.1:$PEER_PORT --http 127.0.0.1:$HTTP_PORT --allow <laptop>"
+say "starting the mirror: serve --listen 127.0.0.1:$PEER_PORT --http 127.0.0.1:$HTTP_PORT --allow <laptop> --mount $SITES"
 "$BIN" --data "$WORK/pi" serve --listen "127.0.0.1:$PEER_PORT" --http "127.0.0.1:$HTTP_PORT" \
-  --allow "$LAPTOP_ID" >"$WORK/pi.log" 2>&1 &
+  --allow "$LAPTOP_ID" --mount "$SITES" >"$WORK/pi.log" 2>&1 &
 PIDS+=($!)
 
 say "starting the laptop side: mount $MNT --mirror <mirror>@127.0.0.1:$PEER_PORT"
@@ -111,6 +114,10 @@ say "cat $MNT/$KEY"
 cat "$MNT/$KEY"
 say "cat $MNT/STATUS"
 cat "$MNT/STATUS"
+say "the mirror's read-only tree: ls -R $SITES/$KEY"
+for _ in $(seq 100); do [[ -f $SITES/$KEY/index.html ]] && break; sleep 0.1; done
+ls -R "$SITES/$KEY"
+cmp -s "$SITES/$KEY/posts/photo.bin" "$SITE/posts/photo.bin" && echo "files in the tree are byte-identical"
 say "the site is at $URL"
 
 if [[ -n ${KEEP:-} ]]; then

@@ -10,6 +10,29 @@ if ! command -v fusermount3 >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null
 fi
 
+# Node packages for tests/hyperdrive_interop.rs, pinned in tests/interop/package-lock.json:
+# installed once per lock file (a stamp in node_modules records which). Without node/npm, or
+# without the npm registry, that test says so and skips (fails with CI=true).
+if ! command -v npm >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+  echo "==> installing nodejs and npm"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null \
+    || echo "warning: could not install nodejs/npm" >&2
+fi
+if command -v npm >/dev/null; then
+  lock_sum=$(sha256sum tests/interop/package-lock.json | cut -d' ' -f1)
+  stamp=tests/interop/node_modules/.dat-mirror-installed
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]]; then
+    echo "==> npm ci (tests/interop)"
+    if (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error); then
+      printf '%s' "$lock_sum" > "$stamp"
+    else
+      echo "warning: npm ci failed; tests/hyperdrive_interop.rs will retry, then skip (or fail with CI=true)" >&2
+    fi
+  fi
+else
+  echo "warning: node/npm not found: the hyperdrive interop tests will be SKIPPED (with CI=true they fail)" >&2
+fi
+
 if cargo nextest --version >/dev/null 2>&1; then
   exec cargo nextest run --all-targets --no-fail-fast "$@"
 else

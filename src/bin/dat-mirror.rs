@@ -1,13 +1,19 @@
 //! The `dat-mirror` command line: `id`, `serve` (the mirror), `mount` (the laptop side),
-//! `publish` (make a folder a site). Every subcommand's `--help` explains it with examples.
+//! `publish` (make a folder a site), `config` (the settings in effect) and `completions`.
+//! Every subcommand's `--help` explains it with examples. Each setting comes from the command
+//! line, else the environment, else the configuration file, else its default (see
+//! [`dat_mirror::config`]).
 
+use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::Arc;
 
 use anyhow::Context;
-use clap::{Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
+use dat_mirror::config::{self, Chosen, ConfigFile, Effective, Given, Located};
 use dat_mirror::laptop::control_socket::{self, Answer, Request};
 use dat_mirror::laptop::publish::{publish_dir, Published};
 use dat_mirror::laptop::{Laptop, LaptopConfig};
@@ -24,17 +30,29 @@ use dat_mirror::sync::transport::{DataLock, Identity, PeerAddr};
     long_about = "dat-mirror keeps peer-to-peer websites (hyperdrives) online while their author's \
 laptop is closed. An always-on machine runs `dat-mirror serve` and mirrors the sites; the laptop \
 runs `dat-mirror mount ~/dat-mirror` and steers it through that folder: `touch ~/dat-mirror/<key>` \
-mirrors a site, `rm` stops it, `ls -l` and `cat` show how each mirror is doing.",
-    after_help = "Example, on one machine:\n  \
+mirrors a site, `rm` stops it, `ls -l` and `cat` show how each mirror is doing.\n\n\
+Every flag can also be set in the configuration file (default \
+$XDG_CONFIG_HOME/dat-mirror/config.toml, i.e. ~/.config/dat-mirror/config.toml) or in the \
+environment (DAT_MIRROR_DATA, DAT_MIRROR_SERVE_LISTEN, ...). A flag wins over the environment, \
+the environment over the file, the file over the default. `dat-mirror config` shows what is in \
+effect and why.",
+    after_help = "Examples, on one machine:\n  \
 dat-mirror --data /tmp/pi serve --listen 127.0.0.1:7070 --http 127.0.0.1:8080 --allow $(dat-mirror --data /tmp/laptop id)\n  \
 dat-mirror --data /tmp/laptop mount ~/dat-mirror --mirror $(dat-mirror --data /tmp/pi id)@127.0.0.1:7070\n  \
 dat-mirror --data /tmp/laptop publish ./my-site          # prints hyper://<key>\n  \
-touch ~/dat-mirror/<key>; cat ~/dat-mirror/<key>"
+touch ~/dat-mirror/<key>; cat ~/dat-mirror/<key>\n\n\
+The same mirror, configured once in ~/.config/dat-mirror/config.toml:\n  \
+[serve]\n  listen = \"0.0.0.0:7070\"\n  http = \"0.0.0.0:8080\"\n  allow = [\"<LAPTOP_ID>\"]\n\
+then simply: dat-mirror serve"
 )]
 struct Cli {
-    /// Data folder: identity, hypercores, settings [default: $XDG_DATA_HOME/dat-mirror]
-    #[arg(long, global = true, env = "DAT_MIRROR_DATA")]
+    /// Data folder: identity, hypercores, remembered settings
+    /// [default: $XDG_DATA_HOME/dat-mirror; config: data]
+    #[arg(long, global = true, env = config::ENV_DATA, value_name = "DIR")]
     data: Option<PathBuf>,
+    /// Configuration file [default: $XDG_CONFIG_HOME/dat-mirror/config.toml]
+    #[arg(long, global = true, env = config::ENV_CONFIG, value_name = "PATH")]
+    config: Option<PathBuf>,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -42,42 +60,70 @@ struct Cli {
 #[derive(Subcommand, Debug)]
 enum Cmd {
     /// Print this node's id (its public key, 64 hex), creating the identity if needed
+    #[command(
+        after_help = "Example:\n  dat-mirror id        # on the laptop: give this to the mirror's --allow"
+    )]
     Id,
     /// Run the mirror: follow allowed laptops' command logs, replicate, seed and serve sites
-    #[command(
-        after_help = "Example:\n  dat-mirror --data /var/lib/dat-mirror serve --listen 0.0.0.0:7070 --http 0.0.0.0:8080 --allow <LAPTOP_ID>"
-    )]
+    #[command(after_help = "Examples:\n  \
+dat-mirror serve --listen 0.0.0.0:7070 --http 0.0.0.0:8080 --allow <LAPTOP_ID>\n  \
+dat-mirror --data /var/lib/dat-mirror serve        # settings from the config file's [serve] table\n\n\
+Config file ([serve] table; environment DAT_MIRROR_SERVE_LISTEN, _HTTP, _ALLOW, _DOMAINS):\n  \
+[serve]\n  listen = \"0.0.0.0:7070\"\n  http = \"0.0.0.0:8080\"\n  allow = [\"<LAPTOP_ID>\", \"<OTHER_LAPTOP_ID>\"]\n  \
+[serve.domains]\n  \"www.example.org\" = \"<SITE_KEY>\"\n\n\
+As a service: scripts/install.sh installs dat-mirror-serve.service \
+(systemctl enable --now dat-mirror-serve; config in /etc/dat-mirror/config.toml).")]
     Serve {
-        /// Address for peer (QUIC) connections
-        #[arg(long, default_value = "0.0.0.0:7070")]
-        listen: SocketAddr,
-        /// Address of the HTTP gateway
-        #[arg(long, default_value = "127.0.0.1:8080")]
-        http: SocketAddr,
-        /// A laptop id whose command log this mirror follows (repeatable; remembered)
-        #[arg(long = "allow", value_name = "ID", value_parser = parse_key)]
+        /// Address for peer (QUIC) connections [default: 0.0.0.0:7070; config: serve.listen]
+        #[arg(long, env = config::ENV_SERVE_LISTEN, value_name = "IP:PORT")]
+        listen: Option<SocketAddr>,
+        /// Address of the HTTP gateway [default: 127.0.0.1:8080; config: serve.http]
+        #[arg(long, env = config::ENV_SERVE_HTTP, value_name = "IP:PORT")]
+        http: Option<SocketAddr>,
+        /// A laptop id whose command log this mirror follows (repeatable; remembered in the
+        /// data folder) [config: serve.allow]
+        #[arg(long = "allow", value_name = "ID", value_parser = parse_key,
+              env = config::ENV_SERVE_ALLOW, value_delimiter = ',')]
         allow: Vec<Key>,
+        /// Serve a site at its own host name: HOST=KEY, e.g. www.example.org=hyper://<key>
+        /// (repeatable; point the name's DNS at this machine) [config: [serve.domains]]
+        #[arg(long = "domain", value_name = "HOST=KEY", value_parser = config::parse_domain_arg,
+              env = config::ENV_SERVE_DOMAINS, value_delimiter = ',')]
+        domains: Vec<(String, Key)>,
+        /// Also expose every mirrored site as read-only files: DIR/<key>/... and DIR/<alias>
+        /// (created if missing; unmounted on exit) [config: serve.mount]
+        #[arg(long, env = config::ENV_SERVE_MOUNT, value_name = "DIR")]
+        mount: Option<PathBuf>,
     },
     /// Run the laptop side: mount the control folder, keep the command log, seed published sites
-    #[command(
-        after_help = "Example:\n  dat-mirror mount ~/dat-mirror --mirror <MIRROR_ID>@192.168.1.20:7070\n\
-Stop with Ctrl-C (or SIGTERM): the folder is unmounted cleanly."
-    )]
+    #[command(after_help = "Examples:\n  \
+dat-mirror mount ~/dat-mirror --mirror <MIRROR_ID>@192.168.1.20:7070\n  \
+dat-mirror mount                 # mount point and mirrors from the config file's [mount] table\n\
+Stop with Ctrl-C (or SIGTERM): the folder is unmounted cleanly.\n\n\
+Config file ([mount] table; environment DAT_MIRROR_MOUNT_MOUNTPOINT, _MIRRORS, _LISTEN):\n  \
+[mount]\n  mountpoint = \"~/dat-mirror\"\n  mirrors = [\"<MIRROR_ID>@192.168.1.20:7070\"]\n\n\
+As a service: scripts/install.sh installs the user unit dat-mirror-mount.service \
+(systemctl --user enable --now dat-mirror-mount).")]
     Mount {
         /// Where to mount the control folder (an empty folder; created if missing)
-        mountpoint: PathBuf,
-        /// A mirror to pair with, as ID@IP:PORT (repeatable; remembered)
-        #[arg(long = "mirror", value_name = "ID@IP:PORT")]
+        /// [config: mount.mountpoint]
+        #[arg(env = config::ENV_MOUNT_MOUNTPOINT, value_name = "MOUNTPOINT")]
+        mountpoint: Option<PathBuf>,
+        /// A mirror to pair with, as ID@IP:PORT (repeatable; remembered in the data folder)
+        /// [config: mount.mirrors]
+        #[arg(long = "mirror", value_name = "ID@IP:PORT", env = config::ENV_MOUNT_MIRRORS,
+              value_delimiter = ',')]
         mirrors: Vec<PeerAddr>,
-        /// Local address for peer connections
-        #[arg(long, default_value = "0.0.0.0:0")]
-        listen: SocketAddr,
+        /// Local address for peer connections [default: 0.0.0.0:0; config: mount.listen]
+        #[arg(long, env = config::ENV_MOUNT_LISTEN, value_name = "IP:PORT")]
+        listen: Option<SocketAddr>,
     },
     /// Publish a folder as a site (or, with --key, a new version of one) and print its link
     #[command(
         after_help = "Examples:\n  dat-mirror publish ./site                 # new site: prints hyper://<key>\n  \
 dat-mirror publish ./site --key <key>     # new version of that site\n\
-If `dat-mirror mount` is running on this data folder, it does the work (and seeds the new version at once)."
+If `dat-mirror mount` is running on this data folder, it does the work (and seeds the new version at once).\n\
+The site is a hyperdrive (db + blobs hypercores) that Node's hyperdrive 11 can read."
     )]
     Publish {
         /// The folder to publish
@@ -86,25 +132,108 @@ If `dat-mirror mount` is running on this data folder, it does the work (and seed
         #[arg(long, value_parser = parse_key)]
         key: Option<Key>,
     },
+    /// Print the settings in effect, and where each comes from, as a configuration file
+    #[command(after_help = "Examples:\n  \
+dat-mirror config                                   # what serve/mount would use, and why\n  \
+dat-mirror config > ~/.config/dat-mirror/config.toml  # start a config file from the current settings\n  \
+DAT_MIRROR_SERVE_HTTP=0.0.0.0:80 dat-mirror --config /etc/dat-mirror/config.toml config")]
+    Config,
+    /// Print a shell completion script
+    #[command(after_help = "Examples:\n  \
+dat-mirror completions bash > ~/.local/share/bash-completion/completions/dat-mirror\n  \
+dat-mirror completions zsh > ~/.zfunc/_dat-mirror     # with fpath+=(~/.zfunc) before compinit\n  \
+dat-mirror completions fish > ~/.config/fish/completions/dat-mirror.fish\n\
+scripts/install.sh installs all three system-wide.")]
+    Completions {
+        /// The shell
+        #[arg(value_enum)]
+        shell: clap_complete::Shell,
+    },
 }
 
 fn parse_key(s: &str) -> Result<Key, String> {
     Key::parse_link(s).map_err(|e| e.to_string())
 }
 
-fn data_dir(cli: &Cli) -> anyhow::Result<PathBuf> {
-    if let Some(d) = &cli.data {
-        return Ok(d.clone());
+/// Flag or environment, as clap saw it, for [`config::choose`].
+fn given<T>(m: &ArgMatches, id: &str, env: &'static str, value: Option<T>) -> Given<T> {
+    match (value, m.value_source(id)) {
+        (None, _) => Given::Absent,
+        (Some(v), Some(ValueSource::EnvVariable)) => Given::Env(env, v),
+        (Some(v), _) => Given::Flag(v),
     }
-    let base = std::env::var_os("XDG_DATA_HOME")
-        .map(PathBuf::from)
-        .or_else(|| std::env::var_os("HOME").map(|h| PathBuf::from(h).join(".local/share")))
-        .context("no --data given and neither XDG_DATA_HOME nor HOME is set")?;
-    Ok(base.join("dat-mirror"))
+}
+
+fn given_list<T>(m: &ArgMatches, id: &str, env: &'static str, value: Vec<T>) -> Given<Vec<T>> {
+    given(m, id, env, (!value.is_empty()).then_some(value))
+}
+
+/// Reads (and parses) an environment variable the way clap would for `Given`.
+fn env_given<T, E: std::fmt::Display>(
+    var: &'static str,
+    parse: impl Fn(&str) -> Result<T, E>,
+) -> anyhow::Result<Given<T>> {
+    match std::env::var(var) {
+        Ok(v) if !v.is_empty() => parse(&v)
+            .map(|t| Given::Env(var, t))
+            .map_err(|e| anyhow::anyhow!("${var}: {e}")),
+        _ => Ok(Given::Absent),
+    }
+}
+
+fn env_path(var: &str) -> Option<PathBuf> {
+    std::env::var_os(var).map(PathBuf::from)
+}
+
+/// The configuration file (empty when there is none) and where it was looked for.
+fn load_config(cli: &Cli) -> anyhow::Result<(ConfigFile, Option<(PathBuf, bool)>)> {
+    let home = env_path("HOME");
+    let (path, required) = match &cli.config {
+        Some(p) => (Some(p.clone()), true),
+        None => (
+            config::default_config_path(env_path("XDG_CONFIG_HOME").as_deref(), home.as_deref()),
+            false,
+        ),
+    };
+    let Some(path) = path else {
+        return Ok((ConfigFile::default(), None));
+    };
+    match config::load(&path, required, home.as_deref())? {
+        Some(file) => Ok((file, Some((path, true)))),
+        None => Ok((ConfigFile::default(), Some((path, false)))),
+    }
+}
+
+fn choose<T: Clone>(given: Given<T>, file: &Option<Located<T>>, cfg: &ConfigFile, default: T) -> T {
+    config::choose(given, file.as_ref(), cfg.path.as_deref(), Some(default))
+        .expect("a default is given")
+        .value
+}
+
+fn data_dir(matches: &ArgMatches, cli: &Cli, cfg: &ConfigFile) -> Option<Chosen<PathBuf>> {
+    let given = given(matches, "data", config::ENV_DATA, cli.data.clone());
+    let default = config::default_data_dir(
+        env_path("XDG_DATA_HOME").as_deref(),
+        env_path("HOME").as_deref(),
+    );
+    config::choose(given, cfg.data.as_ref(), cfg.path.as_deref(), default)
 }
 
 fn main() {
-    let cli = Cli::parse();
+    let matches = Cli::command().get_matches();
+    let cli = match Cli::from_arg_matches(&matches) {
+        Ok(cli) => cli,
+        Err(e) => e.exit(),
+    };
+    if let Cmd::Completions { shell } = cli.command {
+        clap_complete::generate(
+            shell,
+            &mut Cli::command(),
+            "dat-mirror",
+            &mut std::io::stdout(),
+        );
+        return;
+    }
     tracing_subscriber::fmt()
         .with_env_filter(
             tracing_subscriber::EnvFilter::try_from_default_env()
@@ -116,31 +245,167 @@ fn main() {
         .enable_all()
         .build()
         .expect("tokio runtime");
-    if let Err(e) = runtime.block_on(run(cli)) {
+    if let Err(e) = runtime.block_on(run(&matches, cli)) {
         eprintln!("error: {e:#}");
         std::process::exit(1);
     }
 }
 
-async fn run(cli: Cli) -> anyhow::Result<()> {
-    let data = data_dir(&cli)?;
+async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
+    let (cfg, cfg_file) = load_config(&cli)?;
+    let chosen_data = data_dir(matches, &cli, &cfg);
+    let data = || -> anyhow::Result<PathBuf> {
+        chosen_data.as_ref().map(|c| c.value.clone()).context(
+            "no data folder: pass --data DIR, set `data` in the config file, or set XDG_DATA_HOME or HOME",
+        )
+    };
+    let sub = matches.subcommand().map(|(_, m)| m).unwrap_or(matches);
     match cli.command {
+        Cmd::Completions { .. } => unreachable!("handled before the runtime starts"),
+        Cmd::Config => {
+            let d = |g, f: &Option<Located<SocketAddr>>, default| {
+                config::choose(g, f.as_ref(), cfg.path.as_deref(), Some(default))
+                    .expect("a default is given")
+            };
+            let effective = Effective {
+                file: cfg_file,
+                data: chosen_data,
+                serve_listen: d(
+                    env_given(config::ENV_SERVE_LISTEN, str::parse::<SocketAddr>)?,
+                    &cfg.serve.listen,
+                    config::DEFAULT_SERVE_LISTEN,
+                ),
+                serve_http: d(
+                    env_given(config::ENV_SERVE_HTTP, str::parse::<SocketAddr>)?,
+                    &cfg.serve.http,
+                    config::DEFAULT_SERVE_HTTP,
+                ),
+                serve_allow: config::choose(
+                    env_given(config::ENV_SERVE_ALLOW, |s| {
+                        s.split(',').map(parse_key).collect::<Result<Vec<_>, _>>()
+                    })?,
+                    cfg.serve.allow.as_ref(),
+                    cfg.path.as_deref(),
+                    Some(vec![]),
+                )
+                .unwrap(),
+                serve_domains: config::choose(
+                    env_given(config::ENV_SERVE_DOMAINS, |s| {
+                        s.split(',')
+                            .map(config::parse_domain_arg)
+                            .collect::<Result<BTreeMap<_, _>, _>>()
+                    })?,
+                    cfg.serve.domains.as_ref(),
+                    cfg.path.as_deref(),
+                    Some(BTreeMap::new()),
+                )
+                .unwrap(),
+                serve_mount: config::choose(
+                    env_given(config::ENV_SERVE_MOUNT, |s| {
+                        Ok::<_, String>(PathBuf::from(s))
+                    })?,
+                    cfg.serve.mount.as_ref(),
+                    cfg.path.as_deref(),
+                    None,
+                ),
+                mount_mountpoint: config::choose(
+                    env_given(config::ENV_MOUNT_MOUNTPOINT, |s| {
+                        Ok::<_, String>(PathBuf::from(s))
+                    })?,
+                    cfg.mount.mountpoint.as_ref(),
+                    cfg.path.as_deref(),
+                    None,
+                ),
+                mount_mirrors: config::choose(
+                    env_given(config::ENV_MOUNT_MIRRORS, |s| {
+                        s.split(',').map(str::parse).collect::<Result<Vec<_>, _>>()
+                    })?,
+                    cfg.mount.mirrors.as_ref(),
+                    cfg.path.as_deref(),
+                    Some(vec![]),
+                )
+                .unwrap(),
+                mount_listen: d(
+                    env_given(config::ENV_MOUNT_LISTEN, str::parse::<SocketAddr>)?,
+                    &cfg.mount.listen,
+                    config::DEFAULT_MOUNT_LISTEN,
+                ),
+            };
+            print!("{}", effective.render());
+            Ok(())
+        }
         Cmd::Id => {
-            println!("{}", Identity::load_or_create(&data)?.key());
+            println!("{}", Identity::load_or_create(&data()?)?.key());
             Ok(())
         }
         Cmd::Serve {
             listen,
             http,
             allow,
+            domains,
+            mount,
         } => {
+            let mount = config::choose(
+                given(sub, "mount", config::ENV_SERVE_MOUNT, mount),
+                cfg.serve.mount.as_ref(),
+                cfg.path.as_deref(),
+                None,
+            )
+            .map(|c| c.value);
+            let listen = choose(
+                given(sub, "listen", config::ENV_SERVE_LISTEN, listen),
+                &cfg.serve.listen,
+                &cfg,
+                config::DEFAULT_SERVE_LISTEN,
+            );
+            let http = choose(
+                given(sub, "http", config::ENV_SERVE_HTTP, http),
+                &cfg.serve.http,
+                &cfg,
+                config::DEFAULT_SERVE_HTTP,
+            );
+            let allow = choose(
+                given_list(sub, "allow", config::ENV_SERVE_ALLOW, allow),
+                &cfg.serve.allow,
+                &cfg,
+                vec![],
+            );
+            let domains = choose(
+                given(
+                    sub,
+                    "domains",
+                    config::ENV_SERVE_DOMAINS,
+                    (!domains.is_empty()).then(|| domains.into_iter().collect()),
+                ),
+                &cfg.serve.domains,
+                &cfg,
+                BTreeMap::new(),
+            );
             let mirror = pi::start(MirrorConfig {
-                data,
+                data: data()?,
                 listen,
                 http: Some(http),
                 allow,
             })
             .await?;
+            for (host, key) in &domains {
+                println!("custom domain {host} serves {key}");
+            }
+            mirror.inner.set_domains(domains);
+            let tree = match &mount {
+                Some(dir) => {
+                    std::fs::create_dir_all(dir).with_context(|| {
+                        format!("cannot create the mount point {}", dir.display())
+                    })?;
+                    let session = dat_mirror::fs::site_tree::mount(mirror.inner.clone(), dir)
+                        .with_context(|| {
+                            format!("cannot mount the site tree at {}", dir.display())
+                        })?;
+                    println!("sites mounted read-only at {}", dir.display());
+                    Some(session)
+                }
+                None => None,
+            };
             println!("mirror key: {}", mirror.key());
             println!(
                 "listening on {} (peers), http://{} (HTTP)",
@@ -149,13 +414,16 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             );
             let allowed = mirror.inner.allowed();
             if allowed.is_empty() {
-                println!("no laptop is allowed yet: restart with --allow <LAPTOP_ID> (from `dat-mirror id` on the laptop)");
+                println!("no laptop is allowed yet: restart with --allow <LAPTOP_ID> (from `dat-mirror id` on the laptop), or add it to `allow` in the config file's [serve] table");
             } else {
                 for a in allowed {
                     println!("following laptop {a}");
                 }
             }
             wait_for_shutdown().await;
+            if let Some(session) = tree {
+                tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
+            }
             mirror.shutdown().await;
             Ok(())
         }
@@ -164,36 +432,30 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             mirrors,
             listen,
         } => {
-            let laptop = Laptop::start(LaptopConfig {
-                data,
-                mirrors,
-                listen,
-            })
-            .await?;
-            if laptop.inner.mirrors().is_empty() {
-                anyhow::bail!("no mirror to talk to: pass --mirror <MIRROR_ID>@<IP:PORT> (the mirror prints its key on start)");
-            }
-            std::fs::create_dir_all(&mountpoint).with_context(|| {
-                format!("cannot create the mount point {}", mountpoint.display())
-            })?;
-            let backend: Arc<dyn dat_mirror::fs::ControlBackend> = laptop.inner.clone();
-            let mp = mountpoint.clone();
-            let session = tokio::task::spawn_blocking(move || dat_mirror::fs::mount(&mp, backend))
-                .await?
-                .with_context(|| {
-                    format!(
-                        "cannot mount the control folder at {}",
-                        mountpoint.display()
-                    )
-                })?;
-            println!("laptop key: {}", laptop.inner.key());
-            println!("control folder mounted at {}", mountpoint.display());
-            wait_for_shutdown().await;
-            tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
-            laptop.shutdown().await;
-            Ok(())
+            let mountpoint = config::choose(
+                given(sub, "mountpoint", config::ENV_MOUNT_MOUNTPOINT, mountpoint),
+                cfg.mount.mountpoint.as_ref(),
+                cfg.path.as_deref(),
+                None,
+            )
+            .map(|c| c.value)
+            .context("no mount point: pass one (`dat-mirror mount ~/dat-mirror`) or set `mountpoint` in the config file's [mount] table")?;
+            let mirrors = choose(
+                given_list(sub, "mirrors", config::ENV_MOUNT_MIRRORS, mirrors),
+                &cfg.mount.mirrors,
+                &cfg,
+                vec![],
+            );
+            let listen = choose(
+                given(sub, "listen", config::ENV_MOUNT_LISTEN, listen),
+                &cfg.mount.listen,
+                &cfg,
+                config::DEFAULT_MOUNT_LISTEN,
+            );
+            mount(data()?, mountpoint, mirrors, listen).await
         }
         Cmd::Publish { site_dir, key } => {
+            let data = data()?;
             let dir = std::fs::canonicalize(&site_dir)
                 .with_context(|| format!("cannot find the folder {}", site_dir.display()))?;
             let published = match control_socket::call(
@@ -217,6 +479,41 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
             Ok(())
         }
     }
+}
+
+async fn mount(
+    data: PathBuf,
+    mountpoint: PathBuf,
+    mirrors: Vec<PeerAddr>,
+    listen: SocketAddr,
+) -> anyhow::Result<()> {
+    let laptop = Laptop::start(LaptopConfig {
+        data,
+        mirrors,
+        listen,
+    })
+    .await?;
+    if laptop.inner.mirrors().is_empty() {
+        anyhow::bail!("no mirror to talk to: pass --mirror <MIRROR_ID>@<IP:PORT> (the mirror prints its key on start), or set `mirrors` in the config file's [mount] table");
+    }
+    std::fs::create_dir_all(&mountpoint)
+        .with_context(|| format!("cannot create the mount point {}", mountpoint.display()))?;
+    let backend: Arc<dyn dat_mirror::fs::ControlBackend> = laptop.inner.clone();
+    let mp = mountpoint.clone();
+    let session = tokio::task::spawn_blocking(move || dat_mirror::fs::mount(&mp, backend))
+        .await?
+        .with_context(|| {
+            format!(
+                "cannot mount the control folder at {}",
+                mountpoint.display()
+            )
+        })?;
+    println!("laptop key: {}", laptop.inner.key());
+    println!("control folder mounted at {}", mountpoint.display());
+    wait_for_shutdown().await;
+    tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
+    laptop.shutdown().await;
+    Ok(())
 }
 
 fn print_published(p: &Published) {

@@ -591,10 +591,7 @@ mod tests {
         let mut offset = 0u64;
         for b in &blocks {
             assert_eq!(&core.read_bytes_blocking(offset, b.len()).unwrap(), b);
-            assert_eq!(
-                &*core.get_cached(0).await.unwrap().unwrap(),
-                &blocks[0][..]
-            );
+            assert_eq!(&*core.get_cached(0).await.unwrap().unwrap(), &blocks[0][..]);
             offset += b.len() as u64;
         }
         assert_eq!(core.info().byte_length, offset);

@@ -218,7 +218,7 @@ impl<'a> Cursor<'a> {
     }
 
     fn nodes(&mut self) -> Result<Vec<Node>, WireError> {
-        let count = self.uint()? as usize;
+        let count = usize::try_from(self.uint()?).unwrap_or(usize::MAX);
         // Each node takes at least 34 bytes; refuse counts the buffer cannot hold.
         if count > MAX_NODES || count.saturating_mul(34) > self.buf.len() - self.pos {
             return Err(WireError::Malformed(format!(
