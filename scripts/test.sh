@@ -1,13 +1,18 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests that mount real FUSE folders and open
-# real connections on loopback. Installs what the tests need (fuse3) when run as root.
+# real connections on loopback. Installs what the tests need (fuse3, systemd's
+# systemd-analyze, node/npm packages) when run as root.
 # With CI=true, tests that need FUSE fail instead of skipping when it is unavailable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-if ! command -v fusermount3 >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
-  echo "==> installing fuse3"
-  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq fuse3 >/dev/null
+# fuse3 (fusermount3) for the FUSE tests, systemd (systemd-analyze) to verify the units.
+pkgs=()
+command -v fusermount3 >/dev/null || pkgs+=(fuse3)
+command -v systemd-analyze >/dev/null || pkgs+=(systemd)
+if ((${#pkgs[@]})) && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
+  echo "==> installing ${pkgs[*]}"
+  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
 fi
 
 # Node packages for tests/hyperdrive_interop.rs, pinned in tests/interop/package-lock.json:
