@@ -67,6 +67,8 @@ pub struct LaptopInner {
     commands: Arc<Core>,
     mirrors: Arc<RwLock<Vec<PeerAddr>>>,
     cache: RwLock<ViewCache>,
+    /// The last view computed, with the inputs' fingerprint.
+    last_view: std::sync::Mutex<Option<(Vec<u64>, StatusView)>>,
     runtime: tokio::runtime::Handle,
 }
 
@@ -147,6 +149,7 @@ impl Laptop {
             commands: commands.clone(),
             mirrors: mirrors.clone(),
             cache: RwLock::new(ViewCache::default()),
+            last_view: std::sync::Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
         });
 
@@ -243,20 +246,41 @@ impl LaptopInner {
 
     /// The status view: the command log folded with every mirror's status log.
     pub fn view(&self) -> StatusView {
+        let now = now_ms();
         let cache = self.cache.read().unwrap();
-        let inputs: Vec<MirrorInput> = self
-            .mirrors
-            .read()
-            .unwrap()
+        let mirrors = self.mirrors.read().unwrap().clone();
+        // The fold reads every log entry; the folder asks for the view on every callback
+        // (`ls -l` several times per entry), so it is recomputed only when an input changed
+        // or a second passed (the rendered "ago" times have one-second resolution).
+        let online: Vec<(bool, Option<u64>)> = mirrors
             .iter()
-            .map(|m| MirrorInput {
+            .map(|m| (self.node.is_connected(&m.id), self.node.last_seen(&m.id)))
+            .collect();
+        let fingerprint: Vec<u64> = [cache.commands.len() as u64, now / 1000]
+            .into_iter()
+            .chain(mirrors.iter().zip(&online).flat_map(|(m, (on, seen))| {
+                let len = cache.status.get(&m.id).map_or(0, |s| s.len() as u64);
+                [len, *on as u64, seen.map_or(0, |t| t / 1000 + 1)]
+            }))
+            .collect();
+        if let Some((fp, view)) = &*self.last_view.lock().unwrap() {
+            if *fp == fingerprint {
+                return view.clone();
+            }
+        }
+        let inputs: Vec<MirrorInput> = mirrors
+            .iter()
+            .zip(online)
+            .map(|(m, (online, last_seen_ms))| MirrorInput {
                 mirror: m.id,
                 status: cache.status.get(&m.id).cloned().unwrap_or_default(),
-                online: self.node.is_connected(&m.id),
-                last_seen_ms: self.node.last_seen(&m.id),
+                online,
+                last_seen_ms,
             })
             .collect();
-        view::fold(self.key(), &cache.commands, &inputs, now_ms())
+        let view = view::fold(self.key(), &cache.commands, &inputs, now);
+        *self.last_view.lock().unwrap() = Some((fingerprint, view.clone()));
+        view
     }
 
     /// Appends a command to the log (blocking; for FUSE threads, never a tokio thread).
