@@ -144,20 +144,14 @@ async fn mirror_killed_mid_transfer_resumes() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn laptop_restarted_mid_transfer_resumes() {
-    init_tracing();
-    let tmp = tempfile::tempdir().unwrap();
-    let (pi_dir, lap_dir, site_dir) = (
-        tmp.path().join("pi"),
-        tmp.path().join("lap"),
-        tmp.path().join("site"),
-    );
-    let mirror = start_mirror(
-        &pi_dir,
-        "127.0.0.1:0".parse().unwrap(),
-        vec![node_id(&lap_dir)],
-    )
-    .await;
-    let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+    let Pair {
+        lap_dir,
+        site_dir,
+        mirror,
+        laptop,
+        tmp: _tmp,
+        ..
+    } = Pair::start().await;
     let files = make_site(&site_dir, 64 << 20);
     let site = publish(&laptop, &site_dir, None).await;
     laptop

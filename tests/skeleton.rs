@@ -24,20 +24,13 @@ async fn status_events(m: &dat_mirror::pi::Mirror) -> Vec<StatusEvent> {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn touch_mirrors_serves_and_rm_removes() {
-    init_tracing();
-    let tmp = tempfile::tempdir().unwrap();
-    let (pi_dir, lap_dir, site_dir) = (
-        tmp.path().join("pi"),
-        tmp.path().join("lap"),
-        tmp.path().join("site"),
-    );
-    let mirror = start_mirror(
-        &pi_dir,
-        "127.0.0.1:0".parse().unwrap(),
-        vec![node_id(&lap_dir)],
-    )
-    .await;
-    let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+    let Pair {
+        tmp,
+        site_dir,
+        mirror,
+        laptop,
+        ..
+    } = Pair::start().await;
     let Some(mnt) = mount(
         &laptop,
         &tmp.path().join("mnt"),
@@ -223,20 +216,13 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn new_version_reaches_the_mirror_without_reconnecting() {
-    init_tracing();
-    let tmp = tempfile::tempdir().unwrap();
-    let (pi_dir, lap_dir, site_dir) = (
-        tmp.path().join("pi"),
-        tmp.path().join("lap"),
-        tmp.path().join("site"),
-    );
-    let mirror = start_mirror(
-        &pi_dir,
-        "127.0.0.1:0".parse().unwrap(),
-        vec![node_id(&lap_dir)],
-    )
-    .await;
-    let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+    let Pair {
+        site_dir,
+        mirror,
+        laptop,
+        tmp: _tmp,
+        ..
+    } = Pair::start().await;
     make_site(&site_dir, 0);
     let site = publish(&laptop, &site_dir, None).await;
     laptop
@@ -374,20 +360,14 @@ async fn unallowed_laptop_is_not_followed_and_reads_nothing() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn leftover_site_data_is_removed_on_start_and_kept_sites_survive() {
-    init_tracing();
-    let tmp = tempfile::tempdir().unwrap();
-    let (pi_dir, lap_dir, site_dir) = (
-        tmp.path().join("pi"),
-        tmp.path().join("lap"),
-        tmp.path().join("site"),
-    );
-    let mirror = start_mirror(
-        &pi_dir,
-        "127.0.0.1:0".parse().unwrap(),
-        vec![node_id(&lap_dir)],
-    )
-    .await;
-    let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+    let Pair {
+        pi_dir,
+        site_dir,
+        mirror,
+        laptop,
+        tmp: _tmp,
+        ..
+    } = Pair::start().await;
     make_site(&site_dir, 0);
     let site = publish(&laptop, &site_dir, None).await;
     laptop

@@ -199,3 +199,41 @@ pub async fn http_get(url: &str) -> (u16, Option<String>, Vec<u8>) {
     let body = r.bytes().await.expect("HTTP body").to_vec();
     (status, ct, body)
 }
+
+/// A mirror and a laptop paired on loopback, with folders for their data and a site.
+pub struct Pair {
+    pub tmp: tempfile::TempDir,
+    pub pi_dir: PathBuf,
+    pub lap_dir: PathBuf,
+    pub site_dir: PathBuf,
+    pub mirror: Mirror,
+    pub laptop: Laptop,
+}
+
+impl Pair {
+    /// Starts a mirror that allows the laptop, and the laptop pointed at the mirror.
+    pub async fn start() -> Pair {
+        init_tracing();
+        let tmp = tempfile::tempdir().unwrap();
+        let (pi_dir, lap_dir, site_dir) = (
+            tmp.path().join("pi"),
+            tmp.path().join("lap"),
+            tmp.path().join("site"),
+        );
+        let mirror = start_mirror(
+            &pi_dir,
+            "127.0.0.1:0".parse().unwrap(),
+            vec![node_id(&lap_dir)],
+        )
+        .await;
+        let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+        Pair {
+            tmp,
+            pi_dir,
+            lap_dir,
+            site_dir,
+            mirror,
+            laptop,
+        }
+    }
+}
