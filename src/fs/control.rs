@@ -107,7 +107,7 @@ pub fn mount(
     mountpoint: &Path,
     backend: Arc<dyn ControlBackend>,
 ) -> std::io::Result<fuser::BackgroundSession> {
-    detach_stale(mountpoint);
+    super::detach_stale(mountpoint);
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName("dat-mirror".into()),
@@ -128,40 +128,6 @@ pub fn mount(
             ),
         )
     })
-}
-
-/// Lazily unmounts `mountpoint` if it is a dead FUSE mount (`ENOTCONN`).
-fn detach_stale(mountpoint: &Path) {
-    let Err(e) = std::fs::metadata(mountpoint) else {
-        return;
-    };
-    if e.raw_os_error() != Some(libc::ENOTCONN) {
-        return;
-    }
-    tracing::warn!(
-        "{} is a dead mount from an earlier run; detaching it",
-        mountpoint.display()
-    );
-    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
-        mountpoint.as_os_str(),
-    )) else {
-        return;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let status = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(mountpoint)
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            tracing::warn!(
-                "could not detach {}: run `fusermount3 -u -z {}`",
-                mountpoint.display(),
-                mountpoint.display()
-            );
-        }
-    }
 }
 
 impl Filesystem for ControlFs {

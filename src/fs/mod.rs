@@ -71,3 +71,38 @@ pub fn require_fuse_or_skip(test: &str) -> bool {
         }
     }
 }
+
+/// Lazily unmounts `mountpoint` if it is a dead FUSE mount (`ENOTCONN`) left by an earlier
+/// run that died, so mounting there again works. Used by both of our filesystems.
+pub(crate) fn detach_stale(mountpoint: &std::path::Path) {
+    let Err(e) = std::fs::metadata(mountpoint) else {
+        return;
+    };
+    if e.raw_os_error() != Some(libc::ENOTCONN) {
+        return;
+    }
+    tracing::warn!(
+        "{} is a dead mount from an earlier run; detaching it",
+        mountpoint.display()
+    );
+    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+        mountpoint.as_os_str(),
+    )) else {
+        return;
+    };
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
+        let status = std::process::Command::new("fusermount3")
+            .arg("-u")
+            .arg("-z")
+            .arg(mountpoint)
+            .status();
+        if !status.is_ok_and(|s| s.success()) {
+            tracing::warn!(
+                "could not detach {}: run `fusermount3 -u -z {}`",
+                mountpoint.display(),
+                mountpoint.display()
+            );
+        }
+    }
+}

@@ -77,7 +77,7 @@ pub fn mount(
     let rt = Handle::try_current().map_err(|_| {
         std::io::Error::other("the site tree must be mounted from within the tokio runtime")
     })?;
-    detach_stale(mountpoint);
+    crate::fs::detach_stale(mountpoint);
     let mut config = fuser::Config::default();
     config.mount_options = vec![
         MountOption::FSName("dat-mirror-sites".into()),
@@ -119,34 +119,6 @@ impl std::ops::Deref for TreeFs {
 
     fn deref(&self) -> &SiteTree {
         &self.0
-    }
-}
-
-/// Lazily unmounts `mountpoint` if it is a dead FUSE mount (`ENOTCONN`).
-fn detach_stale(mountpoint: &Path) {
-    let Err(e) = std::fs::metadata(mountpoint) else {
-        return;
-    };
-    if e.raw_os_error() != Some(libc::ENOTCONN) {
-        return;
-    }
-    tracing::warn!(
-        "{} is a dead mount from an earlier run; detaching it",
-        mountpoint.display()
-    );
-    let Ok(c) = std::ffi::CString::new(mountpoint.as_os_str().as_bytes()) else {
-        return;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let status = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(mountpoint)
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            tracing::warn!("could not detach {}", mountpoint.display());
-        }
     }
 }
 
