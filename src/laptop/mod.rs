@@ -285,22 +285,15 @@ impl LaptopInner {
 
     /// Appends a command to the log (blocking; for FUSE threads, never a tokio thread).
     pub fn append_blocking(&self, command: Command) -> Result<u64, String> {
-        let bytes = command.encode();
-        let seq = self
-            .runtime
-            .block_on(self.commands.append(&bytes))
-            .map_err(|e| format!("cannot write to the command log: {e}"))?;
-        tracing::info!(seq, "command appended: {command:?}");
-        let mut cache = self.cache.write().unwrap();
-        if cache.commands.len() as u64 == seq {
-            cache.commands.push(Ok(command));
-        }
-        Ok(seq)
+        self.runtime
+            .block_on(self.append(command))
+            .map_err(|e| format!("cannot write to the command log: {e:#}"))
     }
 
-    /// Appends a command (async).
+    /// Appends a command, and shows it in the view at once.
     pub async fn append(&self, command: Command) -> anyhow::Result<u64> {
         let seq = self.commands.append(&command.encode()).await?;
+        tracing::info!(seq, "command appended: {command:?}");
         let mut cache = self.cache.write().unwrap();
         if cache.commands.len() as u64 == seq {
             cache.commands.push(Ok(command));

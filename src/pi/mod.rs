@@ -27,7 +27,7 @@ use crate::sync::drive;
 use crate::sync::keys::Key;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::status::StatusEvent;
-use crate::sync::store::{Core, CoreStore};
+use crate::sync::store::{Core, CoreInfo, CoreStore};
 use crate::sync::transport::{self, DataLock, Identity};
 use mirror_set::MirrorSet;
 use status_log::StatusLog;
@@ -64,6 +64,12 @@ pub struct SiteSnapshot {
     pub blobs: Option<Arc<Core>>,
     /// Unix ms when the mirror first saw the site's current version.
     pub updated_ms: Option<u64>,
+}
+
+/// Both cores of a site hold every block any peer has announced, and the db has at least
+/// its header. (Whether every file of that version is held is checked by the site task.)
+pub(crate) fn cores_in_sync(db: &CoreInfo, blobs: &CoreInfo) -> bool {
+    db.synced() && blobs.synced() && db.length > 0
 }
 
 fn snapshot(key: &Key, s: &SiteRuntime) -> SiteSnapshot {

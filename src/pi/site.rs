@@ -82,7 +82,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
         let peers = mirror.node.peers_for(&key);
         let version = d.length;
         mirror.note_version(&key, version);
-        let in_sync = d.synced() && b.synced() && version > 0;
+        let in_sync = super::cores_in_sync(&d, &b);
         let complete = in_sync
             && mirrored_version != Some(version)
             && all_files_held(&db, &blobs, version).await;

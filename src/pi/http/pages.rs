@@ -144,7 +144,7 @@ pub fn site_statuses(mirror: &MirrorInner) -> Vec<SiteStatus> {
         .map(|s| {
             let d = s.db.info();
             let b = s.blobs.as_ref().map(|b| b.info()).unwrap_or_default();
-            let complete = d.synced() && b.synced() && d.length > 0;
+            let complete = crate::pi::cores_in_sync(&d, &b);
             SiteStatus {
                 key: s.key.to_hex(),
                 alias: s.alias,
