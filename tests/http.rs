@@ -21,20 +21,13 @@ struct Fixture {
 
 impl Fixture {
     async fn new(extra: &[(&str, &[u8])], alias: Option<&str>) -> Fixture {
-        init_tracing();
-        let tmp = tempfile::tempdir().unwrap();
-        let (pi_dir, lap_dir, site_dir) = (
-            tmp.path().join("pi"),
-            tmp.path().join("lap"),
-            tmp.path().join("site"),
-        );
-        let mirror = start_mirror(
-            &pi_dir,
-            "127.0.0.1:0".parse().unwrap(),
-            vec![node_id(&lap_dir)],
-        )
-        .await;
-        let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+        let Pair {
+            tmp,
+            site_dir,
+            mirror,
+            laptop,
+            ..
+        } = Pair::start().await;
         make_site(&site_dir, 3 << 20);
         for (p, bytes) in extra {
             let path = site_dir.join(p);

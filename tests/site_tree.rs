@@ -41,19 +41,15 @@ struct Setup {
 impl Setup {
     /// `None` (skipping loudly) without FUSE outside CI; fails in CI.
     async fn start(test: &str) -> Option<Setup> {
-        init_tracing();
         if !dat_mirror::fs::require_fuse_or_skip(test) {
             return None;
         }
-        let tmp = tempfile::tempdir().unwrap();
-        let lap_dir = tmp.path().join("lap");
-        let mirror = start_mirror(
-            &tmp.path().join("pi"),
-            "127.0.0.1:0".parse().unwrap(),
-            vec![node_id(&lap_dir)],
-        )
-        .await;
-        let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+        let Pair {
+            tmp,
+            mirror,
+            laptop,
+            ..
+        } = Pair::start().await;
         let path = tmp.path().join("tree");
         std::fs::create_dir_all(&path).unwrap();
         let (inner, p) = (mirror.inner.clone(), path.clone());
