@@ -111,7 +111,8 @@ pub struct MirrorInner {
     set: StdMutex<MirrorSet>,
     sites: StdMutex<BTreeMap<Key, SiteRuntime>>,
     /// Custom domains of the HTTP gateway: host name → site.
-    domains: RwLock<BTreeMap<String, Key>>,
+    /// Replaced whole (rarely); read on every HTTP request, so handed out as an `Arc`.
+    domains: RwLock<Arc<BTreeMap<String, Key>>>,
 }
 
 /// A started mirror (for the CLI and tests).
@@ -217,7 +218,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         served,
         set: StdMutex::new(MirrorSet::new()),
         sites: StdMutex::new(BTreeMap::new()),
-        domains: RwLock::new(BTreeMap::new()),
+        domains: RwLock::new(Arc::new(BTreeMap::new())),
     });
     inner
         .status
@@ -513,20 +514,16 @@ impl MirrorInner {
             .into_iter()
             .map(|(h, k)| (h.trim_end_matches('.').to_ascii_lowercase(), k))
             .collect();
-        *self.domains.write().unwrap() = lower;
+        *self.domains.write().unwrap() = Arc::new(lower);
     }
 
-    pub fn domains(&self) -> BTreeMap<String, Key> {
+    pub fn domains(&self) -> Arc<BTreeMap<String, Key>> {
         self.domains.read().unwrap().clone()
     }
 
     /// The running site named by `key`.
     pub fn site(&self, key: &Key) -> Option<(Arc<Core>, Option<Arc<Core>>)> {
-        self.sites
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|s| (s.db.clone(), s.blobs.clone()))
+        self.site_snapshot(key).map(|s| (s.db, s.blobs))
     }
 
     pub fn allowed(&self) -> Vec<Key> {
