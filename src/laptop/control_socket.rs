@@ -13,7 +13,17 @@ use tokio::task::JoinHandle;
 
 use super::publish::{publish_dir, Published};
 use super::LaptopInner;
+use crate::sync::invite::Invite;
 use crate::sync::keys::Key;
+use crate::sync::transport::PeerAddr;
+
+/// One row of `dat-mirror peers` on a laptop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MirrorRow {
+    pub addr: PeerAddr,
+    pub online: bool,
+    pub last_seen_ms: Option<u64>,
+}
 
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -21,13 +31,28 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
-    Publish { dir: PathBuf, key: Option<Key> },
+    Publish {
+        dir: PathBuf,
+        key: Option<Key>,
+    },
+    /// Pair with a mirror by invite code.
+    Pair {
+        code: String,
+    },
+    /// The paired mirrors.
+    Mirrors,
+    Unpair {
+        id: Key,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
     Published(Published),
+    Paired(PeerAddr),
+    Mirrors(Vec<MirrorRow>),
+    Unpaired,
     Error(String),
 }
 
@@ -62,6 +87,18 @@ async fn handle(inner: Arc<LaptopInner>, stream: UnixStream) -> anyhow::Result<(
         Err(e) => Answer::Error(format!("malformed request: {e}")),
         Ok(Request::Publish { dir, key }) => match publish_dir(&inner.store, &dir, key).await {
             Ok(p) => Answer::Published(p),
+            Err(e) => Answer::Error(format!("{e:#}")),
+        },
+        Ok(Request::Pair { code }) => match Invite::decode(&code) {
+            Err(e) => Answer::Error(e.to_string()),
+            Ok(invite) => match inner.pair(&invite).await {
+                Ok(peer) => Answer::Paired(peer),
+                Err(e) => Answer::Error(format!("{e:#}")),
+            },
+        },
+        Ok(Request::Mirrors) => Answer::Mirrors(inner.mirror_rows()),
+        Ok(Request::Unpair { id }) => match inner.remove_mirror(&id) {
+            Ok(()) => Answer::Unpaired,
             Err(e) => Answer::Error(format!("{e:#}")),
         },
     };
