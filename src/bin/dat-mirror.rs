@@ -167,6 +167,24 @@ On the mirror, the sites the laptop asked for stay mirrored until unmirrored."
         #[arg(value_parser = parse_key)]
         id: Key,
     },
+    /// Fetch a site as a reader would (verified, whole history) and write it into a folder
+    #[command(after_help = "Examples:\n  \
+dat-mirror clone hyper://<KEY> ./site --from <MIRROR_ID>@192.168.1.20:7070\n\
+The site's hypercores are kept in this data folder (every block verified against the site's \
+signature); OUT_DIR gets the files of its latest version.")]
+    Clone {
+        /// The site: its key or hyper:// link
+        #[arg(value_parser = parse_key)]
+        key: Key,
+        /// Folder to write the files into (created; must be empty if it exists)
+        out_dir: PathBuf,
+        /// A peer that has the site: <ID>@<IP:PORT> (repeatable)
+        #[arg(long = "from", value_name = "ID@IP:PORT")]
+        from: Vec<PeerAddr>,
+        /// Give up after this long: 90s, 10m, 1h
+        #[arg(long, default_value = "10m", value_parser = dat_mirror::sync::invite::parse_duration)]
+        timeout: std::time::Duration,
+    },
     /// Print the settings in effect, and where each comes from, as a configuration file
     #[command(after_help = "Examples:\n  \
 dat-mirror config                                   # what serve/mount would use, and why\n  \
@@ -503,6 +521,35 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
         }
         Cmd::Peers => dat_mirror::cli::peers::peers(&data()?).await,
         Cmd::Unpair { id } => dat_mirror::cli::peers::unpair(&data()?, id).await,
+        Cmd::Clone {
+            key,
+            out_dir,
+            from,
+            timeout,
+        } => {
+            let report = dat_mirror::cli::clone::clone_site(dat_mirror::cli::clone::CloneOptions {
+                data: data()?,
+                key,
+                out: out_dir.clone(),
+                from,
+                listen: "0.0.0.0:0".parse().expect("a valid address"),
+                timeout,
+            })
+            .await?;
+            println!(
+                "cloned {} version {} into {}: {} files, {} bytes ({} blocks verified)",
+                key.to_link(),
+                report.version,
+                out_dir.display(),
+                report.files,
+                report.bytes,
+                report.blocks
+            );
+            for s in &report.skipped_links {
+                eprintln!("skipped {s} (it would point outside the folder)");
+            }
+            Ok(())
+        }
         Cmd::Publish { site_dir, key } => {
             let data = data()?;
             let dir = std::fs::canonicalize(&site_dir)
