@@ -6,6 +6,7 @@
 //! - [`fs`]: the laptop's control folder (FUSE).
 //! - [`ipc`]: the daemons' control socket, used by CLI commands while a daemon runs.
 //! - [`laptop`]: the laptop daemon behind `mount`: command log, status view, publishing.
+//! - [`logging`]: log output: stderr or a size-rotated file, text or JSON.
 //! - [`pi`]: the mirror daemon: mirror set, site replication, status log, HTTP.
 
 pub mod cli;
@@ -13,5 +14,6 @@ pub mod config;
 pub mod fs;
 pub mod ipc;
 pub mod laptop;
+pub mod logging;
 pub mod pi;
 pub mod sync;

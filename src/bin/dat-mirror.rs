@@ -53,6 +53,18 @@ struct Cli {
     /// Configuration file [default: $XDG_CONFIG_HOME/dat-mirror/config.toml]
     #[arg(long, global = true, env = config::ENV_CONFIG, value_name = "PATH")]
     config: Option<PathBuf>,
+    /// Write logs to this file instead of stderr, rotated at 10 MiB, 5 old files kept
+    #[arg(long, global = true, env = "DAT_MIRROR_LOG_FILE", value_name = "PATH")]
+    log_file: Option<PathBuf>,
+    /// Log format: text (for people) or json (one object per event, for collectors)
+    #[arg(
+        long,
+        global = true,
+        env = "DAT_MIRROR_LOG_FORMAT",
+        value_enum,
+        default_value = "text"
+    )]
+    log_format: dat_mirror::logging::LogFormat,
     #[command(subcommand)]
     command: Cmd,
 }
@@ -287,19 +299,25 @@ fn main() {
         );
         return;
     }
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env()
-                .unwrap_or_else(|_| "dat_mirror=info,warn".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    let _log_guard = match dat_mirror::logging::init(cli.log_file.as_deref(), cli.log_format) {
+        Ok(g) => g,
+        Err(e) => {
+            eprintln!("error: {e:#}");
+            std::process::exit(1);
+        }
+    };
     let runtime = tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
         .expect("tokio runtime");
+    let logs_to_file = cli.log_file.is_some();
     if let Err(e) = runtime.block_on(run(&matches, cli)) {
+        if logs_to_file {
+            tracing::error!("{e:#}");
+        }
         eprintln!("error: {e:#}");
+        drop(runtime);
+        drop(_log_guard);
         std::process::exit(1);
     }
 }
