@@ -1,6 +1,7 @@
 //! The laptop daemon's control socket (`DATA/control.sock`): the CLI's `publish` hands its
-//! work to the running daemon here, because only one process may hold a data folder's
-//! hypercores. One JSON request per line, one JSON answer per line.
+//! work to the running daemon here, and `status` asks it for the status view, because only
+//! one process may hold a data folder's hypercores. One JSON request per line, one JSON
+//! answer per line.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -14,6 +15,7 @@ use tokio::task::JoinHandle;
 use super::publish::{publish_dir, Published};
 use super::LaptopInner;
 use crate::sync::keys::Key;
+use crate::sync::view::StatusView;
 
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -21,13 +23,19 @@ const MAX_REQUEST: usize = 64 * 1024;
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Request {
-    Publish { dir: PathBuf, key: Option<Key> },
+    Publish {
+        dir: PathBuf,
+        key: Option<Key>,
+    },
+    /// The status view, as the control folder shows it now.
+    Status,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
     Published(Published),
+    Status(Box<StatusView>),
     Error(String),
 }
 
@@ -64,6 +72,7 @@ async fn handle(inner: Arc<LaptopInner>, stream: UnixStream) -> anyhow::Result<(
             Ok(p) => Answer::Published(p),
             Err(e) => Answer::Error(format!("{e:#}")),
         },
+        Ok(Request::Status) => Answer::Status(Box::new(inner.view())),
     };
     let mut out = serde_json::to_vec(&answer)?;
     out.push(b'\n');
