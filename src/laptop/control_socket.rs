@@ -104,3 +104,57 @@ pub async fn call(data: &Path, request: &Request) -> anyhow::Result<Option<Answe
         "the running dat-mirror sent a malformed answer",
     )?))
 }
+
+/// The status view from what the data folder holds, for `dat-mirror status` when no daemon
+/// runs: my command log and the mirrors' status logs as last replicated, every mirror shown
+/// offline (this process does not connect). Holds the data folder's lock while it reads, so
+/// it fails (saying why) if another dat-mirror process is using the folder. Creates nothing:
+/// a folder no laptop has run in is an error.
+pub async fn view_from_disk(data: &Path) -> anyhow::Result<StatusView> {
+    use crate::sync::command::Command;
+    use crate::sync::status::{now_ms, StatusEntry};
+    use crate::sync::store::{Core, CoreStore};
+    use crate::sync::view::{fold, MirrorInput};
+
+    if !data.join("identity").exists() {
+        anyhow::bail!(
+            "{} holds no laptop yet (no identity): run `dat-mirror --data {} mount MOUNTPOINT --mirror ID@IP:PORT` first",
+            data.display(),
+            data.display()
+        );
+    }
+    let _lock = crate::sync::transport::DataLock::acquire(data)?;
+    let me = crate::sync::transport::Identity::load_or_create(data)?.key();
+    let store = CoreStore::new(data)?;
+    async fn entries(core: Option<Arc<Core>>) -> Vec<Vec<u8>> {
+        let Some(core) = core else { return vec![] };
+        let mut out = Vec::new();
+        for seq in 0..core.info().contiguous_length {
+            match core.get(seq).await {
+                Ok(Some(bytes)) => out.push(bytes),
+                _ => break,
+            }
+        }
+        out
+    }
+    let commands = entries(store.open_existing(&me).await?)
+        .await
+        .iter()
+        .map(|b| Command::decode(b))
+        .collect::<Vec<_>>();
+    let mut inputs = Vec::new();
+    for m in super::load_mirrors(data)? {
+        let status = entries(store.open_existing(&m.id).await?)
+            .await
+            .iter()
+            .filter_map(|b| StatusEntry::decode(b).ok())
+            .collect();
+        inputs.push(MirrorInput {
+            mirror: m.id,
+            status,
+            online: false,
+            last_seen_ms: None,
+        });
+    }
+    Ok(fold(me, &commands, &inputs, now_ms()))
+}

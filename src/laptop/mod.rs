@@ -8,6 +8,7 @@
 //! view the folder shows, [`LaptopInner::append`] writes a command.
 
 pub mod control_socket;
+pub mod status_cmd;
 pub mod publish;
 
 use std::collections::BTreeMap;
@@ -78,7 +79,7 @@ pub struct Laptop {
     _lock: DataLock,
 }
 
-fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
+pub(crate) fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
     let path = data.join("mirrors.json");
     match std::fs::read(&path) {
         Ok(bytes) => {
