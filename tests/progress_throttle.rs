@@ -24,11 +24,13 @@ async fn progress_entries_are_throttled_per_site() {
         .await
         .unwrap();
     wait_until("the site to be mirrored", || async {
-        p.laptop
-            .inner
-            .view()
-            .site(&site.key)
-            .and_then(|s| s.per_mirror[0].state.to_string().starts_with("mirrored").then_some(()))
+        p.laptop.inner.view().site(&site.key).and_then(|s| {
+            s.per_mirror[0]
+                .state
+                .to_string()
+                .starts_with("mirrored")
+                .then_some(())
+        })
     })
     .await;
 
@@ -41,7 +43,9 @@ async fn progress_entries_are_throttled_per_site() {
         let e = StatusEntry::decode(&bytes).unwrap();
         match e.event {
             StatusEvent::Progress { key, .. } if key == site.key => progress_at.push(e.at),
-            StatusEvent::Mirrored { key, blocks, .. } if key == site.key && mirrored_at.is_none() => {
+            StatusEvent::Mirrored { key, blocks, .. }
+                if key == site.key && mirrored_at.is_none() =>
+            {
                 mirrored_at = Some(e.at);
                 blocks_total = blocks;
             }
@@ -49,8 +53,14 @@ async fn progress_entries_are_throttled_per_site() {
         }
     }
     let mirrored_at = mirrored_at.expect("a Mirrored entry");
-    assert!(blocks_total > 150, "the sync had many block arrivals ({blocks_total})");
-    assert!(!progress_at.is_empty(), "at least one Progress before Mirrored");
+    assert!(
+        blocks_total > 150,
+        "the sync had many block arrivals ({blocks_total})"
+    );
+    assert!(
+        !progress_at.is_empty(),
+        "at least one Progress before Mirrored"
+    );
     for w in progress_at.windows(2) {
         // The throttle runs on a monotonic clock, the timestamps on the wall clock: 100 ms slack.
         assert!(

@@ -86,7 +86,10 @@ async fn one_mirror_follows_two_laptops() {
     assert_eq!(site_keys(&v2), BTreeSet::from([b, s]));
     for v in [&v1, &v2] {
         assert_eq!(v.mirrors.len(), 1);
-        assert_eq!((v.mirrors[0].sites_held, v.mirrors[0].sites_held_all), (2, 3));
+        assert_eq!(
+            (v.mirrors[0].sites_held, v.mirrors[0].sites_held_all),
+            (2, 3)
+        );
         assert!(v.mirrors[0].online);
     }
     let acked = |v: &StatusView| v.mirrors[0].acked;
@@ -101,15 +104,14 @@ async fn one_mirror_follows_two_laptops() {
     .await;
     // The mirror acked laptop 1's unmirror (seq 2) before the view dropped the site.
     assert_eq!(lap1.inner.view().mirrors[0].acked, Some(2));
-    assert!(mirror.inner.site_snapshot(&s).is_some(), "the mirror keeps s");
+    assert!(
+        mirror.inner.site_snapshot(&s).is_some(),
+        "the mirror keeps s"
+    );
     let v2 = lap2.inner.view();
     assert!(mirrored(&v2, &s), "{:?}", v2.site(&s));
-    let (code, _, body) = http_get(&format!(
-        "{}/{}/index.html",
-        http_base(&mirror),
-        s.to_hex()
-    ))
-    .await;
+    let (code, _, body) =
+        http_get(&format!("{}/{}/index.html", http_base(&mirror), s.to_hex())).await;
     assert_eq!(
         (code, body.as_slice()),
         (200, &b"<!doctype html><h1>hello from the laptop</h1>"[..])
@@ -186,7 +188,8 @@ async fn one_laptop_paired_with_two_mirrors() {
         async move {
             let text = blocking(move || std::fs::read_to_string(m.join("blog")).ok()).await?;
             let both = [k1, k2].iter().all(|k| {
-                mirror_line(&text, k).is_some_and(|l| l.starts_with("mirrored v") && l.ends_with("online"))
+                mirror_line(&text, k)
+                    .is_some_and(|l| l.starts_with("mirrored v") && l.ends_with("online"))
             });
             both.then_some(text)
         }
@@ -195,12 +198,18 @@ async fn one_laptop_paired_with_two_mirrors() {
     assert!(text.contains("state: mirrored v"), "{text}");
     for k in [k1, k2] {
         let line = mirror_line(&text, &k).unwrap();
-        assert!(line.contains(" blocks, ") && line.contains("updated "), "{line}");
+        assert!(
+            line.contains(" blocks, ") && line.contains("updated "),
+            "{line}"
+        );
     }
     // STATUS lists both: online, seen now, one site held each.
     let m = mnt.path.clone();
     let table = blocking(move || std::fs::read_to_string(m.join("STATUS")).unwrap()).await;
-    assert!(table.contains("MIRRORS (2)") && table.contains("SITES HELD"), "{table}");
+    assert!(
+        table.contains("MIRRORS (2)") && table.contains("SITES HELD"),
+        "{table}"
+    );
     for k in [k1, k2] {
         let row = status_row(&table, &k).unwrap_or_else(|| panic!("no row for {k}\n{table}"));
         assert_eq!(row[1..4], ["yes", "now", "1"], "{table}");
@@ -217,13 +226,20 @@ async fn one_laptop_paired_with_two_mirrors() {
         }
     })
     .await;
-    assert_eq!(status_row(&table, &k1).unwrap()[1..4], ["yes", "now", "1"], "{table}");
+    assert_eq!(
+        status_row(&table, &k1).unwrap()[1..4],
+        ["yes", "now", "1"],
+        "{table}"
+    );
     let m = mnt.path.clone();
     let text = blocking(move || std::fs::read_to_string(m.join("blog")).unwrap()).await;
     assert!(text.contains("state: mirrored v"), "{text}");
     let l1 = mirror_line(&text, &k1).unwrap();
     let l2 = mirror_line(&text, &k2).unwrap();
-    assert!(l1.starts_with("mirrored v") && l1.ends_with("; online"), "{text}");
+    assert!(
+        l1.starts_with("mirrored v") && l1.ends_with("; online"),
+        "{text}"
+    );
     assert!(l2.contains("offline, last seen"), "{text}");
     let view = laptop.inner.view();
     assert!(!view.mirrors[1].online && view.mirrors[0].online);

@@ -89,7 +89,9 @@ async fn status_and_wait_with_and_without_the_daemon() {
     // Without a terminal, each new state was said on stderr, ending with mirrored.
     let err = text(&o.stderr);
     assert!(
-        err.lines().last().is_some_and(|l| l.contains("blog: mirrored v")),
+        err.lines()
+            .last()
+            .is_some_and(|l| l.contains("blog: mirrored v")),
         "{}",
         show(&o)
     );
@@ -128,7 +130,11 @@ async fn status_and_wait_with_and_without_the_daemon() {
         })
         .await
         .unwrap();
-    let o = cli(&lap, &["status", "--wait", &invalid.to_hex(), "--timeout", "60"]).await;
+    let o = cli(
+        &lap,
+        &["status", "--wait", &invalid.to_hex(), "--timeout", "60"],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(
         text(&o.stderr).contains("error: cannot store the site"),
@@ -146,7 +152,11 @@ async fn status_and_wait_with_and_without_the_daemon() {
         })
         .await
         .unwrap();
-    let o = cli(&lap, &["status", "--wait", &nobody.to_link(), "--timeout", "2"]).await;
+    let o = cli(
+        &lap,
+        &["status", "--wait", &nobody.to_link(), "--timeout", "2"],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(3), "{}", show(&o));
     assert!(text(&o.stderr).contains("still "), "{}", show(&o));
 
@@ -156,7 +166,11 @@ async fn status_and_wait_with_and_without_the_daemon() {
         .append(Command::Unmirror { key: nobody })
         .await
         .unwrap();
-    let o = cli(&lap, &["status", "--wait", &nobody.to_hex(), "--timeout", "30"]).await;
+    let o = cli(
+        &lap,
+        &["status", "--wait", &nobody.to_hex(), "--timeout", "30"],
+    )
+    .await;
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(text(&o.stderr).contains("remov"), "{}", show(&o));
 

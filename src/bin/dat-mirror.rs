@@ -500,7 +500,9 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             {
                 Some(Answer::Published(p)) => p,
                 Some(Answer::Error(e)) => anyhow::bail!("{e}"),
-                Some(other) => anyhow::bail!("the running dat-mirror answered {other:?} to publish"),
+                Some(other) => {
+                    anyhow::bail!("the running dat-mirror answered {other:?} to publish")
+                }
                 None => {
                     let _lock = DataLock::acquire(&data)?;
                     let store = CoreStore::new(&data)?;

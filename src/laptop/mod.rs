@@ -8,8 +8,8 @@
 //! view the folder shows, [`LaptopInner::append`] writes a command.
 
 pub mod control_socket;
-pub mod status_cmd;
 pub mod publish;
+pub mod status_cmd;
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;

@@ -263,10 +263,7 @@ mod tests {
         let cmds: Vec<_> = cmds.iter().cloned().map(Ok).collect();
         let input = |m, events: Vec<StatusEvent>| MirrorInput {
             mirror: m,
-            status: events
-                .into_iter()
-                .map(|e| StatusEntry::new(1, e))
-                .collect(),
+            status: events.into_iter().map(|e| StatusEntry::new(1, e)).collect(),
             online: true,
             last_seen_ms: None,
         };
@@ -292,14 +289,20 @@ mod tests {
             reason: "disk full".into(),
         };
         let add1 = std::slice::from_ref(&add);
-        assert_eq!(wait_step(&view(add1, vec![], vec![]), &S), WaitStep::Pending);
+        assert_eq!(
+            wait_step(&view(add1, vec![], vec![]), &S),
+            WaitStep::Pending
+        );
         assert_eq!(
             wait_step(&view(add1, vec![ack(0), error.clone()], vec![]), &S),
             WaitStep::Pending,
             "another mirror may still get there"
         );
         assert_eq!(
-            wait_step(&view(add1, vec![ack(0), error.clone()], vec![ack(0), error]), &S),
+            wait_step(
+                &view(add1, vec![ack(0), error.clone()], vec![ack(0), error]),
+                &S
+            ),
             WaitStep::Failed("error: disk full".into())
         );
         assert_eq!(

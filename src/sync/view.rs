@@ -58,8 +58,12 @@ pub enum SiteState {
         bytes: u64,
         total_bytes: u64,
     },
-    Mirrored { version: u64 },
-    Error { reason: String },
+    Mirrored {
+        version: u64,
+    },
+    Error {
+        reason: String,
+    },
     Removing,
     Removed,
 }

@@ -580,7 +580,13 @@ fn per_mirror_data_and_sites_held() {
     let (p1, p2) = (&a.per_mirror[0], &a.per_mirror[1]);
     assert_eq!(
         (p1.version, p1.blocks, p1.bytes, p1.peers, p1.updated_ms),
-        (Some(12), Some(7), Some(3 * 1024 * 1024), Some(3), Some(5_000))
+        (
+            Some(12),
+            Some(7),
+            Some(3 * 1024 * 1024),
+            Some(3),
+            Some(5_000)
+        )
     );
     assert_eq!(
         (p2.state.to_string(), p2.version, p2.online, p2.last_seen_ms),
@@ -618,7 +624,10 @@ fn per_mirror_data_and_sites_held() {
     assert_eq!(row(M2)[1..6], ["no", "110", "s", "ago", "2"], "{table}");
     // A site I unmirror no longer counts as held by me.
     let cmds = [mirror(A, None), mirror(B, None), unmirror(A)];
-    let m = input(M1, vec![ack(1, 1), mirrored(5, A, 1, 1), mirrored(6, B, 1, 1)]);
+    let m = input(
+        M1,
+        vec![ack(1, 1), mirrored(5, A, 1, 1), mirrored(6, B, 1, 1)],
+    );
     let v = fold(ME, &cmds, &[m], 0);
     assert_eq!(v.mirrors[0].sites_held, 1);
 }
