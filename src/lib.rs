@@ -1,13 +1,17 @@
 //! dat-mirror: keeps peer-to-peer websites online while their author's laptop is closed.
 //!
+//! - [`cli`]: the CLI subcommands that are more than a call into a daemon.
 //! - [`config`]: the configuration file and how each setting is chosen.
 //! - [`sync`]: keys, commands, status entries, hypercores on disk, replication, transport.
 //! - [`fs`]: the laptop's control folder (FUSE).
+//! - [`ipc`]: the daemons' control socket, used by CLI commands while a daemon runs.
 //! - [`laptop`]: the laptop daemon behind `mount`: command log, status view, publishing.
 //! - [`pi`]: the mirror daemon: mirror set, site replication, status log, HTTP.
 
+pub mod cli;
 pub mod config;
 pub mod fs;
+pub mod ipc;
 pub mod laptop;
 pub mod pi;
 pub mod sync;

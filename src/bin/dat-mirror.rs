@@ -151,6 +151,41 @@ Exit codes: 0 ok / mirrored; 1 cannot ask; 2 the site errored, was removed or is
         #[arg(long)]
         json: bool,
     },
+    /// On the mirror: print a one-time invite code for one laptop to pair with
+    #[command(after_help = "Examples:\n  \
+dat-mirror invite                         # valid for 1 hour; prints dmi1...\n  \
+dat-mirror invite --expires 7d --addr 203.0.113.7:7070\n\
+Then on the laptop: dat-mirror pair <CODE>. The code carries the mirror's id, a one-time secret, \
+its expiry and the mirror's addresses (those of the running `serve`, or --addr).")]
+    Invite {
+        /// How long the code stays valid: 90s, 30m, 1h, 7d
+        #[arg(long, default_value = "1h", value_parser = dat_mirror::sync::invite::parse_duration)]
+        expires: std::time::Duration,
+        /// Address the laptop should dial (repeatable; default: the running mirror's own)
+        #[arg(long = "addr", value_name = "IP:PORT")]
+        addrs: Vec<SocketAddr>,
+    },
+    /// On the laptop: pair with a mirror using the code `dat-mirror invite` printed there
+    #[command(after_help = "Example:\n  dat-mirror pair dmi1…\n\
+Afterwards the mirror follows this laptop's commands and `dat-mirror mount` keeps it connected; \
+no --mirror flag needed. Works with or without `dat-mirror mount` running.")]
+    Pair {
+        /// The invite code
+        code: String,
+    },
+    /// List paired peers: the mirror's laptops, or the laptop's mirrors
+    Peers,
+    /// Revoke a pairing: on the mirror, stop following a laptop; on the laptop, forget a mirror
+    #[command(
+        after_help = "Examples:\n  dat-mirror unpair <LAPTOP_ID>     # on the mirror\n  \
+dat-mirror unpair <MIRROR_ID>     # on the laptop\n\
+On the mirror, the sites the laptop asked for stay mirrored until unmirrored."
+    )]
+    Unpair {
+        /// The peer's id (as `dat-mirror peers` shows it)
+        #[arg(value_parser = parse_key)]
+        id: Key,
+    },
     /// Print the settings in effect, and where each comes from, as a configuration file
     #[command(after_help = "Examples:\n  \
 dat-mirror config                                   # what serve/mount would use, and why\n  \
@@ -485,6 +520,20 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             let timeout = timeout.map(std::time::Duration::from_secs);
             dat_mirror::laptop::status_cmd::run(&data()?, wait.as_deref(), timeout, json).await
         }
+        Cmd::Invite { expires, addrs } => {
+            dat_mirror::cli::peers::invite(&data()?, expires, addrs).await
+        }
+        Cmd::Pair { code } => {
+            let listen = choose(
+                Given::Absent,
+                &cfg.mount.listen,
+                &cfg,
+                config::DEFAULT_MOUNT_LISTEN,
+            );
+            dat_mirror::cli::peers::pair(&data()?, &code, listen).await
+        }
+        Cmd::Peers => dat_mirror::cli::peers::peers(&data()?).await,
+        Cmd::Unpair { id } => dat_mirror::cli::peers::unpair(&data()?, id).await,
         Cmd::Publish { site_dir, key } => {
             let data = data()?;
             let dir = std::fs::canonicalize(&site_dir)
@@ -500,9 +549,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             {
                 Some(Answer::Published(p)) => p,
                 Some(Answer::Error(e)) => anyhow::bail!("{e}"),
-                Some(other) => {
-                    anyhow::bail!("the running dat-mirror answered {other:?} to publish")
-                }
+                Some(other) => anyhow::bail!("unexpected answer from the laptop daemon: {other:?}"),
                 None => {
                     let _lock = DataLock::acquire(&data)?;
                     let store = CoreStore::new(&data)?;
@@ -528,7 +575,7 @@ async fn mount(
     })
     .await?;
     if laptop.inner.mirrors().is_empty() {
-        anyhow::bail!("no mirror to talk to: pass --mirror <MIRROR_ID>@<IP:PORT> (the mirror prints its key on start), or set `mirrors` in the config file's [mount] table");
+        eprintln!("note: no mirror paired yet: run `dat-mirror invite` on the mirror and `dat-mirror pair CODE` here (or pass --mirror <MIRROR_ID>@<IP:PORT>); commands written meanwhile are delivered once a mirror is paired");
     }
     std::fs::create_dir_all(&mountpoint)
         .with_context(|| format!("cannot create the mount point {}", mountpoint.display()))?;

@@ -14,8 +14,18 @@ use tokio::task::JoinHandle;
 
 use super::publish::{publish_dir, Published};
 use super::LaptopInner;
+use crate::sync::invite::Invite;
 use crate::sync::keys::Key;
 use crate::sync::view::StatusView;
+use crate::sync::transport::PeerAddr;
+
+/// One row of `dat-mirror peers` on a laptop.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct MirrorRow {
+    pub addr: PeerAddr,
+    pub online: bool,
+    pub last_seen_ms: Option<u64>,
+}
 
 /// Longest request line accepted.
 const MAX_REQUEST: usize = 64 * 1024;
@@ -29,6 +39,15 @@ pub enum Request {
     },
     /// The status view, as the control folder shows it now.
     Status,
+    /// Pair with a mirror by invite code.
+    Pair {
+        code: String,
+    },
+    /// The paired mirrors.
+    Mirrors,
+    Unpair {
+        id: Key,
+    },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -36,6 +55,9 @@ pub enum Request {
 pub enum Answer {
     Published(Published),
     Status(Box<StatusView>),
+    Paired(PeerAddr),
+    Mirrors(Vec<MirrorRow>),
+    Unpaired,
     Error(String),
 }
 
@@ -73,6 +95,18 @@ async fn handle(inner: Arc<LaptopInner>, stream: UnixStream) -> anyhow::Result<(
             Err(e) => Answer::Error(format!("{e:#}")),
         },
         Ok(Request::Status) => Answer::Status(Box::new(inner.view())),
+        Ok(Request::Pair { code }) => match Invite::decode(&code) {
+            Err(e) => Answer::Error(e.to_string()),
+            Ok(invite) => match inner.pair(&invite).await {
+                Ok(peer) => Answer::Paired(peer),
+                Err(e) => Answer::Error(format!("{e:#}")),
+            },
+        },
+        Ok(Request::Mirrors) => Answer::Mirrors(inner.mirror_rows()),
+        Ok(Request::Unpair { id }) => match inner.remove_mirror(&id) {
+            Ok(()) => Answer::Unpaired,
+            Err(e) => Answer::Error(format!("{e:#}")),
+        },
     };
     let mut out = serde_json::to_vec(&answer)?;
     out.push(b'\n');

@@ -11,7 +11,7 @@ pub mod control_socket;
 pub mod publish;
 pub mod status_cmd;
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, RwLock};
@@ -20,7 +20,9 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 
 use crate::sync::command::{Command, CommandError};
+use crate::sync::invite::Invite;
 use crate::sync::keys::Key;
+use crate::sync::pairing;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::status::{now_ms, StatusEntry};
 use crate::sync::store::{Core, CoreStore};
@@ -68,6 +70,8 @@ pub struct LaptopInner {
     commands: Arc<Core>,
     mirrors: Arc<RwLock<Vec<PeerAddr>>>,
     cache: RwLock<ViewCache>,
+    /// Per paired mirror: the tasks following its status log and keeping it connected.
+    mirror_tasks: std::sync::Mutex<HashMap<Key, Vec<JoinHandle<()>>>>,
     /// The last view computed, with the inputs' fingerprint.
     last_view: std::sync::Mutex<Option<(Vec<u64>, StatusView)>>,
     runtime: tokio::runtime::Handle,
@@ -79,7 +83,7 @@ pub struct Laptop {
     _lock: DataLock,
 }
 
-pub(crate) fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
+pub fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
     let path = data.join("mirrors.json");
     match std::fs::read(&path) {
         Ok(bytes) => {
@@ -101,7 +105,7 @@ pub(crate) fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
     }
 }
 
-fn save_mirrors(data: &Path, mirrors: &[PeerAddr]) -> anyhow::Result<()> {
+pub fn save_mirrors(data: &Path, mirrors: &[PeerAddr]) -> anyhow::Result<()> {
     let list: Vec<String> = mirrors.iter().map(|m| m.to_string()).collect();
     let tmp = data.join("mirrors.json.tmp");
     std::fs::write(&tmp, serde_json::to_vec_pretty(&list)?)
@@ -150,6 +154,7 @@ impl Laptop {
             commands: commands.clone(),
             mirrors: mirrors.clone(),
             cache: RwLock::new(ViewCache::default()),
+            mirror_tasks: std::sync::Mutex::new(HashMap::new()),
             last_view: std::sync::Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
         });
@@ -158,10 +163,7 @@ impl Laptop {
         tasks.push(tokio::spawn(watch_commands(inner.clone(), commands)));
         let list: Vec<PeerAddr> = mirrors.read().unwrap().clone();
         for m in list {
-            let status = inner.store.open_or_create_replica(&m.id).await?;
-            inner.node.want(status.clone());
-            tasks.push(tokio::spawn(watch_status(inner.clone(), status)));
-            tasks.push(inner.node.keep_connected(m));
+            inner.start_mirror_tasks(m).await?;
         }
         tasks.push(control_socket::spawn(inner.clone())?);
         Ok(Laptop {
@@ -174,6 +176,9 @@ impl Laptop {
     pub async fn shutdown(self) {
         for t in &self.tasks {
             t.abort();
+        }
+        for (_, ts) in self.inner.mirror_tasks.lock().unwrap().drain() {
+            ts.iter().for_each(JoinHandle::abort);
         }
         let _ = std::fs::remove_file(control_socket::path(&self.inner.data));
         self.inner.node.endpoint().close().await;
@@ -237,6 +242,81 @@ async fn watch_status(inner: Arc<LaptopInner>, core: Arc<Core>) {
 }
 
 impl LaptopInner {
+    /// Follows `m`'s status log and keeps a connection to it.
+    async fn start_mirror_tasks(self: &Arc<Self>, m: PeerAddr) -> anyhow::Result<()> {
+        let status = self.store.open_or_create_replica(&m.id).await?;
+        self.node.want(status.clone());
+        let tasks = vec![
+            tokio::spawn(watch_status(self.clone(), status)),
+            self.node.keep_connected(m.clone()),
+        ];
+        if let Some(old) = self.mirror_tasks.lock().unwrap().insert(m.id, tasks) {
+            old.iter().for_each(JoinHandle::abort);
+        }
+        Ok(())
+    }
+
+    /// Pairs with the mirror of `invite` (the mirror checks the invite), then follows it.
+    pub async fn pair(self: &Arc<Self>, invite: &Invite) -> anyhow::Result<PeerAddr> {
+        let worked = pairing::request(self.node.endpoint(), invite, now_ms() / 1000).await?;
+        let addr = worked
+            .or_else(|| invite.addrs.first().copied())
+            .context("the mirror was reached by id but the invite has no address to save")?;
+        let peer = PeerAddr {
+            id: invite.mirror,
+            addr,
+        };
+        self.add_mirror(peer.clone()).await?;
+        Ok(peer)
+    }
+
+    /// Adds (or updates the address of) a paired mirror, saved for next time.
+    pub async fn add_mirror(self: &Arc<Self>, peer: PeerAddr) -> anyhow::Result<()> {
+        {
+            let mut mirrors = self.mirrors.write().unwrap();
+            let mut list = mirrors.clone();
+            list.retain(|m| m.id != peer.id);
+            list.push(peer.clone());
+            save_mirrors(&self.data, &list)?;
+            *mirrors = list;
+        }
+        self.start_mirror_tasks(peer).await
+    }
+
+    /// Forgets a paired mirror: stops dialling it and following its status log.
+    pub fn remove_mirror(&self, id: &Key) -> anyhow::Result<()> {
+        {
+            let mut mirrors = self.mirrors.write().unwrap();
+            if !mirrors.iter().any(|m| m.id == *id) {
+                anyhow::bail!(
+                    "{id} is not a paired mirror of this laptop (`dat-mirror peers` lists them)"
+                );
+            }
+            let list: Vec<PeerAddr> = mirrors.iter().filter(|m| m.id != *id).cloned().collect();
+            save_mirrors(&self.data, &list)?;
+            *mirrors = list;
+        }
+        if let Some(tasks) = self.mirror_tasks.lock().unwrap().remove(id) {
+            tasks.iter().for_each(JoinHandle::abort);
+        }
+        self.node.unwant(id);
+        self.node.disconnect(id, "unpaired");
+        self.cache.write().unwrap().status.remove(id);
+        Ok(())
+    }
+
+    /// The paired mirrors with their connection state (`dat-mirror peers`).
+    pub fn mirror_rows(&self) -> Vec<control_socket::MirrorRow> {
+        self.mirrors()
+            .into_iter()
+            .map(|m| control_socket::MirrorRow {
+                online: self.node.is_connected(&m.id),
+                last_seen_ms: self.node.last_seen(&m.id),
+                addr: m,
+            })
+            .collect()
+    }
+
     pub fn key(&self) -> Key {
         self.identity.key()
     }

@@ -8,14 +8,17 @@
 //! once; later entries are applied one by one, each acknowledged in the status log after its
 //! effect is in place. Everything lives in the data folder, so a restarted mirror resumes.
 
+pub mod control_socket;
 pub mod http;
+pub mod invites;
+pub mod laptops;
 pub mod mirror_set;
 pub mod site;
 pub mod status_log;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
 use anyhow::Context;
@@ -102,11 +105,19 @@ impl Policy for MirrorPolicy {
 /// The state shared by the mirror's tasks.
 pub struct MirrorInner {
     pub identity: Identity,
+    pub data: PathBuf,
     pub store: Arc<CoreStore>,
     pub node: Arc<Node>,
     pub status: StatusLog,
     pub http_url: Option<String>,
     allowed: Arc<RwLock<BTreeSet<Key>>>,
+    /// Unpaired laptops: their logs are kept (and folded up to what was acknowledged, so
+    /// the sites they asked for stay) but no longer followed or answered.
+    revoked: RwLock<BTreeSet<Key>>,
+    /// The follower task of each allowed laptop's command log.
+    followers: StdMutex<HashMap<Key, JoinHandle<()>>>,
+    /// Where followers send the entries they read (to the controller).
+    entries: mpsc::Sender<LogEntry>,
     served: Arc<RwLock<HashSet<Key>>>,
     set: StdMutex<MirrorSet>,
     sites: StdMutex<BTreeMap<Key, SiteRuntime>>,
@@ -142,31 +153,12 @@ impl Mirror {
         for s in sites {
             s.task.abort();
         }
+        for (_, f) in self.inner.followers.lock().unwrap().drain() {
+            f.abort();
+        }
+        let _ = std::fs::remove_file(crate::ipc::socket_path(&self.inner.data));
         self.inner.node.endpoint().close().await;
     }
-}
-
-fn load_allow_list(data: &Path) -> anyhow::Result<BTreeSet<Key>> {
-    let path = data.join("allow.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<BTreeSet<Key>>(&bytes).with_context(|| {
-            format!(
-                "{} is not a list of laptop ids; fix or delete it",
-                path.display()
-            )
-        }),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(BTreeSet::new()),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-fn save_allow_list(data: &Path, allowed: &BTreeSet<Key>) -> anyhow::Result<()> {
-    let path = data.join("allow.json");
-    let tmp = data.join("allow.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(allowed)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
-    Ok(())
 }
 
 /// Starts a mirror: binds the peer endpoint and the HTTP gateway, replays the logs, and runs
@@ -179,9 +171,12 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         .open_or_create_writable(&identity.signing_key())
         .await?;
 
-    let mut allowed = load_allow_list(&config.data)?;
+    let mut allowed = laptops::load_list(&config.data, laptops::ALLOW_FILE)?;
+    let mut revoked = laptops::load_list(&config.data, laptops::REVOKED_FILE)?;
     allowed.extend(config.allow.iter().copied());
-    save_allow_list(&config.data, &allowed)?;
+    revoked.retain(|k| !allowed.contains(k));
+    laptops::save_list(&config.data, laptops::ALLOW_FILE, &allowed)?;
+    laptops::save_list(&config.data, laptops::REVOKED_FILE, &revoked)?;
     let allowed = Arc::new(RwLock::new(allowed));
     let served = Arc::new(RwLock::new(HashSet::new()));
 
@@ -208,13 +203,18 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     let http = http_listener.as_ref().and_then(|l| l.local_addr().ok());
     let http_url = http.map(|a| format!("http://{a}"));
 
+    let (entries, rx) = mpsc::channel::<LogEntry>(256);
     let inner = Arc::new(MirrorInner {
         identity,
+        data: config.data.clone(),
         store,
         node,
         status: StatusLog::new(status_core),
         http_url: http_url.clone(),
         allowed,
+        revoked: RwLock::new(revoked),
+        followers: StdMutex::new(HashMap::new()),
+        entries,
         served,
         set: StdMutex::new(MirrorSet::new()),
         sites: StdMutex::new(BTreeMap::new()),
@@ -233,10 +233,11 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         ));
     }
 
-    // Replay what was already acknowledged, then follow every log live.
+    // Replay what was already acknowledged (of unpaired laptops' logs too), then follow
+    // every allowed log live.
     let next_unacked = inner.status.next_unacked().await?;
-    let (tx, rx) = mpsc::channel::<LogEntry>(256);
-    let logs: Vec<Key> = inner.allowed.read().unwrap().iter().copied().collect();
+    let mut logs: Vec<Key> = inner.allowed();
+    logs.extend(inner.revoked.read().unwrap().iter().copied());
     for log in logs {
         let core = inner.store.open_or_create_replica(&log).await?;
         let from = next_unacked
@@ -251,14 +252,16 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
                 }
             }
         }
-        inner.node.want(core.clone());
-        tasks.push(tokio::spawn(follow(core, from, tx.clone())));
+        if inner.allowed.read().unwrap().contains(&log) {
+            inner.follow_laptop(core, from);
+        }
     }
-    drop(tx);
     inner.remove_leftovers().await;
     inner.reconcile().await;
     let controller = inner.clone();
     tasks.push(tokio::spawn(async move { controller.control(rx).await }));
+    laptops::accept_pairings(&inner);
+    tasks.push(control_socket::spawn(inner.clone())?);
 
     tracing::info!(
         "mirror {} listening on {listen}{}",
@@ -322,6 +325,10 @@ impl MirrorInner {
     /// Applies live command-log entries one at a time: fold, reconcile, acknowledge.
     async fn control(self: Arc<Self>, mut rx: mpsc::Receiver<LogEntry>) {
         while let Some(LogEntry { log, seq, bytes }) = rx.recv().await {
+            if !self.allowed.read().unwrap().contains(&log) {
+                // Read just before its laptop was unpaired: left for a later pairing.
+                continue;
+            }
             match Command::decode(&bytes) {
                 Ok(cmd) => {
                     tracing::info!(log = %log.short(), seq, "command: {cmd:?}");
@@ -407,6 +414,7 @@ impl MirrorInner {
     /// in the set; never deletes a core this mirror can write.
     async fn remove_leftovers(&self) {
         let mut keep: HashSet<Key> = self.allowed().into_iter().collect();
+        keep.extend(self.revoked.read().unwrap().iter().copied());
         keep.insert(self.identity.key());
         let sites: Vec<Key> = self.set.lock().unwrap().keys().copied().collect();
         for site in sites {

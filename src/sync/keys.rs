@@ -168,13 +168,14 @@ impl<'de> serde::Deserialize<'de> for Key {
     }
 }
 
-/// z-base32 encoding of 32 bytes: 256 bits → 52 characters (the last one carries 1 bit).
-fn z32_encode(bytes: &[u8; 32]) -> String {
-    let mut out = String::with_capacity(52);
+/// z-base32 encoding of any bytes (32 bytes → 52 characters; the last one carries the
+/// leftover bits, zero-padded).
+pub(crate) fn z32_encode(bytes: &[u8]) -> String {
+    let mut out = String::with_capacity(bytes.len() * 8 / 5 + 1);
     let mut acc: u32 = 0;
     let mut bits = 0;
     for &b in bytes {
-        acc = (acc << 8) | b as u32;
+        acc = ((acc << 8) | b as u32) & 0xffff;
         bits += 8;
         while bits >= 5 {
             bits -= 5;
@@ -187,8 +188,10 @@ fn z32_encode(bytes: &[u8; 32]) -> String {
     out
 }
 
-fn z32_decode(s: &str) -> Option<[u8; 32]> {
-    let mut out = Vec::with_capacity(33);
+/// Decodes z-base32 made by [`z32_encode`]; `None` on a character outside the alphabet or
+/// non-zero padding bits.
+pub(crate) fn z32_decode_vec(s: &str) -> Option<Vec<u8>> {
+    let mut out = Vec::with_capacity(s.len() * 5 / 8);
     let mut acc: u32 = 0;
     let mut bits = 0;
     for c in s.bytes() {
@@ -201,11 +204,16 @@ fn z32_decode(s: &str) -> Option<[u8; 32]> {
         }
         acc &= (1 << bits) - 1;
     }
-    // 52 * 5 = 260 bits: 32 bytes and 4 padding bits, which must be zero.
-    if out.len() != 32 || acc != 0 {
+    // Fewer than 5 leftover bits, all zero: otherwise a character too many or a typo.
+    if bits >= 5 || acc != 0 {
         return None;
     }
-    out.try_into().ok()
+    Some(out)
+}
+
+fn z32_decode(s: &str) -> Option<[u8; 32]> {
+    // 52 * 5 = 260 bits: 32 bytes and 4 padding bits, which must be zero.
+    z32_decode_vec(s)?.try_into().ok()
 }
 
 #[cfg(test)]

@@ -4,7 +4,9 @@
 
 pub mod command;
 pub mod drive;
+pub mod invite;
 pub mod keys;
+pub mod pairing;
 pub mod peer;
 pub mod replicate;
 pub mod status;

@@ -29,6 +29,9 @@ pub trait Policy: Send + Sync + 'static {
     fn may_serve(&self, peer: &Key, core: &Key) -> bool;
 }
 
+/// Handles connections of another protocol (ALPN) than replication, e.g. pairing.
+pub type ProtocolHandler = Arc<dyn Fn(Connection) + Send + Sync>;
+
 /// Connection events, for status views ("mirror online, last seen").
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PeerEvent {
@@ -59,6 +62,8 @@ pub struct Node {
     policy: Arc<dyn Policy>,
     state: StdMutex<State>,
     events: broadcast::Sender<PeerEvent>,
+    /// Handlers of the other ALPNs this node accepts.
+    protocols: StdMutex<HashMap<Vec<u8>, ProtocolHandler>>,
 }
 
 impl Node {
@@ -75,6 +80,7 @@ impl Node {
                 last_seen: HashMap::new(),
             }),
             events,
+            protocols: StdMutex::new(HashMap::new()),
         });
         let accepting = node.clone();
         tokio::spawn(async move { accepting.accept_loop().await });
@@ -87,6 +93,23 @@ impl Node {
 
     pub fn id(&self) -> Key {
         Key(*self.endpoint.id().as_bytes())
+    }
+
+    /// Accepts connections for `alpn` too, handing each to `handler`.
+    pub fn add_protocol(&self, alpn: &[u8], handler: ProtocolHandler) {
+        let mut protocols = self.protocols.lock().unwrap();
+        protocols.insert(alpn.to_vec(), handler);
+        let alpns = std::iter::once(ALPN.to_vec())
+            .chain(protocols.keys().cloned())
+            .collect();
+        self.endpoint.set_alpns(alpns);
+    }
+
+    /// Closes the connection to `peer` (if any); it may dial again.
+    pub fn disconnect(&self, peer: &Key, reason: &str) {
+        if let Some(e) = self.state.lock().unwrap().conns.get(peer) {
+            e.conn.close(0u32.into(), reason.as_bytes());
+        }
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<PeerEvent> {
@@ -188,6 +211,13 @@ impl Node {
             tokio::spawn(async move {
                 match incoming.accept() {
                     Ok(accepting) => match accepting.await {
+                        Ok(conn) if conn.alpn() != ALPN => {
+                            let handler = node.protocols.lock().unwrap().get(conn.alpn()).cloned();
+                            match handler {
+                                Some(h) => h(conn),
+                                None => conn.close(0u32.into(), b"unknown protocol"),
+                            }
+                        }
                         Ok(conn) => node.adopt(conn),
                         Err(e) => tracing::debug!("incoming connection failed: {e}"),
                     },

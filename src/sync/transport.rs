@@ -143,6 +143,19 @@ impl std::fmt::Display for PeerAddr {
     }
 }
 
+impl serde::Serialize for PeerAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> serde::Deserialize<'de> for PeerAddr {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<PeerAddr, D::Error> {
+        let s = <std::borrow::Cow<'de, str>>::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
 impl PeerAddr {
     pub fn endpoint_addr(&self) -> anyhow::Result<EndpointAddr> {
         let id = iroh::PublicKey::from_bytes(&self.id.0)
