@@ -144,6 +144,25 @@ The site is a hyperdrive (db + blobs hypercores) that Node's hyperdrive 11 can r
         #[arg(long, value_parser = parse_key)]
         key: Option<Key>,
     },
+    /// Show every site and mirror (the control folder's STATUS), or wait until a site is mirrored
+    #[command(after_help = "Examples:\n  \
+dat-mirror status                          # the STATUS table, from the running `dat-mirror mount`\n  \
+dat-mirror status --json                   # the same as JSON\n  \
+dat-mirror status --wait blog --timeout 600   # progress bar until `blog` is mirrored\n\
+Without a running `dat-mirror mount`, it prints what the data folder last heard (mirrors shown offline);\n\
+--wait needs the daemon.\n\
+Exit codes: 0 ok / mirrored; 1 cannot ask; 2 the site errored, was removed or is not in the folder; 3 --timeout.")]
+    Status {
+        /// Wait until this site (key, link or alias) is mirrored on at least one mirror
+        #[arg(long, value_name = "SITE")]
+        wait: Option<String>,
+        /// With --wait: give up after this many seconds (exit code 3)
+        #[arg(long, value_name = "SECS", requires = "wait")]
+        timeout: Option<u64>,
+        /// Print JSON (the whole view; with --wait, the site once mirrored)
+        #[arg(long)]
+        json: bool,
+    },
     /// On the mirror: print a one-time invite code for one laptop to pair with
     #[command(after_help = "Examples:\n  \
 dat-mirror invite                         # valid for 1 hour; prints dmi1...\n  \
@@ -312,6 +331,12 @@ fn main() {
         .expect("tokio runtime");
     let logs_to_file = cli.log_file.is_some();
     if let Err(e) = runtime.block_on(run(&matches, cli)) {
+        if let Some(exit) = e.downcast_ref::<dat_mirror::laptop::status_cmd::StatusExit>() {
+            eprintln!("{}", exit.message);
+            drop(runtime);
+            drop(_log_guard);
+            std::process::exit(exit.code);
+        }
         if logs_to_file {
             tracing::error!("{e:#}");
         }
@@ -524,6 +549,14 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 config::DEFAULT_MOUNT_LISTEN,
             );
             mount(data()?, mountpoint, mirrors, listen).await
+        }
+        Cmd::Status {
+            wait,
+            timeout,
+            json,
+        } => {
+            let timeout = timeout.map(std::time::Duration::from_secs);
+            dat_mirror::laptop::status_cmd::run(&data()?, wait.as_deref(), timeout, json).await
         }
         Cmd::Invite { expires, addrs } => {
             dat_mirror::cli::peers::invite(&data()?, expires, addrs).await

@@ -1,6 +1,7 @@
 //! The laptop daemon's control socket (`DATA/control.sock`): the CLI's `publish` hands its
-//! work to the running daemon here, because only one process may hold a data folder's
-//! hypercores. One JSON request per line, one JSON answer per line.
+//! work to the running daemon here, and `status` asks it for the status view, because only
+//! one process may hold a data folder's hypercores. One JSON request per line, one JSON
+//! answer per line.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -15,6 +16,7 @@ use super::publish::{publish_dir, Published};
 use super::LaptopInner;
 use crate::sync::invite::Invite;
 use crate::sync::keys::Key;
+use crate::sync::view::StatusView;
 use crate::sync::transport::PeerAddr;
 
 /// One row of `dat-mirror peers` on a laptop.
@@ -35,6 +37,8 @@ pub enum Request {
         dir: PathBuf,
         key: Option<Key>,
     },
+    /// The status view, as the control folder shows it now.
+    Status,
     /// Pair with a mirror by invite code.
     Pair {
         code: String,
@@ -50,6 +54,7 @@ pub enum Request {
 #[serde(rename_all = "snake_case")]
 pub enum Answer {
     Published(Published),
+    Status(Box<StatusView>),
     Paired(PeerAddr),
     Mirrors(Vec<MirrorRow>),
     Unpaired,
@@ -89,6 +94,7 @@ async fn handle(inner: Arc<LaptopInner>, stream: UnixStream) -> anyhow::Result<(
             Ok(p) => Answer::Published(p),
             Err(e) => Answer::Error(format!("{e:#}")),
         },
+        Ok(Request::Status) => Answer::Status(Box::new(inner.view())),
         Ok(Request::Pair { code }) => match Invite::decode(&code) {
             Err(e) => Answer::Error(e.to_string()),
             Ok(invite) => match inner.pair(&invite).await {
@@ -131,4 +137,58 @@ pub async fn call(data: &Path, request: &Request) -> anyhow::Result<Option<Answe
     Ok(Some(serde_json::from_str(&answer).context(
         "the running dat-mirror sent a malformed answer",
     )?))
+}
+
+/// The status view from what the data folder holds, for `dat-mirror status` when no daemon
+/// runs: my command log and the mirrors' status logs as last replicated, every mirror shown
+/// offline (this process does not connect). Holds the data folder's lock while it reads, so
+/// it fails (saying why) if another dat-mirror process is using the folder. Creates nothing:
+/// a folder no laptop has run in is an error.
+pub async fn view_from_disk(data: &Path) -> anyhow::Result<StatusView> {
+    use crate::sync::command::Command;
+    use crate::sync::status::{now_ms, StatusEntry};
+    use crate::sync::store::{Core, CoreStore};
+    use crate::sync::view::{fold, MirrorInput};
+
+    if !data.join("identity").exists() {
+        anyhow::bail!(
+            "{} holds no laptop yet (no identity): run `dat-mirror --data {} mount MOUNTPOINT --mirror ID@IP:PORT` first",
+            data.display(),
+            data.display()
+        );
+    }
+    let _lock = crate::sync::transport::DataLock::acquire(data)?;
+    let me = crate::sync::transport::Identity::load_or_create(data)?.key();
+    let store = CoreStore::new(data)?;
+    async fn entries(core: Option<Arc<Core>>) -> Vec<Vec<u8>> {
+        let Some(core) = core else { return vec![] };
+        let mut out = Vec::new();
+        for seq in 0..core.info().contiguous_length {
+            match core.get(seq).await {
+                Ok(Some(bytes)) => out.push(bytes),
+                _ => break,
+            }
+        }
+        out
+    }
+    let commands = entries(store.open_existing(&me).await?)
+        .await
+        .iter()
+        .map(|b| Command::decode(b))
+        .collect::<Vec<_>>();
+    let mut inputs = Vec::new();
+    for m in super::load_mirrors(data)? {
+        let status = entries(store.open_existing(&m.id).await?)
+            .await
+            .iter()
+            .filter_map(|b| StatusEntry::decode(b).ok())
+            .collect();
+        inputs.push(MirrorInput {
+            mirror: m.id,
+            status,
+            online: false,
+            last_seen_ms: None,
+        });
+    }
+    Ok(fold(me, &commands, &inputs, now_ms()))
 }

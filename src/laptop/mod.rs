@@ -9,6 +9,7 @@
 
 pub mod control_socket;
 pub mod publish;
+pub mod status_cmd;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;

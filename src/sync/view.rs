@@ -16,9 +16,17 @@
 //!   removed > error; an error therefore shows only when no mirror does better (it is
 //!   always in `last_error`). An Unmirror shows `removing` until every mirror acked.
 //! - Data (version, blocks, bytes, peers, last sync, last error) come from each mirror's
-//!   events for the key after its last `Removed`, maxed (or latest) over mirrors.
+//!   events for the key after its last `Removed`, maxed (or latest) over mirrors; the same
+//!   data per mirror (`MirrorSiteState`) come from that mirror's events alone.
+//! - A mirror's "sites held" counts the sites whose latest event in its log is `Mirrored`:
+//!   mine (sites in this view) and all (every site its log mentions, other laptops' too).
+//!
+//! Every view type is serde-serializable: `dat-mirror status --json` prints it and the
+//! laptop's control socket sends it.
 
 use std::fmt;
+
+use serde::{Deserialize, Serialize};
 
 use super::command::{Command, CommandError};
 use super::keys::Key;
@@ -37,13 +45,25 @@ pub struct MirrorInput {
 }
 
 /// Where a site stands (on one mirror, or overall).
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "state", rename_all = "snake_case")]
 pub enum SiteState {
     Queued,
     Delivered,
-    Syncing { percent: u8 },
-    Mirrored { version: u64 },
-    Error { reason: String },
+    /// `blocks`/`bytes` held of `total_*` the site has (both cores).
+    Syncing {
+        percent: u8,
+        blocks: u64,
+        total_blocks: u64,
+        bytes: u64,
+        total_bytes: u64,
+    },
+    Mirrored {
+        version: u64,
+    },
+    Error {
+        reason: String,
+    },
     Removing,
     Removed,
 }
@@ -53,7 +73,7 @@ impl SiteState {
     fn rank(&self) -> (u8, u64) {
         match self {
             SiteState::Mirrored { version } => (6, *version),
-            SiteState::Syncing { percent } => (5, *percent as u64),
+            SiteState::Syncing { percent, .. } => (5, *percent as u64),
             SiteState::Delivered => (4, 0),
             SiteState::Queued => (3, 0),
             SiteState::Removing => (3, 0),
@@ -68,7 +88,7 @@ impl fmt::Display for SiteState {
         match self {
             SiteState::Queued => f.write_str("queued"),
             SiteState::Delivered => f.write_str("delivered"),
-            SiteState::Syncing { percent } => write!(f, "syncing {percent}%"),
+            SiteState::Syncing { percent, .. } => write!(f, "syncing {percent}%"),
             SiteState::Mirrored { version } => write!(f, "mirrored v{version}"),
             SiteState::Error { reason } => write!(f, "error: {reason}"),
             SiteState::Removing => f.write_str("removing"),
@@ -77,15 +97,56 @@ impl fmt::Display for SiteState {
     }
 }
 
-/// One mirror's state for one site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+impl SiteState {
+    /// The long form: `syncing 42% (120/300 blocks, 1.2 MiB of 3.0 MiB)`; other states as
+    /// [`Display`](fmt::Display).
+    pub fn detail(&self) -> String {
+        match self {
+            SiteState::Syncing {
+                blocks,
+                total_blocks,
+                bytes,
+                total_bytes,
+                ..
+            } => format!(
+                "{self} ({blocks}/{total_blocks} blocks, {} of {})",
+                human_bytes(*bytes),
+                human_bytes(*total_bytes)
+            ),
+            _ => self.to_string(),
+        }
+    }
+
+    /// The short form for the `STATUS` table: `syncing 42% of 3.0 MiB`.
+    pub fn compact(&self) -> String {
+        match self {
+            SiteState::Syncing { total_bytes, .. } if *total_bytes > 0 => {
+                format!("{self} of {}", human_bytes(*total_bytes))
+            }
+            _ => self.to_string(),
+        }
+    }
+}
+
+/// One mirror's state for one site, with what that mirror last reported about it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirrorSiteState {
     pub mirror: Key,
     pub state: SiteState,
+    /// The mirror is connected right now / when it last was (unix ms).
+    pub online: bool,
+    pub last_seen_ms: Option<u64>,
+    /// From its latest Progress/Mirrored for the site (after its last `Removed`).
+    pub version: Option<u64>,
+    pub blocks: Option<u64>,
+    pub bytes: Option<u64>,
+    pub peers: Option<u32>,
+    /// `at` of its latest event about the site (unix ms).
+    pub updated_ms: Option<u64>,
 }
 
 /// Everything the folder shows about one site.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SiteView {
     pub key: Key,
     /// From my latest `Mirror` command for the key.
@@ -111,7 +172,7 @@ pub struct SiteView {
 }
 
 /// One paired mirror, for `STATUS`.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct MirrorSummary {
     pub mirror: Key,
     pub online: bool,
@@ -120,9 +181,13 @@ pub struct MirrorSummary {
     pub http: Option<String>,
     /// Highest seq of my log it acknowledged.
     pub acked: Option<u64>,
+    /// How many of my sites (those in the view) it reports mirrored.
+    pub sites_held: usize,
+    /// How many sites it reports mirrored in all (other laptops' sites too).
+    pub sites_held_all: usize,
 }
 
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct StatusView {
     pub sites: Vec<SiteView>,
     pub mirrors: Vec<MirrorSummary>,
@@ -133,6 +198,17 @@ pub struct StatusView {
 impl StatusView {
     pub fn site(&self, key: &Key) -> Option<&SiteView> {
         self.sites.iter().find(|s| s.key == *key)
+    }
+
+    /// The site a user names: a key or link, else an alias.
+    pub fn find(&self, name: &str) -> Option<&SiteView> {
+        match Key::parse_link(name.trim()) {
+            Ok(key) => self.site(&key),
+            Err(_) => self
+                .sites
+                .iter()
+                .find(|s| s.alias.as_deref() == Some(name.trim())),
+        }
     }
 }
 
@@ -166,10 +242,7 @@ pub fn fold(
         let removing = matches!(cmd, Command::Unmirror { .. });
         let per_mirror: Vec<MirrorSiteState> = mirrors
             .iter()
-            .map(|m| MirrorSiteState {
-                mirror: m.mirror,
-                state: mirror_state(me, key, seq, removing, m),
-            })
+            .map(|m| mirror_site_state(key, mirror_state(me, key, seq, removing, m), m))
             .collect();
         if removing && per_mirror.iter().all(|p| p.state == SiteState::Removed) {
             continue;
@@ -212,7 +285,8 @@ pub fn fold(
     let summaries = mirrors
         .iter()
         .zip(http_of)
-        .map(|(m, http)| MirrorSummary {
+        .enumerate()
+        .map(|(i, (m, http))| MirrorSummary {
             mirror: m.mirror,
             online: m.online,
             last_seen_ms: m.last_seen_ms,
@@ -225,6 +299,17 @@ pub fn fold(
                     _ => None,
                 })
                 .max(),
+            sites_held: sites
+                .iter()
+                .filter(|s| {
+                    !s.removing
+                        && matches!(
+                            s.per_mirror.get(i).map(|p| &p.state),
+                            Some(SiteState::Mirrored { .. })
+                        )
+                })
+                .count(),
+            sites_held_all: sites_held_all(m),
         })
         .collect();
     StatusView {
@@ -232,6 +317,64 @@ pub fn fold(
         mirrors: summaries,
         at_ms: now_ms,
     }
+}
+
+/// Sites whose latest event in the mirror's log is `Mirrored`.
+fn sites_held_all(m: &MirrorInput) -> usize {
+    let mut latest: std::collections::HashMap<Key, bool> = Default::default();
+    for e in &m.status {
+        if let Some(key) = e.event.site() {
+            latest.insert(key, matches!(e.event, StatusEvent::Mirrored { .. }));
+        }
+    }
+    latest.values().filter(|held| **held).count()
+}
+
+/// One mirror's state and data for the site (its events after its last `Removed` of it).
+fn mirror_site_state(key: Key, state: SiteState, m: &MirrorInput) -> MirrorSiteState {
+    let mut out = MirrorSiteState {
+        mirror: m.mirror,
+        state,
+        online: m.online,
+        last_seen_ms: m.last_seen_ms,
+        version: None,
+        blocks: None,
+        bytes: None,
+        peers: None,
+        updated_ms: None,
+    };
+    let start = m
+        .status
+        .iter()
+        .rposition(|e| matches!(e.event, StatusEvent::Removed { key: k } if k == key))
+        .map_or(0, |p| p + 1);
+    for e in m.status[start..]
+        .iter()
+        .filter(|e| e.event.site() == Some(key))
+    {
+        out.updated_ms = Some(e.at);
+        if let StatusEvent::Progress {
+            version,
+            blocks,
+            bytes,
+            peers,
+            ..
+        }
+        | StatusEvent::Mirrored {
+            version,
+            blocks,
+            bytes,
+            peers,
+            ..
+        } = &e.event
+        {
+            out.version = Some(*version);
+            out.blocks = Some(*blocks);
+            out.bytes = Some(*bytes);
+            out.peers = Some(*peers);
+        }
+    }
+    out
 }
 
 fn latest_http(m: &MirrorInput) -> Option<String> {
@@ -295,7 +438,13 @@ fn event_state(event: &StatusEvent) -> SiteState {
             } else {
                 (done.min(total) as u128 * 100 / total as u128) as u8
             };
-            SiteState::Syncing { percent }
+            SiteState::Syncing {
+                percent,
+                blocks: *blocks,
+                total_blocks: *total_blocks,
+                bytes: *bytes,
+                total_bytes: *total_bytes,
+            }
         }
         StatusEvent::Mirrored { version, .. } => SiteState::Mirrored { version: *version },
         StatusEvent::Error { reason, .. } => SiteState::Error {
@@ -432,6 +581,11 @@ fn opt<T: ToString>(v: Option<T>) -> String {
 pub fn render_site(site: &SiteView, now_ms: u64) -> String {
     let mut out = format!("link: {}\n", site.key.to_link());
     out += &format!("state: {}\n", site.state);
+    if let SiteState::Syncing { .. } = site.state {
+        let detail = site.state.detail();
+        let inner = detail.split_once(" (").map_or("", |(_, d)| d);
+        out += &format!("progress: {}\n", inner.trim_end_matches(')'));
+    }
     out += &format!("key: {}\n", site.key.to_hex());
     out += &format!("key (z-base32): {}\n", site.key.to_z32());
     out += &format!("alias: {}\n", site.alias.as_deref().unwrap_or("(none)"));
@@ -440,7 +594,7 @@ pub fn render_site(site: &SiteView, now_ms: u64) -> String {
     } else {
         out += "mirrors:\n";
         for p in &site.per_mirror {
-            out += &format!("  {}: {}\n", p.mirror.short(), p.state);
+            out += &format!("  {}: {}\n", p.mirror.short(), mirror_line(p, now_ms));
         }
     }
     out += &format!("version: {}\n", opt(site.version));
@@ -458,6 +612,28 @@ pub fn render_site(site: &SiteView, now_ms: u64) -> String {
         (Some(e), Some(at)) => out += &format!("last error: {e} ({})\n", ago(now_ms, at)),
         _ => out += "last error: none\n",
     }
+    out
+}
+
+/// `mirrored v12 (7 blocks, 3.0 MiB); updated 60 s ago; online` and the like.
+fn mirror_line(p: &MirrorSiteState, now_ms: u64) -> String {
+    let mut out = match (&p.state, p.blocks, p.bytes) {
+        (SiteState::Mirrored { .. }, Some(blocks), Some(bytes)) => {
+            format!("{} ({blocks} blocks, {})", p.state, human_bytes(bytes))
+        }
+        _ => p.state.detail(),
+    };
+    if let Some(peers) = p.peers {
+        out += &format!("; {peers} peer{}", if peers == 1 { "" } else { "s" });
+    }
+    if let Some(t) = p.updated_ms {
+        out += &format!("; updated {}", ago(now_ms, t));
+    }
+    out += &match (p.online, p.last_seen_ms) {
+        (true, _) => "; online".to_string(),
+        (false, Some(t)) => format!("; offline, last seen {}", ago(now_ms, t)),
+        (false, None) => "; offline, never seen".to_string(),
+    };
     out
 }
 
@@ -503,7 +679,7 @@ pub fn render_status_table(view: &StatusView, now_ms: u64) -> String {
     for s in &view.sites {
         rows.push(vec![
             s.alias.clone().unwrap_or_else(|| s.key.short()),
-            s.state.to_string(),
+            s.state.compact(),
             opt(s.version),
             human_bytes(s.bytes),
             opt(s.peers),
@@ -518,9 +694,16 @@ pub fn render_status_table(view: &StatusView, now_ms: u64) -> String {
             "(no sites: `touch <key>` or `echo hyper://<key> > <name>` in this folder adds one)\n";
     }
     out += &format!("\nMIRRORS ({})\n", view.mirrors.len());
-    let mut rows = vec![["MIRROR", "ONLINE", "LAST SEEN", "ACKED", "HTTP"]
-        .map(String::from)
-        .to_vec()];
+    let mut rows = vec![[
+        "MIRROR",
+        "ONLINE",
+        "LAST SEEN",
+        "SITES HELD",
+        "ACKED",
+        "HTTP",
+    ]
+    .map(String::from)
+    .to_vec()];
     for m in &view.mirrors {
         rows.push(vec![
             m.mirror.to_hex(),
@@ -530,6 +713,11 @@ pub fn render_status_table(view: &StatusView, now_ms: u64) -> String {
             } else {
                 m.last_seen_ms
                     .map_or_else(|| "never".into(), |t| ago(now_ms, t))
+            },
+            if m.sites_held_all > m.sites_held {
+                format!("{} ({} in all)", m.sites_held, m.sites_held_all)
+            } else {
+                m.sites_held.to_string()
             },
             m.acked
                 .map_or_else(|| "nothing".into(), |s| format!("up to #{s}")),

@@ -471,3 +471,177 @@ fn formatting_helpers() {
     assert_eq!(ago(0, 5_000), "in the future (check the clocks)");
     assert_eq!(ago(1_000_000_000, 0), "11 d ago");
 }
+
+#[test]
+fn syncing_carries_blocks_and_bytes_of_total() {
+    let cmds = [mirror(A, None)];
+    let p = StatusEntry::new(
+        7,
+        E::Progress {
+            key: A,
+            version: 2,
+            blocks: 120,
+            total_blocks: 300,
+            bytes: 1_258_292,
+            total_bytes: 3 * 1024 * 1024,
+            peers: 1,
+        },
+    );
+    let v = one(&cmds, vec![ack(1, 0), p]);
+    let s = v.site(&A).unwrap();
+    assert_eq!(
+        s.state,
+        SiteState::Syncing {
+            percent: 40,
+            blocks: 120,
+            total_blocks: 300,
+            bytes: 1_258_292,
+            total_bytes: 3 * 1024 * 1024,
+        }
+    );
+    assert_eq!(s.state.to_string(), "syncing 40%");
+    assert_eq!(
+        s.state.detail(),
+        "syncing 40% (120/300 blocks, 1.2 MiB of 3.0 MiB)"
+    );
+    assert_eq!(s.state.compact(), "syncing 40% of 3.0 MiB");
+    let text = render_site(s, 10_000);
+    assert!(text.lines().any(|l| l == "state: syncing 40%"), "{text}");
+    assert!(
+        text.lines()
+            .any(|l| l == "progress: 120/300 blocks, 1.2 MiB of 3.0 MiB"),
+        "{text}"
+    );
+    assert!(
+        text.contains(&format!(
+            "{}: syncing 40% (120/300 blocks, 1.2 MiB of 3.0 MiB); 1 peer; updated 9 s ago; online",
+            M1.short()
+        )),
+        "{text}"
+    );
+    let table = render_status_table(&v, 10_000);
+    assert!(table.contains("syncing 40% of 3.0 MiB"), "{table}");
+}
+
+#[test]
+fn the_latest_event_being_an_error_is_the_state() {
+    let cmds = [mirror(A, None)];
+    let err = |at| {
+        StatusEntry::new(
+            at,
+            E::Error {
+                key: A,
+                reason: "disk full".into(),
+            },
+        )
+    };
+    // Mirrored, then an error: the error is the state now.
+    let v = one(&cmds, vec![ack(1, 0), mirrored(2, A, 4, 10), err(3)]);
+    assert_eq!(state(&v, A), "error: disk full");
+    // The error, then progress again: syncing, the error stays as the last error.
+    let v = one(&cmds, vec![ack(1, 0), err(2), progress(3, A, 5, 10)]);
+    assert_eq!(state(&v, A), "syncing 50%");
+    assert_eq!(v.site(&A).unwrap().last_error.as_deref(), Some("disk full"));
+}
+
+#[test]
+fn per_mirror_data_and_sites_held() {
+    let cmds = [mirror(A, Some("blog")), mirror(B, None)];
+    let other = Key([0xcc; 32]);
+    let m1 = MirrorInput {
+        online: true,
+        ..input(
+            M1,
+            vec![
+                ack(1, 1),
+                mirrored(5_000, A, 12, 3 * 1024 * 1024),
+                progress(6_000, B, 25, 100),
+                // Another laptop's site on the same mirror.
+                mirrored(6_500, other, 1, 10),
+            ],
+        )
+    };
+    let m2 = MirrorInput {
+        online: false,
+        last_seen_ms: Some(30_000),
+        ..input(
+            M2,
+            vec![
+                ack(1, 1),
+                mirrored(4_000, A, 11, 1024),
+                mirrored(4_100, B, 2, 100),
+                StatusEntry::new(4_200, E::Removed { key: other }),
+            ],
+        )
+    };
+    let v = fold(ME, &cmds, &[m1, m2], 140_000);
+    let a = v.site(&A).unwrap();
+    assert_eq!(a.per_mirror.len(), 2);
+    let (p1, p2) = (&a.per_mirror[0], &a.per_mirror[1]);
+    assert_eq!(
+        (p1.version, p1.blocks, p1.bytes, p1.peers, p1.updated_ms),
+        (
+            Some(12),
+            Some(7),
+            Some(3 * 1024 * 1024),
+            Some(3),
+            Some(5_000)
+        )
+    );
+    assert_eq!(
+        (p2.state.to_string(), p2.version, p2.online, p2.last_seen_ms),
+        ("mirrored v11".to_string(), Some(11), false, Some(30_000))
+    );
+    let text = render_site(a, 140_000);
+    for needle in [
+        format!(
+            "  {}: mirrored v12 (7 blocks, 3.0 MiB); 3 peers; updated 2 min ago; online",
+            M1.short()
+        ),
+        format!(
+            "  {}: mirrored v11 (7 blocks, 1.0 KiB); 3 peers; updated 2 min ago; offline, last seen 110 s ago",
+            M2.short()
+        ),
+    ] {
+        assert!(text.contains(&needle), "missing {needle:?} in\n{text}");
+    }
+    // Sites held: M1 holds A (B is syncing) and another laptop's site; M2 holds A and B.
+    let (s1, s2) = (&v.mirrors[0], &v.mirrors[1]);
+    assert_eq!((s1.sites_held, s1.sites_held_all), (1, 2));
+    assert_eq!((s2.sites_held, s2.sites_held_all), (2, 2));
+    let table = render_status_table(&v, 140_000);
+    let row = |m: Key| {
+        table
+            .lines()
+            .find(|l| l.starts_with(&m.to_hex()))
+            .unwrap_or_else(|| panic!("no row for {m} in\n{table}"))
+            .split_whitespace()
+            .map(String::from)
+            .collect::<Vec<_>>()
+    };
+    assert!(table.contains("SITES HELD"), "{table}");
+    assert_eq!(row(M1)[1..6], ["yes", "now", "1", "(2", "in"], "{table}");
+    assert_eq!(row(M2)[1..6], ["no", "110", "s", "ago", "2"], "{table}");
+    // A site I unmirror no longer counts as held by me.
+    let cmds = [mirror(A, None), mirror(B, None), unmirror(A)];
+    let m = input(
+        M1,
+        vec![ack(1, 1), mirrored(5, A, 1, 1), mirrored(6, B, 1, 1)],
+    );
+    let v = fold(ME, &cmds, &[m], 0);
+    assert_eq!(v.mirrors[0].sites_held, 1);
+}
+
+#[test]
+fn the_view_round_trips_through_json_and_finds_sites_by_name() {
+    let cmds = [mirror(A, Some("blog")), mirror(B, None)];
+    let v = one(&cmds, vec![ack(1, 1), progress(2, A, 1, 2)]);
+    let json = serde_json::to_string(&v).unwrap();
+    let back: StatusView = serde_json::from_str(&json).unwrap();
+    assert_eq!(back, v);
+    assert!(json.contains("\"state\":\"syncing\""), "{json}");
+    assert_eq!(v.find("blog").map(|s| s.key), Some(A));
+    assert_eq!(v.find(&B.to_link()).map(|s| s.key), Some(B));
+    assert_eq!(v.find(&B.to_z32()).map(|s| s.key), Some(B));
+    assert!(v.find("nope").is_none());
+}

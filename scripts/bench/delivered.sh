@@ -1,0 +1,176 @@
+#!/usr/bin/env bash
+# Latency benchmark: time from `touch MNT/<key>` in the laptop's control folder until the
+# entry says `state: delivered` (the mirror replicated the command and acknowledged it in its
+# status log, and the laptop replicated that back). 50 samples (BENCH_N), each with a new
+# key; after each sample the key is removed again (`rm`, waited for) so the mirror set stays
+# empty. Prints median, p90, min and max, and the ratio against a raw baseline measured in
+# the same run: a small-message round trip and a fresh connection between two iroh
+# endpoints on 127.0.0.1 (examples/bench_rtt.rs).
+# Everything runs on 127.0.0.1 with relays, mDNS and DHT off; nothing leaves the machine.
+#
+# Usage: scripts/bench/delivered.sh
+# Environment: BENCH_N (default 50), BENCH_TIMEOUT (s per sample, default 30),
+#              BENCH_KEEP=1 (keep the temp dir), TMPDIR (where the temp dir goes).
+# Needs: cargo, /dev/fuse (root, or fuse3 for fusermount3).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+N=${BENCH_N:-50}
+TIMEOUT=${BENCH_TIMEOUT:-30}
+KEEP=${BENCH_KEEP:-0}
+TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
+export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+# field NAME LINE: the value of NAME=... in a `RESULT name k=v ...` line.
+field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
+
+[ -e /dev/fuse ] || die "/dev/fuse is missing (the control folder is a FUSE mount)"
+
+say "== build: cargo build --release --bin dat-mirror --example bench_rtt (waits if cargo's lock is busy)"
+(cd "$ROOT" && cargo build --release --bin dat-mirror --example bench_rtt)
+BIN=$TARGET/release/dat-mirror
+RTT=$TARGET/release/examples/bench_rtt
+for b in "$BIN" "$RTT"; do [ -x "$b" ] || die "$b was not built"; done
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dat-mirror-bench.XXXXXX")
+MNT=$WORK/mnt
+PIDS=()
+
+stop_daemons() {
+    local pid i
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+    if mountpoint -q "$MNT" 2>/dev/null; then
+        fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" || true
+    fi
+}
+
+cleanup() {
+    local rc=$?
+    set +e
+    stop_daemons
+    if [ "$rc" -ne 0 ]; then
+        for f in pi.log laptop.log; do
+            [ -s "$WORK/$f" ] && { say "--- last lines of $f"; tail -n 20 "$WORK/$f" >&2; }
+        done
+    fi
+    if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# wait_for_line FILE REGEX SECONDS PID: bounded wait until a daemon prints a line.
+wait_for_line() {
+    local deadline=$((SECONDS + $3))
+    until grep -q "$2" "$1" 2>/dev/null; do
+        kill -0 "$4" 2>/dev/null || die "$(basename "$1" .out) exited early"
+        [ "$SECONDS" -lt "$deadline" ] || die "no '$2' in $1 after $3 s"
+        sleep 0.05
+    done
+}
+
+# state_of FILE: the `state:` line of a control-folder entry, read with builtins only (no
+# fork per poll, so polling does not steal the CPU the daemons need).
+state_of() {
+    local line
+    STATE=""
+    { while IFS= read -r line; do
+        if [[ "$line" == state:* ]]; then STATE=${line#state: }; break; fi
+    done <"$1"; } 2>/dev/null || true
+}
+
+# ---------------------------------------------------------------------------------------
+say "== mirror + laptop on 127.0.0.1"
+LAPTOP_ID=$("$BIN" --data "$WORK/laptop" id)
+PI_ID=$("$BIN" --data "$WORK/pi" id)
+"$BIN" --data "$WORK/pi" serve --listen 127.0.0.1:0 --http 127.0.0.1:0 --allow "$LAPTOP_ID" \
+    >"$WORK/pi.out" 2>"$WORK/pi.log" &
+PI_PID=$!
+PIDS+=("$PI_PID")
+wait_for_line "$WORK/pi.out" '^listening on ' 30 "$PI_PID"
+PEER=$(sed -n 's/^listening on \([^ ]*\) (peers).*/\1/p' "$WORK/pi.out")
+case "$PEER" in 127.0.0.1:[1-9]*) ;; *) die "mirror listens on '$PEER', expected 127.0.0.1:PORT" ;; esac
+mkdir -p "$MNT"
+"$BIN" --data "$WORK/laptop" mount "$MNT" --mirror "$PI_ID@$PEER" --listen 127.0.0.1:0 \
+    >"$WORK/laptop.out" 2>"$WORK/laptop.log" &
+LAPTOP_PID=$!
+PIDS+=("$LAPTOP_PID")
+wait_for_line "$WORK/laptop.out" '^control folder mounted' 30 "$LAPTOP_PID"
+mountpoint -q "$MNT" || die "$MNT is not mounted"
+
+# Keys: real ed25519 public keys (identities of throwaway data folders), so the mirror
+# accepts them and waits for a peer that has the site (nobody does: `delivered` stays).
+say "== $N keys"
+KEYS=()
+for i in $(seq 0 $((N + 2))); do
+    KEYS+=("$("$BIN" --data "$WORK/keys/$i" id)")
+done
+rm -rf "$WORK/keys"
+
+# The laptop must be connected before the first sample.
+DEADLINE=$((SECONDS + 30))
+until "$BIN" --data "$WORK/laptop" status 2>/dev/null | grep -q "^$PI_ID  *yes"; do
+    [ "$SECONDS" -lt "$DEADLINE" ] || die "the laptop did not connect to the mirror in 30 s"
+    sleep 0.1
+done
+
+SAMPLES=()
+for i in $(seq 0 $((N + 2))); do
+    KEY=${KEYS[$i]}
+    T0=$EPOCHREALTIME
+    touch "$MNT/$KEY"
+    DEADLINE=$((SECONDS + TIMEOUT))
+    while :; do
+        state_of "$MNT/$KEY"
+        [[ -n "$STATE" && "$STATE" != queued ]] && break
+        [ "$SECONDS" -lt "$DEADLINE" ] || die "sample $i: still '$STATE' after $TIMEOUT s"
+    done
+    T1=$EPOCHREALTIME
+    [[ "$STATE" == delivered ]] || die "sample $i: went from queued to '$STATE', expected delivered"
+    # The first 3 are warm-up (first command on a fresh log and connection).
+    [ "$i" -ge 3 ] && SAMPLES+=("$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.6f", b - a }')")
+    rm "$MNT/$KEY"
+    DEADLINE=$((SECONDS + TIMEOUT))
+    while [ -e "$MNT/$KEY" ]; do
+        [ "$SECONDS" -lt "$DEADLINE" ] || die "sample $i: $KEY not removed after $TIMEOUT s"
+        sleep 0.01
+    done
+done
+stop_daemons
+
+say "== raw iroh baseline on 127.0.0.1"
+RAW=$("$RTT" "$N")
+RTT_LINE=$(grep '^RESULT rtt ' <<<"$RAW") || die "no rtt result"
+CONNECT_LINE=$(grep '^RESULT connect ' <<<"$RAW") || die "no connect result"
+
+# ---------------------------------------------------------------------------------------
+stats() { # prints "median p90 min max" of the numbers on stdin
+    sort -g | awk '{ v[NR] = $1 } END {
+        m = v[int((NR - 1) * 0.5 + 0.5) + 1]; p = v[int((NR - 1) * 0.9 + 0.5) + 1]
+        printf "%s %s %s %s\n", m, p, v[1], v[NR] }'
+}
+read -r MED P90 MIN MAX < <(printf '%s\n' "${SAMPLES[@]}" | stats)
+RTT_MED=$(field median "$RTT_LINE")
+CONN_MED=$(field median "$CONNECT_LINE")
+ms() { awk -v s="$1" 'BEGIN { printf "%9.3f", s * 1000 }'; }
+ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%9.1fx", a / b }'; }
+echo
+echo "dat-mirror touch -> delivered benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r)"
+echo "release build, loopback, FUSE control folder; ${#SAMPLES[@]} samples after 3 warm-up"
+printf '%-44s %9s %9s %9s %9s %10s\n' "what (ms)" "median" "p90" "min" "max" "median/rtt"
+printf '%-44s %s %s %s %s %s\n' "touch -> 'state: delivered'" "$(ms "$MED")" "$(ms "$P90")" "$(ms "$MIN")" "$(ms "$MAX")" "$(ratio "$MED" "$RTT_MED")"
+for l in "$RTT_LINE:raw iroh: 64-byte round trip" "$CONNECT_LINE:raw iroh: new connection"; do
+    line=${l%%:*}
+    printf '%-44s %s %s %s %s %s\n' "${l#*:}" "$(ms "$(field median "$line")")" "$(ms "$(field p90 "$line")")" \
+        "$(ms "$(field min "$line")")" "$(ms "$(field max "$line")")" "$(ratio "$(field median "$line")" "$RTT_MED")"
+done
+echo
+echo "touch -> delivered is $(awk -v a="$MED" -v b="$CONN_MED" 'BEGIN { printf "%.1f", a / b }')x a fresh raw connection (median)"
