@@ -5,9 +5,11 @@
 //! - [`fs`]: the laptop's control folder (FUSE).
 //! - [`laptop`]: the laptop daemon behind `mount`: command log, status view, publishing.
 //! - [`pi`]: the mirror daemon: mirror set, site replication, status log, HTTP.
+//! - [`fuzzing`]: entry points of the fuzz targets and of their regression tests.
 
 pub mod config;
 pub mod fs;
+pub mod fuzzing;
 pub mod laptop;
 pub mod pi;
 pub mod sync;
