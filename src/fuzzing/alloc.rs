@@ -56,7 +56,8 @@ impl LimitedAlloc {
     fn check(&self, size: usize) {
         let limit = self.limit();
         if size > limit {
-            // Small allocations still succeed, so printing is fine here.
+            // Small allocations still succeed, so printing is fine here. (No backtrace:
+            // its lock may be held by whoever is allocating.)
             eprintln!(
                 "==ERROR: out-of-memory (malloc({size})): one allocation of {} MiB, more than \
                  the {} MiB limit (${}): an unchecked length field?",
@@ -64,7 +65,6 @@ impl LimitedAlloc {
                 limit >> 20,
                 self.env_var
             );
-            eprintln!("{}", std::backtrace::Backtrace::force_capture());
             std::process::abort();
         }
     }
