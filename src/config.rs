@@ -504,8 +504,11 @@ pub struct Effective {
 }
 
 fn quote(s: &str) -> String {
-    // JSON string escapes are valid TOML basic-string escapes.
-    serde_json::to_string(s).expect("a string serialises")
+    // JSON string escapes are valid TOML basic-string escapes; TOML also forbids a raw DEL,
+    // which JSON leaves alone.
+    serde_json::to_string(s)
+        .expect("a string serialises")
+        .replace('\u{7f}', "\\u007f")
 }
 
 fn quote_list<T: fmt::Display>(items: &[T]) -> String {

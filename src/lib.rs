@@ -8,10 +8,12 @@
 //! - [`laptop`]: the laptop daemon behind `mount`: command log, status view, publishing.
 //! - [`logging`]: log output: stderr or a size-rotated file, text or JSON.
 //! - [`pi`]: the mirror daemon: mirror set, site replication, status log, HTTP.
+//! - [`fuzzing`]: entry points of the fuzz targets and of their regression tests.
 
 pub mod cli;
 pub mod config;
 pub mod fs;
+pub mod fuzzing;
 pub mod ipc;
 pub mod laptop;
 pub mod logging;

@@ -109,8 +109,13 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Mess
     if len > MAX_FRAME {
         return Err(WireError::TooLarge(len));
     }
-    let mut body = vec![0u8; len];
-    r.read_exact(&mut body).await?;
+    // Grow the buffer as bytes arrive: a length prefix alone must not make us allocate
+    // MAX_FRAME (4 bytes from a peer would otherwise pin 8 MiB per stream).
+    let mut body = Vec::with_capacity(len.min(64 * 1024));
+    r.take(len as u64).read_to_end(&mut body).await?;
+    if body.len() != len {
+        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    }
     Message::decode(&body).map(Some)
 }
 

@@ -1,0 +1,2 @@
+#![no_main]
+libfuzzer_sys::fuzz_target!(|data: &[u8]| dat_mirror_fuzz::run(dat_mirror::fuzzing::key_string, data));

@@ -1,0 +1,363 @@
+//! Hostile HTTP clients against a real mirror's gateway on loopback: slowloris (heads sent
+//! one byte at a time), idle connections up to and beyond the connection cap (with the
+//! attacker reconnecting as fast as it is shed), a body on GET, a 10 MB header line and
+//! pipelined garbage. In every case a normal client still gets its page, the hostile
+//! connections end in a clean 4xx or a close, and the server keeps serving. Every wait is
+//! bounded by `TIMEOUT` (a hang guard, never an assertion about speed).
+
+mod common;
+
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use common::*;
+use dat_mirror::pi::http::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// A mirror with its HTTP gateway on loopback (no laptop needed: `/` is a page).
+async fn gateway() -> (tempfile::TempDir, dat_mirror::pi::Mirror, SocketAddr) {
+    init_tracing();
+    raise_fd_limit(4 * MAX_CONNECTIONS as u64 + 1024);
+    let tmp = tempfile::tempdir().unwrap();
+    let mirror = start_mirror(
+        &tmp.path().join("pi"),
+        "127.0.0.1:0".parse().unwrap(),
+        vec![],
+    )
+    .await;
+    let http = mirror.http.expect("the mirror serves HTTP");
+    (tmp, mirror, http)
+}
+
+/// Client and server sockets live in this one process: make room for both sides.
+fn raise_fd_limit(want: u64) {
+    let mut lim = libc::rlimit {
+        rlim_cur: 0,
+        rlim_max: 0,
+    };
+    // SAFETY: plain syscalls on a local struct.
+    unsafe {
+        assert_eq!(libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim), 0);
+        if lim.rlim_cur < want {
+            lim.rlim_cur = want.min(lim.rlim_max);
+            libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
+            libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim);
+        }
+    }
+    assert!(
+        lim.rlim_cur >= want,
+        "this test needs {want} open files; the hard limit is {}: raise it (ulimit -Hn)",
+        lim.rlim_max
+    );
+}
+
+/// The status codes of every response in `bytes` (responses start with `HTTP/1.1 NNN`).
+fn statuses(bytes: &[u8]) -> Vec<u16> {
+    let text = String::from_utf8_lossy(bytes);
+    text.match_indices("HTTP/1.1 ")
+        .filter(|(i, _)| *i == 0 || text[..*i].ends_with('\n'))
+        .filter_map(|(i, _)| text.get(i + 9..i + 12)?.parse().ok())
+        .collect()
+}
+
+/// Sends `request` (ignoring a write the server cut short) and reads until the server
+/// closes: everything it answered, and whether it closed (`false`: still open at TIMEOUT).
+async fn exchange(addr: SocketAddr, request: &[u8]) -> (Vec<u8>, bool) {
+    let stream = TcpStream::connect(addr).await.expect("connect");
+    let (mut rd, mut wr) = stream.into_split();
+    let request = request.to_vec();
+    let writer = tokio::spawn(async move {
+        let _ = wr.write_all(&request).await;
+        wr // kept open: the server, not the client, must end the exchange
+    });
+    let mut out = Vec::new();
+    let mut buf = vec![0u8; 64 * 1024];
+    let closed = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => out.extend_from_slice(&buf[..n]),
+            }
+        }
+    })
+    .await
+    .is_ok();
+    writer.abort();
+    (out, closed)
+}
+
+/// A normal client: `GET /` on a fresh connection, answered 200 before TIMEOUT.
+async fn normal_page(addr: SocketAddr) {
+    let (answer, closed) = exchange(
+        addr,
+        b"GET / HTTP/1.1\r\nHost: pi.local\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert!(closed, "the normal client got no complete answer");
+    assert_eq!(
+        statuses(&answer),
+        vec![200],
+        "{}",
+        String::from_utf8_lossy(&answer[..answer.len().min(300)])
+    );
+}
+
+/// A connection that sends an endless request head one byte every `pause`, until the
+/// server closes it. Returns whether it was closed (by the server) before `TIMEOUT`.
+async fn slow_head(addr: SocketAddr, pause: Duration, connected: Arc<AtomicUsize>) -> bool {
+    let Ok(stream) = TcpStream::connect(addr).await else {
+        return true; // refused: closed by the server, in effect
+    };
+    connected.fetch_add(1, Ordering::SeqCst);
+    let (mut rd, mut wr) = stream.into_split();
+    let head = b"GET / HTTP/1.1\r\nHost: pi.local\r\n"
+        .iter()
+        .copied()
+        .chain(b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".iter().copied().cycle());
+    let drip = async move {
+        for byte in head {
+            if wr.write_all(&[byte]).await.is_err() {
+                return;
+            }
+            tokio::time::sleep(pause).await;
+        }
+    };
+    let mut buf = [0u8; 1024];
+    let closed = async move {
+        loop {
+            match rd.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(_) => {} // e.g. a 408 before the close
+            }
+        }
+    };
+    tokio::time::timeout(TIMEOUT, async {
+        tokio::select! {
+            _ = closed => {}
+            _ = drip => {}
+        }
+    })
+    .await
+    .is_ok()
+}
+
+/// (a) Slowloris: 200 connections dripping their heads. A normal client is served while
+/// they are all still connected, and the server closes every one of them (its header
+/// timeout), which the attacker observes.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn slowloris_does_not_block_normal_clients_and_is_cut_off() {
+    const ATTACKERS: usize = 200;
+    let (_tmp, _mirror, addr) = gateway().await;
+    let connected = Arc::new(AtomicUsize::new(0));
+    let closed = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let attack: Vec<_> = (0..ATTACKERS)
+        .map(|_| {
+            let (connected, closed) = (connected.clone(), closed.clone());
+            tokio::spawn(async move {
+                let was_closed = slow_head(addr, Duration::from_secs(2), connected).await;
+                if was_closed {
+                    closed.fetch_add(1, Ordering::SeqCst);
+                }
+                was_closed
+            })
+        })
+        .collect();
+    wait_until("every attacker to connect", || {
+        let n = connected.load(Ordering::SeqCst);
+        async move { (n == ATTACKERS).then_some(()) }
+    })
+    .await;
+
+    for _ in 0..3 {
+        normal_page(addr).await;
+    }
+    let closed_when_served = closed.load(Ordering::SeqCst);
+    assert_eq!(
+        closed_when_served, 0,
+        "the normal client was served only after slow connections were dropped"
+    );
+
+    for a in attack {
+        assert!(
+            a.await.unwrap(),
+            "a slow connection was still open after {TIMEOUT:?}: no header timeout?"
+        );
+    }
+    eprintln!(
+        "{ATTACKERS} slowloris connections all closed by the server {:?} after the attack \
+         began (header timeout {HEADER_TIMEOUT:?})",
+        started.elapsed()
+    );
+    normal_page(addr).await;
+}
+
+/// (b) Idle connections filling every slot and 100 more waiting behind them, with the
+/// attacker opening a new idle connection each time one is shed. A normal client is still
+/// served (the idle ones time out and the accept queue is first come, first served), and
+/// the server closes the idle connections.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_beyond_the_cap_do_not_starve_normal_clients() {
+    const EXTRA: usize = 100;
+    /// Reconnections the attacker may make in all (bounds the test).
+    const REFILLS: usize = 4 * MAX_CONNECTIONS;
+    let (_tmp, _mirror, addr) = gateway().await;
+    let opened = Arc::new(AtomicUsize::new(0));
+    let shed = Arc::new(AtomicUsize::new(0));
+    let stop = Arc::new(AtomicBool::new(false));
+    let refills = Arc::new(AtomicUsize::new(0));
+    let attackers: Vec<_> = (0..MAX_CONNECTIONS + EXTRA)
+        .map(|_| {
+            let (opened, shed, stop, refills) =
+                (opened.clone(), shed.clone(), stop.clone(), refills.clone());
+            tokio::spawn(async move {
+                // An idle connection; when the server sheds it, open another.
+                loop {
+                    let Ok(mut s) = TcpStream::connect(addr).await else {
+                        tokio::time::sleep(Duration::from_millis(50)).await;
+                        continue;
+                    };
+                    opened.fetch_add(1, Ordering::SeqCst);
+                    let mut buf = [0u8; 64];
+                    let r = tokio::time::timeout(TIMEOUT, s.read(&mut buf)).await;
+                    assert!(
+                        matches!(r, Ok(Ok(0)) | Ok(Err(_))),
+                        "an idle connection was neither closed nor left silent: {r:?}"
+                    );
+                    shed.fetch_add(1, Ordering::SeqCst);
+                    if stop.load(Ordering::SeqCst) || refills.fetch_add(1, Ordering::SeqCst) >= REFILLS {
+                        return;
+                    }
+                }
+            })
+        })
+        .collect();
+    wait_until("every idle connection to be opened", || {
+        let n = opened.load(Ordering::SeqCst);
+        async move { (n >= MAX_CONNECTIONS + EXTRA).then_some(()) }
+    })
+    .await;
+
+    // Every slot is taken (or was, until the idle ones began to time out).
+    normal_page(addr).await;
+    let shed_when_served = shed.load(Ordering::SeqCst);
+    stop.store(true, Ordering::SeqCst);
+    for a in attackers {
+        a.await.unwrap();
+    }
+    let shed = shed.load(Ordering::SeqCst);
+    assert!(shed >= MAX_CONNECTIONS + EXTRA);
+    eprintln!(
+        "{} idle connections opened, {shed} closed by the server; the normal client was \
+         served after {shed_when_served} had been shed",
+        opened.load(Ordering::SeqCst)
+    );
+    normal_page(addr).await;
+}
+
+/// (c) Malformed and oversized requests: each gets a clean 4xx (or its valid part a 200)
+/// and a close, never a hang; the server keeps serving.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn malformed_requests_get_4xx_or_a_close() {
+    let (_tmp, _mirror, addr) = gateway().await;
+    let big_header = {
+        let mut r = b"GET / HTTP/1.1\r\nHost: pi.local\r\nX-Big: ".to_vec();
+        r.resize(r.len() + 10 * 1024 * 1024, b'a');
+        r.extend_from_slice(b"\r\n\r\n");
+        r
+    };
+    let big_line = {
+        let mut r = b"GET /".to_vec();
+        r.resize(r.len() + 10 * 1024 * 1024, b'a');
+        r.extend_from_slice(b" HTTP/1.1\r\nHost: pi.local\r\n\r\n");
+        r
+    };
+    let many_headers: Vec<u8> = {
+        let mut r = b"GET / HTTP/1.1\r\nHost: pi.local\r\n".to_vec();
+        for i in 0..5000 {
+            r.extend_from_slice(format!("X-{i}: y\r\n").as_bytes());
+        }
+        r.extend_from_slice(b"\r\n");
+        r
+    };
+    let cases: Vec<(&str, Vec<u8>, &[u16])> = vec![
+        (
+            "a body on GET, then a second request",
+            b"GET / HTTP/1.1\r\nHost: pi.local\r\nContent-Length: 5\r\n\r\nhello\
+              GET / HTTP/1.1\r\nHost: pi.local\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            &[200, 200],
+        ),
+        (
+            "a chunked body on GET that never ends",
+            b"GET / HTTP/1.1\r\nHost: pi.local\r\nTransfer-Encoding: chunked\r\n\r\n\
+              ffffffff\r\naaaa"
+                .to_vec(),
+            &[200],
+        ),
+        ("a 10 MB header line", big_header, &[431]),
+        ("a 10 MB request line", big_line, &[414, 431, 400]),
+        ("5000 headers", many_headers, &[431, 400]),
+        (
+            "pipelined garbage after a good request",
+            b"GET / HTTP/1.1\r\nHost: pi.local\r\n\r\n\x00\xff\xfegarbage\r\n\r\n".to_vec(),
+            &[200, 400],
+        ),
+        ("garbage alone", b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\r\n\r\n".to_vec(), &[400]),
+        (
+            "a NUL in the request line",
+            b"GET /a\x00b HTTP/1.1\r\nHost: pi.local\r\n\r\n".to_vec(),
+            &[400],
+        ),
+        (
+            "an encoded .. in the path",
+            b"GET /%2e%2e/%2e%2e/etc/passwd HTTP/1.1\r\nHost: pi.local\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            &[400],
+        ),
+        (
+            "a conflicting Content-Length",
+            b"GET / HTTP/1.1\r\nHost: pi.local\r\nContent-Length: 1\r\nContent-Length: 2\r\n\r\n"
+                .to_vec(),
+            &[400],
+        ),
+        (
+            "an absurd Range",
+            b"GET / HTTP/1.1\r\nHost: pi.local\r\nRange: bytes=0-18446744073709551615\r\nConnection: close\r\n\r\n"
+                .to_vec(),
+            &[200],
+        ),
+        (
+            "a method the gateway does not serve",
+            b"DELETE / HTTP/1.1\r\nHost: pi.local\r\nConnection: close\r\n\r\n".to_vec(),
+            &[405],
+        ),
+    ];
+    for (what, request, allowed) in cases {
+        let (answer, closed) = exchange(addr, &request).await;
+        assert!(closed, "{what}: the server neither answered nor closed");
+        let got = statuses(&answer);
+        // A response may be lost to a reset when the server closes with unread input;
+        // whatever did arrive must be exactly the expected prefix.
+        assert!(
+            allowed.len() >= got.len() && got.iter().all(|s| allowed.contains(s)),
+            "{what}: got {got:?}, expected some of {allowed:?}: {}",
+            String::from_utf8_lossy(&answer[..answer.len().min(300)])
+        );
+        assert!(
+            got.iter().all(|s| *s == 200 || (400..500).contains(s)),
+            "{what}: {got:?}"
+        );
+        eprintln!("{what}: {got:?}, then closed");
+        normal_page(addr).await;
+    }
+    // The head limit the server enforces is what it says.
+    let mut just_under = b"GET / HTTP/1.1\r\nHost: pi.local\r\nConnection: close\r\nX-Pad: ".to_vec();
+    just_under.resize(MAX_HEAD_BYTES / 2, b'p');
+    just_under.extend_from_slice(b"\r\n\r\n");
+    let (answer, _) = exchange(addr, &just_under).await;
+    assert_eq!(statuses(&answer), vec![200], "a head under the limit is served");
+}
