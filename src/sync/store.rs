@@ -154,6 +154,46 @@ pub struct Core {
     /// A write failed halfway: the in-memory hypercore may be out of step with its files,
     /// so it is reopened from disk before the next mutation.
     needs_reopen: std::sync::atomic::AtomicBool,
+    /// The store's space reserve, released when the disk is full.
+    reserve: Arc<SpaceReserve>,
+}
+
+/// A file of `SpaceReserve::BYTES` kept in the data folder and deleted the moment a write
+/// fails because the disk is full, so that the few small writes that report the problem
+/// (a status-log entry saying `disk full`) still fit. Re-created once writes succeed again.
+#[derive(Debug)]
+pub struct SpaceReserve {
+    path: PathBuf,
+}
+
+impl SpaceReserve {
+    pub const BYTES: usize = 512 * 1024;
+
+    /// Creates the reserve file if it is missing (best effort: no space, no reserve).
+    pub fn ensure(&self) {
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() == Self::BYTES as u64) {
+            return;
+        }
+        let tmp = self.path.with_extension("tmp");
+        let written = std::fs::write(&tmp, vec![0xa5u8; Self::BYTES])
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::debug!("no space reserve at {}: {e}", self.path.display());
+        }
+    }
+
+    /// Deletes the reserve file; true if there was one.
+    pub fn release(&self) -> bool {
+        let released = std::fs::remove_file(&self.path).is_ok();
+        if released {
+            tracing::warn!(
+                "disk full: released the {} KiB space reserve so status can still be written",
+                Self::BYTES / 1024
+            );
+        }
+        released
+    }
 }
 
 type BlockLru = lru::LruCache<(Key, u64), Arc<[u8]>>;
@@ -298,13 +338,23 @@ impl Core {
     fn note_write(&self, result: &Result<(), &StoreError>) {
         match result {
             Ok(()) => {
-                self.fault.send_if_modified(|f| f.take().is_some());
+                if self.fault.send_if_modified(|f| f.take().is_some()) {
+                    tracing::info!(core = %self.key.short(), "writes succeed again");
+                    self.reserve.ensure();
+                }
             }
             Err(e) if e.is_storage_fault() => {
                 self.needs_reopen
                     .store(true, std::sync::atomic::Ordering::SeqCst);
-                let reason = e.to_string();
-                tracing::warn!(core = %self.key.short(), "{reason}");
+                let reason = if e.is_disk_full() {
+                    self.reserve.release();
+                    "disk full: no space left in the data folder to store this site; \
+                     free space (dat-mirror retries every few seconds)"
+                        .to_string()
+                } else {
+                    format!("storage error: {e}")
+                };
+                tracing::warn!(core = %self.key.short(), "{e}");
                 self.fault.send_replace(Some(reason));
             }
             Err(_) => {}
@@ -515,6 +565,7 @@ pub struct CoreStore {
     by_discovery_key: StdMutex<HashMap<[u8; 32], Key>>,
     /// Serialises opening so a core is never opened twice.
     opening: Mutex<()>,
+    reserve: Arc<SpaceReserve>,
 }
 
 impl CoreStore {
@@ -531,7 +582,11 @@ impl CoreStore {
             open: StdMutex::new(HashMap::new()),
             by_discovery_key: StdMutex::new(HashMap::new()),
             opening: Mutex::new(()),
+            reserve: Arc::new(SpaceReserve {
+                path: data_dir.join("space-reserve"),
+            }),
         };
+        store.reserve.ensure();
         let index = store
             .keys_on_disk()
             .into_iter()
@@ -678,6 +733,7 @@ impl CoreStore {
             data: std::sync::OnceLock::new(),
             fault: watch::channel(None).0,
             needs_reopen: std::sync::atomic::AtomicBool::new(false),
+            reserve: self.reserve.clone(),
         });
         self.open.lock().unwrap().insert(key, c.clone());
         self.by_discovery_key
