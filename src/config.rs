@@ -578,10 +578,7 @@ impl Effective {
         }
         match &self.serve_max_storage {
             Some(c) => line(
-                format!(
-                    "max_storage = {}",
-                    quote(&format!("{}B", c.value))
-                ),
+                format!("max_storage = {}", quote(&format!("{}B", c.value))),
                 &c.source,
             ),
             None => line("# max_storage = (unset: no cap)".into(), &"default"),
@@ -832,7 +829,10 @@ mod tests {
         let cap = c.serve.max_storage.unwrap();
         assert_eq!((cap.value, cap.line), (3 << 29, 2));
         let e = p("[serve]\nlisten = \"0.0.0.0:1\"\nmax_storage = \"2X\"\n").unwrap_err();
-        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("serve.max_storage")));
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("serve.max_storage"))
+        );
         assert!(e.message.contains("e.g. 500M"), "{}", e.message);
     }
 

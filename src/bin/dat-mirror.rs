@@ -361,7 +361,12 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             max_storage,
         } => {
             let max_storage = config::choose(
-                given(sub, "max_storage", config::ENV_SERVE_MAX_STORAGE, max_storage),
+                given(
+                    sub,
+                    "max_storage",
+                    config::ENV_SERVE_MAX_STORAGE,
+                    max_storage,
+                ),
                 cfg.serve.max_storage.as_ref(),
                 cfg.path.as_deref(),
                 None,

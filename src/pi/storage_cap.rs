@@ -107,7 +107,17 @@ mod tests {
 
     #[test]
     fn bad_sizes_say_what_to_write() {
-        for bad in ["", "G", "2X", "two G", "1.2.3G", "-5M", "0", "0.1B", "99999999999T"] {
+        for bad in [
+            "",
+            "G",
+            "2X",
+            "two G",
+            "1.2.3G",
+            "-5M",
+            "0",
+            "0.1B",
+            "99999999999T",
+        ] {
             let e = parse_size(bad).unwrap_err();
             assert!(e.contains('\'') || e.contains("empty"), "{bad}: {e}");
         }

@@ -337,7 +337,8 @@ impl Node {
         }
         let _ = self.events.send(PeerEvent::Connected(peer));
         tokio::spawn(async move {
-            let mut budget = RateBudget::new(STREAM_BURST, STREAMS_PER_SECOND, std::time::Instant::now());
+            let mut budget =
+                RateBudget::new(STREAM_BURST, STREAMS_PER_SECOND, std::time::Instant::now());
             loop {
                 let (send, mut recv) = match conn.accept_bi().await {
                     Ok(s) => s,
@@ -378,7 +379,12 @@ impl Node {
                             return;
                         }
                         Ok(Err(e)) => {
-                            node.disconnect_misbehaving(peer, &conn, close_code::PROTOCOL, &e.to_string());
+                            node.disconnect_misbehaving(
+                                peer,
+                                &conn,
+                                close_code::PROTOCOL,
+                                &e.to_string(),
+                            );
                             return;
                         }
                     };

@@ -6,12 +6,13 @@
 //! a reader that restarts simply asks again for the blocks its bitfield lacks.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hypercore::{RequestBlock, RequestUpgrade};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
 use super::store::{Core, StoreError};
 use super::wire::{
@@ -27,9 +28,11 @@ const MAX_REQUEST_NODES: u64 = 64;
 const MAX_UNAPPLIED: u32 = 64;
 /// How often a reader retries blocks the server said it did not have.
 const RETRY_UNAVAILABLE: Duration = Duration::from_secs(2);
-/// Requests a server queues on one stream before it has answered them. An honest reader
-/// keeps at most `WINDOW` (+1 upgrade) in flight; more is a flood, and ends the session.
-pub const MAX_QUEUED_REQUESTS: usize = 4 * WINDOW;
+/// Requests a reader may send before it has seen their answers. An honest reader sends a
+/// request only while it has fewer than `WINDOW` (+1 upgrade) unanswered, so at the server
+/// "requests received − answers sent" never exceeds that (plus a little for answers on the
+/// way); more is a flood, and ends the session whatever the server's speed.
+pub const MAX_IN_FLIGHT: u64 = 2 * WINDOW as u64;
 /// Server messages a reader reads ahead of processing them (each up to `MAX_FRAME`).
 const READER_READ_AHEAD: usize = 4;
 
@@ -101,32 +104,52 @@ where
         },
     )
     .await?;
-    let mut incoming = spawn_reader(recv, MAX_READER_FRAME, MAX_QUEUED_REQUESTS, true);
-    loop {
-        tokio::select! {
-            msg = incoming.recv() => {
-                let msg = match msg {
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(e.into()),
-                    Some(Ok(m)) => m,
-                };
-                let Message::Request { id, block, upgrade } = msg else {
-                    return Err(ReplicationError::Protocol(format!("unexpected message from reader: {msg:?}")));
-                };
-                let reply = answer(&core, id, block, upgrade).await?;
-                write_message(&mut send, &reply).await?;
-            }
-            changed = info_rx.changed() => {
-                if changed.is_err() {
-                    return Ok(());
+    let answered = Arc::new(AtomicU64::new(0));
+    // Room for every request an honest reader may have in flight, so that reading never
+    // waits on answering and a flood is seen (requests are a few bytes each).
+    let queue = MAX_IN_FLIGHT as usize + 1;
+    let flood = Arc::new(Notify::new());
+    let mut incoming = spawn_reader(
+        recv,
+        MAX_READER_FRAME,
+        queue,
+        Some((answered.clone(), flood.clone())),
+    );
+    // A flood ends the session even while an answer waits for the reader to make room
+    // (a peer that sends requests and never reads the answers).
+    let session = async move {
+        loop {
+            tokio::select! {
+                msg = incoming.recv() => {
+                    let msg = match msg {
+                        None => return Ok(()),
+                        Some(Err(e)) => return Err(e.into()),
+                        Some(Ok(m)) => m,
+                    };
+                    let Message::Request { id, block, upgrade } = msg else {
+                        return Err(ReplicationError::Protocol(format!("unexpected message from reader: {msg:?}")));
+                    };
+                    let reply = answer(&core, id, block, upgrade).await?;
+                    write_message(&mut send, &reply).await?;
+                    answered.fetch_add(1, Ordering::SeqCst);
                 }
-                let length = info_rx.borrow_and_update().length;
-                if length > sent_length {
-                    sent_length = length;
-                    write_message(&mut send, &Message::Length { length, fork: 0 }).await?;
+                changed = info_rx.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let length = info_rx.borrow_and_update().length;
+                    if length > sent_length {
+                        sent_length = length;
+                        write_message(&mut send, &Message::Length { length, fork: 0 }).await?;
+                    }
                 }
             }
         }
+    };
+    tokio::select! {
+        biased;
+        _ = flood.notified() => Err(WireError::Flood(MAX_IN_FLIGHT).into()),
+        r = session => r,
     }
 }
 
@@ -172,22 +195,27 @@ async fn answer(
 
 /// Reads frames of at most `max_frame` bytes on a task of its own (reading is not
 /// cancel-safe, so it never sits in a `select!`), handing them over a channel of `queue`
-/// messages. With `refuse_when_full`, a full queue is the peer's fault (it sent more than it
-/// may have in flight) and ends the session; otherwise reading waits.
+/// messages. With `answered` (server side), a peer that has more than `MAX_IN_FLIGHT`
+/// requests unanswered is flooding, and the session ends.
 fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
     mut recv: R,
     max_frame: usize,
     queue: usize,
-    refuse_when_full: bool,
+    answered: Option<(Arc<AtomicU64>, Arc<Notify>)>,
 ) -> mpsc::Receiver<Result<Message, WireError>> {
-    let (tx, rx) = mpsc::channel(queue + 1);
+    let (tx, rx) = mpsc::channel(queue);
     tokio::spawn(async move {
+        let mut received: u64 = 0;
         loop {
             match read_message(&mut recv, max_frame).await {
                 Ok(Some(m)) => {
-                    if refuse_when_full && tx.capacity() <= 1 {
-                        let _ = tx.send(Err(WireError::Flood(queue))).await;
-                        return;
+                    if let Some((answered, flood)) = &answered {
+                        received += 1;
+                        let unanswered = received.saturating_sub(answered.load(Ordering::SeqCst));
+                        if unanswered > MAX_IN_FLIGHT {
+                            flood.notify_one();
+                            return;
+                        }
                     }
                     if tx.send(Ok(m)).await.is_err() {
                         return;
@@ -230,7 +258,7 @@ where
         },
     )
     .await?;
-    let mut incoming = spawn_reader(recv, MAX_FRAME, READER_READ_AHEAD, false);
+    let mut incoming = spawn_reader(recv, MAX_FRAME, READER_READ_AHEAD, None);
     let mut remote_length = match incoming.recv().await {
         None => return Ok(PullEnd::Closed),
         Some(Err(e)) => return Err(e.into()),
@@ -291,10 +319,12 @@ where
                     if hc.has(index) || requested.contains(&index) || unavailable.contains(&index) {
                         continue;
                     }
-                    let nodes = hc
-                        .missing_nodes(index)
-                        .await
-                        .map_err(|e| ReplicationError::Storage(StoreError::Hypercore { key: core.key().short(), source: e }))?;
+                    let nodes = hc.missing_nodes(index).await.map_err(|e| {
+                        ReplicationError::Storage(StoreError::Hypercore {
+                            key: core.key().short(),
+                            source: e,
+                        })
+                    })?;
                     batch.push((index, nodes));
                 }
                 drop(hc);

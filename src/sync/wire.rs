@@ -76,7 +76,7 @@ pub enum WireError {
     #[error("peer sent a malformed message: {0}")]
     Malformed(String),
     #[error("peer sent more than {0} requests without waiting for answers")]
-    Flood(usize),
+    Flood(u64),
 }
 
 impl Message {
@@ -346,7 +346,10 @@ mod tests {
         write_message(&mut a, &open).await.unwrap();
         write_message(&mut a, &Message::NotFound).await.unwrap();
         drop(a);
-        assert_eq!(read_message(&mut b, MAX_READER_FRAME).await.unwrap(), Some(open));
+        assert_eq!(
+            read_message(&mut b, MAX_READER_FRAME).await.unwrap(),
+            Some(open)
+        );
         assert_eq!(
             read_message(&mut b, MAX_READER_FRAME).await.unwrap(),
             Some(Message::NotFound)
@@ -380,7 +383,9 @@ mod tests {
         // A peer announces an 8 MiB frame and sends 10 bytes, then closes: an error, and the
         // buffer only ever held what arrived.
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        a.write_all(&(MAX_FRAME as u32).to_be_bytes()).await.unwrap();
+        a.write_all(&(MAX_FRAME as u32).to_be_bytes())
+            .await
+            .unwrap();
         a.write_all(&[0; 10]).await.unwrap();
         drop(a);
         assert!(matches!(
@@ -407,6 +412,9 @@ mod tests {
             pos..pos + 1,
             [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f],
         );
-        assert!(matches!(Message::decode(&bytes), Err(WireError::Malformed(_))));
+        assert!(matches!(
+            Message::decode(&bytes),
+            Err(WireError::Malformed(_))
+        ));
     }
 }
