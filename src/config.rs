@@ -11,6 +11,7 @@
 //! listen = "0.0.0.0:7070"                  # --listen
 //! http = "0.0.0.0:8080"                    # --http
 //! allow = ["<LAPTOP_ID>"]                  # --allow (repeatable)
+//! max_storage = "2GiB"                     # --max-storage (500M, 2G, 1.5GiB, 100MB, …)
 //!
 //! [serve.domains]                          # --domain HOST=KEY (repeatable)
 //! "www.example.org" = "<SITE_KEY>"         # custom domain of the HTTP gateway
@@ -50,6 +51,8 @@ pub const ENV_SERVE_HTTP: &str = "DAT_MIRROR_SERVE_HTTP";
 pub const ENV_SERVE_ALLOW: &str = "DAT_MIRROR_SERVE_ALLOW";
 /// Environment variable for `[serve.domains]` / `serve --domain` (comma-separated HOST=KEY).
 pub const ENV_SERVE_DOMAINS: &str = "DAT_MIRROR_SERVE_DOMAINS";
+/// Environment variable for `[serve] max_storage` / `serve --max-storage`.
+pub const ENV_SERVE_MAX_STORAGE: &str = "DAT_MIRROR_SERVE_MAX_STORAGE";
 /// Environment variable for `[mount] mountpoint` / the `mount` argument.
 pub const ENV_MOUNT_MOUNTPOINT: &str = "DAT_MIRROR_MOUNT_MOUNTPOINT";
 pub const ENV_SERVE_MOUNT: &str = "DAT_MIRROR_SERVE_MOUNT";
@@ -101,6 +104,8 @@ pub struct ServeSection {
     pub domains: Option<Located<BTreeMap<String, Key>>>,
     /// Where to mount the read-only tree of mirrored sites.
     pub mount: Option<Located<PathBuf>>,
+    /// Storage cap in bytes.
+    pub max_storage: Option<Located<u64>>,
 }
 
 /// `[mount]`: settings of `dat-mirror mount`.
@@ -154,6 +159,7 @@ struct RawServe {
     allow: Option<Spanned<Vec<Spanned<String>>>>,
     domains: Option<Spanned<BTreeMap<String, Spanned<String>>>>,
     mount: Option<Spanned<String>>,
+    max_storage: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize)]
@@ -282,6 +288,7 @@ pub fn parse(text: &str, path: &Path, home: Option<&Path>) -> Result<ConfigFile,
         allow: None,
         domains: None,
         mount: None,
+        max_storage: None,
     });
     let domains = match serve.domains {
         None => None,
@@ -319,6 +326,18 @@ pub fn parse(text: &str, path: &Path, home: Option<&Path>) -> Result<ConfigFile,
             )?,
             domains,
             mount: dir(serve.mount, "serve.mount")?,
+            max_storage: serve
+                .max_storage
+                .map(|s| {
+                    let span = s.span();
+                    crate::pi::storage_cap::parse_size(s.get_ref())
+                        .map(|value| Located {
+                            value,
+                            line: line_of(text, span.start),
+                        })
+                        .map_err(|m| err(Some(span), Some("serve.max_storage".into()), m))
+                })
+                .transpose()?,
         },
         mount: MountSection {
             mountpoint: dir(mount.mountpoint, "mount.mountpoint")?,
@@ -498,6 +517,7 @@ pub struct Effective {
     pub serve_allow: Chosen<Vec<Key>>,
     pub serve_domains: Chosen<BTreeMap<String, Key>>,
     pub serve_mount: Option<Chosen<PathBuf>>,
+    pub serve_max_storage: Option<Chosen<u64>>,
     pub mount_mountpoint: Option<Chosen<PathBuf>>,
     pub mount_mirrors: Chosen<Vec<PeerAddr>>,
     pub mount_listen: Chosen<SocketAddr>,
@@ -558,6 +578,13 @@ impl Effective {
                 &c.source,
             ),
             None => line("# mount = (unset: no read-only tree)".into(), &"default"),
+        }
+        match &self.serve_max_storage {
+            Some(c) => line(
+                format!("max_storage = {}", quote(&format!("{}B", c.value))),
+                &c.source,
+            ),
+            None => line("# max_storage = (unset: no cap)".into(), &"default"),
         }
         out.push_str(&format!(
             "\n{:<54} # {}\n",
@@ -800,6 +827,19 @@ mod tests {
     }
 
     #[test]
+    fn max_storage_parses_with_units_and_errors_point_at_the_line() {
+        let c = p("[serve]\nmax_storage = \"1.5GiB\"\n").unwrap();
+        let cap = c.serve.max_storage.unwrap();
+        assert_eq!((cap.value, cap.line), (3 << 29, 2));
+        let e = p("[serve]\nlisten = \"0.0.0.0:1\"\nmax_storage = \"2X\"\n").unwrap_err();
+        assert_eq!(
+            (e.line, e.key.as_deref()),
+            (Some(3), Some("serve.max_storage"))
+        );
+        assert!(e.message.contains("e.g. 500M"), "{}", e.message);
+    }
+
+    #[test]
     fn render_round_trips_through_parse() {
         let key = Key::parse(LAPTOP).unwrap();
         let eff = Effective {
@@ -829,6 +869,10 @@ mod tests {
             },
             serve_mount: Some(Chosen {
                 value: "/srv/sites".into(),
+                source: Source::Flag,
+            }),
+            serve_max_storage: Some(Chosen {
+                value: 3 << 29,
                 source: Source::Flag,
             }),
             mount_mountpoint: None,

@@ -106,6 +106,11 @@ As a service: scripts/install.sh installs dat-mirror-serve.service \
         /// (created if missing; unmounted on exit) [config: serve.mount]
         #[arg(long, env = config::ENV_SERVE_MOUNT, value_name = "DIR")]
         mount: Option<PathBuf>,
+        /// Stop fetching when stored site data reaches SIZE (e.g. 500M, 2G, 1.5GiB): new
+        /// sites wait and show `storage cap reached` [default: no cap; config: serve.max_storage]
+        #[arg(long, env = config::ENV_SERVE_MAX_STORAGE, value_name = "SIZE",
+              value_parser = dat_mirror::pi::storage_cap::parse_size)]
+        max_storage: Option<u64>,
     },
     /// Run the laptop side: mount the control folder, keep the command log, seed published sites
     #[command(after_help = "Examples:\n  \
@@ -404,6 +409,15 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                     cfg.path.as_deref(),
                     None,
                 ),
+                serve_max_storage: config::choose(
+                    env_given(
+                        config::ENV_SERVE_MAX_STORAGE,
+                        dat_mirror::pi::storage_cap::parse_size,
+                    )?,
+                    cfg.serve.max_storage.as_ref(),
+                    cfg.path.as_deref(),
+                    None,
+                ),
                 mount_mountpoint: config::choose(
                     env_given(config::ENV_MOUNT_MOUNTPOINT, |s| {
                         Ok::<_, String>(PathBuf::from(s))
@@ -440,7 +454,20 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             allow,
             domains,
             mount,
+            max_storage,
         } => {
+            let max_storage = config::choose(
+                given(
+                    sub,
+                    "max_storage",
+                    config::ENV_SERVE_MAX_STORAGE,
+                    max_storage,
+                ),
+                cfg.serve.max_storage.as_ref(),
+                cfg.path.as_deref(),
+                None,
+            )
+            .map(|c| c.value);
             let mount = config::choose(
                 given(sub, "mount", config::ENV_SERVE_MOUNT, mount),
                 cfg.serve.mount.as_ref(),
@@ -488,6 +515,13 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 println!("custom domain {host} serves {key}");
             }
             mirror.inner.set_domains(domains);
+            mirror.inner.set_max_storage(max_storage);
+            if let Some(cap) = max_storage {
+                println!(
+                    "storage cap: {} (new sites wait while stored data is over it)",
+                    dat_mirror::pi::storage_cap::format_size(cap)
+                );
+            }
             let tree = match &mount {
                 Some(dir) => {
                     std::fs::create_dir_all(dir).with_context(|| {

@@ -15,6 +15,7 @@ pub mod laptops;
 pub mod mirror_set;
 pub mod site;
 pub mod status_log;
+pub mod storage_cap;
 
 use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
@@ -124,6 +125,8 @@ pub struct MirrorInner {
     /// Custom domains of the HTTP gateway: host name → site.
     /// Replaced whole (rarely); read on every HTTP request, so handed out as an `Arc`.
     domains: RwLock<Arc<BTreeMap<String, Key>>>,
+    /// `serve --max-storage` in bytes (0: no cap).
+    max_storage: std::sync::atomic::AtomicU64,
 }
 
 /// A started mirror (for the CLI and tests).
@@ -219,6 +222,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         set: StdMutex::new(MirrorSet::new()),
         sites: StdMutex::new(BTreeMap::new()),
         domains: RwLock::new(Arc::new(BTreeMap::new())),
+        max_storage: std::sync::atomic::AtomicU64::new(0),
     });
     inner
         .status
@@ -532,6 +536,25 @@ impl MirrorInner {
     /// The running site named by `key`.
     pub fn site(&self, key: &Key) -> Option<(Arc<Core>, Option<Arc<Core>>)> {
         self.site_snapshot(key).map(|s| (s.db, s.blobs))
+    }
+
+    /// Sets the storage cap (`serve --max-storage`; None: no cap). Site tasks check it
+    /// before they fetch, so it applies to running sites within a second or so.
+    pub fn set_max_storage(&self, bytes: Option<u64>) {
+        self.max_storage
+            .store(bytes.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
+    }
+
+    pub fn max_storage(&self) -> Option<u64> {
+        match self.max_storage.load(std::sync::atomic::Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// May sites fetch more data? `Err` says why not (the storage cap is reached).
+    pub fn storage_check(&self) -> Result<(), String> {
+        storage_cap::may_fetch(self.store.held_bytes(), self.max_storage())
     }
 
     pub fn allowed(&self) -> Vec<Key> {

@@ -2,6 +2,12 @@
 //! replicate that too, and report progress to the status log (at most about once a second)
 //! until every file of the latest version is held and verified, which is reported as
 //! `Mirrored { version }`.
+//!
+//! Two things stop a site from fetching, each reported as `Error { key, reason }` and lifted
+//! by itself: a storage fault (`disk full: …`; replication retries every few seconds and the
+//! site reports progress again once a write succeeds), and the storage cap
+//! (`storage cap reached …`: a new site does not start, a running one stops fetching, until
+//! stored data is under the cap again).
 
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -16,11 +22,43 @@ use crate::sync::store::CoreReader;
 
 /// Smallest interval between two `Progress` entries of one site.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
+/// How often a site stopped by the storage cap checks whether there is room again.
+pub const CAP_POLL: Duration = Duration::from_secs(2);
+
+/// Records `Error { key, reason }` unless it is the error last recorded by this site.
+async fn report(mirror: &MirrorInner, key: Key, reason: String, last: &mut Option<String>) {
+    if last.as_deref() == Some(reason.as_str()) {
+        return;
+    }
+    tracing::warn!(site = %key.short(), "{reason}");
+    mirror
+        .status
+        .record(StatusEvent::Error {
+            key,
+            reason: reason.clone(),
+        })
+        .await;
+    *last = Some(reason);
+}
+
+/// Waits until the mirror is under its storage cap, reporting the cap once if it is not.
+async fn wait_for_room(mirror: &MirrorInner, key: Key, last_error: &mut Option<String>) {
+    while let Err(reason) = mirror.storage_check() {
+        report(mirror, key, reason, last_error).await;
+        tokio::time::sleep(CAP_POLL).await;
+    }
+}
 
 /// Runs until aborted (when the site leaves the mirror set).
 pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
+    let mut last_error: Option<String> = None;
+    // A new site does not start while the mirror is over its storage cap.
+    if db.info().length == 0 {
+        wait_for_room(&mirror, key, &mut last_error).await;
+    }
     mirror.node.want(db.clone());
     let mut db_rx = db.subscribe();
+    let mut db_fault = db.subscribe_fault();
 
     // The db header names the blobs core.
     let blobs_key = loop {
@@ -53,8 +91,13 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
             Ok(None) => {}
             Err(e) => tracing::warn!(site = %key.short(), "cannot read the db header: {e}"),
         }
-        if db_rx.changed().await.is_err() {
-            return;
+        let fault = db_fault.borrow_and_update().clone();
+        if let Some(reason) = fault {
+            report(&mirror, key, reason, &mut last_error).await;
+        }
+        tokio::select! {
+            r = db_rx.changed() => if r.is_err() { return },
+            r = db_fault.changed() => if r.is_err() { return },
         }
     };
     let blobs = match mirror.store.open_or_create_replica(&blobs_key).await {
@@ -73,6 +116,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
     mirror.set_blobs(&key, blobs.clone());
     mirror.node.want(blobs.clone());
     let mut blobs_rx = blobs.subscribe();
+    let mut blobs_fault = blobs.subscribe_fault();
 
     let mut last_progress: Option<(Instant, StatusEvent)> = None;
     let mut mirrored_version: Option<u64> = None;
@@ -83,6 +127,32 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
         let version = d.length;
         mirror.note_version(&key, version);
         let in_sync = super::cores_in_sync(&d, &b);
+
+        // A storage fault (disk full): report it; replication retries by itself, and the
+        // fault clears with the first write that succeeds.
+        let fault = db_fault
+            .borrow_and_update()
+            .clone()
+            .or_else(|| blobs_fault.borrow_and_update().clone());
+        if let Some(reason) = fault {
+            report(&mirror, key, reason, &mut last_error).await;
+            last_progress = None;
+            tokio::select! {
+                r = db_fault.changed() => if r.is_err() { return },
+                r = blobs_fault.changed() => if r.is_err() { return },
+            }
+            continue;
+        }
+        // Over the storage cap: stop fetching until there is room again.
+        if !in_sync && mirror.storage_check().is_err() {
+            mirror.node.unwant(&key);
+            mirror.node.unwant(&blobs.key());
+            wait_for_room(&mirror, key, &mut last_error).await;
+            mirror.node.want(db.clone());
+            mirror.node.want(blobs.clone());
+            last_progress = None;
+            continue;
+        }
         let complete = in_sync
             && mirrored_version != Some(version)
             && all_files_held(&db, &blobs, version).await;
@@ -98,6 +168,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
             mirror.status.record(event).await;
             mirrored_version = Some(version);
             last_progress = None;
+            last_error = None;
         } else if mirrored_version != Some(version) {
             let event = StatusEvent::Progress {
                 key,
@@ -115,6 +186,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
             if changed && due {
                 mirror.status.record(event.clone()).await;
                 last_progress = Some((Instant::now(), event));
+                last_error = None;
             } else if changed {
                 let at = last_progress
                     .as_ref()
@@ -123,9 +195,16 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
                 wake_in = Some(PROGRESS_INTERVAL.saturating_sub(at.elapsed()));
             }
         }
+        // While fetching under a cap, look again now and then (stored data grows with
+        // every block, which wakes this loop anyway; the poll covers other sites' growth).
+        if wake_in.is_none() && !in_sync && mirror.max_storage().is_some() {
+            wake_in = Some(CAP_POLL);
+        }
         tokio::select! {
             r = db_rx.changed() => if r.is_err() { return },
             r = blobs_rx.changed() => if r.is_err() { return },
+            r = db_fault.changed() => if r.is_err() { return },
+            r = blobs_fault.changed() => if r.is_err() { return },
             _ = tokio::time::sleep(wake_in.unwrap_or(Duration::from_secs(3600))), if wake_in.is_some() => {}
         }
     }

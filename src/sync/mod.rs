@@ -2,6 +2,7 @@
 //! the hypercores on disk, the site drive format, the wire protocol and replication, and the
 //! iroh transport.
 
+pub mod capability;
 pub mod command;
 pub mod drive;
 pub mod invite;

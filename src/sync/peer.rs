@@ -1,13 +1,18 @@
 //! A node on the network: the iroh endpoint, the live connections (one per remote id), and
 //! the cores it wants. Every connection, dialled or accepted, runs the same two things:
-//! - *serving*: each stream the peer opens names a core by discovery key; it is served if we
-//!   hold it and the [`Policy`] lets this peer read it, else answered `NotFound` (so a peer
-//!   cannot tell "absent" from "not for you");
+//! - *serving*: each stream the peer opens names a core by discovery key and proves knowledge
+//!   of its key with a capability ([`super::capability`]); it is served if we hold it, the
+//!   capability is right and the [`Policy`] lets this peer read it, else answered with the
+//!   same `NotFound` (so a peer cannot tell "absent" from "not for you" from "wrong key");
 //! - *pulling*: for every wanted core, a stream is opened to the peer and the core is
 //!   replicated from it (verified), then followed for new versions.
 //!
 //! Adding a want starts pulls on every live connection; a new connection starts pulls of
 //! every want. Dropping a want stops its pulls.
+//!
+//! A peer that misbehaves (malformed or oversized frames, proofs that do not verify, request
+//! or stream floods) has its connection closed with a reason ([`close_code`]) and is refused
+//! for [`MISBEHAVIOUR_BAN`]; a storage fault of ours (disk full) never blames the peer.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -18,11 +23,12 @@ use iroh::Endpoint;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
+use super::capability::{self, Session};
 use super::keys::Key;
-use super::replicate::{pull, serve, PullEnd};
+use super::replicate::{pull, serve, PullEnd, ReplicationError};
 use super::store::{Core, CoreStore};
 use super::transport::{PeerAddr, ALPN};
-use super::wire::{read_message, write_message, Message};
+use super::wire::{read_message, write_message, Message, WireError, MAX_READER_FRAME};
 
 /// Decides which peer may read which core.
 pub trait Policy: Send + Sync + 'static {
@@ -43,6 +49,70 @@ pub enum PeerEvent {
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// When a peer does not have a wanted core, ask again after this long.
 const RETRY_NOT_FOUND: Duration = Duration::from_secs(10);
+/// When storing a core fails here (disk full), try again after this long.
+pub const RETRY_STORAGE: Duration = Duration::from_secs(3);
+/// How long a peer that misbehaved is refused.
+pub const MISBEHAVIOUR_BAN: Duration = Duration::from_secs(60);
+/// Streams a peer may open in a burst, and per second after that. An honest peer opens one
+/// per wanted core and retries each at most every few seconds; thousands in a row is a
+/// flood. (QUIC itself caps the streams open at once at 100.)
+pub const STREAM_BURST: f64 = 1024.0;
+pub const STREAMS_PER_SECOND: f64 = 256.0;
+
+/// QUIC application close codes (the reason text says more).
+pub mod close_code {
+    /// Replaced by a newer connection to the same peer.
+    pub const REPLACED: u32 = 0;
+    /// The peer broke the protocol: malformed or oversized frames, unexpected messages.
+    pub const PROTOCOL: u32 = 1;
+    /// The peer sent data that does not verify against the core's key.
+    pub const BAD_DATA: u32 = 2;
+    /// The peer opened streams or sent requests faster than allowed.
+    pub const FLOOD: u32 = 3;
+    /// The peer misbehaved recently and is refused for a while.
+    pub const BANNED: u32 = 4;
+}
+
+/// A token bucket: `take` succeeds while the peer stays within a burst of `burst` and a
+/// sustained `rate` per second. Pure: the caller passes the time.
+#[derive(Debug, Clone, Copy)]
+pub struct RateBudget {
+    tokens: f64,
+    burst: f64,
+    rate: f64,
+    last: std::time::Instant,
+}
+
+impl RateBudget {
+    pub fn new(burst: f64, rate: f64, now: std::time::Instant) -> RateBudget {
+        RateBudget {
+            tokens: burst,
+            burst,
+            rate,
+            last: now,
+        }
+    }
+
+    pub fn take(&mut self, now: std::time::Instant) -> bool {
+        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
+        self.last = now;
+        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
+        if self.tokens >= 1.0 {
+            self.tokens -= 1.0;
+            true
+        } else {
+            false
+        }
+    }
+}
+
+/// The session secret of a connection (TLS exported keying material), the same at both ends.
+fn session_secret(conn: &Connection) -> Option<[u8; 32]> {
+    let mut out = [0u8; 32];
+    conn.export_keying_material(&mut out, capability::EXPORTER_LABEL, b"")
+        .ok()?;
+    Some(out)
+}
 
 struct ConnEntry {
     conn: Connection,
@@ -53,6 +123,8 @@ struct State {
     conns: HashMap<Key, ConnEntry>,
     wants: HashMap<Key, Arc<Core>>,
     last_seen: HashMap<Key, u64>,
+    /// Peers that misbehaved, refused until the given instant.
+    banned: HashMap<Key, std::time::Instant>,
 }
 
 /// The network side of one dat-mirror process.
@@ -78,6 +150,7 @@ impl Node {
                 conns: HashMap::new(),
                 wants: HashMap::new(),
                 last_seen: HashMap::new(),
+                banned: HashMap::new(),
             }),
             events,
             protocols: StdMutex::new(HashMap::new()),
@@ -140,6 +213,25 @@ impl Node {
             .values()
             .filter(|c| c.pulls.get(core).is_some_and(|h| !h.is_finished()))
             .count() as u32
+    }
+
+    /// How much longer `peer` is refused because it misbehaved (None: it is not).
+    pub fn banned_for(&self, peer: &Key) -> Option<Duration> {
+        let st = self.state.lock().unwrap();
+        let until = *st.banned.get(peer)?;
+        until.checked_duration_since(std::time::Instant::now())
+    }
+
+    /// Closes `conn` because its peer misbehaved, and refuses the peer for a while.
+    pub fn disconnect_misbehaving(&self, peer: Key, conn: &Connection, code: u32, reason: &str) {
+        tracing::warn!(peer = %peer.short(), "disconnecting a misbehaving peer: {reason}");
+        self.state
+            .lock()
+            .unwrap()
+            .banned
+            .insert(peer, std::time::Instant::now() + MISBEHAVIOUR_BAN);
+        let reason: String = reason.chars().take(200).collect();
+        conn.close(code.into(), reason.as_bytes());
     }
 
     /// Dials `addr` (or returns the live connection to it).
@@ -232,14 +324,33 @@ impl Node {
     fn adopt(self: Arc<Self>, conn: Connection) {
         let peer = Key(*conn.remote_id().as_bytes());
         let id = conn.stable_id();
+        if let Some(left) = self.banned_for(&peer) {
+            tracing::debug!(peer = %peer.short(), "refusing a peer that misbehaved ({left:?} left)");
+            conn.close(
+                close_code::BANNED.into(),
+                b"misbehaved recently; refused for a while",
+            );
+            return;
+        }
+        let Some(secret) = session_secret(&conn) else {
+            conn.close(close_code::PROTOCOL.into(), b"no TLS session secret");
+            return;
+        };
+        let session = Session {
+            server: self.id(),
+            reader: peer,
+            secret,
+        };
         {
             let mut st = self.state.lock().unwrap();
             if let Some(old) = st.conns.remove(&peer) {
                 for h in old.pulls.values() {
                     h.abort();
                 }
-                old.conn
-                    .close(0u32.into(), b"replaced by a newer connection");
+                old.conn.close(
+                    close_code::REPLACED.into(),
+                    b"replaced by a newer connection",
+                );
             }
             let wants: Vec<Arc<Core>> = st.wants.values().cloned().collect();
             let pulls = wants
@@ -256,22 +367,58 @@ impl Node {
         }
         let _ = self.events.send(PeerEvent::Connected(peer));
         tokio::spawn(async move {
+            let mut budget =
+                RateBudget::new(STREAM_BURST, STREAMS_PER_SECOND, std::time::Instant::now());
             loop {
                 let (send, mut recv) = match conn.accept_bi().await {
                     Ok(s) => s,
                     Err(_) => break,
                 };
+                if !budget.take(std::time::Instant::now()) {
+                    self.disconnect_misbehaving(
+                        peer,
+                        &conn,
+                        close_code::FLOOD,
+                        &format!(
+                            "opened streams faster than {STREAMS_PER_SECOND}/s (burst {STREAM_BURST})"
+                        ),
+                    );
+                    break;
+                }
                 let node = self.clone();
+                let conn = conn.clone();
                 tokio::spawn(async move {
-                    let open = tokio::time::timeout(OPEN_TIMEOUT, read_message(&mut recv)).await;
-                    let dk = match open {
-                        Ok(Ok(Some(Message::Open { discovery_key }))) => discovery_key,
-                        other => {
-                            tracing::debug!(peer = %peer.short(), "stream without a valid Open: {other:?}");
+                    let open = tokio::time::timeout(
+                        OPEN_TIMEOUT,
+                        read_message(&mut recv, MAX_READER_FRAME),
+                    )
+                    .await;
+                    let (dk, cap) = match open {
+                        Ok(Ok(Some(Message::Open {
+                            discovery_key,
+                            capability,
+                        }))) => (discovery_key, capability),
+                        Ok(Ok(None)) | Ok(Err(WireError::Io(_))) => return,
+                        Err(_) => {
+                            tracing::debug!(peer = %peer.short(), "stream without an Open in {OPEN_TIMEOUT:?}");
+                            return;
+                        }
+                        Ok(Ok(Some(other))) => {
+                            let reason = format!("stream opened with {other:?} instead of Open");
+                            node.disconnect_misbehaving(peer, &conn, close_code::PROTOCOL, &reason);
+                            return;
+                        }
+                        Ok(Err(e)) => {
+                            node.disconnect_misbehaving(
+                                peer,
+                                &conn,
+                                close_code::PROTOCOL,
+                                &e.to_string(),
+                            );
                             return;
                         }
                     };
-                    node.serve_stream(peer, dk, send, recv).await;
+                    node.serve_stream(&conn, session, dk, cap, send, recv).await;
                 });
             }
             // The connection is gone: forget it (unless a newer one replaced it already).
@@ -293,30 +440,53 @@ impl Node {
         });
     }
 
+    /// Serves the core a stream asked for, or answers `NotFound` — the same bytes whether
+    /// we do not hold the core, the capability is wrong, or the policy refuses this peer.
     async fn serve_stream(
         &self,
-        peer: Key,
+        conn: &Connection,
+        session: Session,
         dk: [u8; 32],
+        cap: [u8; 32],
         mut send: iroh::endpoint::SendStream,
         recv: iroh::endpoint::RecvStream,
     ) {
-        let core = match self.store.find_by_discovery_key(&dk).await {
-            Ok(Some(core)) if self.policy.may_serve(&peer, &core.key()) => core,
-            Ok(_) => {
-                let _ = write_message(&mut send, &Message::NotFound).await;
-                let _ = send.finish();
-                return;
-            }
-            Err(e) => {
-                tracing::warn!("cannot open a core for {}: {e}", peer.short());
-                let _ = write_message(&mut send, &Message::NotFound).await;
-                let _ = send.finish();
-                return;
-            }
+        let peer = session.reader;
+        let key = self.store.key_by_discovery_key(&dk);
+        // Hash even when the core is unknown, so the answer takes the same work either way.
+        let cap_ok = capability::verify(&key.unwrap_or(Key(dk)), &session, &cap);
+        let allowed = match key {
+            Some(key) if cap_ok && self.policy.may_serve(&peer, &key) => Some(key),
+            _ => None,
+        };
+        let core = match allowed {
+            Some(key) => match self.store.open_existing(&key).await {
+                Ok(core) => core,
+                Err(e) => {
+                    tracing::warn!("cannot open core {} for {}: {e}", key.short(), peer.short());
+                    None
+                }
+            },
+            None => None,
+        };
+        let Some(core) = core else {
+            let _ = write_message(&mut send, &Message::NotFound).await;
+            let _ = send.finish();
+            return;
         };
         let key = core.key();
-        if let Err(e) = serve(core, recv, send).await {
-            tracing::debug!(peer = %peer.short(), core = %key.short(), "serving ended: {e}");
+        match serve(core, recv, send).await {
+            Ok(()) => {}
+            Err(e) if e.blames_peer() => {
+                let code = match e {
+                    ReplicationError::Wire(WireError::Flood(_)) => close_code::FLOOD,
+                    _ => close_code::PROTOCOL,
+                };
+                self.disconnect_misbehaving(peer, conn, code, &e.to_string());
+            }
+            Err(e) => {
+                tracing::debug!(peer = %peer.short(), core = %key.short(), "serving ended: {e}");
+            }
         }
     }
 
@@ -326,12 +496,24 @@ impl Node {
         conn: Connection,
         core: Arc<Core>,
     ) -> JoinHandle<()> {
+        let node = self.clone();
         tokio::spawn(async move {
             let key = core.key();
+            let Some(secret) = session_secret(&conn) else {
+                return;
+            };
+            let cap = capability::capability(
+                &key,
+                &Session {
+                    server: peer,
+                    reader: node.id(),
+                    secret,
+                },
+            );
             let mut backoff = Duration::from_secs(1);
             loop {
                 let result = match conn.open_bi().await {
-                    Ok((send, recv)) => pull(core.clone(), recv, send).await,
+                    Ok((send, recv)) => pull(core.clone(), cap, recv, send).await,
                     Err(_) => return, // connection closed
                 };
                 match result {
@@ -344,6 +526,19 @@ impl Node {
                             return;
                         }
                         tokio::time::sleep(backoff).await;
+                    }
+                    Err(e) if e.blames_peer() => {
+                        let code = match e {
+                            ReplicationError::BadProof(_) => close_code::BAD_DATA,
+                            _ => close_code::PROTOCOL,
+                        };
+                        node.disconnect_misbehaving(peer, &conn, code, &e.to_string());
+                        return;
+                    }
+                    Err(ReplicationError::Storage(e)) => {
+                        // Ours, not the peer's: keep the connection, try again later.
+                        tracing::warn!(core = %key.short(), "cannot store what {} sent: {e}", peer.short());
+                        tokio::time::sleep(RETRY_STORAGE).await;
                     }
                     Err(e) => {
                         tracing::warn!(peer = %peer.short(), core = %key.short(), "replication failed: {e}");

@@ -1,21 +1,23 @@
 //! One core's replication session over one bidirectional stream: the *reader* opens the stream
-//! with `Open{discovery_key}`, the *server* answers `Opened{length}` (or `NotFound`) and then
+//! with `Open{discovery_key, capability}` (checked by `peer.rs`), the *server* answers `Opened{length}` (or `NotFound`) and then
 //! answers requests with hypercore proofs built by `create_proof`, which the reader checks with
 //! `verify_and_apply_proof` before anything is stored. Many requests are in flight at once;
 //! the server pushes `Length` when its core grows, so new versions flow without reconnecting;
 //! a reader that restarts simply asks again for the blocks its bitfield lacks.
 
 use std::collections::{HashMap, HashSet};
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
 use hypercore::{RequestBlock, RequestUpgrade};
 use tokio::io::{AsyncRead, AsyncWrite};
-use tokio::sync::mpsc;
+use tokio::sync::{mpsc, Notify};
 
-use super::store::Core;
+use super::store::{Core, StoreError};
 use super::wire::{
     read_message, write_message, BlockRequest, Message, UpgradeRequest, WireError, WireProof,
+    MAX_FRAME, MAX_READER_FRAME,
 };
 
 /// Requests a reader keeps in flight on one stream.
@@ -26,6 +28,13 @@ const MAX_REQUEST_NODES: u64 = 64;
 const MAX_UNAPPLIED: u32 = 64;
 /// How often a reader retries blocks the server said it did not have.
 const RETRY_UNAVAILABLE: Duration = Duration::from_secs(2);
+/// Requests a reader may send before it has seen their answers. An honest reader sends a
+/// request only while it has fewer than `WINDOW` (+1 upgrade) unanswered, so at the server
+/// "requests received − answers sent" never exceeds that (plus a little for answers on the
+/// way); more is a flood, and ends the session whatever the server's speed.
+pub const MAX_IN_FLIGHT: u64 = 2 * WINDOW as u64;
+/// Server messages a reader reads ahead of processing them (each up to `MAX_FRAME`).
+const READER_READ_AHEAD: usize = 4;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
@@ -35,8 +44,39 @@ pub enum ReplicationError {
     Protocol(String),
     #[error("peer sent a proof that does not verify: {0}")]
     BadProof(String),
+    /// This machine could not store (or read) a core; not the peer's fault.
     #[error("local storage: {0}")]
-    Storage(String),
+    Storage(StoreError),
+    /// Many valid proofs could not be applied (our core moved on meanwhile, e.g. another
+    /// peer upgraded it): start the session again.
+    #[error("{0} proofs were stale by the time they arrived")]
+    Stale(u32),
+}
+
+/// A proof that fails its signature or hash check: the peer sent data the core's key did not
+/// sign. (Other failures can be a race with another peer and are judged by the caller.)
+fn is_forgery(e: &StoreError) -> bool {
+    matches!(
+        e,
+        StoreError::Hypercore {
+            source: hypercore::HypercoreError::InvalidSignature { .. }
+                | hypercore::HypercoreError::InvalidChecksum { .. },
+            ..
+        }
+    )
+}
+
+impl ReplicationError {
+    /// The peer broke the protocol or sent something invalid: drop its connection.
+    /// (I/O errors are the connection ending; storage errors are ours.)
+    pub fn blames_peer(&self) -> bool {
+        match self {
+            ReplicationError::Wire(WireError::Io(_)) => false,
+            ReplicationError::Wire(_) => true,
+            ReplicationError::Protocol(_) | ReplicationError::BadProof(_) => true,
+            ReplicationError::Storage(_) | ReplicationError::Stale(_) => false,
+        }
+    }
 }
 
 /// How a reader's session ended.
@@ -64,32 +104,52 @@ where
         },
     )
     .await?;
-    let mut incoming = spawn_reader(recv);
-    loop {
-        tokio::select! {
-            msg = incoming.recv() => {
-                let msg = match msg {
-                    None => return Ok(()),
-                    Some(Err(e)) => return Err(e.into()),
-                    Some(Ok(m)) => m,
-                };
-                let Message::Request { id, block, upgrade } = msg else {
-                    return Err(ReplicationError::Protocol(format!("unexpected message from reader: {msg:?}")));
-                };
-                let reply = answer(&core, id, block, upgrade).await?;
-                write_message(&mut send, &reply).await?;
-            }
-            changed = info_rx.changed() => {
-                if changed.is_err() {
-                    return Ok(());
+    let answered = Arc::new(AtomicU64::new(0));
+    // Room for every request an honest reader may have in flight, so that reading never
+    // waits on answering and a flood is seen (requests are a few bytes each).
+    let queue = MAX_IN_FLIGHT as usize + 1;
+    let flood = Arc::new(Notify::new());
+    let mut incoming = spawn_reader(
+        recv,
+        MAX_READER_FRAME,
+        queue,
+        Some((answered.clone(), flood.clone())),
+    );
+    // A flood ends the session even while an answer waits for the reader to make room
+    // (a peer that sends requests and never reads the answers).
+    let session = async move {
+        loop {
+            tokio::select! {
+                msg = incoming.recv() => {
+                    let msg = match msg {
+                        None => return Ok(()),
+                        Some(Err(e)) => return Err(e.into()),
+                        Some(Ok(m)) => m,
+                    };
+                    let Message::Request { id, block, upgrade } = msg else {
+                        return Err(ReplicationError::Protocol(format!("unexpected message from reader: {msg:?}")));
+                    };
+                    let reply = answer(&core, id, block, upgrade).await?;
+                    write_message(&mut send, &reply).await?;
+                    answered.fetch_add(1, Ordering::SeqCst);
                 }
-                let length = info_rx.borrow_and_update().length;
-                if length > sent_length {
-                    sent_length = length;
-                    write_message(&mut send, &Message::Length { length, fork: 0 }).await?;
+                changed = info_rx.changed() => {
+                    if changed.is_err() {
+                        return Ok(());
+                    }
+                    let length = info_rx.borrow_and_update().length;
+                    if length > sent_length {
+                        sent_length = length;
+                        write_message(&mut send, &Message::Length { length, fork: 0 }).await?;
+                    }
                 }
             }
         }
+    };
+    tokio::select! {
+        biased;
+        _ = flood.notified() => Err(WireError::Flood(MAX_IN_FLIGHT).into()),
+        r = session => r,
     }
 }
 
@@ -133,16 +193,30 @@ async fn answer(
     }
 }
 
-/// Reads frames on a task of its own (reading is not cancel-safe, so it never sits in a
-/// `select!`), handing them over a channel.
+/// Reads frames of at most `max_frame` bytes on a task of its own (reading is not
+/// cancel-safe, so it never sits in a `select!`), handing them over a channel of `queue`
+/// messages. With `answered` (server side), a peer that has more than `MAX_IN_FLIGHT`
+/// requests unanswered is flooding, and the session ends.
 fn spawn_reader<R: AsyncRead + Unpin + Send + 'static>(
     mut recv: R,
+    max_frame: usize,
+    queue: usize,
+    answered: Option<(Arc<AtomicU64>, Arc<Notify>)>,
 ) -> mpsc::Receiver<Result<Message, WireError>> {
-    let (tx, rx) = mpsc::channel(WINDOW * 2);
+    let (tx, rx) = mpsc::channel(queue);
     tokio::spawn(async move {
+        let mut received: u64 = 0;
         loop {
-            match read_message(&mut recv).await {
+            match read_message(&mut recv, max_frame).await {
                 Ok(Some(m)) => {
+                    if let Some((answered, flood)) = &answered {
+                        received += 1;
+                        let unanswered = received.saturating_sub(answered.load(Ordering::SeqCst));
+                        if unanswered > MAX_IN_FLIGHT {
+                            flood.notify_one();
+                            return;
+                        }
+                    }
                     if tx.send(Ok(m)).await.is_err() {
                         return;
                     }
@@ -164,8 +238,14 @@ enum Pending {
 }
 
 /// Fetches `core` from the server at the other end of the stream, verifying every proof,
-/// then keeps following it (new versions) until the server closes the stream.
-pub async fn pull<R, W>(core: Arc<Core>, recv: R, mut send: W) -> Result<PullEnd, ReplicationError>
+/// then keeps following it (new versions) until the server closes the stream. `capability`
+/// proves to the server that we know the core's key (see [`super::capability`]).
+pub async fn pull<R, W>(
+    core: Arc<Core>,
+    capability: [u8; 32],
+    recv: R,
+    mut send: W,
+) -> Result<PullEnd, ReplicationError>
 where
     R: AsyncRead + Unpin + Send + 'static,
     W: AsyncWrite + Unpin,
@@ -174,10 +254,11 @@ where
         &mut send,
         &Message::Open {
             discovery_key: core.discovery_key(),
+            capability,
         },
     )
     .await?;
-    let mut incoming = spawn_reader(recv);
+    let mut incoming = spawn_reader(recv, MAX_FRAME, READER_READ_AHEAD, None);
     let mut remote_length = match incoming.recv().await {
         None => return Ok(PullEnd::Closed),
         Some(Err(e)) => return Err(e.into()),
@@ -194,6 +275,9 @@ where
     };
 
     let mut pending: HashMap<u64, Pending> = HashMap::new();
+    // The local length when each request was sent: a proof that fails to apply after the
+    // core changed (another peer upgraded it meanwhile) is stale, not forged.
+    let mut sent_at: HashMap<u64, u64> = HashMap::new();
     let mut requested: HashSet<u64> = HashSet::new();
     let mut unavailable: HashSet<u64> = HashSet::new();
     let mut next_id: u64 = 0;
@@ -216,6 +300,7 @@ where
                     length: remote_length - local_length,
                 };
                 pending.insert(id, Pending::Upgrade);
+                sent_at.insert(id, local_length);
                 drop(hc);
                 write_message(
                     &mut send,
@@ -234,10 +319,12 @@ where
                     if hc.has(index) || requested.contains(&index) || unavailable.contains(&index) {
                         continue;
                     }
-                    let nodes = hc
-                        .missing_nodes(index)
-                        .await
-                        .map_err(|e| ReplicationError::Storage(e.to_string()))?;
+                    let nodes = hc.missing_nodes(index).await.map_err(|e| {
+                        ReplicationError::Storage(StoreError::Hypercore {
+                            key: core.key().short(),
+                            source: e,
+                        })
+                    })?;
                     batch.push((index, nodes));
                 }
                 drop(hc);
@@ -245,6 +332,7 @@ where
                     let id = next_id;
                     next_id += 1;
                     pending.insert(id, Pending::Block(index));
+                    sent_at.insert(id, local_length);
                     requested.insert(index);
                     let block = Some(BlockRequest { index, nodes });
                     write_message(
@@ -279,6 +367,7 @@ where
                         let Some(what) = pending.remove(&id) else {
                             return Err(ReplicationError::Protocol(format!("answer to unknown request {id}")));
                         };
+                        let length_then = sent_at.remove(&id).unwrap_or(0);
                         if let Pending::Block(index) = what {
                             requested.remove(&index);
                         }
@@ -291,18 +380,25 @@ where
                         if matches!(what, Pending::Upgrade) && proof.upgrade.is_none() {
                             return Err(ReplicationError::Protocol("upgrade answer without an upgrade".into()));
                         }
-                        let applied = core
-                            .apply_proof(proof)
-                            .await
-                            .map_err(|e| ReplicationError::BadProof(e.to_string()))?;
+                        let applied = match core.apply_proof(proof).await {
+                            Ok(applied) => applied,
+                            Err(e) if e.is_storage_fault() => return Err(ReplicationError::Storage(e)),
+                            Err(e) if is_forgery(&e) || core.info().length == length_then => {
+                                return Err(ReplicationError::BadProof(e.to_string()));
+                            }
+                            Err(e) => {
+                                tracing::debug!(core = %core.key().short(), "stale proof: {e}");
+                                false
+                            }
+                        };
                         if !applied {
                             unapplied += 1;
                             if unapplied > MAX_UNAPPLIED {
-                                return Err(ReplicationError::BadProof(format!("{unapplied} proofs could not be applied")));
+                                return Err(ReplicationError::Stale(unapplied));
                             }
                         }
                     }
-                    Message::NoData { id } => match pending.remove(&id) {
+                    Message::NoData { id } => match { sent_at.remove(&id); pending.remove(&id) } {
                         Some(Pending::Block(index)) => {
                             requested.remove(&index);
                             unavailable.insert(index);
@@ -348,16 +444,16 @@ mod tests {
         let (s_to_r_w, s_to_r_r) = tokio::io::duplex(1 << 20);
         tokio::spawn(async move {
             let mut recv = r_to_s_r;
-            let open = read_message(&mut recv).await.unwrap().unwrap();
-            assert_eq!(
-                open,
-                Message::Open {
-                    discovery_key: writer.discovery_key()
-                }
+            let open = read_message(&mut recv, MAX_READER_FRAME)
+                .await
+                .unwrap()
+                .unwrap();
+            assert!(
+                matches!(open, Message::Open { discovery_key, .. } if discovery_key == writer.discovery_key())
             );
             let _ = serve(writer, recv, s_to_r_w).await;
         });
-        tokio::spawn(pull(reader, s_to_r_r, r_to_s_w))
+        tokio::spawn(pull(reader, [0; 32], s_to_r_r, r_to_s_w))
     }
 
     async fn wait_for(core: &Core, length: u64) {
@@ -395,14 +491,14 @@ mod tests {
         let (r_to_s_w, mut r_to_s_r) = tokio::io::duplex(1 << 16);
         let (mut s_to_r_w, s_to_r_r) = tokio::io::duplex(1 << 16);
         tokio::spawn(async move {
-            let _ = read_message(&mut r_to_s_r).await;
+            let _ = read_message(&mut r_to_s_r, MAX_READER_FRAME).await;
             write_message(&mut s_to_r_w, &Message::NotFound)
                 .await
                 .unwrap();
         });
         drop(writer);
         assert_eq!(
-            pull(reader, s_to_r_r, r_to_s_w).await.unwrap(),
+            pull(reader, [0; 32], s_to_r_r, r_to_s_w).await.unwrap(),
             PullEnd::NotFound
         );
     }
@@ -423,10 +519,10 @@ mod tests {
         let (s_to_r_w, s_to_r_r) = tokio::io::duplex(1 << 20);
         tokio::spawn(async move {
             let mut recv = r_to_s_r;
-            let _ = read_message(&mut recv).await;
+            let _ = read_message(&mut recv, MAX_READER_FRAME).await;
             let _ = serve(impostor, recv, s_to_r_w).await;
         });
-        let end = pull(reader.clone(), s_to_r_r, r_to_s_w).await;
+        let end = pull(reader.clone(), [0; 32], s_to_r_r, r_to_s_w).await;
         assert!(matches!(end, Err(ReplicationError::BadProof(_))), "{end:?}");
         assert_eq!(reader.info().length, 0);
         assert_eq!(reader.get(0).await.unwrap(), None);

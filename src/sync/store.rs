@@ -29,6 +29,52 @@ pub enum StoreError {
     BadKey(String),
     #[error("core {0} is not on this machine")]
     NotFound(String),
+    /// Writing to this machine's disk failed (disk full, I/O error). Not the peer's fault:
+    /// what it sent was verified; we could not store it.
+    #[error("cannot store core {key}: {}", describe_write_error(source))]
+    Write { key: String, source: HypercoreError },
+}
+
+/// The first line of a write error, starting with `disk full` when the disk (or quota) is
+/// full, so status views can show it as such.
+fn describe_write_error(e: &HypercoreError) -> String {
+    if hypercore_error_is_disk_full(e) {
+        "disk full (no space left on the device holding the data folder)".into()
+    } else {
+        e.to_string()
+    }
+}
+
+fn hypercore_error_is_disk_full(e: &HypercoreError) -> bool {
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io_error_is_disk_full(io) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// ENOSPC or EDQUOT.
+pub fn io_error_is_disk_full(e: &std::io::Error) -> bool {
+    matches!(
+        e.kind(),
+        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
+    ) || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
+}
+
+/// Did a proof fail because of what the peer sent (false), or because storing or reading it
+/// here failed (true)?
+fn is_storage_fault(e: &HypercoreError) -> bool {
+    matches!(
+        e,
+        HypercoreError::IO { .. }
+            | HypercoreError::CorruptStorage { .. }
+            | HypercoreError::EmptyStorage { .. }
+    )
 }
 
 impl StoreError {
@@ -36,6 +82,22 @@ impl StoreError {
         StoreError::Hypercore {
             key: key.short(),
             source,
+        }
+    }
+
+    /// A fault of this machine's storage (the peer is not to blame).
+    pub fn is_storage_fault(&self) -> bool {
+        matches!(self, StoreError::Write { .. } | StoreError::Io { .. })
+    }
+
+    /// The disk (or the user's quota) is full.
+    pub fn is_disk_full(&self) -> bool {
+        match self {
+            StoreError::Write { source, .. } | StoreError::Hypercore { source, .. } => {
+                hypercore_error_is_disk_full(source)
+            }
+            StoreError::Io { source, .. } => io_error_is_disk_full(source),
+            _ => false,
         }
     }
 }
@@ -87,6 +149,51 @@ pub struct Core {
     cache: Arc<BlockCache>,
     /// The core's `data` file, opened read-only on first use (see [`Core::read_bytes`]).
     data: std::sync::OnceLock<std::fs::File>,
+    /// The last write to this core failed (and why); cleared by the next successful write.
+    fault: watch::Sender<Option<String>>,
+    /// A write failed halfway: the in-memory hypercore may be out of step with its files,
+    /// so it is reopened from disk before the next mutation.
+    needs_reopen: std::sync::atomic::AtomicBool,
+    /// The store's space reserve, released when the disk is full.
+    reserve: Arc<SpaceReserve>,
+}
+
+/// A file of `SpaceReserve::BYTES` kept in the data folder and deleted the moment a write
+/// fails because the disk is full, so that the few small writes that report the problem
+/// (a status-log entry saying `disk full`) still fit. Re-created once writes succeed again.
+#[derive(Debug)]
+pub struct SpaceReserve {
+    path: PathBuf,
+}
+
+impl SpaceReserve {
+    pub const BYTES: usize = 512 * 1024;
+
+    /// Creates the reserve file if it is missing (best effort: no space, no reserve).
+    pub fn ensure(&self) {
+        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() == Self::BYTES as u64) {
+            return;
+        }
+        let tmp = self.path.with_extension("tmp");
+        let written = std::fs::write(&tmp, vec![0xa5u8; Self::BYTES])
+            .and_then(|()| std::fs::rename(&tmp, &self.path));
+        if let Err(e) = written {
+            let _ = std::fs::remove_file(&tmp);
+            tracing::debug!("no space reserve at {}: {e}", self.path.display());
+        }
+    }
+
+    /// Deletes the reserve file; true if there was one.
+    pub fn release(&self) -> bool {
+        let released = std::fs::remove_file(&self.path).is_ok();
+        if released {
+            tracing::warn!(
+                "disk full: released the {} KiB space reserve so status can still be written",
+                Self::BYTES / 1024
+            );
+        }
+        released
+    }
 }
 
 type BlockLru = lru::LruCache<(Key, u64), Arc<[u8]>>;
@@ -216,6 +323,80 @@ impl Core {
         });
     }
 
+    /// Why the last write to this core failed, if it did (`None` once a write succeeds).
+    pub fn fault(&self) -> Option<String> {
+        self.fault.borrow().clone()
+    }
+
+    /// Watch write faults come and go.
+    pub fn subscribe_fault(&self) -> watch::Receiver<Option<String>> {
+        self.fault.subscribe()
+    }
+
+    /// Records the outcome of a mutation: a storage fault marks the in-memory core for
+    /// reopening; success clears a previous fault.
+    fn note_write(&self, result: &Result<(), &StoreError>) {
+        match result {
+            Ok(()) => {
+                if self.fault.send_if_modified(|f| f.take().is_some()) {
+                    tracing::info!(core = %self.key.short(), "writes succeed again");
+                    self.reserve.ensure();
+                }
+            }
+            Err(e) if e.is_storage_fault() => {
+                self.needs_reopen
+                    .store(true, std::sync::atomic::Ordering::SeqCst);
+                let reason = if e.is_disk_full() {
+                    self.reserve.release();
+                    "disk full: no space left in the data folder to store this site; \
+                     free space (dat-mirror retries every few seconds)"
+                        .to_string()
+                } else {
+                    format!("storage error: {e}")
+                };
+                tracing::warn!(core = %self.key.short(), "{e}");
+                self.fault.send_replace(Some(reason));
+            }
+            Err(_) => {}
+        }
+    }
+
+    /// Reopens the hypercore from its files if a failed write left it out of step. hypercore
+    /// 0.14 writes a block's bytes, then an oplog entry, then (every few changes) bitfield,
+    /// tree and oplog header; a failure halfway leaves in-memory state (oplog offsets, tree
+    /// changes) that the files do not have. The files themselves stay consistent: the oplog
+    /// drops a trailing partial entry when it is opened, and bytes written past what the
+    /// bitfield marks as held are never read.
+    async fn reopen_if_needed(&self, hc: &mut hypercore::Hypercore) -> Result<(), StoreError> {
+        use std::sync::atomic::Ordering;
+        if !self.needs_reopen.load(Ordering::SeqCst) {
+            return Ok(());
+        }
+        let write = |source| StoreError::Write {
+            key: self.key.short(),
+            source,
+        };
+        let storage = Storage::new_disk(&self.dir, false).await.map_err(write)?;
+        let fresh = HypercoreBuilder::new(storage)
+            .open(true)
+            .build()
+            .await
+            .map_err(write)?;
+        *hc = fresh;
+        self.needs_reopen.store(false, Ordering::SeqCst);
+        tracing::info!(core = %self.key.short(), "reopened from disk after a failed write");
+        let held = count_held(hc);
+        let i = hc.info();
+        self.info.send_modify(|info| {
+            info.length = i.length;
+            info.byte_length = i.byte_length;
+            info.contiguous_length = i.contiguous_length;
+            info.writable = i.writeable;
+            info.held_blocks = held;
+        });
+        Ok(())
+    }
+
     /// Appends entries (one signed batch) and returns the new length.
     ///
     /// Runs on a task of its own: hypercore's methods are not cancel-safe (a future dropped
@@ -226,10 +407,21 @@ impl Core {
         let entries = entries.to_vec();
         detached(async move {
             let mut hc = core.lock().await;
-            let out = hc
-                .append_batch(&entries)
-                .await
-                .map_err(|e| StoreError::hc(&core.key, e))?;
+            let result = match core.reopen_if_needed(&mut hc).await {
+                Ok(()) => hc.append_batch(&entries).await.map_err(|e| {
+                    if is_storage_fault(&e) {
+                        StoreError::Write {
+                            key: core.key.short(),
+                            source: e,
+                        }
+                    } else {
+                        StoreError::hc(&core.key, e)
+                    }
+                }),
+                Err(e) => Err(e),
+            };
+            core.note_write(&result.as_ref().map(|_| ()));
+            let out = result?;
             core.publish_info(&hc, entries.len() as u64);
             Ok(out.length)
         })
@@ -244,6 +436,8 @@ impl Core {
 
     /// Verifies a proof from a peer and, if it is valid, stores what it proves. Returns
     /// whether it was applied. Like every mutation, runs to completion on its own task.
+    /// A proof that does not verify is `StoreError::Hypercore`; a failure to store a valid
+    /// one (disk full) is `StoreError::Write`.
     pub async fn apply_proof(
         self: &Arc<Self>,
         proof: hypercore::Proof,
@@ -251,11 +445,27 @@ impl Core {
         let core = self.clone();
         detached(async move {
             let mut hc = core.lock().await;
+            if let Err(e) = core.reopen_if_needed(&mut hc).await {
+                core.note_write(&Err(&e));
+                return Err(e);
+            }
             let had = proof.block.as_ref().is_some_and(|b| hc.has(b.index));
-            let applied = hc
-                .verify_and_apply_proof(&proof)
-                .await
-                .map_err(|e| StoreError::hc(&core.key, e))?;
+            let result = hc.verify_and_apply_proof(&proof).await.map_err(|e| {
+                if is_storage_fault(&e) {
+                    StoreError::Write {
+                        key: core.key.short(),
+                        source: e,
+                    }
+                } else {
+                    StoreError::hc(&core.key, e)
+                }
+            });
+            if matches!(result, Ok(true)) {
+                core.note_write(&Ok(()));
+            } else if let Err(e) = &result {
+                core.note_write(&Err(e));
+            }
+            let applied = result?;
             if applied {
                 let gained = proof
                     .block
@@ -317,6 +527,18 @@ impl Core {
     }
 }
 
+/// Blocks held by `core`: the contiguous prefix, then a bitfield lookup per later block.
+fn count_held(core: &hypercore::Hypercore) -> u64 {
+    let i = core.info();
+    let mut held = i.contiguous_length;
+    for index in i.contiguous_length..i.length {
+        if core.has(index) {
+            held += 1;
+        }
+    }
+    held
+}
+
 /// Runs `work` on a task of its own and waits for it: the work completes even if the
 /// waiting future is dropped.
 async fn detached<T: Send + 'static>(
@@ -338,8 +560,12 @@ pub struct CoreStore {
     root: PathBuf,
     cache: Arc<BlockCache>,
     open: StdMutex<HashMap<Key, Arc<Core>>>,
+    /// Discovery key → key of every core on disk: built once when the store is created,
+    /// kept up to date on create and delete, so an `Open` from a peer costs one lookup.
+    by_discovery_key: StdMutex<HashMap<[u8; 32], Key>>,
     /// Serialises opening so a core is never opened twice.
     opening: Mutex<()>,
+    reserve: Arc<SpaceReserve>,
 }
 
 impl CoreStore {
@@ -350,12 +576,24 @@ impl CoreStore {
             path: root.clone(),
             source,
         })?;
-        Ok(CoreStore {
+        let mut store = CoreStore {
             root,
             cache: Arc::new(BlockCache::new(BlockCache::DEFAULT_BYTES)),
             open: StdMutex::new(HashMap::new()),
+            by_discovery_key: StdMutex::new(HashMap::new()),
             opening: Mutex::new(()),
-        })
+            reserve: Arc::new(SpaceReserve {
+                path: data_dir.join("space-reserve"),
+            }),
+        };
+        store.reserve.ensure();
+        let index = store
+            .keys_on_disk()
+            .into_iter()
+            .map(|k| (k.discovery_key(), k))
+            .collect();
+        store.by_discovery_key = StdMutex::new(index);
+        Ok(store)
     }
 
     fn dir_of(&self, key: &Key) -> PathBuf {
@@ -473,12 +711,7 @@ impl CoreStore {
     async fn register(&self, key: Key, dir: PathBuf, mut core: hypercore::Hypercore) -> Arc<Core> {
         let i = core.info();
         // Count held blocks once (a bitfield lookup each); afterwards it is kept up to date.
-        let mut held = i.contiguous_length;
-        for index in i.contiguous_length..i.length {
-            if core.has(index) {
-                held += 1;
-            }
-        }
+        let held = count_held(&core);
         // Touch nothing else: reading is enough to validate the open.
         let _ = core.get(0).await;
         let info = CoreInfo {
@@ -498,9 +731,22 @@ impl CoreStore {
             info: tx,
             cache: self.cache.clone(),
             data: std::sync::OnceLock::new(),
+            fault: watch::channel(None).0,
+            needs_reopen: std::sync::atomic::AtomicBool::new(false),
+            reserve: self.reserve.clone(),
         });
         self.open.lock().unwrap().insert(key, c.clone());
+        self.by_discovery_key
+            .lock()
+            .unwrap()
+            .insert(c.discovery_key, key);
         c
+    }
+
+    /// The key of the core with discovery key `dk`, if it is on this machine (one lookup in
+    /// an in-memory index; no disk access, no hashing).
+    pub fn key_by_discovery_key(&self, dk: &[u8; 32]) -> Option<Key> {
+        self.by_discovery_key.lock().unwrap().get(dk).copied()
     }
 
     /// Finds a core on disk by its discovery key.
@@ -508,28 +754,30 @@ impl CoreStore {
         &self,
         dk: &[u8; 32],
     ) -> Result<Option<Arc<Core>>, StoreError> {
-        let found = self
-            .open
+        match self.key_by_discovery_key(dk) {
+            Some(key) => self.open_existing(&key).await,
+            None => Ok(None),
+        }
+    }
+
+    /// Bytes of block data held by the open cores (what the storage cap counts).
+    pub fn held_bytes(&self) -> u64 {
+        self.open
             .lock()
             .unwrap()
             .values()
-            .find(|c| &c.discovery_key == dk)
-            .cloned();
-        if found.is_some() {
-            return Ok(found);
-        }
-        for key in self.keys_on_disk() {
-            if &key.discovery_key() == dk {
-                return self.open_existing(&key).await;
-            }
-        }
-        Ok(None)
+            .map(|c| c.info().held_bytes())
+            .sum()
     }
 
     /// Forgets a core and deletes its files. Holders of the `Arc<Core>` keep a working
     /// handle until they drop it (the files stay open), but nothing new can reach it.
     pub fn delete(&self, key: &Key) -> Result<(), StoreError> {
         self.open.lock().unwrap().remove(key);
+        self.by_discovery_key
+            .lock()
+            .unwrap()
+            .remove(&key.discovery_key());
         self.cache.forget(key);
         let dir = self.dir_of(key);
         match std::fs::remove_dir_all(&dir) {

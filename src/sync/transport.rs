@@ -14,7 +14,7 @@ use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey};
 use super::keys::Key;
 
 /// The ALPN of dat-mirror's replication protocol.
-pub const ALPN: &[u8] = b"dat-mirror/replicate/0";
+pub const ALPN: &[u8] = b"dat-mirror/replicate/1";
 
 /// This node's key pair. Its public key is the node id, the key of its own log (a laptop's
 /// command log, a mirror's status log) and the iroh endpoint id.

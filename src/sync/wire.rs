@@ -12,6 +12,8 @@ use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 /// Largest frame accepted: a 1 MiB block, its proof nodes and generous slack. Hypercore
 /// blocks may in principle be larger; sites use 64 KiB blobs blocks.
 pub const MAX_FRAME: usize = 8 * 1024 * 1024;
+/// Largest frame a server accepts from a reader: `Open` and `Request` are under 100 bytes.
+pub const MAX_READER_FRAME: usize = 4 * 1024;
 /// Most tree nodes a single proof may carry (a tree of 2^64 leaves has depth 64; an upgrade
 /// carries at most two sets of roots and paths).
 const MAX_NODES: usize = 256;
@@ -19,8 +21,12 @@ const MAX_NODES: usize = 256;
 /// One message on a core's stream. The reader opens the stream with `Open`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Message {
-    /// Reader → server: "send me the core with this discovery key".
-    Open { discovery_key: [u8; 32] },
+    /// Reader → server: "send me the core with this discovery key; here is proof that I know
+    /// its public key" (see [`super::capability`]).
+    Open {
+        discovery_key: [u8; 32],
+        capability: [u8; 32],
+    },
     /// Server → reader: "I have it; it is this long". Sent again as `Length` when it grows.
     Opened { length: u64, fork: u64 },
     /// Server → reader: not here (or not for you: the two are indistinguishable).
@@ -65,10 +71,12 @@ pub struct WireProof {
 pub enum WireError {
     #[error("connection: {0}")]
     Io(#[from] std::io::Error),
-    #[error("peer sent a {0}-byte frame, more than the {MAX_FRAME} allowed")]
-    TooLarge(usize),
+    #[error("peer sent a {0}-byte frame, more than the {1} allowed")]
+    TooLarge(usize, usize),
     #[error("peer sent a malformed message: {0}")]
     Malformed(String),
+    #[error("peer sent more than {0} requests without waiting for answers")]
+    Flood(u64),
 }
 
 impl Message {
@@ -88,7 +96,7 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
 ) -> Result<(), WireError> {
     let body = msg.encode();
     if body.len() > MAX_FRAME {
-        return Err(WireError::TooLarge(body.len()));
+        return Err(WireError::TooLarge(body.len(), MAX_FRAME));
     }
     let mut frame = Vec::with_capacity(4 + body.len());
     frame.extend_from_slice(&(body.len() as u32).to_be_bytes());
@@ -97,8 +105,12 @@ pub async fn write_message<W: AsyncWrite + Unpin>(
     Ok(())
 }
 
-/// Reads one frame; `Ok(None)` at a clean end of stream.
-pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Message>, WireError> {
+/// Reads one frame of at most `max` bytes; `Ok(None)` at a clean end of stream. Memory grows
+/// with the bytes actually received, not with the length the peer announced.
+pub async fn read_message<R: AsyncRead + Unpin>(
+    r: &mut R,
+    max: usize,
+) -> Result<Option<Message>, WireError> {
     let mut len = [0u8; 4];
     match r.read_exact(&mut len).await {
         Ok(_) => {}
@@ -106,15 +118,13 @@ pub async fn read_message<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Mess
         Err(e) => return Err(e.into()),
     }
     let len = u32::from_be_bytes(len) as usize;
-    if len > MAX_FRAME {
-        return Err(WireError::TooLarge(len));
+    if len > max {
+        return Err(WireError::TooLarge(len, max));
     }
-    // Grow the buffer as bytes arrive: a length prefix alone must not make us allocate
-    // MAX_FRAME (4 bytes from a peer would otherwise pin 8 MiB per stream).
     let mut body = Vec::with_capacity(len.min(64 * 1024));
-    r.take(len as u64).read_to_end(&mut body).await?;
-    if body.len() != len {
-        return Err(std::io::Error::from(std::io::ErrorKind::UnexpectedEof).into());
+    let got = (&mut *r).take(len as u64).read_to_end(&mut body).await?;
+    if got < len {
+        return Err(WireError::Io(std::io::ErrorKind::UnexpectedEof.into()));
     }
     Message::decode(&body).map(Some)
 }
@@ -328,36 +338,82 @@ mod tests {
 
     #[tokio::test]
     async fn frames() {
+        let open = Message::Open {
+            discovery_key: [1; 32],
+            capability: [2; 32],
+        };
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
-        write_message(
-            &mut a,
-            &Message::Open {
-                discovery_key: [1; 32],
-            },
-        )
-        .await
-        .unwrap();
+        write_message(&mut a, &open).await.unwrap();
         write_message(&mut a, &Message::NotFound).await.unwrap();
         drop(a);
         assert_eq!(
-            read_message(&mut b).await.unwrap(),
-            Some(Message::Open {
-                discovery_key: [1; 32]
-            })
+            read_message(&mut b, MAX_READER_FRAME).await.unwrap(),
+            Some(open)
         );
-        assert_eq!(read_message(&mut b).await.unwrap(), Some(Message::NotFound));
-        assert_eq!(read_message(&mut b).await.unwrap(), None);
+        assert_eq!(
+            read_message(&mut b, MAX_READER_FRAME).await.unwrap(),
+            Some(Message::NotFound)
+        );
+        assert_eq!(read_message(&mut b, MAX_READER_FRAME).await.unwrap(), None);
 
         let (mut a, mut b) = tokio::io::duplex(1 << 16);
         a.write_all(&(u32::MAX).to_be_bytes()).await.unwrap();
         assert!(matches!(
-            read_message(&mut b).await,
-            Err(WireError::TooLarge(_))
+            read_message(&mut b, MAX_FRAME).await,
+            Err(WireError::TooLarge(_, MAX_FRAME))
         ));
         a.write_all(&3u32.to_be_bytes()).await.unwrap();
         a.write_all(&[200, 200, 200]).await.unwrap();
         assert!(matches!(
-            read_message(&mut b).await,
+            read_message(&mut b, MAX_FRAME).await,
+            Err(WireError::Malformed(_))
+        ));
+        // A server refuses reader frames bigger than any reader message.
+        a.write_all(&((MAX_READER_FRAME + 1) as u32).to_be_bytes())
+            .await
+            .unwrap();
+        assert!(matches!(
+            read_message(&mut b, MAX_READER_FRAME).await,
+            Err(WireError::TooLarge(_, MAX_READER_FRAME))
+        ));
+    }
+
+    #[tokio::test]
+    async fn announced_length_is_not_allocated_up_front() {
+        // A peer announces an 8 MiB frame and sends 10 bytes, then closes: an error, and the
+        // buffer only ever held what arrived.
+        let (mut a, mut b) = tokio::io::duplex(1 << 16);
+        a.write_all(&(MAX_FRAME as u32).to_be_bytes())
+            .await
+            .unwrap();
+        a.write_all(&[0; 10]).await.unwrap();
+        drop(a);
+        assert!(matches!(
+            read_message(&mut b, MAX_FRAME).await,
+            Err(WireError::Io(_))
+        ));
+    }
+
+    #[test]
+    fn huge_counts_inside_messages_are_errors() {
+        // `Data` whose proof claims a 2^62-byte block buffer, in a 20-byte message.
+        let mut bytes = Message::Data {
+            id: 1,
+            proof: WireProof {
+                fork: 0,
+                block: Some(vec![1, 2, 3]),
+                upgrade: None,
+            },
+        }
+        .encode();
+        // Replace the length varint of the block vector (3) by a huge varint.
+        let pos = bytes.iter().position(|&b| b == 3).unwrap();
+        bytes.splice(
+            pos..pos + 1,
+            [0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f],
+        );
+        assert!(matches!(
+            Message::decode(&bytes),
             Err(WireError::Malformed(_))
         ));
     }
