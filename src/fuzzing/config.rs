@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::config::{
-    choose, parse, Chosen, ConfigFile, Effective, Given, Located, DEFAULT_MOUNT_LISTEN, DEFAULT_SERVE_HTTP,
-    DEFAULT_SERVE_LISTEN,
+    choose, parse, Chosen, ConfigFile, Effective, Given, Located, DEFAULT_MOUNT_LISTEN,
+    DEFAULT_SERVE_HTTP, DEFAULT_SERVE_LISTEN,
 };
 
 const PATH: &str = "/etc/dat-mirror/config.toml";
@@ -54,6 +54,7 @@ fn effective(file: &ConfigFile) -> Effective {
         serve_allow: pick(file.serve.allow.as_ref(), Vec::new()),
         serve_domains: pick(file.serve.domains.as_ref(), Default::default()),
         serve_mount: opt(file.serve.mount.as_ref()),
+        serve_max_storage: opt(file.serve.max_storage.as_ref()),
         mount_mountpoint: opt(file.mount.mountpoint.as_ref()),
         mount_mirrors: pick(file.mount.mirrors.as_ref(), Vec::new()),
         mount_listen: pick(file.mount.listen.as_ref(), DEFAULT_MOUNT_LISTEN),
@@ -74,6 +75,9 @@ fn forget_sources(mut e: Effective) -> Effective {
     plain(&mut e.serve_allow.source);
     plain(&mut e.serve_domains.source);
     if let Some(c) = e.serve_mount.as_mut() {
+        plain(&mut c.source)
+    }
+    if let Some(c) = e.serve_max_storage.as_mut() {
         plain(&mut c.source)
     }
     if let Some(c) = e.mount_mountpoint.as_mut() {

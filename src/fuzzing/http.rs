@@ -6,8 +6,8 @@ use std::collections::BTreeMap;
 
 use super::take_u64;
 use crate::pi::http::request::{
-    clean_path, none_match, not_modified_since, parse_target, ranges, site_for_host,
-    version_param, Ranges, Target, MAX_RANGES,
+    clean_path, none_match, not_modified_since, parse_target, ranges, site_for_host, version_param,
+    Ranges, Target, MAX_RANGES,
 };
 use crate::pi::http::SiteConfig;
 use crate::sync::drive::{blob_blocks, normalize_path, BlobRef, BLOCK_SIZE};
@@ -28,7 +28,9 @@ fn check_normalized(n: &str) {
     if n != "/" {
         assert!(!n.ends_with('/'), "{n:?}");
         assert!(
-            n[1..].split('/').all(|s| !s.is_empty() && s != "." && s != ".."),
+            n[1..]
+                .split('/')
+                .all(|s| !s.is_empty() && s != "." && s != ".."),
             "{n:?}"
         );
     }

@@ -137,7 +137,7 @@ pub fn status_entry(data: &[u8]) {
 pub fn wire_frames(data: &[u8]) {
     let mut stream = data;
     // Each frame consumes at least its 4-byte length, so this ends.
-    while let Ok(Some(msg)) = futures::executor::block_on(read_message(&mut stream)) {
+    while let Ok(Some(msg)) = futures::executor::block_on(read_message(&mut stream, MAX_FRAME)) {
         check_message(&msg);
     }
 }
