@@ -1,0 +1,202 @@
+//! Network faults between a laptop and its mirror, each a real `dat-mirror` process in its
+//! own network namespace (mirror in `a`, laptop and its FUSE control folder in `b`), joined
+//! by a veth pair the test cuts, restores and impairs.
+//!
+//! Needs root, iproute2 and FUSE: skipped loudly without them, failed with `CI=true`.
+
+mod common;
+mod netns;
+mod procs;
+
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use dat_mirror::sync::command::Command as Cmd;
+use dat_mirror::sync::keys::Key;
+use netns::{status_json_in, NetnsPair};
+use procs::*;
+
+const PEER_PORT: u16 = 7070;
+const HTTP: &str = "127.0.0.1:8080";
+const LONG: Duration = Duration::from_secs(60);
+
+/// A mirror in namespace `a` and a laptop (`dat-mirror mount`) in `b`, paired.
+struct Setup {
+    mirror: Proc,
+    laptop: Proc,
+    pi_dir: PathBuf,
+    lap_dir: PathBuf,
+    mnt: PathBuf,
+    home: PathBuf,
+    mirror_id: Key,
+    laptop_id: Key,
+    http: SocketAddr,
+}
+
+fn start(net: &NetnsPair, tmp: &Path) -> Setup {
+    let (pi_dir, lap_dir, mnt, home) = (
+        tmp.join("pi"),
+        tmp.join("lap"),
+        tmp.join("mnt"),
+        tmp.join("home"),
+    );
+    std::fs::create_dir_all(&home).unwrap();
+    let (mirror_id, laptop_id) = (common::node_id(&pi_dir), common::node_id(&lap_dir));
+    let mut mirror = command(Some(&net.a), &home);
+    mirror.arg("--data").arg(&pi_dir).args([
+        "serve",
+        "--listen",
+        &format!("{}:{PEER_PORT}", net.ip_a),
+        "--http",
+        HTTP,
+        "--allow",
+        &laptop_id.to_hex(),
+    ]);
+    let mut mirror = Proc::spawn("mirror", mirror, &tmp.join("mirror.log"));
+    let mut laptop = command(Some(&net.b), &home);
+    laptop.arg("--data").arg(&lap_dir).arg("mount").arg(&mnt).args([
+        "--mirror",
+        &format!("{mirror_id}@{}:{PEER_PORT}", net.ip_a),
+    ]);
+    let mut laptop = Proc::spawn("laptop", laptop, &tmp.join("laptop.log"));
+    mirror.wait_for_log("mirror key:", 1, LONG);
+    laptop.wait_for_log("control folder mounted at", 1, LONG);
+    Setup {
+        mirror,
+        laptop,
+        pi_dir,
+        lap_dir,
+        mnt,
+        home,
+        mirror_id,
+        laptop_id,
+        http: HTTP.parse().unwrap(),
+    }
+}
+
+/// Is the laptop connected, as the mirror's status JSON says?
+fn laptop_online(ns: &str, http: SocketAddr) -> Option<bool> {
+    let json = status_json_in(ns, http)?;
+    json["laptops"][0]["online"].as_bool()
+}
+
+/// The sites the mirror holds completely, and all sites it has, from its status JSON.
+fn mirror_sites(ns: &str, http: SocketAddr) -> Option<(BTreeSet<String>, BTreeSet<String>)> {
+    let json = status_json_in(ns, http)?;
+    let sites = json["sites"].as_array()?;
+    let key = |s: &serde_json::Value| s["key"].as_str().unwrap_or_default().to_string();
+    let complete = sites
+        .iter()
+        .filter(|s| s["complete"] == true)
+        .map(key)
+        .collect();
+    Some((complete, sites.iter().map(key).collect()))
+}
+
+fn sh(program: &str, arg: &Path) {
+    let status = std::process::Command::new(program)
+        .arg(arg)
+        .status()
+        .unwrap();
+    assert!(status.success(), "{program} {} failed", arg.display());
+}
+
+#[test]
+fn commands_written_while_the_link_is_cut_arrive_once_in_order() {
+    let test = "commands_written_while_the_link_is_cut_arrive_once_in_order";
+    let Some(net) = NetnsPair::create(test) else {
+        return;
+    };
+    if !dat_mirror::fs::require_fuse_or_skip(test) {
+        return;
+    }
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(&net, tmp.path());
+
+    // Five small real sites, published on the laptop (so the mirror can fetch them).
+    let sites: Vec<Key> = (0..5)
+        .map(|i| {
+            let dir = tmp.path().join(format!("site{i}"));
+            std::fs::create_dir_all(&dir).unwrap();
+            std::fs::write(dir.join("index.html"), format!("<h1>site {i}</h1>")).unwrap();
+            publish_cli(&s.home, &s.lap_dir, &dir)
+        })
+        .collect();
+    wait_for("the laptop to connect to the mirror", LONG, || {
+        laptop_online(&net.a, s.http).filter(|o| *o)
+    });
+
+    // Cut the link and wait until both ends gave the connection up.
+    net.cut();
+    wait_for("the mirror to see the laptop gone", LONG, || {
+        laptop_online(&net.a, s.http).filter(|o| !*o)
+    });
+
+    // 100 touch/rm, seeded: rm a site the folder lists as mirrored, touch one it does not.
+    let mut rng = Rng::from_env("FAULT_SEED");
+    let mut wanted: BTreeSet<Key> = BTreeSet::new();
+    let mut plan = Vec::new();
+    for _ in 0..100 {
+        let key = sites[rng.range(0, sites.len() as u64) as usize];
+        let path = s.mnt.join(key.to_hex());
+        if wanted.remove(&key) {
+            sh("rm", &path);
+            plan.push(Cmd::Unmirror { key });
+        } else {
+            sh("touch", &path);
+            wanted.insert(key);
+            plan.push(Cmd::Mirror { key, alias: None });
+        }
+    }
+    // Nothing can have been acknowledged: every entry is queued or removing.
+    for key in &sites {
+        if let Some(state) = common::state_of(&s.mnt, &key.to_hex()) {
+            assert!(
+                state == "queued" || state == "removing",
+                "{key}: {state} while the link is cut"
+            );
+        }
+    }
+    let (_, held) = mirror_sites(&net.a, s.http).unwrap();
+    assert!(held.is_empty(), "the mirror got {held:?} through a cut link");
+
+    net.restore();
+    let want: BTreeSet<String> = wanted.iter().map(|k| k.to_hex()).collect();
+    wait_for("the mirror to hold exactly the wanted sites", LONG, || {
+        mirror_sites(&net.a, s.http).filter(|(complete, all)| *complete == want && *all == want)
+    });
+    wait_for("the control folder to show the final states", LONG, || {
+        let listed: BTreeSet<String> = std::fs::read_dir(&s.mnt)
+            .ok()?
+            .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+            .filter(|n| n != "STATUS")
+            .collect();
+        let mirrored = want.iter().all(|k| {
+            common::state_of(&s.mnt, k).is_some_and(|st| st.starts_with("mirrored"))
+        });
+        (listed == want && mirrored).then_some(())
+    });
+
+    let Setup {
+        mirror,
+        laptop,
+        pi_dir,
+        lap_dir,
+        mirror_id,
+        laptop_id,
+        ..
+    } = s;
+    assert!(laptop.terminate().success());
+    assert!(mirror.terminate().success());
+    let log = block_on(command_log(&lap_dir, &laptop_id));
+    assert_eq!(log, plan, "the command log is not the 100 commands written");
+    let status = block_on(status_log(&pi_dir, &mirror_id));
+    let acked = acks(&status, &laptop_id);
+    assert_eq!(
+        acked,
+        (0..100).collect::<Vec<u64>>(),
+        "acknowledgements are not 0..99, once each, in order"
+    );
+}
