@@ -394,6 +394,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             mirror.inner.set_domains(domains);
             let tree = match &mount {
                 Some(dir) => {
+                    dat_mirror::fs::detach_stale(dir);
                     std::fs::create_dir_all(dir).with_context(|| {
                         format!("cannot create the mount point {}", dir.display())
                     })?;
@@ -496,6 +497,7 @@ async fn mount(
     if laptop.inner.mirrors().is_empty() {
         anyhow::bail!("no mirror to talk to: pass --mirror <MIRROR_ID>@<IP:PORT> (the mirror prints its key on start), or set `mirrors` in the config file's [mount] table");
     }
+    dat_mirror::fs::detach_stale(&mountpoint);
     std::fs::create_dir_all(&mountpoint)
         .with_context(|| format!("cannot create the mount point {}", mountpoint.display()))?;
     let backend: Arc<dyn dat_mirror::fs::ControlBackend> = laptop.inner.clone();

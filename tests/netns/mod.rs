@@ -204,17 +204,21 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
 /// if it does not answer (yet).
 pub fn http_get_in(ns: &str, addr: SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {
     let path = path.to_string();
-    in_netns(ns, move || {
-        let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
-        s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
-        write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
-        let mut raw = Vec::new();
-        s.read_to_end(&mut raw).ok()?;
-        let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
-        let head = String::from_utf8_lossy(&raw[..split]).into_owned();
-        let status = head.split_whitespace().nth(1)?.parse().ok()?;
-        Some((status, raw[split + 4..].to_vec()))
-    })
+    in_netns(ns, move || http_get_here(addr, &path))
+}
+
+/// `GET path` (HTTP/1.0, so the server closes after the body) on `addr` from this thread's
+/// namespace: (status, body), or `None` if it does not answer.
+pub fn http_get_here(addr: SocketAddr, path: &str) -> Option<(u16, Vec<u8>)> {
+    let mut s = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).ok()?;
+    s.set_read_timeout(Some(Duration::from_secs(30))).ok()?;
+    write!(s, "GET {path} HTTP/1.0\r\nHost: {addr}\r\n\r\n").ok()?;
+    let mut raw = Vec::new();
+    s.read_to_end(&mut raw).ok()?;
+    let split = raw.windows(4).position(|w| w == b"\r\n\r\n")?;
+    let head = String::from_utf8_lossy(&raw[..split]).into_owned();
+    let status = head.split_whitespace().nth(1)?.parse().ok()?;
+    Some((status, raw[split + 4..].to_vec()))
 }
 
 /// The mirror's status JSON (`/.well-known/dat-mirror`) from inside namespace `ns`.
