@@ -3,8 +3,9 @@
 //! steered through its FUSE control folder). Every restart must resume with no manual step,
 //! the final copy must be byte-identical over HTTP, and no proof may ever fail verification.
 //!
-//! The kill points are byte counts (so every kill lands mid-transfer however fast this machine
-//! is), drawn from a seed the test prints: `FAULT_SEED=<seed>` replays a run.
+//! Half the kills land at random byte counts of the transfer (so they are mid-transfer however
+//! fast this machine is), half at random moments of the restart; all drawn from a seed the
+//! test prints: `FAULT_SEED=<seed>` replays a run.
 //! Needs FUSE: skipped loudly without it, failed with `CI=true`.
 
 mod common;
@@ -82,8 +83,9 @@ fn mirror_killed_20_times_mid_sync_resumes_and_verifies_everything() {
         .unwrap()
         .local_addr()
         .unwrap();
-    let mirror_log = t.join("mirror.log");
-    let spawn_mirror = || {
+    let logs = t.join("logs");
+    std::fs::create_dir_all(&logs).unwrap();
+    let spawn_mirror = |run: usize| {
         let mut c = command(None, &home);
         c.arg("--data").arg(&pi_dir).args([
             "serve",
@@ -94,7 +96,7 @@ fn mirror_killed_20_times_mid_sync_resumes_and_verifies_everything() {
             "--allow",
             &laptop_id.to_hex(),
         ]);
-        Proc::spawn("mirror", c, &mirror_log)
+        Proc::spawn("mirror", c, &logs.join(format!("mirror-{run}.log")))
     };
 
     let mut laptop = command(None, &home);
@@ -110,34 +112,47 @@ fn mirror_killed_20_times_mid_sync_resumes_and_verifies_everything() {
     let key = publish_cli(&home, &lap_dir, &site_dir);
     std::fs::File::create(mnt.join(key.to_hex())).expect("touch <key> in the control folder");
 
-    // Kill points: one per slice of the site, at a random place within it.
+    // Even rounds: killed at a byte count, one per slice of the site at a random place in
+    // it. Odd rounds: killed at a random moment 0-2 s after start, while it reopens its cores
+    // and replays its logs, or while the laptop reconnects (which takes the laptop up to the
+    // QUIC idle timeout after the previous kill; these rounds overlap that wait).
     let total = (FILES * FILE_BYTES) as u64;
-    let slice = total / (KILLS + 2);
-    let points: Vec<u64> = (0..KILLS)
-        .map(|i| slice * (i + 1) + rng.range(0, slice))
-        .collect();
-    let mut started = 0;
+    let slice = total / (KILLS / 2 + 2);
     let t0 = std::time::Instant::now();
-    for (round, point) in points.iter().enumerate() {
-        let mut mirror = spawn_mirror();
-        started += 1;
-        mirror.wait_for_log("mirror key:", started, LONG);
+    let mut mid_transfer = 0;
+    for round in 0..KILLS {
+        let mut mirror = spawn_mirror(round as usize);
+        if round % 2 == 1 {
+            let ms = rng.range(0, 2000);
+            std::thread::sleep(Duration::from_millis(ms));
+            mirror.assert_alive();
+            mirror.kill9();
+            eprintln!(
+                "{:>6.1}s round {round}: killed the mirror {ms} ms after it started",
+                t0.elapsed().as_secs_f64()
+            );
+            continue;
+        }
+        let point = slice * (round / 2 + 1) + rng.range(0, slice);
+        mirror.wait_for_log("mirror key:", 1, LONG);
         let (held, _, complete) = wait_for("the mirror to reach its kill point", LONG, || {
             mirror.assert_alive();
-            progress(http, &key).filter(|(held, _, c)| *c || held >= point)
+            progress(http, &key).filter(|(held, _, c)| *c || *held >= point)
         });
         assert!(
             !complete,
             "round {round}: the site completed before kill point {point}"
         );
         mirror.kill9();
+        mid_transfer += 1;
         eprintln!(
             "{:>6.1}s round {round}: killed the mirror holding {held} of {total} bytes",
             t0.elapsed().as_secs_f64()
         );
     }
+    assert_eq!(mid_transfer, KILLS / 2);
 
-    let mut mirror = spawn_mirror();
+    let mut mirror = spawn_mirror(KILLS as usize);
     let (_, total_held, _) = wait_for("the site to be complete after the kills", LONG, || {
         mirror.assert_alive();
         progress(http, &key).filter(|p| p.2)
@@ -148,12 +163,12 @@ fn mirror_killed_20_times_mid_sync_resumes_and_verifies_everything() {
         assert_eq!(status, 200, "{path}");
         assert!(body == *bytes, "{path} differs after {KILLS} kills");
     }
-    let log = mirror.log_text();
-    for bad in ["does not verify", "could not be applied", "panicked"] {
-        assert!(
-            !log.contains(bad),
-            "the mirror logged {bad:?} across its restarts:\n{log}"
-        );
+    for run in 0..=KILLS {
+        let path = logs.join(format!("mirror-{run}.log"));
+        let log = std::fs::read_to_string(&path).unwrap();
+        for bad in ["does not verify", "could not be applied", "panicked"] {
+            assert!(!log.contains(bad), "run {run} of the mirror logged {bad:?}:\n{log}");
+        }
     }
     assert!(laptop_online(http), "the laptop is still connected");
     assert!(mirror.terminate().success());

@@ -15,12 +15,15 @@ use std::time::Duration;
 
 use dat_mirror::sync::command::Command as Cmd;
 use dat_mirror::sync::keys::Key;
-use netns::{status_json_in, NetnsPair};
+use netns::{http_get_in, status_json_in, ImpairedRelay, NetnsPair};
 use procs::*;
 
 const PEER_PORT: u16 = 7070;
 const HTTP: &str = "127.0.0.1:8080";
 const LONG: Duration = Duration::from_secs(60);
+/// The site synced through the impaired link, and the hang guard for it.
+const SITE_BYTES: usize = 3 << 20;
+const IMPAIRED: Duration = Duration::from_secs(90);
 
 /// A mirror in namespace `a` and a laptop (`dat-mirror mount`) in `b`, paired.
 struct Setup {
@@ -35,7 +38,8 @@ struct Setup {
     http: SocketAddr,
 }
 
-fn start(net: &NetnsPair, tmp: &Path) -> Setup {
+/// `dial`: where the laptop reaches the mirror (its address on the veth, or a relay).
+fn start(net: &NetnsPair, tmp: &Path, dial: SocketAddr) -> Setup {
     let (pi_dir, lap_dir, mnt, home) = (
         tmp.join("pi"),
         tmp.join("lap"),
@@ -58,7 +62,7 @@ fn start(net: &NetnsPair, tmp: &Path) -> Setup {
     let mut laptop = command(Some(&net.b), &home);
     laptop.arg("--data").arg(&lap_dir).arg("mount").arg(&mnt).args([
         "--mirror",
-        &format!("{mirror_id}@{}:{PEER_PORT}", net.ip_a),
+        &format!("{mirror_id}@{dial}"),
     ]);
     let mut laptop = Proc::spawn("laptop", laptop, &tmp.join("laptop.log"));
     mirror.wait_for_log("mirror key:", 1, LONG);
@@ -74,6 +78,10 @@ fn start(net: &NetnsPair, tmp: &Path) -> Setup {
         laptop_id,
         http: HTTP.parse().unwrap(),
     }
+}
+
+fn mirror_at(net: &NetnsPair) -> SocketAddr {
+    SocketAddr::new(net.ip_a.into(), PEER_PORT)
 }
 
 /// Is the laptop connected, as the mirror's status JSON says?
@@ -113,7 +121,7 @@ fn commands_written_while_the_link_is_cut_arrive_once_in_order() {
         return;
     }
     let tmp = tempfile::tempdir().unwrap();
-    let s = start(&net, tmp.path());
+    let s = start(&net, tmp.path(), mirror_at(&net));
 
     // Five small real sites, published on the laptop (so the mirror can fetch them).
     let sites: Vec<Key> = (0..5)
@@ -199,4 +207,88 @@ fn commands_written_while_the_link_is_cut_arrive_once_in_order() {
         (0..100).collect::<Vec<u64>>(),
         "acknowledgements are not 0..99, once each, in order"
     );
+}
+
+#[test]
+fn a_sync_completes_through_loss_and_delay() {
+    let test = "a_sync_completes_through_loss_and_delay";
+    let Some(net) = NetnsPair::create(test) else {
+        return;
+    };
+    if !dat_mirror::fs::require_fuse_or_skip(test) {
+        return;
+    }
+    let mut rng = Rng::from_env("FAULT_SEED");
+    // Both directions: 10 % of datagrams lost, the rest 200 ms late.
+    let (dial, _relay) = match net.netem(&["loss", "10%", "delay", "200ms"]) {
+        Ok(()) => {
+            eprintln!("{test}: tc netem on both ends of the veth: loss 10%, delay 200ms");
+            (mirror_at(&net), None)
+        }
+        Err(e) => {
+            eprintln!(
+                "NOTE {test}: {e}; this kernel has no sch_netem, so a userspace relay between \
+                 the namespaces drops 10% and delays 200 ms instead (the veth is cut)"
+            );
+            net.cut();
+            let relay = ImpairedRelay::start(
+                &net.b,
+                "127.0.0.1:0".parse().unwrap(),
+                &net.a,
+                mirror_at(&net),
+                0.10,
+                Duration::from_millis(200),
+                rng.next(),
+            );
+            (relay.addr, Some(relay))
+        }
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let s = start(&net, tmp.path(), dial);
+    let site_dir = tmp.path().join("site");
+    let files = common::make_site(&site_dir, SITE_BYTES);
+    let key = publish_cli(&s.home, &s.lap_dir, &site_dir);
+    sh("touch", &s.mnt.join(key.to_hex()));
+    let t0 = std::time::Instant::now();
+    let mut next_report = t0;
+    let done = wait_for_or_none(IMPAIRED, || {
+        if std::time::Instant::now() >= next_report {
+            next_report = std::time::Instant::now() + Duration::from_secs(10);
+            if let Some(json) = status_json_in(&net.a, s.http) {
+                eprintln!(
+                    "{:>5.1}s laptop online: {}, site: {}",
+                    t0.elapsed().as_secs_f64(),
+                    json["laptops"][0]["online"],
+                    json["sites"][0]
+                );
+            }
+        }
+        mirror_sites(&net.a, s.http).filter(|(complete, _)| complete.contains(&key.to_hex()))
+    });
+    if done.is_none() {
+        for log in ["mirror.log", "laptop.log"] {
+            let text = std::fs::read_to_string(tmp.path().join(log)).unwrap_or_default();
+            let tail: Vec<&str> = text.lines().rev().take(40).collect();
+            eprintln!("--- last lines of {log}:");
+            for line in tail.iter().rev() {
+                eprintln!("{line}");
+            }
+        }
+        panic!("the site did not complete within {IMPAIRED:?}");
+    }
+    eprintln!(
+        "{test}: {} bytes mirrored through the impaired link in {:.1} s",
+        SITE_BYTES,
+        t0.elapsed().as_secs_f64()
+    );
+    for (path, bytes) in &files {
+        let (status, body) =
+            http_get_in(&net.a, s.http, &format!("/{key}/{path}")).expect("HTTP answers");
+        assert_eq!(status, 200, "{path}");
+        assert!(body == *bytes, "{path} differs");
+    }
+    let log = std::fs::read_to_string(tmp.path().join("mirror.log")).unwrap();
+    for bad in ["does not verify", "could not be applied", "panicked"] {
+        assert!(!log.contains(bad), "the mirror logged {bad:?}:\n{log}");
+    }
 }

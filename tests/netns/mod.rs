@@ -227,3 +227,90 @@ pub fn status_json_in(ns: &str, addr: SocketAddr) -> Option<serde_json::Value> {
     (status == 200).then_some(())?;
     serde_json::from_slice(&body).ok()
 }
+
+/// A UDP relay that impairs what it forwards (each datagram dropped with probability
+/// `loss`, the rest delayed by `delay`), for kernels without `sch_netem`: its laptop-facing
+/// socket lives in one namespace, its mirror-facing socket in the other, and the test cuts
+/// the veth so the relay is the only path. Stops on drop.
+pub struct ImpairedRelay {
+    /// Where the laptop should dial (in the laptop's namespace).
+    pub addr: SocketAddr,
+    stop: std::sync::Arc<std::sync::atomic::AtomicBool>,
+    thread: Option<std::thread::JoinHandle<()>>,
+}
+
+impl ImpairedRelay {
+    /// Forwards datagrams from `listen` (bound in `near_ns`) to `target` (reached from
+    /// `far_ns`), and the answers back to whoever sent the last datagram.
+    pub fn start(
+        near_ns: &str,
+        listen: SocketAddr,
+        far_ns: &str,
+        target: SocketAddr,
+        loss: f64,
+        delay: Duration,
+        seed: u64,
+    ) -> ImpairedRelay {
+        let near = in_netns(near_ns, move || std::net::UdpSocket::bind(listen).unwrap());
+        let far = in_netns(far_ns, || std::net::UdpSocket::bind("0.0.0.0:0").unwrap());
+        let addr = near.local_addr().unwrap();
+        let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+        let stopped = stop.clone();
+        let thread = std::thread::spawn(move || {
+            let rt = tokio::runtime::Builder::new_current_thread()
+                .enable_all()
+                .build()
+                .unwrap();
+            rt.block_on(async move {
+                near.set_nonblocking(true).unwrap();
+                far.set_nonblocking(true).unwrap();
+                let near = std::sync::Arc::new(tokio::net::UdpSocket::from_std(near).unwrap());
+                let far = std::sync::Arc::new(tokio::net::UdpSocket::from_std(far).unwrap());
+                let mut x = seed | 1;
+                let mut keep = move || {
+                    x ^= x << 13;
+                    x ^= x >> 7;
+                    x ^= x << 17;
+                    (x % 1_000_000) as f64 >= loss * 1_000_000.0
+                };
+                let mut client: Option<SocketAddr> = None;
+                let (mut a, mut b) = (vec![0u8; 65536], vec![0u8; 65536]);
+                while !stopped.load(Ordering::Relaxed) {
+                    let (bytes, to, via) = tokio::select! {
+                        r = near.recv_from(&mut a) => {
+                            let Ok((n, from)) = r else { continue };
+                            client = Some(from);
+                            (a[..n].to_vec(), target, far.clone())
+                        }
+                        r = far.recv_from(&mut b) => {
+                            let Ok((n, _)) = r else { continue };
+                            let Some(c) = client else { continue };
+                            (b[..n].to_vec(), c, near.clone())
+                        }
+                        _ = tokio::time::sleep(Duration::from_millis(100)) => continue,
+                    };
+                    if keep() {
+                        tokio::spawn(async move {
+                            tokio::time::sleep(delay).await;
+                            let _ = via.send_to(&bytes, to).await;
+                        });
+                    }
+                }
+            });
+        });
+        ImpairedRelay {
+            addr,
+            stop,
+            thread: Some(thread),
+        }
+    }
+}
+
+impl Drop for ImpairedRelay {
+    fn drop(&mut self) {
+        self.stop.store(true, Ordering::Relaxed);
+        if let Some(t) = self.thread.take() {
+            let _ = t.join();
+        }
+    }
+}

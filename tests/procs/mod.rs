@@ -235,6 +235,20 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
     }
 }
 
+/// Like [`wait_for`], but `None` after `timeout` (so the caller can say more before failing).
+pub fn wait_for_or_none<T>(timeout: Duration, mut check: impl FnMut() -> Option<T>) -> Option<T> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(v) = check() {
+            return Some(v);
+        }
+        if Instant::now() > deadline {
+            return None;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}
+
 /// Runs a future to completion on a fresh runtime (for the few async library calls the
 /// otherwise blocking fault tests make).
 pub fn block_on<F: std::future::Future>(f: F) -> F::Output {
