@@ -21,9 +21,12 @@ use procs::*;
 const PEER_PORT: u16 = 7070;
 const HTTP: &str = "127.0.0.1:8080";
 const LONG: Duration = Duration::from_secs(60);
-/// The site synced through the impaired link, and the hang guard for it.
-const SITE_BYTES: usize = 3 << 20;
-const IMPAIRED: Duration = Duration::from_secs(90);
+/// The big file of the site synced through the impaired link (~0.6 MiB in all), and the hang
+/// guard for it. At 10 % loss each way QUIC's loss-based congestion control (Cubic, and BBR3
+/// too: tried) moves ~12 KB/s here, so "a few MiB" would take minutes; with 0 % loss and the
+/// same delay the relay moves 3 MiB in ~8 s.
+const SITE_BYTES: usize = 512 << 10;
+const IMPAIRED: Duration = Duration::from_secs(300);
 
 /// A mirror in namespace `a` and a laptop (`dat-mirror mount`) in `b`, paired.
 struct Setup {
@@ -219,16 +222,25 @@ fn a_sync_completes_through_loss_and_delay() {
         return;
     }
     let mut rng = Rng::from_env("FAULT_SEED");
-    // Both directions: 10 % of datagrams lost, the rest 200 ms late.
-    let (dial, _relay) = match net.netem(&["loss", "10%", "delay", "200ms"]) {
+    // Both directions: 10 % of datagrams lost, the rest 200 ms late (FAULT_LOSS_PCT and
+    // FAULT_DELAY_MS change that, to explore).
+    let env = |var: &str, default: u64| {
+        std::env::var(var)
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .unwrap_or(default)
+    };
+    let (loss, delay) = (env("FAULT_LOSS_PCT", 10), env("FAULT_DELAY_MS", 200));
+    let netem = [format!("{loss}%"), format!("{delay}ms")];
+    let (dial, _relay) = match net.netem(&["loss", &netem[0], "delay", &netem[1]]) {
         Ok(()) => {
-            eprintln!("{test}: tc netem on both ends of the veth: loss 10%, delay 200ms");
+            eprintln!("{test}: tc netem on both ends of the veth: loss {loss}%, delay {delay}ms");
             (mirror_at(&net), None)
         }
         Err(e) => {
             eprintln!(
                 "NOTE {test}: {e}; this kernel has no sch_netem, so a userspace relay between \
-                 the namespaces drops 10% and delays 200 ms instead (the veth is cut)"
+                 the namespaces drops {loss}% and delays {delay} ms instead (the veth is cut)"
             );
             net.cut();
             let relay = ImpairedRelay::start(
@@ -236,8 +248,8 @@ fn a_sync_completes_through_loss_and_delay() {
                 "127.0.0.1:0".parse().unwrap(),
                 &net.a,
                 mirror_at(&net),
-                0.10,
-                Duration::from_millis(200),
+                loss as f64 / 100.0,
+                Duration::from_millis(delay),
                 rng.next(),
             );
             (relay.addr, Some(relay))
