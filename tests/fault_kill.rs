@@ -167,7 +167,10 @@ fn mirror_killed_20_times_mid_sync_resumes_and_verifies_everything() {
         let path = logs.join(format!("mirror-{run}.log"));
         let log = std::fs::read_to_string(&path).unwrap();
         for bad in ["does not verify", "could not be applied", "panicked"] {
-            assert!(!log.contains(bad), "run {run} of the mirror logged {bad:?}:\n{log}");
+            assert!(
+                !log.contains(bad),
+                "run {run} of the mirror logged {bad:?}:\n{log}"
+            );
         }
     }
     assert!(laptop_online(http), "the laptop is still connected");

@@ -63,10 +63,12 @@ fn start(net: &NetnsPair, tmp: &Path, dial: SocketAddr) -> Setup {
     ]);
     let mut mirror = Proc::spawn("mirror", mirror, &tmp.join("mirror.log"));
     let mut laptop = command(Some(&net.b), &home);
-    laptop.arg("--data").arg(&lap_dir).arg("mount").arg(&mnt).args([
-        "--mirror",
-        &format!("{mirror_id}@{dial}"),
-    ]);
+    laptop
+        .arg("--data")
+        .arg(&lap_dir)
+        .arg("mount")
+        .arg(&mnt)
+        .args(["--mirror", &format!("{mirror_id}@{dial}")]);
     let mut laptop = Proc::spawn("laptop", laptop, &tmp.join("laptop.log"));
     mirror.wait_for_log("mirror key:", 1, LONG);
     laptop.wait_for_log("control folder mounted at", 1, LONG);
@@ -171,7 +173,10 @@ fn commands_written_while_the_link_is_cut_arrive_once_in_order() {
         }
     }
     let (_, held) = mirror_sites(&net.a, s.http).unwrap();
-    assert!(held.is_empty(), "the mirror got {held:?} through a cut link");
+    assert!(
+        held.is_empty(),
+        "the mirror got {held:?} through a cut link"
+    );
 
     net.restore();
     let want: BTreeSet<String> = wanted.iter().map(|k| k.to_hex()).collect();
@@ -184,9 +189,9 @@ fn commands_written_while_the_link_is_cut_arrive_once_in_order() {
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .filter(|n| n != "STATUS")
             .collect();
-        let mirrored = want.iter().all(|k| {
-            common::state_of(&s.mnt, k).is_some_and(|st| st.starts_with("mirrored"))
-        });
+        let mirrored = want
+            .iter()
+            .all(|k| common::state_of(&s.mnt, k).is_some_and(|st| st.starts_with("mirrored")));
         (listed == want && mirrored).then_some(())
     });
 

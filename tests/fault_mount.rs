@@ -116,7 +116,10 @@ fn laptop_killed_while_mounted_remounts_and_loses_no_command() {
         .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
         .collect();
     for key in &acknowledged {
-        assert!(listed.contains(&key.to_hex()), "{key} is gone after the kill");
+        assert!(
+            listed.contains(&key.to_hex()),
+            "{key} is gone after the kill"
+        );
     }
 
     // The mirror comes up and applies every one of them.

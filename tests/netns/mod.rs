@@ -100,7 +100,14 @@ impl NetnsPair {
             ip(&["netns", "add", &pair.a])?;
             ip(&["netns", "add", &pair.b])?;
             ip(&[
-                "link", "add", &pair.veth_a, "type", "veth", "peer", "name", &pair.veth_b,
+                "link",
+                "add",
+                &pair.veth_a,
+                "type",
+                "veth",
+                "peer",
+                "name",
+                &pair.veth_b,
             ])?;
             ip(&["link", "set", &pair.veth_a, "netns", &pair.a])?;
             ip(&["link", "set", &pair.veth_b, "netns", &pair.b])?;
@@ -118,7 +125,9 @@ impl NetnsPair {
             if in_ci() {
                 panic!("{test}: cannot set up network namespaces in CI: {e}");
             }
-            eprintln!("SKIPPED {test}: cannot set up network namespaces: {e} (with CI=true this fails)");
+            eprintln!(
+                "SKIPPED {test}: cannot set up network namespaces: {e} (with CI=true this fails)"
+            );
             return None;
         }
         Some(pair)
@@ -187,12 +196,7 @@ pub fn in_netns<T: Send + 'static>(ns: &str, f: impl FnOnce() -> T + Send + 'sta
     std::thread::spawn(move || {
         let file = std::fs::File::open(&path).unwrap_or_else(|e| panic!("open {path}: {e}"));
         // SAFETY: setns on a valid namespace fd; it changes only this thread's namespace.
-        let rc = unsafe {
-            libc::setns(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                libc::CLONE_NEWNET,
-            )
-        };
+        let rc = unsafe { libc::setns(std::os::fd::AsRawFd::as_raw_fd(&file), libc::CLONE_NEWNET) };
         assert_eq!(rc, 0, "setns {path}: {}", std::io::Error::last_os_error());
         f()
     })

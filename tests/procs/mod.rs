@@ -169,7 +169,11 @@ pub async fn status_log(pi_dir: &Path, mirror: &Key) -> Vec<StatusEvent> {
     read_core(pi_dir, mirror)
         .await
         .iter()
-        .map(|b| StatusEntry::decode(b).expect("the mirror wrote a valid entry").event)
+        .map(|b| {
+            StatusEntry::decode(b)
+                .expect("the mirror wrote a valid entry")
+                .event
+        })
         .collect()
 }
 
