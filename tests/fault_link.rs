@@ -108,6 +108,18 @@ fn mirror_sites(ns: &str, http: SocketAddr) -> Option<(BTreeSet<String>, BTreeSe
     Some((complete, sites.iter().map(key).collect()))
 }
 
+/// Prints the last lines of both processes' logs (for a failure's diagnosis).
+fn dump_logs(dir: &Path) {
+    for log in ["mirror.log", "laptop.log"] {
+        let text = std::fs::read_to_string(dir.join(log)).unwrap_or_default();
+        let tail: Vec<&str> = text.lines().rev().take(60).collect();
+        eprintln!("--- last lines of {log}:");
+        for line in tail.iter().rev() {
+            eprintln!("{line}");
+        }
+    }
+}
+
 fn sh(program: &str, arg: &Path) {
     let status = std::process::Command::new(program)
         .arg(arg)
@@ -180,9 +192,14 @@ fn commands_written_while_the_link_is_cut_arrive_once_in_order() {
 
     net.restore();
     let want: BTreeSet<String> = wanted.iter().map(|k| k.to_hex()).collect();
-    wait_for("the mirror to hold exactly the wanted sites", LONG, || {
+    let held = wait_for_or_none(LONG, || {
         mirror_sites(&net.a, s.http).filter(|(complete, all)| *complete == want && *all == want)
     });
+    if held.is_none() {
+        eprintln!("mirror status: {:?}", status_json_in(&net.a, s.http));
+        dump_logs(tmp.path());
+        panic!("the mirror does not hold exactly {want:?} {LONG:?} after the link came back");
+    }
     wait_for("the control folder to show the final states", LONG, || {
         let listed: BTreeSet<String> = std::fs::read_dir(&s.mnt)
             .ok()?
@@ -283,14 +300,7 @@ fn a_sync_completes_through_loss_and_delay() {
         mirror_sites(&net.a, s.http).filter(|(complete, _)| complete.contains(&key.to_hex()))
     });
     if done.is_none() {
-        for log in ["mirror.log", "laptop.log"] {
-            let text = std::fs::read_to_string(tmp.path().join(log)).unwrap_or_default();
-            let tail: Vec<&str> = text.lines().rev().take(40).collect();
-            eprintln!("--- last lines of {log}:");
-            for line in tail.iter().rev() {
-                eprintln!("{line}");
-            }
-        }
+        dump_logs(tmp.path());
         panic!("the site did not complete within {IMPAIRED:?}");
     }
     eprintln!(
