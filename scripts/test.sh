@@ -6,13 +6,23 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
-# fuse3 (fusermount3) for the FUSE tests, systemd (systemd-analyze) to verify the units.
+# fuse3 (fusermount3) for the FUSE tests, systemd (systemd-analyze) to verify the units;
+# iproute2 (ip, tc), util-linux (nsenter) and kmod (modprobe sch_netem) for the network
+# namespace fault tests (tests/fault_link.rs).
 pkgs=()
 command -v fusermount3 >/dev/null || pkgs+=(fuse3)
 command -v systemd-analyze >/dev/null || pkgs+=(systemd)
+command -v ip >/dev/null || pkgs+=(iproute2)
+command -v nsenter >/dev/null || pkgs+=(util-linux)
+command -v modprobe >/dev/null || pkgs+=(kmod)
 if ((${#pkgs[@]})) && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
   echo "==> installing ${pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
+fi
+# tc netem for the loss/delay test; without it (a kernel built without sch_netem) that test
+# impairs the link with a userspace relay instead, and says so.
+if [[ $(id -u) -eq 0 ]] && command -v modprobe >/dev/null; then
+  modprobe sch_netem 2>/dev/null || echo "note: no sch_netem module: the loss/delay fault test uses its userspace relay" >&2
 fi
 
 # Node packages for tests/hyperdrive_interop.rs, pinned in tests/interop/package-lock.json:

@@ -524,6 +524,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             }
             let tree = match &mount {
                 Some(dir) => {
+                    dat_mirror::fs::detach_stale(dir);
                     std::fs::create_dir_all(dir).with_context(|| {
                         format!("cannot create the mount point {}", dir.display())
                     })?;
@@ -678,6 +679,7 @@ async fn mount(
     if laptop.inner.mirrors().is_empty() {
         eprintln!("note: no mirror paired yet: run `dat-mirror invite` on the mirror and `dat-mirror pair CODE` here (or pass --mirror <MIRROR_ID>@<IP:PORT>); commands written meanwhile are delivered once a mirror is paired");
     }
+    dat_mirror::fs::detach_stale(&mountpoint);
     std::fs::create_dir_all(&mountpoint)
         .with_context(|| format!("cannot create the mount point {}", mountpoint.display()))?;
     let backend: Arc<dyn dat_mirror::fs::ControlBackend> = laptop.inner.clone();

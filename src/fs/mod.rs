@@ -73,8 +73,10 @@ pub fn require_fuse_or_skip(test: &str) -> bool {
 }
 
 /// Lazily unmounts `mountpoint` if it is a dead FUSE mount (`ENOTCONN`) left by an earlier
-/// run that died, so mounting there again works. Used by both of our filesystems.
-pub(crate) fn detach_stale(mountpoint: &std::path::Path) {
+/// run that died, so mounting there again works. Used by both of our filesystems; callers
+/// that create the mount point first must call it before (a dead mount point makes
+/// `create_dir_all` fail with "File exists").
+pub fn detach_stale(mountpoint: &std::path::Path) {
     let Err(e) = std::fs::metadata(mountpoint) else {
         return;
     };

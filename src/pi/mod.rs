@@ -468,12 +468,25 @@ impl MirrorInner {
         task.abort();
         let _ = task.await;
         let mut cores = vec![db.key()];
-        cores.extend(blobs.as_ref().map(|b| b.key()));
+        // The task may have been stopped after it created the blobs core but before it
+        // reported it (even in the middle of creating it, leaving files that cannot be
+        // opened): the db header names it, so it is deleted too.
+        let blobs = match blobs {
+            Some(b) => Some(b.key()),
+            None => match db.get(0).await {
+                Ok(Some(block0)) => drive::decode_header(&block0)
+                    .ok()
+                    .and_then(|h| h.content_feed)
+                    .map(Key),
+                _ => None,
+            },
+        };
+        cores.extend(blobs);
         for core in &cores {
             self.served.write().unwrap().remove(core);
             self.node.unwant(core);
         }
-        drop((db, blobs));
+        drop(db);
         for core in &cores {
             if let Err(e) = self.store.delete(core) {
                 tracing::error!(site = %key.short(), "cannot delete {core}: {e}");
