@@ -630,8 +630,20 @@ impl CoreStore {
             return Ok(Some(c));
         }
         let dir = self.dir_of(key);
-        if !dir.join("oplog").exists() {
-            return Ok(None);
+        match std::fs::metadata(dir.join("oplog")) {
+            Err(_) => return Ok(None),
+            Ok(m) if m.len() == 0 => {
+                // Creation was interrupted before hypercore wrote the oplog header (a task
+                // aborted, a process killed): nothing was ever stored, and hypercore cannot
+                // open it. Start over.
+                tracing::warn!("{key}: removing an unfinished core (empty oplog)");
+                std::fs::remove_dir_all(&dir).map_err(|source| StoreError::Io {
+                    path: dir.clone(),
+                    source,
+                })?;
+                return Ok(None);
+            }
+            Ok(_) => {}
         }
         let storage = Storage::new_disk(&dir, false)
             .await
@@ -824,6 +836,23 @@ mod tests {
         );
         store.delete(&key).unwrap();
         assert!(!store.exists(&key));
+    }
+
+    #[tokio::test]
+    async fn a_core_whose_creation_was_interrupted_is_created_again() {
+        let dir = tempfile::tempdir().unwrap();
+        let key = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
+        let store = CoreStore::new(dir.path()).unwrap();
+        // What an aborted creation leaves: the folder and an empty oplog.
+        let core_dir = store.dir_of(&key);
+        std::fs::create_dir_all(&core_dir).unwrap();
+        std::fs::write(core_dir.join("oplog"), b"").unwrap();
+        assert!(store.open_existing(&key).await.unwrap().is_none());
+        let core = store.open_or_create_replica(&key).await.unwrap();
+        assert_eq!(core.info().length, 0);
+        drop(core);
+        let again = CoreStore::new(dir.path()).unwrap();
+        assert!(again.open_existing(&key).await.unwrap().is_some(), "created for real");
     }
 
     #[tokio::test]
