@@ -104,7 +104,10 @@ fn fuzz_crate_matches_the_targets() {
     for (name, _) in TARGETS {
         let src = std::fs::read_to_string(root.join(format!("fuzz_targets/{name}.rs")))
             .unwrap_or_else(|e| panic!("fuzz target {name}: {e}"));
-        assert!(src.contains(&format!("dat_mirror::fuzzing::{name}")), "{name}");
+        assert!(
+            src.contains(&format!("dat_mirror::fuzzing::{name}")),
+            "{name}"
+        );
         assert!(manifest.contains(&format!("name = \"{name}\"")), "{name}");
     }
     for dir in std::fs::read_dir(regressions()).unwrap() {
@@ -190,8 +193,14 @@ fn structured_seeds() -> Vec<(String, Vec<u8>)> {
         stream.extend(frame(m));
     }
     out.push(("wire_frames/seed-every-message".into(), stream));
-    out.push(("wire_proof/seed-block".into(), [&[0u8][..], &block].concat()));
-    out.push(("wire_proof/seed-upgrade".into(), [&[1u8][..], &upgrade].concat()));
+    out.push((
+        "wire_proof/seed-block".into(),
+        [&[0u8][..], &block].concat(),
+    ));
+    out.push((
+        "wire_proof/seed-upgrade".into(),
+        [&[1u8][..], &upgrade].concat(),
+    ));
     out.push(("drive_tree/seed-tree".into(), fuzzing::drive_tree_seed()));
     out
 }

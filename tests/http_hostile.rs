@@ -116,7 +116,12 @@ async fn slow_head(addr: SocketAddr, pause: Duration, connected: Arc<AtomicUsize
     let head = b"GET / HTTP/1.1\r\nHost: pi.local\r\n"
         .iter()
         .copied()
-        .chain(b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n".iter().copied().cycle());
+        .chain(
+            b"X-Slow: aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa\r\n"
+                .iter()
+                .copied()
+                .cycle(),
+        );
     let drip = async move {
         for byte in head {
             if wr.write_all(&[byte]).await.is_err() {
@@ -372,9 +377,14 @@ async fn malformed_requests_get_4xx_or_a_close() {
         normal_page(addr).await;
     }
     // The head limit the server enforces is what it says.
-    let mut just_under = b"GET / HTTP/1.1\r\nHost: pi.local\r\nConnection: close\r\nX-Pad: ".to_vec();
+    let mut just_under =
+        b"GET / HTTP/1.1\r\nHost: pi.local\r\nConnection: close\r\nX-Pad: ".to_vec();
     just_under.resize(MAX_HEAD_BYTES / 2, b'p');
     just_under.extend_from_slice(b"\r\n\r\n");
     let (answer, _) = exchange(addr, &just_under).await;
-    assert_eq!(statuses(&answer), vec![200], "a head under the limit is served");
+    assert_eq!(
+        statuses(&answer),
+        vec![200],
+        "a head under the limit is served"
+    );
 }

@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::config::{
-    choose, parse, Chosen, ConfigFile, Effective, Given, Located, DEFAULT_MOUNT_LISTEN, DEFAULT_SERVE_HTTP,
-    DEFAULT_SERVE_LISTEN,
+    choose, parse, Chosen, ConfigFile, Effective, Given, Located, DEFAULT_MOUNT_LISTEN,
+    DEFAULT_SERVE_HTTP, DEFAULT_SERVE_LISTEN,
 };
 
 const PATH: &str = "/etc/dat-mirror/config.toml";

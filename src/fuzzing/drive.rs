@@ -143,7 +143,11 @@ pub fn drive_tree(data: &[u8]) {
 
 fn check_listing(folder: &str, recursive: bool, items: &[DirEntry]) {
     let prefix = format!("{}/", folder.trim_end_matches('/'));
-    let prefix = if prefix == "//" { "/".to_string() } else { prefix };
+    let prefix = if prefix == "//" {
+        "/".to_string()
+    } else {
+        prefix
+    };
     // Key order, a folder sorting as if its name ended in `/`.
     let order = |d: &DirEntry| match d {
         DirEntry::Dir { path } => format!("{path}/"),
@@ -156,7 +160,10 @@ fn check_listing(folder: &str, recursive: bool, items: &[DirEntry]) {
         let p = item.path();
         assert!(p.starts_with(&prefix) && p.len() > prefix.len(), "{p:?}");
         if !recursive {
-            assert!(!p[prefix.len()..].contains('/'), "{p:?} is not directly in {prefix}");
+            assert!(
+                !p[prefix.len()..].contains('/'),
+                "{p:?} is not directly in {prefix}"
+            );
         }
     }
 }
@@ -186,9 +193,15 @@ pub fn blob_pointer(data: &[u8]) {
     let mut prev = None;
     let mut total = 0u64;
     for (block, slice) in blob_blocks(&blob, start..end).take(1024) {
-        assert!(prev.is_none_or(|p| block == p + 1), "blocks not consecutive");
+        assert!(
+            prev.is_none_or(|p| block == p + 1),
+            "blocks not consecutive"
+        );
         assert!(block >= blob.block_offset && block - blob.block_offset < blob.block_length);
-        assert!(slice.start < slice.end && slice.end as u64 <= BLOCK_SIZE, "{slice:?}");
+        assert!(
+            slice.start < slice.end && slice.end as u64 <= BLOCK_SIZE,
+            "{slice:?}"
+        );
         total += (slice.end - slice.start) as u64;
         prev = Some(block);
     }
@@ -208,7 +221,14 @@ pub fn drive_tree_seed() -> Vec<u8> {
         blocks: vec![Some(encode_header(&[9; 32]))],
         reads: 0,
     };
-    let files = ["/index.html", "/a/b", "/a/c.txt", "/a/d/e", "/dat.json", "/z"];
+    let files = [
+        "/index.html",
+        "/a/b",
+        "/a/c.txt",
+        "/a/d/e",
+        "/dat.json",
+        "/z",
+    ];
     let blocks = block_on(async {
         let mut ed = Editor::open(&mut db).await.expect("empty drive opens");
         for (i, path) in files.iter().enumerate() {
