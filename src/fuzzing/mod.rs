@@ -36,8 +36,11 @@ use crate::sync::wire::{read_message, Message, WireProof, MAX_FRAME};
 /// The environment variable holding the per-allocation limit (MiB) of [`LimitedAlloc`].
 pub const MALLOC_LIMIT_ENV: &str = "DAT_MIRROR_FUZZ_MALLOC_LIMIT_MB";
 
+/// A fuzz entry point.
+pub type Target = fn(&[u8]);
+
 /// Every target, by name (the name of its fuzz target and of its regression folder).
-pub const TARGETS: &[(&str, fn(&[u8]))] = &[
+pub const TARGETS: &[(&str, Target)] = &[
     ("command_entry", command_entry),
     ("status_entry", status_entry),
     ("wire_frames", wire_frames),

@@ -17,6 +17,9 @@ pub const MAX_READER_FRAME: usize = 4 * 1024;
 /// Most tree nodes a single proof may carry (a tree of 2^64 leaves has depth 64; an upgrade
 /// carries at most two sets of roots and paths).
 const MAX_NODES: usize = 256;
+/// Highest flat-tree index a proof may name: every index below 2^62 - 1 has depth ≤ 61
+/// (trees of up to 2^61 blocks); hypercore's parent arithmetic overflows above that.
+const MAX_NODE_INDEX: u64 = (1 << 62) - 2;
 
 /// One message on a core's stream. The reader opens the stream with `Open`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -243,6 +246,13 @@ impl<'a> Cursor<'a> {
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
             let index = self.uint()?;
+            // hypercore's `Node::new` computes the parent index with shifts that overflow
+            // for nodes this high (depth ≥ 62): no real tree has them.
+            if index > MAX_NODE_INDEX {
+                return Err(WireError::Malformed(format!(
+                    "proof names tree node {index}, beyond any tree"
+                )));
+            }
             let length = self.uint()?;
             let hash = self.take(32)?.to_vec();
             nodes.push(Node::new(index, hash, length));

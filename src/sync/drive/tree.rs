@@ -403,7 +403,10 @@ pub async fn list<S: BlockSource>(
                 let dir = format!("{prefix}{}", &rest[..i]);
                 cursor = file_key(&dir);
                 cursor.push(b'0'); // past every key under "dir/"
-                out.push(DirEntry::Dir { path: dir });
+                if i > 0 {
+                    // (A key with `//` would otherwise list a folder with no name.)
+                    out.push(DirEntry::Dir { path: dir });
+                }
             }
             None => {
                 let entry = tree.entry(seq).await?;
