@@ -43,7 +43,7 @@ use dat_mirror::sync::drive::{self, DirEntry};
 use dat_mirror::sync::keys::Key;
 use dat_mirror::sync::replicate::{pull, serve};
 use dat_mirror::sync::store::{Core, CoreStore};
-use dat_mirror::sync::wire::{read_message, MAX_FRAME};
+use dat_mirror::sync::wire::{read_message, MAX_READER_FRAME};
 use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dat-mirror");
@@ -348,12 +348,11 @@ fn replicate(from: Arc<Core>, to: Arc<Core>) {
     let (r_to_s_w, mut r_to_s_r) = tokio::io::duplex(4 << 20);
     let (s_to_r_w, s_to_r_r) = tokio::io::duplex(4 << 20);
     tokio::spawn(async move {
-        if let Ok(Some(_open)) = read_message(&mut r_to_s_r, MAX_FRAME).await {
+        if let Ok(Some(_open)) = read_message(&mut r_to_s_r, MAX_READER_FRAME).await {
             let _ = serve(from, r_to_s_r, s_to_r_w).await;
         }
     });
     tokio::spawn(async move {
-        // In memory there is no session to bind a capability to; the server here does not check.
         let _ = pull(to, [0; 32], s_to_r_r, r_to_s_w).await;
     });
 }

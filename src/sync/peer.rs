@@ -53,6 +53,8 @@ const RETRY_NOT_FOUND: Duration = Duration::from_secs(10);
 pub const RETRY_STORAGE: Duration = Duration::from_secs(3);
 /// How long a peer that misbehaved is refused.
 pub const MISBEHAVIOUR_BAN: Duration = Duration::from_secs(60);
+/// A refused peer's new connection is held (unserved) this long before it is closed.
+pub const BANNED_CLOSE_DELAY: Duration = Duration::from_secs(5);
 /// Streams a peer may open in a burst, and per second after that. An honest peer opens one
 /// per wanted core and retries each at most every few seconds; thousands in a row is a
 /// flood. (QUIC itself caps the streams open at once at 100.)
@@ -326,10 +328,15 @@ impl Node {
         let id = conn.stable_id();
         if let Some(left) = self.banned_for(&peer) {
             tracing::debug!(peer = %peer.short(), "refusing a peer that misbehaved ({left:?} left)");
-            conn.close(
-                close_code::BANNED.into(),
-                b"misbehaved recently; refused for a while",
-            );
+            // Close only after a pause: a peer that redials as soon as it is closed then
+            // costs one handshake per pause, not a busy loop. Nothing is served meanwhile.
+            tokio::spawn(async move {
+                tokio::time::sleep(BANNED_CLOSE_DELAY.min(left)).await;
+                conn.close(
+                    close_code::BANNED.into(),
+                    b"misbehaved recently; refused for a while",
+                );
+            });
             return;
         }
         let Some(secret) = session_secret(&conn) else {

@@ -383,11 +383,14 @@ where
                         let applied = match core.apply_proof(proof).await {
                             Ok(applied) => applied,
                             Err(e) if e.is_storage_fault() => return Err(ReplicationError::Storage(e)),
-                            Err(e) if is_forgery(&e) || core.info().length == length_then => {
+                            Err(e) if is_forgery(&e) => {
                                 return Err(ReplicationError::BadProof(e.to_string()));
                             }
                             Err(e) => {
-                                tracing::debug!(core = %core.key().short(), "stale proof: {e}");
+                                // Not provably the peer's fault: a race with another peer
+                                // (our core moved on since the request), or a local tree
+                                // that lacks a node after a failed write. Counted, not blamed.
+                                tracing::debug!(core = %core.key().short(), "proof not applied (sent at length {length_then}): {e}");
                                 false
                             }
                         };

@@ -1,0 +1,166 @@
+//! Authorization: a third identity, paired with nobody, asks a laptop and a mirror for their
+//! logs (the laptop's command log, the mirror's status log) — knowing their keys or not — and
+//! gets the same `NotFound` a random key gets, byte for byte; it cannot write to them (no
+//! message of the protocol writes, and what it serves is verified against the owner's key);
+//! and it can fetch a mirrored site whose key it knows.
+
+mod common;
+
+use std::sync::Arc;
+
+use dat_mirror::sync::capability::{self, Session, EXPORTER_LABEL};
+use dat_mirror::sync::command::Command;
+use dat_mirror::sync::keys::Key;
+use dat_mirror::sync::peer::{Node, Policy};
+use dat_mirror::sync::store::CoreStore;
+use dat_mirror::sync::transport::{self, Identity, PeerAddr};
+use dat_mirror::sync::wire::{read_message, write_message, Message, MAX_FRAME};
+use iroh::endpoint::Connection;
+
+use common::*;
+
+struct Nothing;
+impl Policy for Nothing {
+    fn may_serve(&self, _: &Key, _: &Key) -> bool {
+        false
+    }
+}
+
+/// The raw reply (bytes up to the end of the stream) to `Open` for `core` with a correct
+/// capability — the stranger *knows* the key.
+async fn ask(conn: &Connection, server: Key, me: Key, core: &Key) -> Vec<u8> {
+    let mut secret = [0u8; 32];
+    conn.export_keying_material(&mut secret, EXPORTER_LABEL, b"")
+        .unwrap();
+    let session = Session {
+        server,
+        reader: me,
+        secret,
+    };
+    let (mut send, mut recv) = conn.open_bi().await.unwrap();
+    let open = Message::Open {
+        discovery_key: core.discovery_key(),
+        capability: capability::capability(core, &session),
+    };
+    write_message(&mut send, &open).await.unwrap();
+    send.finish().unwrap();
+    tokio::time::timeout(TIMEOUT, recv.read_to_end(16 << 20))
+        .await
+        .expect("an answer")
+        .expect("a clean end of stream")
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
+    let Pair {
+        tmp,
+        mirror,
+        laptop,
+        site_dir,
+        ..
+    } = Pair::start().await;
+    make_site(&site_dir, 200_000);
+    let site = publish(&laptop, &site_dir, None).await;
+    laptop
+        .inner
+        .append(Command::Mirror {
+            key: site.key,
+            alias: None,
+        })
+        .await
+        .unwrap();
+    // The mirror holds the site and both logs exist and are replicated.
+    wait_until("the site on the mirror", || async {
+        mirror
+            .inner
+            .site_snapshot(&site.key)
+            .and_then(|s| s.blobs)
+            .filter(|b| b.info().complete() && b.info().length > 0)
+    })
+    .await;
+
+    // A stranger: its own identity, paired with nobody, serving nothing.
+    let stranger_dir = tmp.path().join("stranger");
+    let id = Identity::load_or_create(&stranger_dir).unwrap();
+    let ep = transport::bind(&id, "127.0.0.1:0".parse().unwrap())
+        .await
+        .unwrap();
+    let store = Arc::new(CoreStore::new(&stranger_dir).unwrap());
+    let stranger = Node::start(ep, store.clone(), Arc::new(Nothing));
+    let me = id.key();
+
+    let laptop_addr = PeerAddr {
+        id: laptop.inner.identity.key(),
+        addr: laptop.inner.node.endpoint().bound_sockets()[0],
+    };
+    let command_log = laptop.inner.identity.key();
+    let status_log = mirror.key();
+    let random = Key(rand::random());
+    let not_found = {
+        let body = Message::NotFound.encode();
+        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
+        frame.extend_from_slice(&body);
+        frame
+    };
+    for (who, addr) in [("laptop", laptop_addr), ("mirror", mirror_addr(&mirror))] {
+        let conn = stranger.connect(&addr).await.unwrap();
+        let server = addr.id;
+        for (what, core) in [
+            ("the command log", command_log),
+            ("the status log", status_log),
+            ("a random key", random),
+        ] {
+            let reply = ask(&conn, server, me, &core).await;
+            assert_eq!(reply, not_found, "{who} answered differently for {what}");
+        }
+        assert!(conn.close_reason().is_none(), "{who} dropped the stranger");
+    }
+
+    // It cannot append: its copy of either log stays empty, and the owners' logs only grow
+    // with their own signed entries (the stranger has no way to send an entry at all).
+    for log in [command_log, status_log] {
+        let replica = store.open_or_create_replica(&log).await.unwrap();
+        stranger.want(replica.clone());
+        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        assert_eq!(replica.info().length, 0, "the stranger read {log}");
+    }
+
+    // But a mirrored site whose key it knows, it can fetch, completely and verified.
+    let mirror_conn = stranger.connect(&mirror_addr(&mirror)).await.unwrap();
+    let db = store.open_or_create_replica(&site.key).await.unwrap();
+    stranger.want(db.clone());
+    let mut rx = db.subscribe();
+    tokio::time::timeout(TIMEOUT, rx.wait_for(|i| i.length > 0 && i.complete()))
+        .await
+        .expect("the site's db from the mirror")
+        .unwrap();
+    // (and the answer to a correct capability for it is `Opened`, not `NotFound`)
+    let mut secret = [0u8; 32];
+    mirror_conn
+        .export_keying_material(&mut secret, EXPORTER_LABEL, b"")
+        .unwrap();
+    let session = Session {
+        server: mirror.key(),
+        reader: me,
+        secret,
+    };
+    let (mut send, mut recv) = mirror_conn.open_bi().await.unwrap();
+    let open = Message::Open {
+        discovery_key: site.key.discovery_key(),
+        capability: capability::capability(&site.key, &session),
+    };
+    write_message(&mut send, &open).await.unwrap();
+    let first = read_message(&mut recv, MAX_FRAME).await.unwrap();
+    assert!(matches!(first, Some(Message::Opened { .. })), "{first:?}");
+    let original = laptop
+        .inner
+        .store
+        .open_existing(&site.key)
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(db.info().length, original.info().length);
+    for i in 0..original.info().length {
+        assert_eq!(db.get(i).await.unwrap(), original.get(i).await.unwrap());
+    }
+}
