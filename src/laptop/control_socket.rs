@@ -16,8 +16,8 @@ use super::publish::{publish_dir, Published};
 use super::LaptopInner;
 use crate::sync::invite::Invite;
 use crate::sync::keys::Key;
-use crate::sync::view::StatusView;
 use crate::sync::transport::PeerAddr;
+use crate::sync::view::StatusView;
 
 /// One row of `dat-mirror peers` on a laptop.
 #[derive(Debug, Clone, Serialize, Deserialize)]
