@@ -92,6 +92,9 @@ pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
 pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
 /// Binds an endpoint for `identity` on `listen` (e.g. `0.0.0.0:0` for "any port").
+/// Concurrent replication streams a peer may open to us (about half as many sites).
+pub const MAX_STREAMS: u32 = 4096;
+
 pub async fn bind(identity: &Identity, listen: SocketAddr) -> anyhow::Result<Endpoint> {
     let endpoint = Endpoint::builder(presets::Minimal)
         .secret_key(identity.secret.clone())
@@ -99,6 +102,10 @@ pub async fn bind(identity: &Identity, listen: SocketAddr) -> anyhow::Result<End
         .relay_mode(RelayMode::Disabled)
         .transport_config(
             QuicTransportConfig::builder()
+                // Every core replicated between two peers keeps one stream open (pull
+                // follows it for new versions): 2 per site plus the logs. QUIC's default
+                // of 100 concurrent streams stalled a mirror at 49 sites from one laptop.
+                .max_concurrent_bidi_streams(MAX_STREAMS.into())
                 .keep_alive_interval(KEEP_ALIVE)
                 .max_idle_timeout(Some(
                     IDLE_TIMEOUT
