@@ -18,7 +18,7 @@ use dat_mirror::laptop::publish::publish_dir;
 use dat_mirror::laptop::{Laptop, LaptopConfig};
 use dat_mirror::pi::{self, MirrorConfig};
 use dat_mirror::sync::command::Command;
-use dat_mirror::sync::transport::{Identity, PeerAddr};
+use dat_mirror::sync::transport::{Identity, NetworkConfig, PeerAddr};
 
 const LIMIT: Duration = Duration::from_secs(1800);
 
@@ -91,15 +91,14 @@ async fn main() -> Result<()> {
         listen: "127.0.0.1:0".parse()?,
         http: None,
         allow: vec![laptop_id],
+        network: NetworkConfig::offline(),
     })
     .await?;
     let laptop = Laptop::start(LaptopConfig {
         data: lap_dir,
-        mirrors: vec![PeerAddr {
-            id: mirror.key(),
-            addr: mirror.listen,
-        }],
+        mirrors: vec![PeerAddr::new(mirror.key(), mirror.listen)],
         listen: "127.0.0.1:0".parse()?,
+        network: NetworkConfig::offline(),
     })
     .await?;
 

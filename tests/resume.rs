@@ -73,7 +73,7 @@ async fn mirror_killed_mid_transfer_resumes() {
     let (port, http) = (free_udp_port(), free_tcp_port());
     let mirror = PeerAddr {
         id: node_id(&pi_dir),
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
     };
     let laptop = start_laptop(&lap_dir, vec![mirror]).await;
     let files = make_site(&site_dir, 96 << 20);

@@ -137,7 +137,7 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
     let mirror_id = node_id(&pi_dir);
     let mirror_addr = dat_mirror::sync::transport::PeerAddr {
         id: mirror_id,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
     };
     let laptop = start_laptop(&lap_dir, vec![mirror_addr.clone()]).await;
     let Some(mnt) = mount(

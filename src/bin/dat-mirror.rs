@@ -13,11 +13,12 @@ use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use dat_mirror::config::{self, Chosen, ConfigFile, Effective, Given, Located};
+use dat_mirror::config::{self, Chosen, ChosenNetwork, ConfigFile, Effective, Given, Located};
 use dat_mirror::laptop::control_socket::{self, Answer, Request};
 use dat_mirror::laptop::publish::{publish_dir, Published};
 use dat_mirror::laptop::{Laptop, LaptopConfig};
 use dat_mirror::pi::{self, MirrorConfig};
+use dat_mirror::sync::discovery::{NetworkConfig, RelayChoice};
 use dat_mirror::sync::keys::Key;
 use dat_mirror::sync::store::CoreStore;
 use dat_mirror::sync::transport::{DataLock, Identity, PeerAddr};
@@ -94,6 +95,8 @@ As a service: scripts/install.sh installs dat-mirror-serve.service \
         /// (created if missing; unmounted on exit) [config: serve.mount]
         #[arg(long, env = config::ENV_SERVE_MOUNT, value_name = "DIR")]
         mount: Option<PathBuf>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Run the laptop side: mount the control folder, keep the command log, seed published sites
     #[command(after_help = "Examples:\n  \
@@ -109,14 +112,16 @@ As a service: scripts/install.sh installs the user unit dat-mirror-mount.service
         /// [config: mount.mountpoint]
         #[arg(env = config::ENV_MOUNT_MOUNTPOINT, value_name = "MOUNTPOINT")]
         mountpoint: Option<PathBuf>,
-        /// A mirror to pair with, as ID@IP:PORT (repeatable; remembered in the data folder)
-        /// [config: mount.mirrors]
-        #[arg(long = "mirror", value_name = "ID@IP:PORT", env = config::ENV_MOUNT_MIRRORS,
+        /// A mirror to pair with, as ID@IP:PORT, or ID alone to find it by mDNS, the DHT or
+        /// a relay (repeatable; remembered in the data folder) [config: mount.mirrors]
+        #[arg(long = "mirror", value_name = "ID[@IP:PORT]", env = config::ENV_MOUNT_MIRRORS,
               value_delimiter = ',')]
         mirrors: Vec<PeerAddr>,
         /// Local address for peer connections [default: 0.0.0.0:0; config: mount.listen]
         #[arg(long, env = config::ENV_MOUNT_LISTEN, value_name = "IP:PORT")]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Publish a folder as a site (or, with --key, a new version of one) and print its link
     #[command(
@@ -149,6 +154,59 @@ scripts/install.sh installs all three system-wide.")]
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// How peers find each other (every command that opens a peer endpoint takes these).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct NetworkArgs {
+    /// Do not find or announce peers on the local network (mDNS)
+    /// [default: on; env: DAT_MIRROR_NETWORK_MDNS=false; config: network.mdns]
+    #[arg(long = "no-mdns")]
+    no_mdns: bool,
+    /// Do not use the mainline DHT (publishing this node's address and held sites, looking
+    /// up others) [default: on; env: DAT_MIRROR_NETWORK_DHT=false; config: network.dht]
+    #[arg(long = "no-dht")]
+    no_dht: bool,
+    /// Relay servers for peers behind NAT: `default` (iroh's public relays), `off`, or the
+    /// URL of your own relay [default: default; env: DAT_MIRROR_NETWORK_RELAY; config: network.relay]
+    #[arg(long, value_name = "URL|default|off", value_parser = parse_relay)]
+    relay: Option<RelayChoice>,
+}
+
+fn parse_relay(s: &str) -> Result<RelayChoice, String> {
+    s.parse()
+}
+
+/// The discovery routes: flag, then environment, then file, then default.
+fn network(args: &NetworkArgs, cfg: &ConfigFile) -> anyhow::Result<ChosenNetwork> {
+    let mdns = match args.no_mdns {
+        true => Given::Flag(false),
+        false => env_given(config::ENV_NETWORK_MDNS, config::parse_switch)?,
+    };
+    let dht = match args.no_dht {
+        true => Given::Flag(false),
+        false => env_given(config::ENV_NETWORK_DHT, config::parse_switch)?,
+    };
+    let relay = match &args.relay {
+        Some(r) => Given::Flag(r.clone()),
+        None => env_given(config::ENV_NETWORK_RELAY, parse_relay)?,
+    };
+    let bootstrap = env_given(config::ENV_NETWORK_DHT_BOOTSTRAP, |s| {
+        s.split(',')
+            .map(config::parse_bootstrap)
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(ChosenNetwork::choose(mdns, dht, relay, bootstrap, cfg))
+}
+
+fn print_network(n: &NetworkConfig) {
+    let on = |b: bool| if b { "on" } else { "off" };
+    println!(
+        "finding peers by id: mDNS {}, DHT {}, relay {}",
+        on(n.mdns),
+        on(n.dht),
+        n.relay
+    );
 }
 
 fn parse_key(s: &str) -> Result<Key, String> {
@@ -330,6 +388,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                     &cfg.mount.listen,
                     config::DEFAULT_MOUNT_LISTEN,
                 ),
+                network: network(&NetworkArgs::default(), &cfg)?,
             };
             print!("{}", effective.render());
             Ok(())
@@ -344,7 +403,9 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             allow,
             domains,
             mount,
+            network: net_args,
         } => {
+            let net = network(&net_args, &cfg)?.config();
             let mount = config::choose(
                 given(sub, "mount", config::ENV_SERVE_MOUNT, mount),
                 cfg.serve.mount.as_ref(),
@@ -386,6 +447,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 listen,
                 http: Some(http),
                 allow,
+                network: net.clone(),
             })
             .await?;
             for (host, key) in &domains {
@@ -407,6 +469,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             println!("mirror key: {}", mirror.key());
+            print_network(&net);
             println!(
                 "listening on {} (peers), http://{} (HTTP)",
                 mirror.listen,
@@ -431,7 +494,9 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             mountpoint,
             mirrors,
             listen,
+            network: net_args,
         } => {
+            let net = network(&net_args, &cfg)?.config();
             let mountpoint = config::choose(
                 given(sub, "mountpoint", config::ENV_MOUNT_MOUNTPOINT, mountpoint),
                 cfg.mount.mountpoint.as_ref(),
@@ -452,7 +517,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 &cfg,
                 config::DEFAULT_MOUNT_LISTEN,
             );
-            mount(data()?, mountpoint, mirrors, listen).await
+            mount(data()?, mountpoint, mirrors, listen, net).await
         }
         Cmd::Publish { site_dir, key } => {
             let data = data()?;
@@ -486,15 +551,23 @@ async fn mount(
     mountpoint: PathBuf,
     mirrors: Vec<PeerAddr>,
     listen: SocketAddr,
+    network: NetworkConfig,
 ) -> anyhow::Result<()> {
     let laptop = Laptop::start(LaptopConfig {
         data,
         mirrors,
         listen,
+        network: network.clone(),
     })
     .await?;
     if laptop.inner.mirrors().is_empty() {
-        anyhow::bail!("no mirror to talk to: pass --mirror <MIRROR_ID>@<IP:PORT> (the mirror prints its key on start), or set `mirrors` in the config file's [mount] table");
+        anyhow::bail!("no mirror to talk to: pass --mirror <MIRROR_ID>@<IP:PORT>, or --mirror <MIRROR_ID> alone to find it by mDNS, the DHT or a relay (the mirror prints its key on start), or set `mirrors` in the config file's [mount] table");
+    }
+    let routes_off = !network.mdns && !network.dht && network.relay == RelayChoice::Off;
+    for m in laptop.inner.mirrors().iter().filter(|m| m.addr.is_none()) {
+        if routes_off {
+            anyhow::bail!("no address known for mirror {}: give it as {}@IP:PORT, or enable mDNS, the DHT or a relay ([network] in the config file)", m.id, m.id);
+        }
     }
     std::fs::create_dir_all(&mountpoint)
         .with_context(|| format!("cannot create the mount point {}", mountpoint.display()))?;
@@ -510,6 +583,7 @@ async fn mount(
         })?;
     println!("laptop key: {}", laptop.inner.key());
     println!("control folder mounted at {}", mountpoint.display());
+    print_network(&network);
     wait_for_shutdown().await;
     tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
     laptop.shutdown().await;

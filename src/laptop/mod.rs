@@ -23,7 +23,8 @@ use crate::sync::keys::Key;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::status::{now_ms, StatusEntry};
 use crate::sync::store::{Core, CoreStore};
-use crate::sync::transport::{self, DataLock, Identity, PeerAddr};
+use crate::sync::discovery::{self, Bound, NetworkConfig, Providers};
+use crate::sync::transport::{DataLock, Identity, PeerAddr};
 use crate::sync::view::{self, MirrorInput, StatusView};
 
 #[derive(Debug, Clone)]
@@ -33,6 +34,8 @@ pub struct LaptopConfig {
     pub mirrors: Vec<PeerAddr>,
     /// Local address for the peer endpoint (`0.0.0.0:0`: any).
     pub listen: SocketAddr,
+    /// Discovery routes (mDNS, DHT, relays); `NetworkConfig::offline()` for none.
+    pub network: NetworkConfig,
 }
 
 /// Who may read what from a laptop: its command log only to its paired mirrors, the sites
@@ -63,6 +66,8 @@ pub struct LaptopInner {
     pub identity: Identity,
     pub store: Arc<CoreStore>,
     pub node: Arc<Node>,
+    /// Announces the sites published here (DHT) and finds who holds a site.
+    pub providers: Arc<Providers>,
     pub data: PathBuf,
     commands: Arc<Core>,
     mirrors: Arc<RwLock<Vec<PeerAddr>>>,
@@ -84,7 +89,7 @@ fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
         Ok(bytes) => {
             let list: Vec<String> = serde_json::from_slice(&bytes).with_context(|| {
                 format!(
-                    "{} is not a list of ID@IP:PORT; fix or delete it",
+                    "{} is not a list of ID or ID@IP:PORT; fix or delete it",
                     path.display()
                 )
             })?;
@@ -133,18 +138,21 @@ impl Laptop {
             }
         }
 
-        let endpoint = transport::bind(&identity, config.listen).await?;
+        let Bound { endpoint, lookups } =
+            discovery::bind(&identity, config.listen, &config.network).await?;
         let policy = LaptopPolicy {
             own: identity.key(),
             mirrors: mirrors.clone(),
             store: store.clone(),
         };
         let node = Node::start(endpoint, store.clone(), Arc::new(policy));
+        let providers = Providers::start(node.clone(), &lookups, &identity);
 
         let inner = Arc::new(LaptopInner {
             identity,
             store,
             node,
+            providers,
             data: config.data.clone(),
             commands: commands.clone(),
             mirrors: mirrors.clone(),
@@ -162,6 +170,7 @@ impl Laptop {
             tasks.push(tokio::spawn(watch_status(inner.clone(), status)));
             tasks.push(inner.node.keep_connected(m));
         }
+        inner.announce_published().await;
         tasks.push(control_socket::spawn(inner.clone())?);
         Ok(Laptop {
             inner,
@@ -238,6 +247,22 @@ async fn watch_status(inner: Arc<LaptopInner>, core: Arc<Core>) {
 impl LaptopInner {
     pub fn key(&self) -> Key {
         self.identity.key()
+    }
+
+    /// Announces every site published from this data folder (see [`Providers::announce`]);
+    /// called at start and after each publish.
+    pub async fn announce_published(&self) {
+        let own = self.identity.key();
+        for key in self.store.keys_on_disk() {
+            if key == own {
+                continue;
+            }
+            if let Ok(Some((db, _))) = publish::open_site(&self.store, &key).await {
+                if db.info().writable {
+                    self.providers.announce(key.discovery_key());
+                }
+            }
+        }
     }
 
     pub fn mirrors(&self) -> Vec<PeerAddr> {

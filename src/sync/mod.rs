@@ -3,6 +3,7 @@
 //! iroh transport.
 
 pub mod command;
+pub mod discovery;
 pub mod drive;
 pub mod keys;
 pub mod peer;
