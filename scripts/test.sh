@@ -7,9 +7,15 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # fuse3 (fusermount3) for the FUSE tests, systemd (systemd-analyze) to verify the units.
+# Tests that start dat-mirror processes switch discovery off (DAT_MIRROR_NETWORK_*): nothing
+# they do leaves this machine.
 pkgs=()
 command -v fusermount3 >/dev/null || pkgs+=(fuse3)
 command -v systemd-analyze >/dev/null || pkgs+=(systemd)
+# iproute2 (ip netns), iptables and util-linux (nsenter) for the network-namespace tests.
+command -v ip >/dev/null || pkgs+=(iproute2)
+command -v iptables >/dev/null || pkgs+=(iptables)
+command -v nsenter >/dev/null || pkgs+=(util-linux)
 if ((${#pkgs[@]})) && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
   echo "==> installing ${pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null
@@ -36,6 +42,13 @@ if command -v npm >/dev/null; then
   fi
 else
   echo "warning: node/npm not found: the hyperdrive interop tests will be SKIPPED (with CI=true they fail)" >&2
+fi
+
+# iroh's relay server, for the relay test in tests/discovery.rs (with CI=true it fails without).
+if ! command -v iroh-relay >/dev/null && [[ ! -x "$HOME/.cargo/bin/iroh-relay" ]]; then
+  echo "==> cargo install iroh-relay (relay server for tests/discovery.rs)"
+  cargo install --locked iroh-relay --version =1.4.1 --features server \
+    || echo "warning: could not install iroh-relay: the relay test will be SKIPPED (fails with CI=true)" >&2
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then

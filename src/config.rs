@@ -1010,8 +1010,8 @@ mod tests {
         assert_eq!(back.serve.domains.unwrap().value, eff.serve_domains.value);
         assert_eq!(back.mount.mountpoint, None);
         assert_eq!(back.mount.mirrors.unwrap().value, eff.mount_mirrors.value);
-        assert_eq!(back.network.mdns.unwrap().value, false);
-        assert_eq!(back.network.dht.unwrap().value, true);
+        assert!(!back.network.mdns.unwrap().value);
+        assert!(back.network.dht.unwrap().value);
         assert_eq!(
             back.network.relay.unwrap().value,
             eff.network.relay.value
@@ -1034,7 +1034,7 @@ mod tests {
             Given::Absent,
             &f,
         );
-        assert_eq!(n.mdns.value, false);
+        assert!(!n.mdns.value);
         assert!(matches!(n.mdns.source, Source::File { line: 2, .. }));
         assert_eq!(n.dht.source, Source::Env(ENV_NETWORK_DHT));
         assert_eq!(n.relay.value, RelayChoice::Default);

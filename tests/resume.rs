@@ -32,6 +32,9 @@ fn spawn_serve(data: &std::path::Path, port: u16, http: u16, allow: Key) -> Serv
             &format!("127.0.0.1:{http}"),
         ])
         .args(["--allow", &allow.to_hex()])
+        .env("DAT_MIRROR_NETWORK_MDNS", "false")
+        .env("DAT_MIRROR_NETWORK_DHT", "false")
+        .env("DAT_MIRROR_NETWORK_RELAY", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()

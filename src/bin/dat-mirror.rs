@@ -72,6 +72,8 @@ dat-mirror --data /var/lib/dat-mirror serve        # settings from the config fi
 Config file ([serve] table; environment DAT_MIRROR_SERVE_LISTEN, _HTTP, _ALLOW, _DOMAINS):\n  \
 [serve]\n  listen = \"0.0.0.0:7070\"\n  http = \"0.0.0.0:8080\"\n  allow = [\"<LAPTOP_ID>\", \"<OTHER_LAPTOP_ID>\"]\n  \
 [serve.domains]\n  \"www.example.org\" = \"<SITE_KEY>\"\n\n\
+Finding peers by id ([network] table; environment DAT_MIRROR_NETWORK_MDNS, _DHT, _RELAY):\n  \
+[network]\n  mdns = true\n  dht = true\n  relay = \"default\"    # or \"off\", or \"https://your-relay.example.org\"\n\n\
 As a service: scripts/install.sh installs dat-mirror-serve.service \
 (systemctl enable --now dat-mirror-serve; config in /etc/dat-mirror/config.toml).")]
     Serve {
@@ -106,7 +108,9 @@ Stop with Ctrl-C (or SIGTERM): the folder is unmounted cleanly.\n\n\
 Config file ([mount] table; environment DAT_MIRROR_MOUNT_MOUNTPOINT, _MIRRORS, _LISTEN):\n  \
 [mount]\n  mountpoint = \"~/dat-mirror\"\n  mirrors = [\"<MIRROR_ID>@192.168.1.20:7070\"]\n\n\
 As a service: scripts/install.sh installs the user unit dat-mirror-mount.service \
-(systemctl --user enable --now dat-mirror-mount).")]
+(systemctl --user enable --now dat-mirror-mount).\n\n\
+With mDNS, the DHT or a relay on ([network] table, see `dat-mirror serve --help`), \
+--mirror <MIRROR_ID> alone finds the mirror.")]
     Mount {
         /// Where to mount the control folder (an empty folder; created if missing)
         /// [config: mount.mountpoint]
