@@ -362,12 +362,9 @@ pub fn parse(text: &str, path: &Path, home: Option<&Path>) -> Result<ConfigFile,
         mdns: flag(network.mdns),
         dht: flag(network.dht),
         relay,
-        dht_bootstrap: list(
-            network.dht_bootstrap,
-            text,
-            parse_bootstrap,
-            |span, m| err(Some(span), Some("network.dht_bootstrap".into()), m),
-        )?,
+        dht_bootstrap: list(network.dht_bootstrap, text, parse_bootstrap, |span, m| {
+            err(Some(span), Some("network.dht_bootstrap".into()), m)
+        })?,
     };
     Ok(ConfigFile {
         network,
@@ -779,7 +776,7 @@ mod tests {
             PathBuf::from("/home/me/dm")
         );
         let mirrors = c.mount.mirrors.unwrap().value;
-        assert_eq!(mirrors[0].addr, "192.168.1.20:7070".parse().unwrap());
+        assert_eq!(mirrors[0].addr, Some("192.168.1.20:7070".parse().unwrap()));
         assert_eq!(c.mount.listen.unwrap().value.port(), 7000);
     }
 
@@ -1012,10 +1009,7 @@ mod tests {
         assert_eq!(back.mount.mirrors.unwrap().value, eff.mount_mirrors.value);
         assert!(!back.network.mdns.unwrap().value);
         assert!(back.network.dht.unwrap().value);
-        assert_eq!(
-            back.network.relay.unwrap().value,
-            eff.network.relay.value
-        );
+        assert_eq!(back.network.relay.unwrap().value, eff.network.relay.value);
         assert_eq!(
             back.network.dht_bootstrap.unwrap().value,
             eff.network.dht_bootstrap.value
@@ -1024,8 +1018,9 @@ mod tests {
 
     #[test]
     fn network_section_parses_and_layers() {
-        let f = p("[network]\nmdns = false\nrelay = \"off\"\ndht_bootstrap = [\"127.0.0.1:7000\"]\n")
-            .unwrap();
+        let f =
+            p("[network]\nmdns = false\nrelay = \"off\"\ndht_bootstrap = [\"127.0.0.1:7000\"]\n")
+                .unwrap();
         assert_eq!(f.network.mdns.as_ref().unwrap().line, 2);
         let n = ChosenNetwork::choose(
             Given::Absent,

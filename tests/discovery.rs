@@ -46,9 +46,14 @@ impl Policy for Nobody {
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
     init_tracing();
-    let testnet = n0_mainline::Testnet::new(5).await.expect("local DHT testnet");
+    let testnet = n0_mainline::Testnet::new(5)
+        .await
+        .expect("local DHT testnet");
     assert!(
-        testnet.bootstrap.iter().all(|b| b.starts_with("127.0.0.1:")),
+        testnet
+            .bootstrap
+            .iter()
+            .all(|b| b.starts_with("127.0.0.1:")),
         "the testnet must be on loopback: {:?}",
         testnet.bootstrap
     );
@@ -113,10 +118,11 @@ async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
         (found.contains(&mirror.key()) && found.contains(&laptop.inner.key())).then_some(found)
     })
     .await;
-    assert!(!found.contains(&reader.id()), "find never returns this node");
-    let unknown = providers
-        .find_on_dht(&Key([9; 32]).discovery_key())
-        .await;
+    assert!(
+        !found.contains(&reader.id()),
+        "find never returns this node"
+    );
+    let unknown = providers.find_on_dht(&Key([9; 32]).discovery_key()).await;
     assert!(unknown.is_empty(), "nobody announced that key: {unknown:?}");
 
     // Stop the laptop: the mirror alone serves the site, dialled by the id the DHT gave.
@@ -127,9 +133,10 @@ async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
         .connect(&PeerAddr::id_only(mirror.key()))
         .await
         .expect("the reader dials the mirror by id alone");
-    wait_until("the reader to copy the site's db from the mirror", || async {
-        db.info().synced().then_some(())
-    })
+    wait_until(
+        "the reader to copy the site's db from the mirror",
+        || async { db.info().synced().then_some(()) },
+    )
     .await;
     assert!(db.info().length >= files.len() as u64);
 
@@ -156,7 +163,10 @@ async fn id_alone_with_every_route_off_says_what_to_do() {
     let node = Node::start(bound.endpoint, store, Arc::new(Nobody));
     let providers = Providers::start(node.clone(), &bound.lookups, &id);
     providers.announce([1; 32]);
-    assert!(providers.announced().is_empty(), "no DHT: nothing announced");
+    assert!(
+        providers.announced().is_empty(),
+        "no DHT: nothing announced"
+    );
     assert!(providers.find(&[1; 32]).await.is_empty());
     let err = tokio::time::timeout(
         TIMEOUT,
@@ -289,7 +299,11 @@ async fn mirror_a_site_across_namespaces(lab: &Lab, tmp: &Path, env: &[(&str, &s
         .env("RUST_LOG", "warn")
         .output()
         .unwrap();
-    assert!(out.status.success(), "publish: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "publish: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let link = String::from_utf8_lossy(&out.stdout).trim().to_string();
     let key = Key::parse_link(&link).unwrap_or_else(|e| panic!("publish printed {link:?}: {e}"));
     let entry = mnt.join(key.to_hex());
@@ -352,9 +366,12 @@ fn relay_binary() -> Option<String> {
     if let Some(home) = std::env::var_os("HOME") {
         candidates.push(format!("{}/.cargo/bin/iroh-relay", home.to_string_lossy()));
     }
-    candidates
-        .into_iter()
-        .find(|c| Command::new(c).arg("--version").output().is_ok_and(|o| o.status.success()))
+    candidates.into_iter().find(|c| {
+        Command::new(c)
+            .arg("--version")
+            .output()
+            .is_ok_and(|o| o.status.success())
+    })
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -366,7 +383,9 @@ async fn relay_carries_the_sync_when_the_direct_path_is_blocked() {
     let relay_bin = relay_binary();
     let missing = match (Command::new("iptables").arg("-V").output(), &relay_bin) {
         (Err(_), _) => Some("iptables is missing"),
-        (_, None) => Some("the iroh-relay binary is missing (cargo install iroh-relay --features server)"),
+        (_, None) => {
+            Some("the iroh-relay binary is missing (cargo install iroh-relay --features server)")
+        }
         _ => None,
     };
     if let Some(why) = missing {

@@ -23,9 +23,13 @@ impl Policy for Only {
 async fn node(dir: &std::path::Path, policy: Only) -> (Arc<Node>, Arc<CoreStore>) {
     let id = Identity::load_or_create(dir).unwrap();
     let store = Arc::new(CoreStore::new(dir).unwrap());
-    let ep = transport::bind(&id, "127.0.0.1:0".parse().unwrap(), &NetworkConfig::offline())
-        .await
-        .unwrap();
+    let ep = transport::bind(
+        &id,
+        "127.0.0.1:0".parse().unwrap(),
+        &NetworkConfig::offline(),
+    )
+    .await
+    .unwrap();
     (Node::start(ep, store.clone(), Arc::new(policy)), store)
 }
 

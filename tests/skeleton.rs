@@ -171,7 +171,7 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
     );
 
     // Mirror up: record every state the entry shows until mirrored.
-    let mirror = start_mirror(&pi_dir, mirror_addr.addr, vec![laptop.inner.key()]).await;
+    let mirror = start_mirror(&pi_dir, mirror_addr.addr.unwrap(), vec![laptop.inner.key()]).await;
     let (m, k) = (mnt.path.clone(), site.key.to_hex());
     let seen = blocking(move || {
         let deadline = std::time::Instant::now() + TIMEOUT;

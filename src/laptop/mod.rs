@@ -19,11 +19,11 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 
 use crate::sync::command::{Command, CommandError};
+use crate::sync::discovery::{self, Bound, NetworkConfig, Providers};
 use crate::sync::keys::Key;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::status::{now_ms, StatusEntry};
 use crate::sync::store::{Core, CoreStore};
-use crate::sync::discovery::{self, Bound, NetworkConfig, Providers};
 use crate::sync::transport::{DataLock, Identity, PeerAddr};
 use crate::sync::view::{self, MirrorInput, StatusView};
 

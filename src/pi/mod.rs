@@ -23,12 +23,12 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::sync::command::Command;
+use crate::sync::discovery::{self, Bound, NetworkConfig, Providers};
 use crate::sync::drive;
 use crate::sync::keys::Key;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::status::StatusEvent;
 use crate::sync::store::{Core, CoreInfo, CoreStore};
-use crate::sync::discovery::{self, Bound, NetworkConfig, Providers};
 use crate::sync::transport::{DataLock, Identity};
 use mirror_set::MirrorSet;
 use status_log::StatusLog;

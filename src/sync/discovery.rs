@@ -197,9 +197,7 @@ pub async fn bind(
         let mdns = MdnsAddressLookup::builder()
             .service_name(MDNS_SERVICE)
             .build(id)
-            .map_err(|e| {
-                anyhow::anyhow!("cannot start mDNS (turn it off with --no-mdns): {e}")
-            })?;
+            .map_err(|e| anyhow::anyhow!("cannot start mDNS (turn it off with --no-mdns): {e}"))?;
         builder = builder.address_lookup(mdns.clone());
         lookups.mdns = Some(mdns);
     }
@@ -306,7 +304,10 @@ impl Providers {
             loop {
                 let wait = match dht.announce_signed_peer(topic, &signer).await {
                     Ok(_) => {
-                        tracing::debug!("announced {} on the DHT", hex::encode(&discovery_key[..8]));
+                        tracing::debug!(
+                            "announced {} on the DHT",
+                            hex::encode(&discovery_key[..8])
+                        );
                         REANNOUNCE
                     }
                     Err(e) => {
@@ -395,7 +396,10 @@ mod tests {
     #[test]
     fn relay_choice_parses_and_prints() {
         assert_eq!("off".parse::<RelayChoice>().unwrap(), RelayChoice::Off);
-        assert_eq!("Default".parse::<RelayChoice>().unwrap(), RelayChoice::Default);
+        assert_eq!(
+            "Default".parse::<RelayChoice>().unwrap(),
+            RelayChoice::Default
+        );
         let c: RelayChoice = "https://relay.example.org".parse().unwrap();
         assert!(matches!(&c, RelayChoice::Custom(u) if u.len() == 1));
         assert_eq!(c.to_string(), "https://relay.example.org");

@@ -99,7 +99,9 @@ pub async fn bind(
     listen: SocketAddr,
     net: &NetworkConfig,
 ) -> anyhow::Result<Endpoint> {
-    Ok(super::discovery::bind(identity, listen, net).await?.endpoint)
+    Ok(super::discovery::bind(identity, listen, net)
+        .await?
+        .endpoint)
 }
 
 /// A peer as given on the command line: its id, and optionally a direct address,

@@ -92,7 +92,15 @@ impl Lab {
             "mcast_snooping",
             "0",
         ]);
-        ip(&["-n", &sw, "addr", "add", &format!("{}/24", lab.switch_ip()), "dev", "br0"]);
+        ip(&[
+            "-n",
+            &sw,
+            "addr",
+            "add",
+            &format!("{}/24", lab.switch_ip()),
+            "dev",
+            "br0",
+        ]);
         ip(&["-n", &sw, "link", "set", "br0", "up"]);
         for (i, host) in hosts.iter().enumerate() {
             let ns = lab.ns(host);
