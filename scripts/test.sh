@@ -7,12 +7,14 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 # fuse3 (fusermount3) for the FUSE tests, systemd (systemd-analyze) to verify the units;
-# iproute2 (ip, tc), util-linux (nsenter) and kmod (modprobe sch_netem) for the network
-# namespace fault tests (tests/fault_link.rs).
+# iproute2 (ip netns, tc), iptables, util-linux (nsenter) and kmod (modprobe sch_netem) for
+# the network-namespace tests (fault_link, discovery). Tests that start dat-mirror processes
+# switch discovery off (DAT_MIRROR_NETWORK_*): nothing they do leaves this machine.
 pkgs=()
 command -v fusermount3 >/dev/null || pkgs+=(fuse3)
 command -v systemd-analyze >/dev/null || pkgs+=(systemd)
 command -v ip >/dev/null || pkgs+=(iproute2)
+command -v iptables >/dev/null || pkgs+=(iptables)
 command -v nsenter >/dev/null || pkgs+=(util-linux)
 command -v modprobe >/dev/null || pkgs+=(kmod)
 if ((${#pkgs[@]})) && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
@@ -46,6 +48,13 @@ if command -v npm >/dev/null; then
   fi
 else
   echo "warning: node/npm not found: the hyperdrive interop tests will be SKIPPED (with CI=true they fail)" >&2
+fi
+
+# iroh's relay server, for the relay test in tests/discovery.rs (with CI=true it fails without).
+if ! command -v iroh-relay >/dev/null && [[ ! -x "$HOME/.cargo/bin/iroh-relay" ]]; then
+  echo "==> cargo install iroh-relay (relay server for tests/discovery.rs)"
+  cargo install --locked iroh-relay --version =1.4.1 --features server \
+    || echo "warning: could not install iroh-relay: the relay test will be SKIPPED (fails with CI=true)" >&2
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then

@@ -20,6 +20,12 @@
 //! mountpoint = "~/dat-mirror"              # the MOUNTPOINT argument
 //! mirrors = ["<MIRROR_ID>@192.168.1.20:7070"]  # --mirror (repeatable)
 //! listen = "0.0.0.0:0"                     # --listen
+//!
+//! [network]                                # serve and mount: how peers find each other
+//! mdns = true                              # --no-mdns: local network discovery
+//! dht = true                               # --no-dht: mainline DHT (addresses, site holders)
+//! relay = "default"                        # --relay default|off|URL
+//! dht_bootstrap = []                       # HOST:PORT; empty: the public bootstrap nodes
 //! ```
 //!
 //! A setting is taken from, in order: the command line, the environment
@@ -36,6 +42,7 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
+use crate::sync::discovery::{NetworkConfig, RelayChoice};
 use crate::sync::keys::Key;
 use crate::sync::transport::PeerAddr;
 
@@ -60,6 +67,15 @@ pub const ENV_SERVE_MOUNT: &str = "DAT_MIRROR_SERVE_MOUNT";
 pub const ENV_MOUNT_MIRRORS: &str = "DAT_MIRROR_MOUNT_MIRRORS";
 /// Environment variable for `[mount] listen` / `mount --listen`.
 pub const ENV_MOUNT_LISTEN: &str = "DAT_MIRROR_MOUNT_LISTEN";
+
+/// Environment variable for `[network] mdns` (`true`/`false`; `serve/mount --no-mdns`).
+pub const ENV_NETWORK_MDNS: &str = "DAT_MIRROR_NETWORK_MDNS";
+/// Environment variable for `[network] dht` (`true`/`false`; `serve/mount --no-dht`).
+pub const ENV_NETWORK_DHT: &str = "DAT_MIRROR_NETWORK_DHT";
+/// Environment variable for `[network] relay` (`default`, `off` or URLs; `--relay`).
+pub const ENV_NETWORK_RELAY: &str = "DAT_MIRROR_NETWORK_RELAY";
+/// Environment variable for `[network] dht_bootstrap` (comma-separated HOST:PORT).
+pub const ENV_NETWORK_DHT_BOOTSTRAP: &str = "DAT_MIRROR_NETWORK_DHT_BOOTSTRAP";
 
 /// Default `[serve] listen`: peers connect here (QUIC).
 pub const DEFAULT_SERVE_LISTEN: SocketAddr = SocketAddr::V4(std::net::SocketAddrV4::new(
@@ -92,6 +108,16 @@ pub struct ConfigFile {
     pub data: Option<Located<PathBuf>>,
     pub serve: ServeSection,
     pub mount: MountSection,
+    pub network: NetworkSection,
+}
+
+/// `[network]`: discovery routes of `serve` and `mount` (see [`crate::sync::discovery`]).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NetworkSection {
+    pub mdns: Option<Located<bool>>,
+    pub dht: Option<Located<bool>>,
+    pub relay: Option<Located<RelayChoice>>,
+    pub dht_bootstrap: Option<Located<Vec<String>>>,
 }
 
 /// `[serve]`: settings of `dat-mirror serve`.
@@ -149,6 +175,16 @@ struct RawFile {
     data: Option<Spanned<String>>,
     serve: Option<RawServe>,
     mount: Option<RawMount>,
+    network: Option<RawNetwork>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct RawNetwork {
+    mdns: Option<Spanned<bool>>,
+    dht: Option<Spanned<bool>>,
+    relay: Option<Spanned<String>>,
+    dht_bootstrap: Option<Spanned<Vec<Spanned<String>>>>,
 }
 
 #[derive(Deserialize)]
@@ -309,7 +345,36 @@ pub fn parse(text: &str, path: &Path, home: Option<&Path>) -> Result<ConfigFile,
         mirrors: None,
         listen: None,
     });
+    let network = raw.network.unwrap_or_default();
+    let flag = |v: Option<Spanned<bool>>| {
+        v.map(|b| Located {
+            line: line_of(text, b.span().start),
+            value: b.into_inner(),
+        })
+    };
+    let relay = network
+        .relay
+        .map(|r| {
+            let span = r.span();
+            r.get_ref()
+                .parse::<RelayChoice>()
+                .map(|value| Located {
+                    value,
+                    line: line_of(text, span.start),
+                })
+                .map_err(|m| err(Some(span), Some("network.relay".into()), m))
+        })
+        .transpose()?;
+    let network = NetworkSection {
+        mdns: flag(network.mdns),
+        dht: flag(network.dht),
+        relay,
+        dht_bootstrap: list(network.dht_bootstrap, text, parse_bootstrap, |span, m| {
+            err(Some(span), Some("network.dht_bootstrap".into()), m)
+        })?,
+    };
     Ok(ConfigFile {
+        network,
         path: Some(path.to_path_buf()),
         data: dir(raw.data, "data")?,
         serve: ServeSection {
@@ -350,6 +415,66 @@ pub fn parse(text: &str, path: &Path, home: Option<&Path>) -> Result<ConfigFile,
             listen: addr(mount.listen, "mount.listen")?,
         },
     })
+}
+
+/// A DHT bootstrap node: `HOST:PORT`.
+pub fn parse_bootstrap(s: &str) -> Result<String, String> {
+    let s = s.trim();
+    match s.rsplit_once(':') {
+        Some((host, port)) if !host.is_empty() && port.parse::<u16>().is_ok() => Ok(s.to_string()),
+        _ => Err(format!(
+            "{s:?} is not a DHT bootstrap node: use HOST:PORT, e.g. 192.168.1.5:6881"
+        )),
+    }
+}
+
+/// `true`/`false` (also `1`/`0`, `yes`/`no`, `on`/`off`), as the environment gives switches.
+pub fn parse_switch(s: &str) -> Result<bool, String> {
+    match s.trim().to_ascii_lowercase().as_str() {
+        "true" | "1" | "yes" | "on" => Ok(true),
+        "false" | "0" | "no" | "off" => Ok(false),
+        _ => Err(format!("{s:?} is not true or false")),
+    }
+}
+
+/// The discovery routes in effect, each with where it came from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ChosenNetwork {
+    pub mdns: Chosen<bool>,
+    pub dht: Chosen<bool>,
+    pub relay: Chosen<RelayChoice>,
+    pub dht_bootstrap: Chosen<Vec<String>>,
+}
+
+impl ChosenNetwork {
+    /// Chooses each route: flag, then environment, then file, then the product default.
+    pub fn choose(
+        mdns: Given<bool>,
+        dht: Given<bool>,
+        relay: Given<RelayChoice>,
+        dht_bootstrap: Given<Vec<String>>,
+        file: &ConfigFile,
+    ) -> ChosenNetwork {
+        let d = NetworkConfig::public_defaults();
+        let path = file.path.as_deref();
+        let n = &file.network;
+        ChosenNetwork {
+            mdns: choose(mdns, n.mdns.as_ref(), path, Some(d.mdns)).expect("has a default"),
+            dht: choose(dht, n.dht.as_ref(), path, Some(d.dht)).expect("has a default"),
+            relay: choose(relay, n.relay.as_ref(), path, Some(d.relay)).expect("has a default"),
+            dht_bootstrap: choose(dht_bootstrap, n.dht_bootstrap.as_ref(), path, Some(vec![]))
+                .expect("has a default"),
+        }
+    }
+
+    pub fn config(&self) -> NetworkConfig {
+        NetworkConfig {
+            mdns: self.mdns.value,
+            dht: self.dht.value,
+            dht_bootstrap: self.dht_bootstrap.value.clone(),
+            relay: self.relay.value.clone(),
+        }
+    }
 }
 
 /// A custom domain and its site: a host name (no scheme, port or path; lower-cased) and a
@@ -521,6 +646,7 @@ pub struct Effective {
     pub mount_mountpoint: Option<Chosen<PathBuf>>,
     pub mount_mirrors: Chosen<Vec<PeerAddr>>,
     pub mount_listen: Chosen<SocketAddr>,
+    pub network: ChosenNetwork,
 }
 
 fn quote(s: &str) -> String {
@@ -615,6 +741,21 @@ impl Effective {
             format!("listen = {}", quote(&self.mount_listen.value.to_string())),
             &self.mount_listen.source,
         );
+        out.push_str("\n[network]\n");
+        let n = &self.network;
+        let mut line = |setting: String, source: &dyn fmt::Display| {
+            out.push_str(&format!("{setting:<54} # {source}\n"));
+        };
+        line(format!("mdns = {}", n.mdns.value), &n.mdns.source);
+        line(format!("dht = {}", n.dht.value), &n.dht.source);
+        line(
+            format!("relay = {}", quote(&n.relay.value.to_string())),
+            &n.relay.source,
+        );
+        line(
+            format!("dht_bootstrap = {}", quote_list(&n.dht_bootstrap.value)),
+            &n.dht_bootstrap.source,
+        );
         out
     }
 }
@@ -665,7 +806,7 @@ mod tests {
             PathBuf::from("/home/me/dm")
         );
         let mirrors = c.mount.mirrors.unwrap().value;
-        assert_eq!(mirrors[0].addr, "192.168.1.20:7070".parse().unwrap());
+        assert_eq!(mirrors[0].addr, Some("192.168.1.20:7070".parse().unwrap()));
         assert_eq!(c.mount.listen.unwrap().value.port(), 7000);
     }
 
@@ -877,15 +1018,30 @@ mod tests {
             }),
             mount_mountpoint: None,
             mount_mirrors: Chosen {
-                value: vec![PeerAddr {
-                    id: key,
-                    addr: "10.0.0.2:7070".parse().unwrap(),
-                }],
+                value: vec![PeerAddr::new(key, "10.0.0.2:7070".parse().unwrap())],
                 source: Source::Default,
             },
             mount_listen: Chosen {
                 value: DEFAULT_MOUNT_LISTEN,
                 source: Source::Default,
+            },
+            network: ChosenNetwork {
+                mdns: Chosen {
+                    value: false,
+                    source: Source::Env(ENV_NETWORK_MDNS),
+                },
+                dht: Chosen {
+                    value: true,
+                    source: Source::Default,
+                },
+                relay: Chosen {
+                    value: "http://10.0.0.9:3340".parse().unwrap(),
+                    source: Source::Flag,
+                },
+                dht_bootstrap: Chosen {
+                    value: vec!["127.0.0.1:6881".into()],
+                    source: Source::Flag,
+                },
             },
         };
         let text = eff.render();
@@ -898,5 +1054,49 @@ mod tests {
         assert_eq!(back.serve.domains.unwrap().value, eff.serve_domains.value);
         assert_eq!(back.mount.mountpoint, None);
         assert_eq!(back.mount.mirrors.unwrap().value, eff.mount_mirrors.value);
+        assert!(!back.network.mdns.unwrap().value);
+        assert!(back.network.dht.unwrap().value);
+        assert_eq!(back.network.relay.unwrap().value, eff.network.relay.value);
+        assert_eq!(
+            back.network.dht_bootstrap.unwrap().value,
+            eff.network.dht_bootstrap.value
+        );
+    }
+
+    #[test]
+    fn network_section_parses_and_layers() {
+        let f =
+            p("[network]\nmdns = false\nrelay = \"off\"\ndht_bootstrap = [\"127.0.0.1:7000\"]\n")
+                .unwrap();
+        assert_eq!(f.network.mdns.as_ref().unwrap().line, 2);
+        let n = ChosenNetwork::choose(
+            Given::Absent,
+            Given::Env(ENV_NETWORK_DHT, false),
+            Given::Flag(RelayChoice::Default),
+            Given::Absent,
+            &f,
+        );
+        assert!(!n.mdns.value);
+        assert!(matches!(n.mdns.source, Source::File { line: 2, .. }));
+        assert_eq!(n.dht.source, Source::Env(ENV_NETWORK_DHT));
+        assert_eq!(n.relay.value, RelayChoice::Default);
+        assert_eq!(n.dht_bootstrap.value, vec!["127.0.0.1:7000".to_string()]);
+        let defaults = ChosenNetwork::choose(
+            Given::Absent,
+            Given::Absent,
+            Given::Absent,
+            Given::Absent,
+            &ConfigFile::default(),
+        );
+        assert_eq!(defaults.config(), NetworkConfig::public_defaults());
+
+        let e = p("[network]\nrelay = \"relay.example.org\"\n").unwrap_err();
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("network.relay")));
+        let e = p("[network]\ndht_bootstrap = [\"nohost\"]\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("network.dht_bootstrap"));
+        let e = p("[network]\nmdns = \"maybe\"\n").unwrap_err();
+        assert_eq!(e.key.as_deref(), Some("network.mdns"), "{e}");
+        assert!(parse_switch("FALSE") == Ok(false) && parse_switch("1") == Ok(true));
+        assert!(parse_switch("maybe").is_err());
     }
 }

@@ -10,6 +10,7 @@ use std::sync::Arc;
 
 use dat_mirror::sync::capability::{self, Session, EXPORTER_LABEL};
 use dat_mirror::sync::command::Command;
+use dat_mirror::sync::discovery::NetworkConfig;
 use dat_mirror::sync::keys::Key;
 use dat_mirror::sync::peer::{Node, Policy};
 use dat_mirror::sync::store::CoreStore;
@@ -82,16 +83,20 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
     // A stranger: its own identity, paired with nobody, serving nothing.
     let stranger_dir = tmp.path().join("stranger");
     let id = Identity::load_or_create(&stranger_dir).unwrap();
-    let ep = transport::bind(&id, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let ep = transport::bind(
+        &id,
+        "127.0.0.1:0".parse().unwrap(),
+        &NetworkConfig::offline(),
+    )
+    .await
+    .unwrap();
     let store = Arc::new(CoreStore::new(&stranger_dir).unwrap());
     let stranger = Node::start(ep, store.clone(), Arc::new(Nothing));
     let me = id.key();
 
     let laptop_addr = PeerAddr {
         id: laptop.inner.identity.key(),
-        addr: laptop.inner.node.endpoint().bound_sockets()[0],
+        addr: Some(laptop.inner.node.endpoint().bound_sockets()[0]),
     };
     let command_log = laptop.inner.identity.key();
     let status_log = mirror.key();

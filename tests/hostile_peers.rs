@@ -8,6 +8,7 @@ mod common;
 use std::sync::Arc;
 
 use dat_mirror::sync::capability::{self, Session, EXPORTER_LABEL};
+use dat_mirror::sync::discovery::NetworkConfig;
 use dat_mirror::sync::keys::Key;
 use dat_mirror::sync::peer::{close_code, Node, Policy};
 use dat_mirror::sync::store::{Core, CoreStore};
@@ -38,12 +39,16 @@ struct Peer {
 async fn peer() -> Peer {
     let tmp = tempfile::tempdir().unwrap();
     let id = Identity::load_or_create(&tmp.path().join("id")).unwrap();
-    let ep = transport::bind(&id, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let ep = transport::bind(
+        &id,
+        "127.0.0.1:0".parse().unwrap(),
+        &NetworkConfig::offline(),
+    )
+    .await
+    .unwrap();
     let addr = PeerAddr {
         id: id.key(),
-        addr: ep.bound_sockets()[0],
+        addr: Some(ep.bound_sockets()[0]),
     };
     let store = Arc::new(CoreStore::new(&tmp.path().join("data")).unwrap());
     let node = Node::start(ep, store.clone(), Arc::new(AllowAll));
@@ -73,9 +78,13 @@ async fn source_core(p: &Peer, n: usize, seed: u64) -> Arc<Core> {
 async fn raw_connect(to: &PeerAddr) -> (iroh::Endpoint, Connection, Key) {
     let tmp = tempfile::tempdir().unwrap();
     let id = Identity::load_or_create(tmp.path()).unwrap();
-    let ep = transport::bind(&id, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let ep = transport::bind(
+        &id,
+        "127.0.0.1:0".parse().unwrap(),
+        &NetworkConfig::offline(),
+    )
+    .await
+    .unwrap();
     let conn = ep.connect(to.endpoint_addr().unwrap(), ALPN).await.unwrap();
     (ep, conn, id.key())
 }
@@ -423,12 +432,16 @@ async fn wrong_capability_absent_core_and_refusal_look_the_same() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let id = Identity::load_or_create(&tmp.path().join("id")).unwrap();
-    let ep = transport::bind(&id, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let ep = transport::bind(
+        &id,
+        "127.0.0.1:0".parse().unwrap(),
+        &NetworkConfig::offline(),
+    )
+    .await
+    .unwrap();
     let addr = PeerAddr {
         id: id.key(),
-        addr: ep.bound_sockets()[0],
+        addr: Some(ep.bound_sockets()[0]),
     };
     let store = Arc::new(CoreStore::new(&tmp.path().join("data")).unwrap());
     let signing = hypercore::generate_signing_key();

@@ -27,6 +27,10 @@ fn dat_mirror(home: &Path) -> Command {
         }
     }
     c.env("HOME", home).env("RUST_LOG", "warn");
+    // Nothing may leave the machine: every discovery route off.
+    c.env("DAT_MIRROR_NETWORK_MDNS", "false")
+        .env("DAT_MIRROR_NETWORK_DHT", "false")
+        .env("DAT_MIRROR_NETWORK_RELAY", "off");
     c
 }
 
@@ -302,7 +306,8 @@ fn serve_runs_from_the_config_file_alone_and_stops_cleanly_on_sigterm() {
         etc.join("dat-mirror/config.toml"),
         format!(
             "[serve]\nlisten = \"127.0.0.1:{quic}\"\nhttp = \"{http}\"\nallow = [\"{LAPTOP}\"]\n\
-             [serve.domains]\n\"WWW.Example.TEST\" = \"hyper://{LAPTOP}\"\n"
+             [serve.domains]\n\"WWW.Example.TEST\" = \"hyper://{LAPTOP}\"\n\
+             [network]\nmdns = false\ndht = false\nrelay = \"off\"\n"
         ),
     )
     .unwrap();

@@ -10,7 +10,7 @@ use common::*;
 use dat_mirror::sync::keys::Key;
 use dat_mirror::sync::peer::{Node, Policy};
 use dat_mirror::sync::store::CoreStore;
-use dat_mirror::sync::transport::{self, Identity, PeerAddr};
+use dat_mirror::sync::transport::{self, Identity, NetworkConfig, PeerAddr};
 
 struct Only(Option<Key>);
 
@@ -23,9 +23,13 @@ impl Policy for Only {
 async fn node(dir: &std::path::Path, policy: Only) -> (Arc<Node>, Arc<CoreStore>) {
     let id = Identity::load_or_create(dir).unwrap();
     let store = Arc::new(CoreStore::new(dir).unwrap());
-    let ep = transport::bind(&id, "127.0.0.1:0".parse().unwrap())
-        .await
-        .unwrap();
+    let ep = transport::bind(
+        &id,
+        "127.0.0.1:0".parse().unwrap(),
+        &NetworkConfig::offline(),
+    )
+    .await
+    .unwrap();
     (Node::start(ep, store.clone(), Arc::new(policy)), store)
 }
 
@@ -48,7 +52,7 @@ async fn big_and_small_blocks_over_iroh_with_live_appends() {
     b.want(reader.clone());
     let addr = PeerAddr {
         id: a.id(),
-        addr: a.endpoint().bound_sockets()[0],
+        addr: Some(a.endpoint().bound_sockets()[0]),
     };
     b.connect(&addr).await.unwrap();
     wait_until("all blocks", || async {
@@ -90,7 +94,7 @@ async fn policy_refuses_unknown_readers_without_revealing_the_core() {
     writer.append(b"secret").await.unwrap();
     let addr = PeerAddr {
         id: a.id(),
-        addr: a.endpoint().bound_sockets()[0],
+        addr: Some(a.endpoint().bound_sockets()[0]),
     };
 
     let s_reader = stranger_store

@@ -32,6 +32,9 @@ fn spawn_serve(data: &std::path::Path, port: u16, http: u16, allow: Key) -> Serv
             &format!("127.0.0.1:{http}"),
         ])
         .args(["--allow", &allow.to_hex()])
+        .env("DAT_MIRROR_NETWORK_MDNS", "false")
+        .env("DAT_MIRROR_NETWORK_DHT", "false")
+        .env("DAT_MIRROR_NETWORK_RELAY", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())
         .spawn()
@@ -73,7 +76,7 @@ async fn mirror_killed_mid_transfer_resumes() {
     let (port, http) = (free_udp_port(), free_tcp_port());
     let mirror = PeerAddr {
         id: node_id(&pi_dir),
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
     };
     let laptop = start_laptop(&lap_dir, vec![mirror]).await;
     let files = make_site(&site_dir, 96 << 20);

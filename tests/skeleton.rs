@@ -137,7 +137,7 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
     let mirror_id = node_id(&pi_dir);
     let mirror_addr = dat_mirror::sync::transport::PeerAddr {
         id: mirror_id,
-        addr: format!("127.0.0.1:{port}").parse().unwrap(),
+        addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
     };
     let laptop = start_laptop(&lap_dir, vec![mirror_addr.clone()]).await;
     let Some(mnt) = mount(
@@ -171,7 +171,7 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
     );
 
     // Mirror up: record every state the entry shows until mirrored.
-    let mirror = start_mirror(&pi_dir, mirror_addr.addr, vec![laptop.inner.key()]).await;
+    let mirror = start_mirror(&pi_dir, mirror_addr.addr.unwrap(), vec![laptop.inner.key()]).await;
     let (m, k) = (mnt.path.clone(), site.key.to_hex());
     let seen = blocking(move || {
         let deadline = std::time::Instant::now() + TIMEOUT;

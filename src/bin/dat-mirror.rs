@@ -13,11 +13,12 @@ use anyhow::Context;
 use clap::parser::ValueSource;
 use clap::{ArgMatches, CommandFactory, FromArgMatches, Parser, Subcommand};
 
-use dat_mirror::config::{self, Chosen, ConfigFile, Effective, Given, Located};
+use dat_mirror::config::{self, Chosen, ChosenNetwork, ConfigFile, Effective, Given, Located};
 use dat_mirror::laptop::control_socket::{self, Answer, Request};
 use dat_mirror::laptop::publish::{publish_dir, Published};
 use dat_mirror::laptop::{Laptop, LaptopConfig};
 use dat_mirror::pi::{self, MirrorConfig};
+use dat_mirror::sync::discovery::{NetworkConfig, RelayChoice};
 use dat_mirror::sync::keys::Key;
 use dat_mirror::sync::store::CoreStore;
 use dat_mirror::sync::transport::{DataLock, Identity, PeerAddr};
@@ -83,6 +84,8 @@ dat-mirror --data /var/lib/dat-mirror serve        # settings from the config fi
 Config file ([serve] table; environment DAT_MIRROR_SERVE_LISTEN, _HTTP, _ALLOW, _DOMAINS):\n  \
 [serve]\n  listen = \"0.0.0.0:7070\"\n  http = \"0.0.0.0:8080\"\n  allow = [\"<LAPTOP_ID>\", \"<OTHER_LAPTOP_ID>\"]\n  \
 [serve.domains]\n  \"www.example.org\" = \"<SITE_KEY>\"\n\n\
+Finding peers by id ([network] table; environment DAT_MIRROR_NETWORK_MDNS, _DHT, _RELAY):\n  \
+[network]\n  mdns = true\n  dht = true\n  relay = \"default\"    # or \"off\", or \"https://your-relay.example.org\"\n\n\
 As a service: scripts/install.sh installs dat-mirror-serve.service \
 (systemctl enable --now dat-mirror-serve; config in /etc/dat-mirror/config.toml).")]
     Serve {
@@ -111,6 +114,8 @@ As a service: scripts/install.sh installs dat-mirror-serve.service \
         #[arg(long, env = config::ENV_SERVE_MAX_STORAGE, value_name = "SIZE",
               value_parser = dat_mirror::pi::storage_cap::parse_size)]
         max_storage: Option<u64>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Run the laptop side: mount the control folder, keep the command log, seed published sites
     #[command(after_help = "Examples:\n  \
@@ -120,20 +125,24 @@ Stop with Ctrl-C (or SIGTERM): the folder is unmounted cleanly.\n\n\
 Config file ([mount] table; environment DAT_MIRROR_MOUNT_MOUNTPOINT, _MIRRORS, _LISTEN):\n  \
 [mount]\n  mountpoint = \"~/dat-mirror\"\n  mirrors = [\"<MIRROR_ID>@192.168.1.20:7070\"]\n\n\
 As a service: scripts/install.sh installs the user unit dat-mirror-mount.service \
-(systemctl --user enable --now dat-mirror-mount).")]
+(systemctl --user enable --now dat-mirror-mount).\n\n\
+With mDNS, the DHT or a relay on ([network] table, see `dat-mirror serve --help`), \
+--mirror <MIRROR_ID> alone finds the mirror.")]
     Mount {
         /// Where to mount the control folder (an empty folder; created if missing)
         /// [config: mount.mountpoint]
         #[arg(env = config::ENV_MOUNT_MOUNTPOINT, value_name = "MOUNTPOINT")]
         mountpoint: Option<PathBuf>,
-        /// A mirror to pair with, as ID@IP:PORT (repeatable; remembered in the data folder)
-        /// [config: mount.mirrors]
-        #[arg(long = "mirror", value_name = "ID@IP:PORT", env = config::ENV_MOUNT_MIRRORS,
+        /// A mirror to pair with, as ID@IP:PORT, or ID alone to find it by mDNS, the DHT or
+        /// a relay (repeatable; remembered in the data folder) [config: mount.mirrors]
+        #[arg(long = "mirror", value_name = "ID[@IP:PORT]", env = config::ENV_MOUNT_MIRRORS,
               value_delimiter = ',')]
         mirrors: Vec<PeerAddr>,
         /// Local address for peer connections [default: 0.0.0.0:0; config: mount.listen]
         #[arg(long, env = config::ENV_MOUNT_LISTEN, value_name = "IP:PORT")]
         listen: Option<SocketAddr>,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Publish a folder as a site (or, with --key, a new version of one) and print its link
     #[command(
@@ -189,6 +198,8 @@ no --mirror flag needed. Works with or without `dat-mirror mount` running.")]
     Pair {
         /// The invite code
         code: String,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// List paired peers: the mirror's laptops, or the laptop's mirrors
     Peers,
@@ -220,6 +231,8 @@ signature); OUT_DIR gets the files of its latest version.")]
         /// Give up after this long: 90s, 10m, 1h
         #[arg(long, default_value = "10m", value_parser = dat_mirror::sync::invite::parse_duration)]
         timeout: std::time::Duration,
+        #[command(flatten)]
+        network: NetworkArgs,
     },
     /// Print the settings in effect, and where each comes from, as a configuration file
     #[command(after_help = "Examples:\n  \
@@ -238,6 +251,59 @@ scripts/install.sh installs all three system-wide.")]
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
+}
+
+/// How peers find each other (every command that opens a peer endpoint takes these).
+#[derive(clap::Args, Debug, Clone, Default)]
+struct NetworkArgs {
+    /// Do not find or announce peers on the local network (mDNS)
+    /// [default: on; env: DAT_MIRROR_NETWORK_MDNS=false; config: network.mdns]
+    #[arg(long = "no-mdns")]
+    no_mdns: bool,
+    /// Do not use the mainline DHT (publishing this node's address and held sites, looking
+    /// up others) [default: on; env: DAT_MIRROR_NETWORK_DHT=false; config: network.dht]
+    #[arg(long = "no-dht")]
+    no_dht: bool,
+    /// Relay servers for peers behind NAT: `default` (iroh's public relays), `off`, or the
+    /// URL of your own relay [default: default; env: DAT_MIRROR_NETWORK_RELAY; config: network.relay]
+    #[arg(long, value_name = "URL|default|off", value_parser = parse_relay)]
+    relay: Option<RelayChoice>,
+}
+
+fn parse_relay(s: &str) -> Result<RelayChoice, String> {
+    s.parse()
+}
+
+/// The discovery routes: flag, then environment, then file, then default.
+fn network(args: &NetworkArgs, cfg: &ConfigFile) -> anyhow::Result<ChosenNetwork> {
+    let mdns = match args.no_mdns {
+        true => Given::Flag(false),
+        false => env_given(config::ENV_NETWORK_MDNS, config::parse_switch)?,
+    };
+    let dht = match args.no_dht {
+        true => Given::Flag(false),
+        false => env_given(config::ENV_NETWORK_DHT, config::parse_switch)?,
+    };
+    let relay = match &args.relay {
+        Some(r) => Given::Flag(r.clone()),
+        None => env_given(config::ENV_NETWORK_RELAY, parse_relay)?,
+    };
+    let bootstrap = env_given(config::ENV_NETWORK_DHT_BOOTSTRAP, |s| {
+        s.split(',')
+            .map(config::parse_bootstrap)
+            .collect::<Result<Vec<_>, _>>()
+    })?;
+    Ok(ChosenNetwork::choose(mdns, dht, relay, bootstrap, cfg))
+}
+
+fn print_network(n: &NetworkConfig) {
+    let on = |b: bool| if b { "on" } else { "off" };
+    println!(
+        "finding peers by id: mDNS {}, DHT {}, relay {}",
+        on(n.mdns),
+        on(n.dht),
+        n.relay
+    );
 }
 
 fn parse_key(s: &str) -> Result<Key, String> {
@@ -440,6 +506,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                     &cfg.mount.listen,
                     config::DEFAULT_MOUNT_LISTEN,
                 ),
+                network: network(&NetworkArgs::default(), &cfg)?,
             };
             print!("{}", effective.render());
             Ok(())
@@ -455,7 +522,9 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             domains,
             mount,
             max_storage,
+            network: net_args,
         } => {
+            let net = network(&net_args, &cfg)?.config();
             let max_storage = config::choose(
                 given(
                     sub,
@@ -509,6 +578,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 listen,
                 http: Some(http),
                 allow,
+                network: net.clone(),
             })
             .await?;
             for (host, key) in &domains {
@@ -538,6 +608,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 None => None,
             };
             println!("mirror key: {}", mirror.key());
+            print_network(&net);
             println!(
                 "listening on {} (peers), http://{} (HTTP)",
                 mirror.listen,
@@ -562,7 +633,9 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             mountpoint,
             mirrors,
             listen,
+            network: net_args,
         } => {
+            let net = network(&net_args, &cfg)?.config();
             let mountpoint = config::choose(
                 given(sub, "mountpoint", config::ENV_MOUNT_MOUNTPOINT, mountpoint),
                 cfg.mount.mountpoint.as_ref(),
@@ -583,7 +656,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 &cfg,
                 config::DEFAULT_MOUNT_LISTEN,
             );
-            mount(data()?, mountpoint, mirrors, listen).await
+            mount(data()?, mountpoint, mirrors, listen, net).await
         }
         Cmd::Status {
             wait,
@@ -596,14 +669,18 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
         Cmd::Invite { expires, addrs } => {
             dat_mirror::cli::peers::invite(&data()?, expires, addrs).await
         }
-        Cmd::Pair { code } => {
+        Cmd::Pair {
+            code,
+            network: net_args,
+        } => {
+            let net = network(&net_args, &cfg)?.config();
             let listen = choose(
                 Given::Absent,
                 &cfg.mount.listen,
                 &cfg,
                 config::DEFAULT_MOUNT_LISTEN,
             );
-            dat_mirror::cli::peers::pair(&data()?, &code, listen).await
+            dat_mirror::cli::peers::pair(&data()?, &code, listen, net).await
         }
         Cmd::Peers => dat_mirror::cli::peers::peers(&data()?).await,
         Cmd::Unpair { id } => dat_mirror::cli::peers::unpair(&data()?, id).await,
@@ -612,7 +689,9 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             out_dir,
             from,
             timeout,
+            network: net_args,
         } => {
+            let net = network(&net_args, &cfg)?.config();
             let report = dat_mirror::cli::clone::clone_site(dat_mirror::cli::clone::CloneOptions {
                 data: data()?,
                 key,
@@ -620,6 +699,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 from,
                 listen: "0.0.0.0:0".parse().expect("a valid address"),
                 timeout,
+                network: net,
             })
             .await?;
             println!(
@@ -669,15 +749,23 @@ async fn mount(
     mountpoint: PathBuf,
     mirrors: Vec<PeerAddr>,
     listen: SocketAddr,
+    network: NetworkConfig,
 ) -> anyhow::Result<()> {
     let laptop = Laptop::start(LaptopConfig {
         data,
         mirrors,
         listen,
+        network: network.clone(),
     })
     .await?;
     if laptop.inner.mirrors().is_empty() {
         eprintln!("note: no mirror paired yet: run `dat-mirror invite` on the mirror and `dat-mirror pair CODE` here (or pass --mirror <MIRROR_ID>@<IP:PORT>); commands written meanwhile are delivered once a mirror is paired");
+    }
+    let routes_off = !network.mdns && !network.dht && network.relay == RelayChoice::Off;
+    for m in laptop.inner.mirrors().iter().filter(|m| m.addr.is_none()) {
+        if routes_off {
+            anyhow::bail!("no address known for mirror {}: give it as {}@IP:PORT, or enable mDNS, the DHT or a relay ([network] in the config file)", m.id, m.id);
+        }
     }
     dat_mirror::fs::detach_stale(&mountpoint);
     std::fs::create_dir_all(&mountpoint)
@@ -694,6 +782,7 @@ async fn mount(
         })?;
     println!("laptop key: {}", laptop.inner.key());
     println!("control folder mounted at {}", mountpoint.display());
+    print_network(&network);
     wait_for_shutdown().await;
     tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
     laptop.shutdown().await;

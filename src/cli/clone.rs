@@ -13,11 +13,15 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
+use crate::sync::discovery::{self, NetworkConfig, Providers, RelayChoice};
 use crate::sync::drive::{self, DirEntry};
 use crate::sync::keys::Key;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::store::{Core, CoreReader, CoreStore};
-use crate::sync::transport::{self, DataLock, Identity, PeerAddr};
+use crate::sync::transport::{DataLock, Identity, PeerAddr};
+
+/// How often a reader with no `--from` asks again who has the site.
+const LOOKUP_EVERY: Duration = Duration::from_secs(10);
 
 pub struct CloneOptions {
     pub data: PathBuf,
@@ -28,6 +32,8 @@ pub struct CloneOptions {
     pub listen: std::net::SocketAddr,
     /// Give up when the site is not complete after this long.
     pub timeout: Duration,
+    /// Discovery routes (to find peers by id, and who has the site when `from` is empty).
+    pub network: NetworkConfig,
 }
 
 /// What a clone fetched and wrote.
@@ -57,25 +63,44 @@ impl Policy for ReaderPolicy {
 /// Clones a site; see the module docs.
 pub async fn clone_site(opts: CloneOptions) -> anyhow::Result<CloneReport> {
     check_out_dir(&opts.out)?;
-    if opts.from.is_empty() {
+    let net = &opts.network;
+    if opts.from.is_empty() && !net.mdns && !net.dht && net.relay == RelayChoice::Off {
         anyhow::bail!(
-            "no peer to fetch from: give --from <ID>@<IP:PORT> (a mirror's `dat-mirror id` and its listen address)"
+            "no way to find the site: give --from <ID>@<IP:PORT> (a mirror's `dat-mirror id` and its listen address), or enable mDNS or the DHT"
         );
     }
     let _lock = DataLock::acquire(&opts.data)?;
     let identity = Identity::load_or_create(&opts.data)?;
     let store = Arc::new(CoreStore::new(&opts.data)?);
-    let endpoint = transport::bind(&identity, opts.listen).await?;
+    let bound = discovery::bind(&identity, opts.listen, net).await?;
+    let endpoint = bound.endpoint;
     let policy = ReaderPolicy {
         own: identity.key(),
         store: store.clone(),
     };
     let node = Node::start(endpoint, store.clone(), Arc::new(policy));
-    let dialers: Vec<_> = opts
+    let mut dialers: Vec<_> = opts
         .from
         .iter()
         .map(|p| node.keep_connected(p.clone()))
         .collect();
+    if opts.from.is_empty() {
+        // Who has it: connected peers, then the local network, then the DHT; asked again
+        // every LOOKUP_EVERY until the site is complete.
+        let providers = Providers::start(node.clone(), &bound.lookups, &identity);
+        let (node2, dk) = (node.clone(), opts.key.discovery_key());
+        dialers.push(tokio::spawn(async move {
+            let mut dialled = std::collections::HashMap::new();
+            loop {
+                for id in providers.find(&dk).await {
+                    dialled
+                        .entry(id)
+                        .or_insert_with(|| node2.keep_connected(PeerAddr::id_only(id)));
+                }
+                tokio::time::sleep(LOOKUP_EVERY).await;
+            }
+        }));
+    }
     let result = tokio::time::timeout(opts.timeout, fetch(&node, &store, opts.key)).await;
     for d in &dialers {
         d.abort();

@@ -13,6 +13,7 @@ use crate::laptop::control_socket::{self as laptop_socket, Answer, MirrorRow, Re
 use crate::laptop::{load_mirrors, save_mirrors, Laptop, LaptopConfig};
 use crate::pi::control_socket::{MirrorAnswer, MirrorRequest};
 use crate::pi::laptops::{self, LaptopRow, ALLOW_FILE, REVOKED_FILE};
+use crate::sync::discovery::NetworkConfig;
 use crate::sync::invite::Invite;
 use crate::sync::keys::Key;
 use crate::sync::status::now_ms;
@@ -86,7 +87,12 @@ pub async fn invite(data: &Path, ttl: Duration, addrs: Vec<SocketAddr>) -> anyho
 }
 
 /// `dat-mirror pair CODE` (on the laptop).
-pub async fn pair(data: &Path, code: &str, listen: SocketAddr) -> anyhow::Result<()> {
+pub async fn pair(
+    data: &Path,
+    code: &str,
+    listen: SocketAddr,
+    network: NetworkConfig,
+) -> anyhow::Result<()> {
     let invite = Invite::decode(code)?;
     if role_of(data)? == Role::Mirror {
         anyhow::bail!(
@@ -110,6 +116,7 @@ pub async fn pair(data: &Path, code: &str, listen: SocketAddr) -> anyhow::Result
                 data: data.to_path_buf(),
                 mirrors: vec![],
                 listen,
+                network,
             })
             .await?;
             let result = laptop.inner.pair(&invite).await;

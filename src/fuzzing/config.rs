@@ -5,8 +5,8 @@
 use std::path::Path;
 
 use crate::config::{
-    choose, parse, Chosen, ConfigFile, Effective, Given, Located, DEFAULT_MOUNT_LISTEN,
-    DEFAULT_SERVE_HTTP, DEFAULT_SERVE_LISTEN,
+    choose, parse, Chosen, ChosenNetwork, ConfigFile, Effective, Given, Located,
+    DEFAULT_MOUNT_LISTEN, DEFAULT_SERVE_HTTP, DEFAULT_SERVE_LISTEN,
 };
 
 const PATH: &str = "/etc/dat-mirror/config.toml";
@@ -58,6 +58,13 @@ fn effective(file: &ConfigFile) -> Effective {
         mount_mountpoint: opt(file.mount.mountpoint.as_ref()),
         mount_mirrors: pick(file.mount.mirrors.as_ref(), Vec::new()),
         mount_listen: pick(file.mount.listen.as_ref(), DEFAULT_MOUNT_LISTEN),
+        network: ChosenNetwork::choose(
+            Given::Absent,
+            Given::Absent,
+            Given::Absent,
+            Given::Absent,
+            file,
+        ),
     };
     // Where each value came from (line numbers) differs between the two files; the
     // values must not.
@@ -85,5 +92,9 @@ fn forget_sources(mut e: Effective) -> Effective {
     }
     plain(&mut e.mount_mirrors.source);
     plain(&mut e.mount_listen.source);
+    plain(&mut e.network.mdns.source);
+    plain(&mut e.network.dht.source);
+    plain(&mut e.network.relay.source);
+    plain(&mut e.network.dht_bootstrap.source);
     e
 }

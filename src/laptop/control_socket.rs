@@ -91,7 +91,10 @@ async fn handle(inner: Arc<LaptopInner>, stream: UnixStream) -> anyhow::Result<(
     let answer = match serde_json::from_str::<Request>(&line) {
         Err(e) => Answer::Error(format!("malformed request: {e}")),
         Ok(Request::Publish { dir, key }) => match publish_dir(&inner.store, &dir, key).await {
-            Ok(p) => Answer::Published(p),
+            Ok(p) => {
+                inner.providers.announce(p.key.discovery_key());
+                Answer::Published(p)
+            }
             Err(e) => Answer::Error(format!("{e:#}")),
         },
         Ok(Request::Status) => Answer::Status(Box::new(inner.view())),

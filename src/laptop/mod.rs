@@ -20,13 +20,14 @@ use anyhow::Context;
 use tokio::task::JoinHandle;
 
 use crate::sync::command::{Command, CommandError};
+use crate::sync::discovery::{self, Bound, NetworkConfig, Providers};
 use crate::sync::invite::Invite;
 use crate::sync::keys::Key;
 use crate::sync::pairing;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::status::{now_ms, StatusEntry};
 use crate::sync::store::{Core, CoreStore};
-use crate::sync::transport::{self, DataLock, Identity, PeerAddr};
+use crate::sync::transport::{DataLock, Identity, PeerAddr};
 use crate::sync::view::{self, MirrorInput, StatusView};
 
 #[derive(Debug, Clone)]
@@ -36,6 +37,8 @@ pub struct LaptopConfig {
     pub mirrors: Vec<PeerAddr>,
     /// Local address for the peer endpoint (`0.0.0.0:0`: any).
     pub listen: SocketAddr,
+    /// Discovery routes (mDNS, DHT, relays); `NetworkConfig::offline()` for none.
+    pub network: NetworkConfig,
 }
 
 /// Who may read what from a laptop: its command log only to its paired mirrors, the sites
@@ -66,6 +69,8 @@ pub struct LaptopInner {
     pub identity: Identity,
     pub store: Arc<CoreStore>,
     pub node: Arc<Node>,
+    /// Announces the sites published here (DHT) and finds who holds a site.
+    pub providers: Arc<Providers>,
     pub data: PathBuf,
     commands: Arc<Core>,
     mirrors: Arc<RwLock<Vec<PeerAddr>>>,
@@ -89,7 +94,7 @@ pub fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
         Ok(bytes) => {
             let list: Vec<String> = serde_json::from_slice(&bytes).with_context(|| {
                 format!(
-                    "{} is not a list of ID@IP:PORT; fix or delete it",
+                    "{} is not a list of ID or ID@IP:PORT; fix or delete it",
                     path.display()
                 )
             })?;
@@ -138,18 +143,21 @@ impl Laptop {
             }
         }
 
-        let endpoint = transport::bind(&identity, config.listen).await?;
+        let Bound { endpoint, lookups } =
+            discovery::bind(&identity, config.listen, &config.network).await?;
         let policy = LaptopPolicy {
             own: identity.key(),
             mirrors: mirrors.clone(),
             store: store.clone(),
         };
         let node = Node::start(endpoint, store.clone(), Arc::new(policy));
+        let providers = Providers::start(node.clone(), &lookups, &identity);
 
         let inner = Arc::new(LaptopInner {
             identity,
             store,
             node,
+            providers,
             data: config.data.clone(),
             commands: commands.clone(),
             mirrors: mirrors.clone(),
@@ -165,6 +173,7 @@ impl Laptop {
         for m in list {
             inner.start_mirror_tasks(m).await?;
         }
+        inner.announce_published().await;
         tasks.push(control_socket::spawn(inner.clone())?);
         Ok(Laptop {
             inner,
@@ -259,12 +268,10 @@ impl LaptopInner {
     /// Pairs with the mirror of `invite` (the mirror checks the invite), then follows it.
     pub async fn pair(self: &Arc<Self>, invite: &Invite) -> anyhow::Result<PeerAddr> {
         let worked = pairing::request(self.node.endpoint(), invite, now_ms() / 1000).await?;
-        let addr = worked
-            .or_else(|| invite.addrs.first().copied())
-            .context("the mirror was reached by id but the invite has no address to save")?;
+        // The address that worked (none: found by id, which the next dial does again).
         let peer = PeerAddr {
             id: invite.mirror,
-            addr,
+            addr: worked,
         };
         self.add_mirror(peer.clone()).await?;
         Ok(peer)
@@ -319,6 +326,22 @@ impl LaptopInner {
 
     pub fn key(&self) -> Key {
         self.identity.key()
+    }
+
+    /// Announces every site published from this data folder (see [`Providers::announce`]);
+    /// called at start and after each publish.
+    pub async fn announce_published(&self) {
+        let own = self.identity.key();
+        for key in self.store.keys_on_disk() {
+            if key == own {
+                continue;
+            }
+            if let Ok(Some((db, _))) = publish::open_site(&self.store, &key).await {
+                if db.info().writable {
+                    self.providers.announce(key.discovery_key());
+                }
+            }
+        }
     }
 
     pub fn mirrors(&self) -> Vec<PeerAddr> {

@@ -27,12 +27,13 @@ use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::sync::command::Command;
+use crate::sync::discovery::{self, Bound, NetworkConfig, Providers};
 use crate::sync::drive;
 use crate::sync::keys::Key;
 use crate::sync::peer::{Node, Policy};
 use crate::sync::status::StatusEvent;
 use crate::sync::store::{Core, CoreInfo, CoreStore};
-use crate::sync::transport::{self, DataLock, Identity};
+use crate::sync::transport::{DataLock, Identity};
 use mirror_set::MirrorSet;
 use status_log::StatusLog;
 
@@ -46,6 +47,8 @@ pub struct MirrorConfig {
     pub http: Option<SocketAddr>,
     /// Laptop ids to follow, in addition to those saved in the data folder.
     pub allow: Vec<Key>,
+    /// Discovery routes (mDNS, DHT, relays); `NetworkConfig::offline()` for none.
+    pub network: NetworkConfig,
 }
 
 /// A running site.
@@ -109,6 +112,8 @@ pub struct MirrorInner {
     pub data: PathBuf,
     pub store: Arc<CoreStore>,
     pub node: Arc<Node>,
+    /// Announces the mirrored sites (DHT) and finds who holds a site.
+    pub providers: Arc<Providers>,
     pub status: StatusLog,
     pub http_url: Option<String>,
     allowed: Arc<RwLock<BTreeSet<Key>>>,
@@ -183,7 +188,8 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     let allowed = Arc::new(RwLock::new(allowed));
     let served = Arc::new(RwLock::new(HashSet::new()));
 
-    let endpoint = transport::bind(&identity, config.listen).await?;
+    let Bound { endpoint, lookups } =
+        discovery::bind(&identity, config.listen, &config.network).await?;
     let listen = endpoint
         .bound_sockets()
         .into_iter()
@@ -195,6 +201,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         served: served.clone(),
     };
     let node = Node::start(endpoint, store.clone(), Arc::new(policy));
+    let providers = Providers::start(node.clone(), &lookups, &identity);
 
     let http_listener =
         match config.http {
@@ -212,6 +219,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         data: config.data.clone(),
         store,
         node,
+        providers,
         status: StatusLog::new(status_core),
         http_url: http_url.clone(),
         allowed,
@@ -399,6 +407,7 @@ impl MirrorInner {
         };
         tracing::info!(site = %key.short(), "mirroring {}", alias.as_deref().unwrap_or(""));
         self.served.write().unwrap().insert(key);
+        self.providers.announce(key.discovery_key());
         let task = tokio::spawn(site::run_site(self.clone(), key, db.clone()));
         self.sites.lock().unwrap().insert(
             key,
@@ -462,6 +471,7 @@ impl MirrorInner {
         let Some(site) = self.sites.lock().unwrap().remove(key) else {
             return;
         };
+        self.providers.withdraw(&key.discovery_key());
         let SiteRuntime {
             db, blobs, task, ..
         } = site;

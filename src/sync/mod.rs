@@ -4,6 +4,7 @@
 
 pub mod capability;
 pub mod command;
+pub mod discovery;
 pub mod drive;
 pub mod invite;
 pub mod keys;

@@ -236,12 +236,29 @@ impl Node {
         conn.close(code.into(), reason.as_bytes());
     }
 
-    /// Dials `addr` (or returns the live connection to it).
+    /// Dials `addr` (or returns the live connection to it). Without a direct address the
+    /// endpoint's address lookups (mDNS, DHT) find the peer; with relays on, this node's own
+    /// relays are offered as the peer's likely relays too (peers configured with the same
+    /// relay share it).
     pub async fn connect(self: &Arc<Self>, addr: &PeerAddr) -> anyhow::Result<Connection> {
         if let Some(c) = self.state.lock().unwrap().conns.get(&addr.id) {
             return Ok(c.conn.clone());
         }
-        let conn = self.endpoint.connect(addr.endpoint_addr()?, ALPN).await?;
+        let mut target = addr.endpoint_addr()?;
+        for relay in self.endpoint.addr().relay_urls() {
+            target = target.with_relay_url(relay.clone());
+        }
+        let conn = match self.endpoint.connect(target, ALPN).await {
+            Ok(conn) => conn,
+            Err(e) if addr.addr.is_none() => {
+                return Err(anyhow::anyhow!(
+                    "cannot reach {} by its id alone ({e}): give ID@IP:PORT, or enable mDNS \
+                     (same network), the DHT or a relay on both sides",
+                    addr.id
+                ))
+            }
+            Err(e) => return Err(e.into()),
+        };
         self.clone().adopt(conn.clone());
         Ok(conn)
     }
@@ -256,12 +273,12 @@ impl Node {
                 match node.connect(&addr).await {
                     Ok(conn) => {
                         backoff = Duration::from_millis(250);
-                        tracing::info!(peer = %addr.id.short(), "connected to {}", addr.addr);
+                        tracing::info!(peer = %addr.id.short(), "connected to {addr}");
                         let reason = conn.closed().await;
                         tracing::info!(peer = %addr.id.short(), "connection closed: {reason}");
                     }
                     Err(e) => {
-                        tracing::debug!(peer = %addr.id.short(), "cannot reach {}: {e:#}", addr.addr);
+                        tracing::debug!(peer = %addr.id.short(), "cannot reach {addr}: {e:#}");
                         tokio::time::sleep(backoff).await;
                         backoff = (backoff * 2).min(Duration::from_secs(5));
                     }

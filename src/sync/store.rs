@@ -852,7 +852,10 @@ mod tests {
         assert_eq!(core.info().length, 0);
         drop(core);
         let again = CoreStore::new(dir.path()).unwrap();
-        assert!(again.open_existing(&key).await.unwrap().is_some(), "created for real");
+        assert!(
+            again.open_existing(&key).await.unwrap().is_some(),
+            "created for real"
+        );
     }
 
     #[tokio::test]

@@ -1,16 +1,16 @@
 //! The transport: this node's identity (an ed25519 key kept in `DATA/identity`) and its iroh
-//! endpoint (QUIC, connections end-to-end encrypted and authenticated by public key). In this
-//! version peers are reached by id plus a direct address only: relays are off and no address
-//! lookup service is configured, so nothing contacts a public host.
+//! endpoint (QUIC, connections end-to-end encrypted and authenticated by public key), and
+//! peer addresses (`ID` or `ID@IP:PORT`). Which routes find a peer by id alone (mDNS, DHT,
+//! relays) is [`super::discovery`]'s business.
 
 use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
 use anyhow::Context;
-use iroh::endpoint::{presets, QuicTransportConfig};
-use iroh::{Endpoint, EndpointAddr, RelayMode, SecretKey};
+use iroh::{Endpoint, EndpointAddr, SecretKey};
 
+pub use super::discovery::NetworkConfig;
 use super::keys::Key;
 
 /// The ALPN of dat-mirror's replication protocol.
@@ -91,62 +91,59 @@ pub const KEEP_ALIVE: std::time::Duration = std::time::Duration::from_secs(2);
 /// 30 s; a mirror that was killed and restarted should be redialled sooner than that).
 pub const IDLE_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(8);
 
-/// Binds an endpoint for `identity` on `listen` (e.g. `0.0.0.0:0` for "any port").
-/// Concurrent replication streams a peer may open to us (about half as many sites).
+/// Concurrent replication streams a peer may open to us (about half as many sites): every
+/// core replicated between two peers keeps one stream open (pull follows it for new
+/// versions), 2 per site plus the logs; QUIC's default of 100 stalled a mirror at 49 sites.
 pub const MAX_STREAMS: u32 = 4096;
 
-pub async fn bind(identity: &Identity, listen: SocketAddr) -> anyhow::Result<Endpoint> {
-    let endpoint = Endpoint::builder(presets::Minimal)
-        .secret_key(identity.secret.clone())
-        .alpns(vec![ALPN.to_vec()])
-        .relay_mode(RelayMode::Disabled)
-        .transport_config(
-            QuicTransportConfig::builder()
-                // Every core replicated between two peers keeps one stream open (pull
-                // follows it for new versions): 2 per site plus the logs. QUIC's default
-                // of 100 concurrent streams stalled a mirror at 49 sites from one laptop.
-                .max_concurrent_bidi_streams(MAX_STREAMS.into())
-                .keep_alive_interval(KEEP_ALIVE)
-                .max_idle_timeout(Some(
-                    IDLE_TIMEOUT
-                        .try_into()
-                        .expect("8 s is a valid idle timeout"),
-                ))
-                .build(),
-        )
-        .clear_ip_transports()
-        .bind_addr(listen)
-        .map_err(|e| anyhow::anyhow!("invalid listen address {listen}: {e}"))?
-        .bind()
-        .await
-        .with_context(|| format!("cannot listen on {listen} (is another dat-mirror using it?)"))?;
-    Ok(endpoint)
+/// Binds an endpoint for `identity` on `listen` (e.g. `0.0.0.0:0` for "any port") with the
+/// discovery routes `net` switches on (see [`super::discovery`]; use
+/// [`NetworkConfig::offline`] for direct addresses only).
+pub async fn bind(
+    identity: &Identity,
+    listen: SocketAddr,
+    net: &NetworkConfig,
+) -> anyhow::Result<Endpoint> {
+    Ok(super::discovery::bind(identity, listen, net)
+        .await?
+        .endpoint)
 }
 
-/// A peer's id and direct address, as given on the command line: `ID@IP:PORT`.
+/// A peer as given on the command line: its id, and optionally a direct address,
+/// `ID@IP:PORT` or `ID` alone (then mDNS, the DHT or a relay must find it).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct PeerAddr {
     pub id: Key,
-    pub addr: SocketAddr,
+    pub addr: Option<SocketAddr>,
 }
 
 impl std::str::FromStr for PeerAddr {
     type Err = String;
     fn from_str(s: &str) -> Result<PeerAddr, String> {
-        let (id, addr) = s
-            .split_once('@')
-            .ok_or_else(|| format!("'{s}' is not ID@IP:PORT (e.g. 3b6a…f1@192.168.1.20:7070)"))?;
-        let id = Key::parse(id).map_err(|e| e.to_string())?;
+        let s = s.trim();
+        let (id, addr) = match s.split_once('@') {
+            Some((id, addr)) => (id, Some(addr)),
+            None => (s, None),
+        };
+        let id = Key::parse(id).map_err(|e| {
+            format!("'{s}' is not ID or ID@IP:PORT (e.g. 3b6a…f1@192.168.1.20:7070): {e}")
+        })?;
         let addr = addr
-            .parse()
-            .map_err(|e| format!("'{addr}' is not an IP:PORT address: {e}"))?;
+            .map(|a| {
+                a.parse()
+                    .map_err(|e| format!("'{a}' is not an IP:PORT address: {e}"))
+            })
+            .transpose()?;
         Ok(PeerAddr { id, addr })
     }
 }
 
 impl std::fmt::Display for PeerAddr {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}@{}", self.id, self.addr)
+        match self.addr {
+            Some(addr) => write!(f, "{}@{}", self.id, addr),
+            None => write!(f, "{}", self.id),
+        }
     }
 }
 
@@ -164,10 +161,27 @@ impl<'de> serde::Deserialize<'de> for PeerAddr {
 }
 
 impl PeerAddr {
+    /// A peer at a known direct address.
+    pub fn new(id: Key, addr: SocketAddr) -> PeerAddr {
+        PeerAddr {
+            id,
+            addr: Some(addr),
+        }
+    }
+
+    /// A peer known by id alone.
+    pub fn id_only(id: Key) -> PeerAddr {
+        PeerAddr { id, addr: None }
+    }
+
     pub fn endpoint_addr(&self) -> anyhow::Result<EndpointAddr> {
         let id = iroh::PublicKey::from_bytes(&self.id.0)
             .map_err(|e| anyhow::anyhow!("{} is not a valid node id: {e}", self.id))?;
-        Ok(EndpointAddr::new(id).with_ip_addr(self.addr))
+        let mut addr = EndpointAddr::new(id);
+        if let Some(ip) = self.addr {
+            addr = addr.with_ip_addr(ip);
+        }
+        Ok(addr)
     }
 }
 
@@ -195,9 +209,16 @@ mod tests {
         let k = Key([5; 32]);
         let p: PeerAddr = format!("{k}@127.0.0.1:7000").parse().unwrap();
         assert_eq!(p.id, k);
-        assert_eq!(p.addr, "127.0.0.1:7000".parse().unwrap());
+        assert_eq!(p.addr, Some("127.0.0.1:7000".parse().unwrap()));
+        assert_eq!(p.to_string().parse::<PeerAddr>().unwrap(), p);
+        let bare: PeerAddr = k.to_string().parse().unwrap();
+        assert_eq!(bare, PeerAddr::id_only(k));
+        assert_eq!(bare.to_string(), k.to_string());
+        assert_eq!(bare.to_string().parse::<PeerAddr>().unwrap(), bare);
         assert!("nope".parse::<PeerAddr>().is_err());
         assert!(format!("{k}@localhost").parse::<PeerAddr>().is_err());
+        assert!(format!("{k}@").parse::<PeerAddr>().is_err());
+        assert!("@127.0.0.1:7000".parse::<PeerAddr>().is_err());
     }
 }
 

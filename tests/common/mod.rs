@@ -12,7 +12,7 @@ use dat_mirror::laptop::publish::{publish_dir, Published};
 use dat_mirror::laptop::{Laptop, LaptopConfig};
 use dat_mirror::pi::{self, Mirror, MirrorConfig};
 use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::transport::{Identity, PeerAddr};
+use dat_mirror::sync::transport::{Identity, NetworkConfig, PeerAddr};
 
 /// Generous guard against hangs; never an assertion about speed.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -67,6 +67,7 @@ pub async fn start_mirror(data: &Path, listen: SocketAddr, allow: Vec<Key>) -> M
         listen,
         http: Some("127.0.0.1:0".parse().unwrap()),
         allow,
+        network: NetworkConfig::offline(),
     })
     .await
     .expect("mirror starts")
@@ -77,16 +78,14 @@ pub async fn start_laptop(data: &Path, mirrors: Vec<PeerAddr>) -> Laptop {
         data: data.to_path_buf(),
         mirrors,
         listen: "127.0.0.1:0".parse().unwrap(),
+        network: NetworkConfig::offline(),
     })
     .await
     .expect("laptop starts")
 }
 
 pub fn mirror_addr(m: &Mirror) -> PeerAddr {
-    PeerAddr {
-        id: m.key(),
-        addr: m.listen,
-    }
+    PeerAddr::new(m.key(), m.listen)
 }
 
 pub fn node_id(data: &Path) -> Key {
