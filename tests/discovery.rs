@@ -140,6 +140,41 @@ async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
     .await;
     assert!(db.info().length >= files.len() as u64);
 
+    // The CLI reader, given nothing but the key: `clone` asks the DHT who has the site and
+    // fetches it from the mirror (the laptop is gone).
+    let out = tmp.path().join("cloned");
+    let cli_data = tmp.path().join("cli-reader");
+    let (o, d) = (out.clone(), cli_data.clone());
+    let bootstrap = testnet.bootstrap.join(",");
+    let key_link = site.key.to_link();
+    let result = tokio::task::spawn_blocking(move || {
+        std::process::Command::new(env!("CARGO_BIN_EXE_dat-mirror"))
+            .arg("--data")
+            .arg(&d)
+            .args(["clone", &key_link])
+            .arg(&o)
+            .args(["--timeout", "60s"])
+            .env("XDG_CONFIG_HOME", &d)
+            .env_remove("DAT_MIRROR_CONFIG")
+            .env("DAT_MIRROR_NETWORK_MDNS", "false")
+            .env("DAT_MIRROR_NETWORK_DHT", "true")
+            .env("DAT_MIRROR_NETWORK_DHT_BOOTSTRAP", &bootstrap)
+            .env("DAT_MIRROR_NETWORK_RELAY", "off")
+            .output()
+            .expect("run dat-mirror clone")
+    })
+    .await
+    .unwrap();
+    assert!(
+        result.status.success(),
+        "clone by key alone failed: {}",
+        String::from_utf8_lossy(&result.stderr)
+    );
+    for (path, bytes) in &files {
+        let got = std::fs::read(out.join(path.trim_start_matches('/'))).unwrap();
+        assert!(got == *bytes, "{path} differs in the clone");
+    }
+
     // Withdrawn sites are no longer re-announced (the DHT keeps the last one until it expires).
     mirror.inner.providers.withdraw(&dk);
     assert!(!mirror.inner.providers.announced().contains(&dk));

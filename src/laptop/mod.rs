@@ -168,6 +168,9 @@ impl Laptop {
         });
 
         let mut tasks = Vec::new();
+        // The whole log is in the view before anyone can look (the folder is mounted after
+        // this returns): a listing right after a restart shows every command written.
+        load_commands(&inner, &commands, commands.info().contiguous_length).await;
         tasks.push(tokio::spawn(watch_commands(inner.clone(), commands)));
         let list: Vec<PeerAddr> = mirrors.read().unwrap().clone();
         for m in list {
@@ -194,22 +197,31 @@ impl Laptop {
     }
 }
 
+/// Reads the command log entries the cache does not have yet, up to `length`.
+async fn load_commands(inner: &LaptopInner, core: &Core, length: u64) {
+    let have = inner.cache.read().unwrap().commands.len() as u64;
+    for seq in have..length {
+        let entry = match core.get(seq).await {
+            Ok(Some(bytes)) => Command::decode(&bytes),
+            Ok(None) => break,
+            Err(e) => {
+                tracing::error!(seq, "cannot read the command log: {e}");
+                break;
+            }
+        };
+        let mut cache = inner.cache.write().unwrap();
+        if cache.commands.len() as u64 == seq {
+            cache.commands.push(entry);
+        }
+    }
+}
+
 /// Keeps the cached command list up to date with the log.
 async fn watch_commands(inner: Arc<LaptopInner>, core: Arc<Core>) {
     let mut rx = core.subscribe();
     loop {
         let length = rx.borrow_and_update().contiguous_length;
-        let have = inner.cache.read().unwrap().commands.len() as u64;
-        for seq in have..length {
-            let entry = match core.get(seq).await {
-                Ok(Some(bytes)) => Command::decode(&bytes),
-                _ => break,
-            };
-            let mut cache = inner.cache.write().unwrap();
-            if cache.commands.len() as u64 == seq {
-                cache.commands.push(entry);
-            }
-        }
+        load_commands(&inner, &core, length).await;
         if rx.changed().await.is_err() {
             return;
         }
