@@ -401,14 +401,17 @@ where
                             }
                         }
                     }
-                    Message::NoData { id } => match { sent_at.remove(&id); pending.remove(&id) } {
-                        Some(Pending::Block(index)) => {
-                            requested.remove(&index);
-                            unavailable.insert(index);
+                    Message::NoData { id } => {
+                        sent_at.remove(&id);
+                        match pending.remove(&id) {
+                            Some(Pending::Block(index)) => {
+                                requested.remove(&index);
+                                unavailable.insert(index);
+                            }
+                            Some(Pending::Upgrade) => upgrade_refused = true,
+                            None => return Err(ReplicationError::Protocol(format!("answer to unknown request {id}"))),
                         }
-                        Some(Pending::Upgrade) => upgrade_refused = true,
-                        None => return Err(ReplicationError::Protocol(format!("answer to unknown request {id}"))),
-                    },
+                    }
                     other => return Err(ReplicationError::Protocol(format!("unexpected message from server: {other:?}"))),
                 }
             }
