@@ -45,6 +45,23 @@ fn describe_write_error(e: &HypercoreError) -> String {
     }
 }
 
+/// Space a replica leaves free on its file system: blocks are not applied below this (the
+/// status log and the oplog's housekeeping still have room to write).
+pub const MIN_FREE_BYTES: u64 = 2 * 1024 * 1024;
+
+/// Bytes available to unprivileged writers on the file system holding `path` (None if the
+/// file system cannot tell).
+pub fn available_bytes(path: &Path) -> Option<u64> {
+    use std::os::unix::ffi::OsStrExt;
+    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
+    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
+    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
+        return None;
+    }
+    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+}
+
 fn hypercore_error_is_disk_full(e: &HypercoreError) -> bool {
     let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
     while let Some(err) = cur {
@@ -333,6 +350,16 @@ impl Core {
         self.fault.subscribe()
     }
 
+    /// `Some(disk full)` when the file system holding this core has less than `need` bytes
+    /// available (to unprivileged writers).
+    fn lacks_space(&self, need: u64) -> Option<StoreError> {
+        let free = available_bytes(&self.dir)?;
+        (free < need).then(|| StoreError::Io {
+            path: self.dir.clone(),
+            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
+        })
+    }
+
     /// Records the outcome of a mutation: a storage fault marks the in-memory core for
     /// reopening; success clears a previous fault.
     fn note_write(&self, result: &Result<(), &StoreError>) {
@@ -447,6 +474,17 @@ impl Core {
             let mut hc = core.lock().await;
             if let Err(e) = core.reopen_if_needed(&mut hc).await {
                 core.note_write(&Err(&e));
+                return Err(e);
+            }
+            // Refuse before writing rather than fail halfway: a write that fails with ENOSPC
+            // inside hypercore 0.14 can leave its tree missing a node (seen as "Could not
+            // load node … blank" after reopening), so the data folder keeps MIN_FREE_BYTES.
+            let need = MIN_FREE_BYTES + proof.block.as_ref().map_or(0, |b| b.value.len() as u64);
+            if let Some(e) = core.lacks_space(need) {
+                core.note_write(&Err(&e));
+                // Nothing was written: the in-memory core is still in step with its files.
+                core.needs_reopen
+                    .store(false, std::sync::atomic::Ordering::SeqCst);
                 return Err(e);
             }
             let had = proof.block.as_ref().is_some_and(|b| hc.has(b.index));
