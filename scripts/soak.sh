@@ -98,7 +98,7 @@ done
 
 csv=$out/rss.csv
 echo "elapsed_s,mirror_rss_kb,laptop_rss_kb,rounds,publishes,mirrors,unmirrors,fetches" >"$csv"
-rounds=0 publishes=$pool mirrors=0 unmirrors=0 fetches=0
+rounds=0 publishes=$pool mirrors=0 unmirrors=0 fetches=0 touch_errors=0
 sample() {
   echo "$((SECONDS - start)),$(rss "$mirror_pid"),$(rss "$laptop_pid"),$rounds,$publishes,$mirrors,$unmirrors,$fetches" >>"$csv"
 }
@@ -122,7 +122,9 @@ while ((SECONDS < end)); do
   "$bin" --data "$lap" publish "$sites/s$n" --key "$key" >/dev/null 2>&1 || { echo "soak: publish failed in round $rounds" >&2; exit 1; }
   publishes=$((publishes + 1))
   if ((mirrored[n] == 0)); then
-    touch "$mnt/$key"
+    # `touch` = create + set times; a failure is counted (and reported), not fatal: the
+    # create alone already wrote the command.
+    touch "$mnt/$key" 2>>"$out/touch-errors.log" || touch_errors=$((touch_errors + 1))
     mirrored[n]=1 mirrors=$((mirrors + 1))
   fi
   wait_until 120 serves "$key" "$rounds" || { echo "soak: round $rounds: $key not served within 120 s" >&2; exit 1; }
@@ -138,7 +140,7 @@ alive
 last_mirror_rss=$(rss "$mirror_pid") last_laptop_rss=$(rss "$laptop_pid")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }'; }
 echo "soak: done after $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s: $rounds rounds," \
-  "$publishes publishes, $mirrors mirrors, $unmirrors unmirrors, $fetches HTTP fetches of a new version"
+  "$publishes publishes, $mirrors mirrors, $unmirrors unmirrors, $fetches HTTP fetches of a new version, $touch_errors touch errors (see touch-errors.log)"
 echo "soak: mirror RSS ${first_mirror_rss} kB -> ${last_mirror_rss} kB (x$(ratio "$first_mirror_rss" "$last_mirror_rss"))"
 echo "soak: laptop RSS ${first_laptop_rss} kB -> ${last_laptop_rss} kB (x$(ratio "$first_laptop_rss" "$last_laptop_rss"))"
 echo "soak: samples in $csv"
