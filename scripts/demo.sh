@@ -63,13 +63,20 @@ MIRROR_ID=$("$BIN" --data "$WORK/pi" id)
 say "mirror $MIRROR_ID"
 say "laptop $LAPTOP_ID"
 
-say "starting the mirror: serve --listen 127.0.0.1:$PEER_PORT --http 127.0.0.1:$HTTP_PORT --allow <laptop> --mount $SITES"
+say "starting the mirror: serve --listen 127.0.0.1:$PEER_PORT --http 127.0.0.1:$HTTP_PORT --mount $SITES"
 "$BIN" --data "$WORK/pi" serve --listen "127.0.0.1:$PEER_PORT" --http "127.0.0.1:$HTTP_PORT" \
-  --allow "$LAPTOP_ID" --mount "$SITES" >"$WORK/pi.log" 2>&1 &
+  --mount "$SITES" >"$WORK/pi.log" 2>&1 &
 PIDS+=($!)
+for _ in $(seq 100); do [[ -S "$WORK/pi/control.sock" ]] && break; sleep 0.1; done
 
-say "starting the laptop side: mount $MNT --mirror <mirror>@127.0.0.1:$PEER_PORT"
-"$BIN" --data "$WORK/laptop" mount "$MNT" --mirror "$MIRROR_ID@127.0.0.1:$PEER_PORT" >"$WORK/laptop.log" 2>&1 &
+say "the mirror makes a one-time invite: dat-mirror invite"
+CODE=$("$BIN" --data "$WORK/pi" invite 2>/dev/null) || { echo "invite failed; mirror log:"; cat "$WORK/pi.log"; exit 1; }
+echo "    $CODE"
+say "the laptop pairs with it: dat-mirror pair <code>"
+"$BIN" --data "$WORK/laptop" pair "$CODE" || { echo "pairing failed; mirror log:"; cat "$WORK/pi.log"; exit 1; }
+
+say "starting the laptop side: mount $MNT (the paired mirror is remembered)"
+"$BIN" --data "$WORK/laptop" mount "$MNT" >"$WORK/laptop.log" 2>&1 &
 PIDS+=($!)
 for _ in $(seq 100); do mountpoint -q "$MNT" && break; sleep 0.1; done
 mountpoint -q "$MNT" || { echo "the control folder did not mount; log:"; cat "$WORK/laptop.log"; exit 1; }
