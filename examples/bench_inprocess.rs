@@ -1,6 +1,6 @@
 //! In-process hypercore ceiling for `scripts/bench/replicate.sh`: the site's own blocks (its
 //! db and blobs cores, as `publish` writes them) replicated disk to disk in one process with
-//! no network, through the crate's `sync::replicate::{serve, pull}` over `tokio::io::duplex`.
+//! no network, through the crate's `net::replicate::{serve, pull}` over `tokio::io::duplex`.
 //! What is left is hypercore 0.14's proof creation/verification and its disk storage (which
 //! fsyncs several times per applied block) — the bound on real replication.
 //!
@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dat_mirror::laptop::publish::{open_site, publish_dir};
-use dat_mirror::sync::replicate::{pull, serve};
-use dat_mirror::sync::store::{Core, CoreStore};
-use dat_mirror::sync::wire::{read_message, MAX_READER_FRAME};
+use dat_mirror::net::replicate::{pull, serve};
+use dat_mirror::net::wire::{read_message, MAX_READER_FRAME};
+use dat_mirror::store::{Core, CoreStore};
 
 const KIB: u64 = 1024;
 const MIB: u64 = 1024 * KIB;

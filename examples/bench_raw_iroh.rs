@@ -5,7 +5,7 @@
 //! - `messages`: the site's file sizes (SIZES_FILE, one byte count a line) as length-prefixed
 //!   messages on one stream — the same bytes, cut like the site's files;
 //! - `rr64k`:    BYTES as 64 KiB blocks fetched by request/response, 64 requests in flight
-//!   (the shape of `sync::replicate`, without proofs or storage).
+//!   (the shape of `net::replicate`, without proofs or storage).
 //!
 //! Relays are disabled and the endpoints bind 127.0.0.1 only: nothing leaves the machine.
 //! Usage: `bench_raw_iroh BYTES [SIZES_FILE]`. Prints `RESULT <name> bytes=N secs=S` lines.

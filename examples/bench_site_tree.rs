@@ -16,9 +16,9 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, Context, Result};
 use dat_mirror::laptop::publish::publish_dir;
 use dat_mirror::laptop::{Laptop, LaptopConfig};
-use dat_mirror::pi::{self, MirrorConfig};
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::transport::{Identity, NetworkConfig, PeerAddr};
+use dat_mirror::mirror::{self, MirrorConfig};
+use dat_mirror::model::command::Command;
+use dat_mirror::net::endpoint::{Identity, NetworkConfig, PeerAddr};
 
 const LIMIT: Duration = Duration::from_secs(1800);
 
@@ -86,7 +86,7 @@ async fn main() -> Result<()> {
     eprintln!("wrote {bytes} bytes in {:.1} s", t.elapsed().as_secs_f64());
 
     let laptop_id = Identity::load_or_create(&lap_dir)?.key();
-    let mirror = pi::start(MirrorConfig {
+    let mirror = mirror::start(MirrorConfig {
         data: pi_dir,
         listen: "127.0.0.1:0".parse()?,
         http: None,

@@ -42,9 +42,9 @@ use std::path::{Path, PathBuf};
 use serde::Deserialize;
 use toml::Spanned;
 
-use crate::sync::discovery::{NetworkConfig, RelayChoice};
-use crate::sync::keys::Key;
-use crate::sync::transport::PeerAddr;
+use crate::model::keys::Key;
+use crate::net::endpoint::PeerAddr;
+use crate::net::endpoint::{NetworkConfig, RelayChoice};
 
 /// Environment variable naming the configuration file.
 pub const ENV_CONFIG: &str = "DAT_MIRROR_CONFIG";
@@ -111,7 +111,7 @@ pub struct ConfigFile {
     pub network: NetworkSection,
 }
 
-/// `[network]`: discovery routes of `serve` and `mount` (see [`crate::sync::discovery`]).
+/// `[network]`: discovery routes of `serve` and `mount` (see [`crate::net::providers`]).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct NetworkSection {
     pub mdns: Option<Located<bool>>,
@@ -395,7 +395,7 @@ pub fn parse(text: &str, path: &Path, home: Option<&Path>) -> Result<ConfigFile,
                 .max_storage
                 .map(|s| {
                     let span = s.span();
-                    crate::pi::storage_cap::parse_size(s.get_ref())
+                    crate::model::units::parse_size(s.get_ref())
                         .map(|value| Located {
                             value,
                             line: line_of(text, span.start),

@@ -8,14 +8,14 @@ mod common;
 
 use std::sync::Arc;
 
-use dat_mirror::sync::capability::{self, Session, EXPORTER_LABEL};
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::discovery::NetworkConfig;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::peer::{Node, Policy};
-use dat_mirror::sync::store::CoreStore;
-use dat_mirror::sync::transport::{self, Identity, PeerAddr};
-use dat_mirror::sync::wire::{read_message, write_message, Message, MAX_FRAME};
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
+use dat_mirror::net::capability::{self, Session, EXPORTER_LABEL};
+use dat_mirror::net::endpoint::NetworkConfig;
+use dat_mirror::net::endpoint::{self, Identity, PeerAddr};
+use dat_mirror::net::node::{Node, Policy};
+use dat_mirror::net::wire::{read_message, write_message, Message, MAX_FRAME};
+use dat_mirror::store::CoreStore;
 use iroh::endpoint::Connection;
 
 use common::*;
@@ -83,7 +83,7 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
     // A stranger: its own identity, paired with nobody, serving nothing.
     let stranger_dir = tmp.path().join("stranger");
     let id = Identity::load_or_create(&stranger_dir).unwrap();
-    let ep = transport::bind(
+    let ep = endpoint::bind_endpoint(
         &id,
         "127.0.0.1:0".parse().unwrap(),
         &NetworkConfig::offline(),

@@ -9,11 +9,11 @@ use std::path::Path;
 use std::process::Output;
 
 use common::*;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::drive::{self, DirEntry};
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::store::{CoreReader, CoreStore};
-use dat_mirror::sync::view::SiteState;
+use dat_mirror::drive::{self, DirEntry};
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
+use dat_mirror::model::view::SiteState;
+use dat_mirror::store::{CoreReader, CoreStore};
 
 async fn clone_cli(reader: &Path, args: Vec<String>) -> Output {
     let reader = reader.to_path_buf();

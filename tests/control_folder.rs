@@ -8,8 +8,8 @@ use std::path::Path;
 
 use common::*;
 use dat_mirror::laptop::Laptop;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::keys::Key;
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
 
 async fn log(laptop: &Laptop) -> Vec<Command> {
     let core = laptop

@@ -16,13 +16,14 @@ use std::time::Duration;
 
 use common::*;
 use dat_mirror::laptop::{Laptop, LaptopConfig};
-use dat_mirror::pi::{self, MirrorConfig};
-use dat_mirror::sync::command::Command as Cmd;
-use dat_mirror::sync::discovery::{self, NetworkConfig, Providers, RelayChoice};
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::peer::{Node, Policy};
-use dat_mirror::sync::store::CoreStore;
-use dat_mirror::sync::transport::{Identity, PeerAddr};
+use dat_mirror::mirror::{self, MirrorConfig};
+use dat_mirror::model::command::Command as Cmd;
+use dat_mirror::model::keys::Key;
+use dat_mirror::net::endpoint::{self, NetworkConfig, RelayChoice};
+use dat_mirror::net::endpoint::{Identity, PeerAddr};
+use dat_mirror::net::node::{Node, Policy};
+use dat_mirror::net::providers::Providers;
+use dat_mirror::store::CoreStore;
 use netns::{require_netns_or_skip, Lab};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dat-mirror");
@@ -65,7 +66,7 @@ async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
         tmp.path().join("site"),
         tmp.path().join("reader"),
     );
-    let mirror = pi::start(MirrorConfig {
+    let mirror = mirror::start(MirrorConfig {
         data: pi_dir,
         listen: "127.0.0.1:0".parse().unwrap(),
         http: None,
@@ -106,7 +107,7 @@ async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
 
     // A reader that knows only the site key: who holds it?
     let reader_id = Identity::load_or_create(&reader_dir).unwrap();
-    let bound = discovery::bind(&reader_id, "127.0.0.1:0".parse().unwrap(), &net)
+    let bound = endpoint::bind(&reader_id, "127.0.0.1:0".parse().unwrap(), &net)
         .await
         .unwrap();
     let store = Arc::new(CoreStore::new(&reader_dir).unwrap());
@@ -186,7 +187,7 @@ async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
 async fn id_alone_with_every_route_off_says_what_to_do() {
     let tmp = tempfile::tempdir().unwrap();
     let id = Identity::load_or_create(tmp.path()).unwrap();
-    let bound = discovery::bind(
+    let bound = endpoint::bind(
         &id,
         "127.0.0.1:0".parse().unwrap(),
         &NetworkConfig::offline(),

@@ -16,7 +16,7 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use dat_mirror::sync::keys::Key;
+use dat_mirror::model::keys::Key;
 use netns::http_get_here;
 use procs::*;
 

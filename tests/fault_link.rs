@@ -13,8 +13,8 @@ use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
-use dat_mirror::sync::command::Command as Cmd;
-use dat_mirror::sync::keys::Key;
+use dat_mirror::model::command::Command as Cmd;
+use dat_mirror::model::keys::Key;
 use netns::{http_get_in, status_json_in, ImpairedRelay, NetnsPair};
 use procs::*;
 

@@ -15,8 +15,8 @@ use std::path::PathBuf;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use dat_mirror::sync::command::Command as Cmd;
-use dat_mirror::sync::keys::Key;
+use dat_mirror::model::command::Command as Cmd;
+use dat_mirror::model::keys::Key;
 use procs::*;
 
 const LONG: Duration = Duration::from_secs(60);

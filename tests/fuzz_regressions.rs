@@ -143,7 +143,7 @@ fn write_structured_seeds() {
 }
 
 fn structured_seeds() -> Vec<(String, Vec<u8>)> {
-    use dat_mirror::sync::wire::{BlockRequest, Message, UpgradeRequest, WireProof};
+    use dat_mirror::net::wire::{BlockRequest, Message, UpgradeRequest, WireProof};
     let frame = |m: &Message| {
         let body = m.encode();
         let mut f = (body.len() as u32).to_be_bytes().to_vec();

@@ -7,15 +7,15 @@ mod common;
 
 use std::sync::Arc;
 
-use dat_mirror::sync::capability::{self, Session, EXPORTER_LABEL};
-use dat_mirror::sync::discovery::NetworkConfig;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::peer::{close_code, Node, Policy};
-use dat_mirror::sync::store::{Core, CoreStore};
-use dat_mirror::sync::transport::{self, Identity, PeerAddr, ALPN};
-use dat_mirror::sync::wire::{
+use dat_mirror::model::keys::Key;
+use dat_mirror::net::capability::{self, Session, EXPORTER_LABEL};
+use dat_mirror::net::endpoint::NetworkConfig;
+use dat_mirror::net::endpoint::{self, Identity, PeerAddr, ALPN};
+use dat_mirror::net::node::{close_code, Node, Policy};
+use dat_mirror::net::wire::{
     read_message, write_message, BlockRequest, Message, WireProof, MAX_FRAME, MAX_READER_FRAME,
 };
+use dat_mirror::store::{Core, CoreStore};
 use hypercore::{RequestBlock, RequestUpgrade};
 use iroh::endpoint::{Connection, ConnectionError};
 
@@ -39,7 +39,7 @@ struct Peer {
 async fn peer() -> Peer {
     let tmp = tempfile::tempdir().unwrap();
     let id = Identity::load_or_create(&tmp.path().join("id")).unwrap();
-    let ep = transport::bind(
+    let ep = endpoint::bind_endpoint(
         &id,
         "127.0.0.1:0".parse().unwrap(),
         &NetworkConfig::offline(),
@@ -78,7 +78,7 @@ async fn source_core(p: &Peer, n: usize, seed: u64) -> Arc<Core> {
 async fn raw_connect(to: &PeerAddr) -> (iroh::Endpoint, Connection, Key) {
     let tmp = tempfile::tempdir().unwrap();
     let id = Identity::load_or_create(tmp.path()).unwrap();
-    let ep = transport::bind(
+    let ep = endpoint::bind_endpoint(
         &id,
         "127.0.0.1:0".parse().unwrap(),
         &NetworkConfig::offline(),
@@ -432,7 +432,7 @@ async fn wrong_capability_absent_core_and_refusal_look_the_same() {
     }
     let tmp = tempfile::tempdir().unwrap();
     let id = Identity::load_or_create(&tmp.path().join("id")).unwrap();
-    let ep = transport::bind(
+    let ep = endpoint::bind_endpoint(
         &id,
         "127.0.0.1:0".parse().unwrap(),
         &NetworkConfig::offline(),

@@ -7,12 +7,12 @@ use std::io::{Read, Write};
 use std::time::Duration;
 
 use common::*;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::keys::Key;
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
 
 struct Fixture {
     _tmp: tempfile::TempDir,
-    mirror: dat_mirror::pi::Mirror,
+    mirror: dat_mirror::mirror::Mirror,
     laptop: dat_mirror::laptop::Laptop,
     key: Key,
     site_dir: std::path::PathBuf,
@@ -401,9 +401,9 @@ async fn hostile_requests_and_partial_sites() {
     // A block the mirror does not hold (yet): 503 + Retry-After for that file, others fine.
     let (db, blobs) = f.mirror.inner.site(&f.key).unwrap();
     {
-        let mut reader = dat_mirror::sync::store::CoreReader::new(db.clone());
+        let mut reader = dat_mirror::store::CoreReader::new(db.clone());
         let version = db.info().length;
-        let entry = dat_mirror::sync::drive::get_entry(&mut reader, version, "/data/big.bin")
+        let entry = dat_mirror::drive::get_entry(&mut reader, version, "/data/big.bin")
             .await
             .unwrap()
             .unwrap();

@@ -13,12 +13,12 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use dat_mirror::pi::http::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+use dat_mirror::mirror::http::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
 /// A mirror with its HTTP gateway on loopback (no laptop needed: `/` is a page).
-async fn gateway() -> (tempfile::TempDir, dat_mirror::pi::Mirror, SocketAddr) {
+async fn gateway() -> (tempfile::TempDir, dat_mirror::mirror::Mirror, SocketAddr) {
     init_tracing();
     raise_fd_limit(4 * MAX_CONNECTIONS as u64 + 1024);
     let tmp = tempfile::tempdir().unwrap();

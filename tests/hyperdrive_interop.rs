@@ -38,12 +38,12 @@ use std::process::{Command, Stdio};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use dat_mirror::drive::{self, DirEntry};
 use dat_mirror::laptop::publish::open_site;
-use dat_mirror::sync::drive::{self, DirEntry};
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::replicate::{pull, serve};
-use dat_mirror::sync::store::{Core, CoreStore};
-use dat_mirror::sync::wire::{read_message, MAX_READER_FRAME};
+use dat_mirror::model::keys::Key;
+use dat_mirror::net::replicate::{pull, serve};
+use dat_mirror::net::wire::{read_message, MAX_READER_FRAME};
+use dat_mirror::store::{Core, CoreStore};
 use sha2::{Digest, Sha256};
 
 const BIN: &str = env!("CARGO_BIN_EXE_dat-mirror");

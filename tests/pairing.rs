@@ -10,11 +10,11 @@ use std::path::Path;
 use std::process::Output;
 
 use common::*;
-use dat_mirror::pi::invites::with_book;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::invite::Invite;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::view::SiteState;
+use dat_mirror::mirror::invites::with_book;
+use dat_mirror::model::command::Command;
+use dat_mirror::model::invite::Invite;
+use dat_mirror::model::keys::Key;
+use dat_mirror::model::view::SiteState;
 
 fn cli(data: &Path, args: &[&str]) -> Output {
     std::process::Command::new(env!("CARGO_BIN_EXE_dat-mirror"))
@@ -95,7 +95,7 @@ async fn invite_pair_mirror_unpair_and_refusals() {
     let laptop2 = start_laptop(&lap2_dir, vec![]).await;
 
     // A forged code (right mirror and address, made-up secret) is refused by the mirror.
-    let forged = Invite::new(mirror.key(), u64::MAX / 2, vec![mirror.listen]).encode();
+    let forged = Invite::new(mirror.key(), [0x5a; 16], u64::MAX / 2, vec![mirror.listen]).encode();
     let out = cli_async(&lap_dir, &["pair", &forged]).await;
     assert!(!out.status.success());
     assert!(

@@ -6,8 +6,8 @@
 mod common;
 
 use common::*;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::status::{StatusEntry, StatusEvent};
+use dat_mirror::model::command::Command;
+use dat_mirror::model::status::{StatusEntry, StatusEvent};
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn progress_entries_are_throttled_per_site() {

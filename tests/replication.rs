@@ -7,10 +7,10 @@ mod common;
 use std::sync::Arc;
 
 use common::*;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::peer::{Node, Policy};
-use dat_mirror::sync::store::CoreStore;
-use dat_mirror::sync::transport::{self, Identity, NetworkConfig, PeerAddr};
+use dat_mirror::model::keys::Key;
+use dat_mirror::net::endpoint::{self, Identity, NetworkConfig, PeerAddr};
+use dat_mirror::net::node::{Node, Policy};
+use dat_mirror::store::CoreStore;
 
 struct Only(Option<Key>);
 
@@ -23,7 +23,7 @@ impl Policy for Only {
 async fn node(dir: &std::path::Path, policy: Only) -> (Arc<Node>, Arc<CoreStore>) {
     let id = Identity::load_or_create(dir).unwrap();
     let store = Arc::new(CoreStore::new(dir).unwrap());
-    let ep = transport::bind(
+    let ep = endpoint::bind_endpoint(
         &id,
         "127.0.0.1:0".parse().unwrap(),
         &NetworkConfig::offline(),

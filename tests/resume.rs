@@ -7,9 +7,9 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use dat_mirror::sync::command::Command as Cmd;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::transport::PeerAddr;
+use dat_mirror::model::command::Command as Cmd;
+use dat_mirror::model::keys::Key;
+use dat_mirror::net::endpoint::PeerAddr;
 
 struct ServeProcess(Child);
 

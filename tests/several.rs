@@ -10,9 +10,9 @@ use std::collections::BTreeSet;
 
 use common::*;
 use dat_mirror::laptop::Laptop;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::view::{SiteState, StatusView};
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
+use dat_mirror::model::view::{SiteState, StatusView};
 
 async fn add(laptop: &Laptop, key: Key, alias: Option<&str>) {
     laptop

@@ -12,9 +12,9 @@ use std::process::Command as Cmd;
 
 use common::*;
 use dat_mirror::laptop::Laptop;
-use dat_mirror::pi::Mirror;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::keys::Key;
+use dat_mirror::mirror::Mirror;
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
 
 /// A mounted site tree; unmounted on drop.
 struct Tree {
@@ -428,9 +428,9 @@ async fn unmirrored_sites_disappear() {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn hostile_entries_are_shown_safely_or_not_at_all() {
-    use dat_mirror::sync::drive::bee::Editor;
-    use dat_mirror::sync::drive::{encode_entry, file_key, BlobRef, Entry};
-    use dat_mirror::sync::store::CoreReader;
+    use dat_mirror::drive::bee::Editor;
+    use dat_mirror::drive::{encode_entry, file_key, BlobRef, Entry};
+    use dat_mirror::store::CoreReader;
 
     let Some(s) = Setup::start("hostile_entries_are_shown_safely_or_not_at_all").await else {
         return;

@@ -6,10 +6,10 @@ mod common;
 use std::time::Duration;
 
 use common::*;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::status::{StatusEntry, StatusEvent};
+use dat_mirror::model::keys::Key;
+use dat_mirror::model::status::{StatusEntry, StatusEvent};
 
-async fn status_events(m: &dat_mirror::pi::Mirror) -> Vec<StatusEvent> {
+async fn status_events(m: &dat_mirror::mirror::Mirror) -> Vec<StatusEvent> {
     let core = m.inner.status.core().clone();
     let mut out = vec![];
     for i in 0..core.info().length {
@@ -135,7 +135,7 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
     );
     let port = free_udp_port();
     let mirror_id = node_id(&pi_dir);
-    let mirror_addr = dat_mirror::sync::transport::PeerAddr {
+    let mirror_addr = dat_mirror::net::endpoint::PeerAddr {
         id: mirror_id,
         addr: Some(format!("127.0.0.1:{port}").parse().unwrap()),
     };
@@ -227,7 +227,7 @@ async fn new_version_reaches_the_mirror_without_reconnecting() {
     let site = publish(&laptop, &site_dir, None).await;
     laptop
         .inner
-        .append(dat_mirror::sync::command::Command::Mirror {
+        .append(dat_mirror::model::command::Command::Mirror {
             key: site.key,
             alias: None,
         })
@@ -283,7 +283,7 @@ async fn unallowed_laptop_is_not_followed_and_reads_nothing() {
     make_site(&site_dir, 0);
     let bad_site = publish(&bad, &site_dir, None).await;
     bad.inner
-        .append(dat_mirror::sync::command::Command::Mirror {
+        .append(dat_mirror::model::command::Command::Mirror {
             key: bad_site.key,
             alias: None,
         })
@@ -302,7 +302,7 @@ async fn unallowed_laptop_is_not_followed_and_reads_nothing() {
     // had every chance to act on the other laptop's command too.
     let barrier = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
     good.inner
-        .append(dat_mirror::sync::command::Command::Mirror {
+        .append(dat_mirror::model::command::Command::Mirror {
             key: barrier,
             alias: None,
         })
@@ -372,7 +372,7 @@ async fn leftover_site_data_is_removed_on_start_and_kept_sites_survive() {
     let site = publish(&laptop, &site_dir, None).await;
     laptop
         .inner
-        .append(dat_mirror::sync::command::Command::Mirror {
+        .append(dat_mirror::model::command::Command::Mirror {
             key: site.key,
             alias: None,
         })

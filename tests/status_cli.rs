@@ -8,9 +8,9 @@ use std::path::Path;
 use std::process::Output;
 
 use common::*;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::view::{SiteState, StatusView};
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
+use dat_mirror::model::view::{SiteState, StatusView};
 
 /// Runs `dat-mirror --data DATA ARGS...` (bounded by `TIMEOUT`).
 async fn cli(data: &Path, args: &[&str]) -> Output {

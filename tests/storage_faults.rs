@@ -8,11 +8,11 @@ mod common;
 use std::path::{Path, PathBuf};
 use std::process::Command as Process;
 
+use dat_mirror::drive;
 use dat_mirror::laptop::Laptop;
-use dat_mirror::sync::command::Command;
-use dat_mirror::sync::drive;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::store::CoreStore;
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
+use dat_mirror::store::CoreStore;
 
 use common::*;
 

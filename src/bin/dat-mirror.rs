@@ -17,11 +17,11 @@ use dat_mirror::config::{self, Chosen, ChosenNetwork, ConfigFile, Effective, Giv
 use dat_mirror::laptop::control_socket::{self, Answer, Request};
 use dat_mirror::laptop::publish::{publish_dir, Published};
 use dat_mirror::laptop::{Laptop, LaptopConfig};
-use dat_mirror::pi::{self, MirrorConfig};
-use dat_mirror::sync::discovery::{NetworkConfig, RelayChoice};
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::store::CoreStore;
-use dat_mirror::sync::transport::{DataLock, Identity, PeerAddr};
+use dat_mirror::mirror::{self, MirrorConfig};
+use dat_mirror::model::keys::Key;
+use dat_mirror::net::endpoint::{DataLock, Identity, PeerAddr};
+use dat_mirror::net::endpoint::{NetworkConfig, RelayChoice};
+use dat_mirror::store::CoreStore;
 
 #[derive(Parser, Debug)]
 #[command(
@@ -112,7 +112,7 @@ As a service: scripts/install.sh installs dat-mirror-serve.service \
         /// Stop fetching when stored site data reaches SIZE (e.g. 500M, 2G, 1.5GiB): new
         /// sites wait and show `storage cap reached` [default: no cap; config: serve.max_storage]
         #[arg(long, env = config::ENV_SERVE_MAX_STORAGE, value_name = "SIZE",
-              value_parser = dat_mirror::pi::storage_cap::parse_size)]
+              value_parser = dat_mirror::model::units::parse_size)]
         max_storage: Option<u64>,
         #[command(flatten)]
         network: NetworkArgs,
@@ -185,7 +185,7 @@ Then on the laptop: dat-mirror pair <CODE>. The code carries the mirror's id, a 
 its expiry and the mirror's addresses (those of the running `serve`, or --addr).")]
     Invite {
         /// How long the code stays valid: 90s, 30m, 1h, 7d
-        #[arg(long, default_value = "1h", value_parser = dat_mirror::sync::invite::parse_duration)]
+        #[arg(long, default_value = "1h", value_parser = dat_mirror::model::invite::parse_duration)]
         expires: std::time::Duration,
         /// Address the laptop should dial (repeatable; default: the running mirror's own)
         #[arg(long = "addr", value_name = "IP:PORT")]
@@ -229,7 +229,7 @@ signature); OUT_DIR gets the files of its latest version.")]
         #[arg(long = "from", value_name = "ID@IP:PORT")]
         from: Vec<PeerAddr>,
         /// Give up after this long: 90s, 10m, 1h
-        #[arg(long, default_value = "10m", value_parser = dat_mirror::sync::invite::parse_duration)]
+        #[arg(long, default_value = "10m", value_parser = dat_mirror::model::invite::parse_duration)]
         timeout: std::time::Duration,
         #[command(flatten)]
         network: NetworkArgs,
@@ -402,7 +402,7 @@ fn main() {
         .expect("tokio runtime");
     let logs_to_file = cli.log_file.is_some();
     if let Err(e) = runtime.block_on(run(&matches, cli)) {
-        if let Some(exit) = e.downcast_ref::<dat_mirror::laptop::status_cmd::StatusExit>() {
+        if let Some(exit) = e.downcast_ref::<dat_mirror::cli::status::StatusExit>() {
             eprintln!("{}", exit.message);
             drop(runtime);
             drop(_log_guard);
@@ -478,7 +478,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 serve_max_storage: config::choose(
                     env_given(
                         config::ENV_SERVE_MAX_STORAGE,
-                        dat_mirror::pi::storage_cap::parse_size,
+                        dat_mirror::model::units::parse_size,
                     )?,
                     cfg.serve.max_storage.as_ref(),
                     cfg.path.as_deref(),
@@ -573,7 +573,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 &cfg,
                 BTreeMap::new(),
             );
-            let mirror = pi::start(MirrorConfig {
+            let mirror = mirror::start(MirrorConfig {
                 data: data()?,
                 listen,
                 http: Some(http),
@@ -589,7 +589,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             if let Some(cap) = max_storage {
                 println!(
                     "storage cap: {} (new sites wait while stored data is over it)",
-                    dat_mirror::pi::storage_cap::format_size(cap)
+                    dat_mirror::model::units::format_size(cap)
                 );
             }
             let tree = match &mount {
@@ -664,7 +664,7 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
             json,
         } => {
             let timeout = timeout.map(std::time::Duration::from_secs);
-            dat_mirror::laptop::status_cmd::run(&data()?, wait.as_deref(), timeout, json).await
+            dat_mirror::cli::status::run(&data()?, wait.as_deref(), timeout, json).await
         }
         Cmd::Invite { expires, addrs } => {
             dat_mirror::cli::peers::invite(&data()?, expires, addrs).await

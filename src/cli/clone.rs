@@ -13,12 +13,13 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 
-use crate::sync::discovery::{self, NetworkConfig, Providers, RelayChoice};
-use crate::sync::drive::{self, DirEntry};
-use crate::sync::keys::Key;
-use crate::sync::peer::{Node, Policy};
-use crate::sync::store::{Core, CoreReader, CoreStore};
-use crate::sync::transport::{DataLock, Identity, PeerAddr};
+use crate::drive::{self, DirEntry};
+use crate::model::keys::Key;
+use crate::net::endpoint::{self, NetworkConfig, RelayChoice};
+use crate::net::endpoint::{DataLock, Identity, PeerAddr};
+use crate::net::node::{Node, Policy};
+use crate::net::providers::Providers;
+use crate::store::{Core, CoreReader, CoreStore};
 
 /// How often a reader with no `--from` asks again who has the site.
 const LOOKUP_EVERY: Duration = Duration::from_secs(10);
@@ -72,7 +73,7 @@ pub async fn clone_site(opts: CloneOptions) -> anyhow::Result<CloneReport> {
     let _lock = DataLock::acquire(&opts.data)?;
     let identity = Identity::load_or_create(&opts.data)?;
     let store = Arc::new(CoreStore::new(&opts.data)?);
-    let bound = discovery::bind(&identity, opts.listen, net).await?;
+    let bound = endpoint::bind(&identity, opts.listen, net).await?;
     let endpoint = bound.endpoint;
     let policy = ReaderPolicy {
         own: identity.key(),

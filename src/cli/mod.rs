@@ -3,3 +3,4 @@
 
 pub mod clone;
 pub mod peers;
+pub mod status;

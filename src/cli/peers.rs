@@ -11,14 +11,14 @@ use anyhow::Context;
 use crate::ipc;
 use crate::laptop::control_socket::{self as laptop_socket, Answer, MirrorRow, Request};
 use crate::laptop::{load_mirrors, save_mirrors, Laptop, LaptopConfig};
-use crate::pi::control_socket::{MirrorAnswer, MirrorRequest};
-use crate::pi::laptops::{self, LaptopRow, ALLOW_FILE, REVOKED_FILE};
-use crate::sync::discovery::NetworkConfig;
-use crate::sync::invite::Invite;
-use crate::sync::keys::Key;
-use crate::sync::status::now_ms;
-use crate::sync::transport::{DataLock, Identity};
-use crate::sync::view::{ago, format_utc};
+use crate::mirror::control_socket::{MirrorAnswer, MirrorRequest};
+use crate::mirror::laptops::{self, LaptopRow, ALLOW_FILE, REVOKED_FILE};
+use crate::model::invite::Invite;
+use crate::model::keys::Key;
+use crate::model::view::{ago, format_utc};
+use crate::net::endpoint::NetworkConfig;
+use crate::net::endpoint::{DataLock, Identity};
+use crate::util::clock::now_ms;
 
 /// Which side a data folder belongs to, from the files its daemon keeps.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

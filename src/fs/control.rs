@@ -39,8 +39,8 @@ use fuser::{
 };
 
 use super::table::{HandleKind, Table, ROOT, STATUS};
-use crate::sync::command::Command;
-use crate::sync::view::StatusView;
+use crate::model::command::Command;
+use crate::model::view::StatusView;
 
 /// What the control folder needs from the rest of the laptop side.
 pub trait ControlBackend: Send + Sync + 'static {

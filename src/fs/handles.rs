@@ -10,7 +10,7 @@ use fuser::{Errno, FileAttr, FileType, FopenFlags, TimeOrNow};
 use super::names::{classify, Name};
 use super::ops::{refuse, AliasWish, Cx};
 use super::table::*;
-use crate::sync::view::{render_site, render_status_table, xattrs};
+use crate::model::view::{render_site, render_status_table, xattrs};
 
 impl Cx<'_> {
     pub(crate) fn open(&mut self, ino: u64, flags: i32) -> Result<(u64, FopenFlags), Errno> {

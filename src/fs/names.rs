@@ -4,8 +4,8 @@
 
 use std::ffi::OsStr;
 
-use crate::sync::command::{validate_alias, MAX_ALIAS_BYTES};
-use crate::sync::keys::Key;
+use crate::model::command::{validate_alias, MAX_ALIAS_BYTES};
+use crate::model::keys::Key;
 
 /// The generated, read-only table of every site and mirror.
 pub const STATUS_NAME: &str = "STATUS";

@@ -12,9 +12,9 @@ use fuser::{Errno, FileAttr, FopenFlags};
 use super::control::{ControlBackend, ControlFs};
 use super::names::{classify, Name};
 use super::table::*;
-use crate::sync::command::Command;
-use crate::sync::keys::Key;
-use crate::sync::view::{render_site, render_status_table, StatusView};
+use crate::model::command::Command;
+use crate::model::keys::Key;
+use crate::model::view::{render_site, render_status_table, StatusView};
 
 /// What a `Mirror` should say about the alias.
 #[derive(Debug, Clone, PartialEq, Eq)]

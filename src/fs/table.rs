@@ -9,8 +9,8 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use fuser::{FileAttr, FileType, INodeNo};
 
 use super::names::{classify, Name, STATUS_NAME};
-use crate::sync::keys::Key;
-use crate::sync::view::{SiteView, StatusView};
+use crate::model::keys::Key;
+use crate::model::view::{SiteView, StatusView};
 
 pub(crate) const ROOT: u64 = 1;
 pub(crate) const STATUS: u64 = 2;
@@ -93,7 +93,7 @@ pub(crate) fn ms_to_time(ms: u64) -> SystemTime {
 }
 
 pub(crate) fn now_ms() -> u64 {
-    crate::sync::status::now_ms()
+    crate::util::clock::now_ms()
 }
 
 /// The name each site is listed under, parallel to `view.sites`: its alias when that is a

@@ -13,10 +13,11 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use super::{mount, require_fuse_or_skip, ControlBackend};
-use crate::sync::command::{Command, CommandError};
-use crate::sync::keys::Key;
-use crate::sync::status::{now_ms, StatusEntry, StatusEvent};
-use crate::sync::view::{fold, MirrorInput, StatusView};
+use crate::model::command::{Command, CommandError};
+use crate::model::keys::Key;
+use crate::model::status::{StatusEntry, StatusEvent};
+use crate::model::view::{fold, MirrorInput, StatusView};
+use crate::util::clock::now_ms;
 
 pub(super) const ME: Key = Key([0x11; 32]);
 pub(super) const MIRROR: Key = Key([0x22; 32]);

@@ -6,9 +6,9 @@ use std::os::unix::fs::PermissionsExt;
 
 use super::ops::{mirror_command, AliasWish};
 use super::tests::*;
-use crate::sync::command::Command;
-use crate::sync::keys::Key;
-use crate::sync::view::StatusView;
+use crate::model::command::Command;
+use crate::model::keys::Key;
+use crate::model::view::StatusView;
 
 #[test]
 fn scratch_files_are_real_files_that_never_reach_the_log() {
@@ -226,7 +226,7 @@ fn many_threads_at_once() {
 fn mirror_command_rules() {
     let view = |cmds: Vec<Command>| {
         let log: Vec<_> = cmds.into_iter().map(Ok).collect();
-        crate::sync::view::fold(ME, &log, &[], 0)
+        crate::model::view::fold(ME, &log, &[], 0)
     };
     let empty = StatusView::default();
     assert_eq!(
@@ -250,13 +250,13 @@ fn mirror_command_rules() {
         Ok(Command::Unmirror { key: K1 }),
     ];
     log.truncate(2);
-    let input = crate::sync::view::MirrorInput {
+    let input = crate::model::view::MirrorInput {
         mirror: MIRROR,
         status: vec![],
         online: false,
         last_seen_ms: None,
     };
-    let v = crate::sync::view::fold(ME, &log, &[input], 0);
+    let v = crate::model::view::fold(ME, &log, &[input], 0);
     assert_eq!(
         mirror_command(&v, K1, AliasWish::Keep),
         Some(mirror(K1, Some("blog")))

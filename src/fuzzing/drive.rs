@@ -7,8 +7,8 @@ use std::ops::Range;
 use futures::executor::block_on;
 
 use super::take_u64;
-use crate::sync::drive::messages::{decode_index, decode_node, encode_index, encode_node};
-use crate::sync::drive::{
+use crate::drive::messages::{decode_index, decode_node, encode_index, encode_node};
+use crate::drive::{
     blob_blocks, decode_entry, decode_header, encode_entry, encode_header, get_entry, key_path,
     list, read_range, BlobRef, BlockSource, DirEntry, DriveError, BLOCK_SIZE,
 };
@@ -130,7 +130,7 @@ pub fn drive_tree(data: &[u8]) {
             check_listing(folder, recursive, &items);
             for item in items.iter().take(8) {
                 if let DirEntry::File {
-                    entry: crate::sync::drive::Entry { blob: Some(b), .. },
+                    entry: crate::drive::Entry { blob: Some(b), .. },
                     ..
                 } = item
                 {
@@ -215,8 +215,8 @@ pub fn blob_pointer(data: &[u8]) {
 /// A real little drive (written by the product's Hyperbee editor), as [`drive_tree`]
 /// input: a seed for the fuzzer, which rarely builds a valid tree from nothing.
 pub fn drive_tree_seed() -> Vec<u8> {
-    use crate::sync::drive::bee::Editor;
-    use crate::sync::drive::{file_key, Entry};
+    use crate::drive::bee::Editor;
+    use crate::drive::{file_key, Entry};
     let mut db = MemCore {
         blocks: vec![Some(encode_header(&[9; 32]))],
         reads: 0,

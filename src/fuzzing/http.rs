@@ -5,13 +5,13 @@
 use std::collections::BTreeMap;
 
 use super::take_u64;
-use crate::pi::http::request::{
+use crate::drive::{blob_blocks, normalize_path, BlobRef, BLOCK_SIZE};
+use crate::mirror::http::request::{
     clean_path, none_match, not_modified_since, parse_target, ranges, site_for_host, version_param,
     Ranges, Target, MAX_RANGES,
 };
-use crate::pi::http::SiteConfig;
-use crate::sync::drive::{blob_blocks, normalize_path, BlobRef, BLOCK_SIZE};
-use crate::sync::keys::Key;
+use crate::mirror::http::SiteConfig;
+use crate::model::keys::Key;
 
 /// Checks what the gateway relies on in a decoded path: absolute, no `..` segment, no NUL
 /// or backslash.

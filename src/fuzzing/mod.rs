@@ -26,12 +26,12 @@ use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 
 use crate::fs::names::{classify, Name, STATUS_NAME};
-use crate::pi::mirror_set::MirrorSet;
-use crate::sync::command::{validate_alias, Command, MAX_COMMAND_BYTES};
-use crate::sync::keys::Key;
-use crate::sync::status::{StatusEntry, StatusEvent, MAX_REASON_BYTES};
-use crate::sync::view::{self, MirrorInput};
-use crate::sync::wire::{read_message, Message, WireProof, MAX_FRAME};
+use crate::model::command::{validate_alias, Command, MAX_COMMAND_BYTES};
+use crate::model::keys::Key;
+use crate::model::mirror_set::MirrorSet;
+use crate::model::status::{StatusEntry, StatusEvent, MAX_REASON_BYTES};
+use crate::model::view::{self, MirrorInput};
+use crate::net::wire::{read_message, Message, WireProof, MAX_FRAME};
 
 /// The environment variable holding the per-allocation limit (MiB) of [`LimitedAlloc`].
 pub const MALLOC_LIMIT_ENV: &str = "DAT_MIRROR_FUZZ_MALLOC_LIMIT_MB";

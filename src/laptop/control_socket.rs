@@ -14,10 +14,10 @@ use tokio::task::JoinHandle;
 
 use super::publish::{publish_dir, Published};
 use super::LaptopInner;
-use crate::sync::invite::Invite;
-use crate::sync::keys::Key;
-use crate::sync::transport::PeerAddr;
-use crate::sync::view::StatusView;
+use crate::model::invite::Invite;
+use crate::model::keys::Key;
+use crate::model::view::StatusView;
+use crate::net::endpoint::PeerAddr;
 
 /// One row of `dat-mirror peers` on a laptop.
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -148,10 +148,11 @@ pub async fn call(data: &Path, request: &Request) -> anyhow::Result<Option<Answe
 /// it fails (saying why) if another dat-mirror process is using the folder. Creates nothing:
 /// a folder no laptop has run in is an error.
 pub async fn view_from_disk(data: &Path) -> anyhow::Result<StatusView> {
-    use crate::sync::command::Command;
-    use crate::sync::status::{now_ms, StatusEntry};
-    use crate::sync::store::{Core, CoreStore};
-    use crate::sync::view::{fold, MirrorInput};
+    use crate::model::command::Command;
+    use crate::model::status::StatusEntry;
+    use crate::model::view::{fold, MirrorInput};
+    use crate::store::{Core, CoreStore};
+    use crate::util::clock::now_ms;
 
     if !data.join("identity").exists() {
         anyhow::bail!(
@@ -160,8 +161,8 @@ pub async fn view_from_disk(data: &Path) -> anyhow::Result<StatusView> {
             data.display()
         );
     }
-    let _lock = crate::sync::transport::DataLock::acquire(data)?;
-    let me = crate::sync::transport::Identity::load_or_create(data)?.key();
+    let _lock = crate::net::endpoint::DataLock::acquire(data)?;
+    let me = crate::net::endpoint::Identity::load_or_create(data)?.key();
     let store = CoreStore::new(data)?;
     async fn entries(core: Option<Arc<Core>>) -> Vec<Vec<u8>> {
         let Some(core) = core else { return vec![] };

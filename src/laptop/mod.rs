@@ -9,7 +9,6 @@
 
 pub mod control_socket;
 pub mod publish;
-pub mod status_cmd;
 
 use std::collections::{BTreeMap, HashMap};
 use std::net::SocketAddr;
@@ -19,16 +18,18 @@ use std::sync::{Arc, RwLock};
 use anyhow::Context;
 use tokio::task::JoinHandle;
 
-use crate::sync::command::{Command, CommandError};
-use crate::sync::discovery::{self, Bound, NetworkConfig, Providers};
-use crate::sync::invite::Invite;
-use crate::sync::keys::Key;
-use crate::sync::pairing;
-use crate::sync::peer::{Node, Policy};
-use crate::sync::status::{now_ms, StatusEntry};
-use crate::sync::store::{Core, CoreStore};
-use crate::sync::transport::{DataLock, Identity, PeerAddr};
-use crate::sync::view::{self, MirrorInput, StatusView};
+use crate::model::command::{Command, CommandError};
+use crate::model::invite::Invite;
+use crate::model::keys::Key;
+use crate::model::status::StatusEntry;
+use crate::model::view::{self, MirrorInput, StatusView};
+use crate::net::endpoint::{self, Bound, NetworkConfig};
+use crate::net::endpoint::{DataLock, Identity, PeerAddr};
+use crate::net::node::{Node, Policy};
+use crate::net::pairing;
+use crate::net::providers::Providers;
+use crate::store::{Core, CoreStore};
+use crate::util::clock::now_ms;
 
 #[derive(Debug, Clone)]
 pub struct LaptopConfig {
@@ -144,7 +145,7 @@ impl Laptop {
         }
 
         let Bound { endpoint, lookups } =
-            discovery::bind(&identity, config.listen, &config.network).await?;
+            endpoint::bind(&identity, config.listen, &config.network).await?;
         let policy = LaptopPolicy {
             own: identity.key(),
             mirrors: mirrors.clone(),

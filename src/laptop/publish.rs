@@ -8,9 +8,9 @@ use std::sync::Arc;
 
 use anyhow::Context;
 
-use crate::sync::drive::{self, PublishReport};
-use crate::sync::keys::Key;
-use crate::sync::store::{Core, CoreStore};
+use crate::drive::{self, PublishReport};
+use crate::model::keys::Key;
+use crate::store::{Core, CoreStore};
 
 /// A published site and what the publish did.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]

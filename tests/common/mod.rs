@@ -10,9 +10,9 @@ use std::time::{Duration, Instant};
 
 use dat_mirror::laptop::publish::{publish_dir, Published};
 use dat_mirror::laptop::{Laptop, LaptopConfig};
-use dat_mirror::pi::{self, Mirror, MirrorConfig};
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::transport::{Identity, NetworkConfig, PeerAddr};
+use dat_mirror::mirror::{self, Mirror, MirrorConfig};
+use dat_mirror::model::keys::Key;
+use dat_mirror::net::endpoint::{Identity, NetworkConfig, PeerAddr};
 
 /// Generous guard against hangs; never an assertion about speed.
 pub const TIMEOUT: Duration = Duration::from_secs(60);
@@ -62,7 +62,7 @@ pub fn free_udp_port() -> u16 {
 }
 
 pub async fn start_mirror(data: &Path, listen: SocketAddr, allow: Vec<Key>) -> Mirror {
-    pi::start(MirrorConfig {
+    mirror::start(MirrorConfig {
         data: data.to_path_buf(),
         listen,
         http: Some("127.0.0.1:0".parse().unwrap()),

@@ -8,10 +8,10 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitStatus, Stdio};
 use std::time::{Duration, Instant};
 
-use dat_mirror::sync::command::Command as Cmd;
-use dat_mirror::sync::keys::Key;
-use dat_mirror::sync::status::{StatusEntry, StatusEvent};
-use dat_mirror::sync::store::CoreStore;
+use dat_mirror::model::command::Command as Cmd;
+use dat_mirror::model::keys::Key;
+use dat_mirror::model::status::{StatusEntry, StatusEvent};
+use dat_mirror::store::CoreStore;
 
 pub const BIN: &str = env!("CARGO_BIN_EXE_dat-mirror");
 

@@ -25,8 +25,8 @@ use std::collections::HashMap;
 use blake2::digest::{consts::U8, Digest};
 
 use super::view::Found;
-use crate::sync::drive::BlobRef;
-use crate::sync::keys::Key;
+use crate::drive::BlobRef;
+use crate::model::keys::Key;
 
 /// The root directory's inode.
 pub const ROOT: u64 = 1;

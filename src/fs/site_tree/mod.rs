@@ -50,10 +50,10 @@ use std::time::{Duration, SystemTime};
 use fuser::{Errno, FileAttr, FileType, FopenFlags, INodeNo, MountOption};
 use tokio::runtime::Handle;
 
-use crate::pi::MirrorInner;
-use crate::sync::drive::{BlobRef, DriveError};
-use crate::sync::keys::Key;
-use crate::sync::store::Core;
+use crate::drive::{BlobRef, DriveError};
+use crate::mirror::MirrorInner;
+use crate::model::keys::Key;
+use crate::store::Core;
 use inodes::{ContentId, Inodes, NodeId, OpenMode, ROOT};
 use view::{Found, Kind, SiteClock};
 

@@ -9,11 +9,11 @@ use std::collections::{BTreeMap, HashSet};
 use std::sync::{Arc, Weak};
 use std::time::SystemTime;
 
-use crate::sync::drive::tree::Tree;
-use crate::sync::drive::{
+use crate::drive::tree::Tree;
+use crate::drive::{
     file_key, normalize_path, read_range, BlobRef, CoreKind, DriveError, Entry, BLOCK_SIZE,
 };
-use crate::sync::store::{Core, CoreInfo, CoreReader};
+use crate::store::{Core, CoreInfo, CoreReader};
 
 /// Longest name shown (Linux's `NAME_MAX`).
 pub const MAX_NAME: usize = 255;

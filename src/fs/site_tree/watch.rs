@@ -21,7 +21,7 @@ use fuser::{INodeNo, Notifier};
 
 use super::inodes::{NodeId, ROOT};
 use super::{view, SiteTree};
-use crate::sync::keys::Key;
+use crate::model::keys::Key;
 
 /// How often the watcher looks.
 pub const EVERY: Duration = Duration::from_millis(100);

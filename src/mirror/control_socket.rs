@@ -1,0 +1,81 @@
+//! The mirror daemon's control socket (`DATA/control.sock`, see [`crate::ipc`]): `invite`,
+//! `peers` and `unpair` run by the CLI while `serve` holds the data folder.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+use tokio::task::JoinHandle;
+
+use super::laptops::{make_invite, LaptopRow};
+use super::MirrorInner;
+use crate::model::keys::Key;
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorRequest {
+    /// Make an invite valid for `ttl_secs`; `addrs` replace the mirror's own addresses.
+    Invite {
+        ttl_secs: u64,
+        addrs: Vec<SocketAddr>,
+    },
+    Laptops,
+    Unpair {
+        id: Key,
+    },
+}
+
+#[derive(Debug, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum MirrorAnswer {
+    Invite { code: String, expires: u64 },
+    Laptops(Vec<LaptopRow>),
+    Unpaired,
+    Error(String),
+}
+
+pub fn spawn(inner: Arc<MirrorInner>) -> anyhow::Result<JoinHandle<()>> {
+    let data = inner.data.clone();
+    let weak = Arc::downgrade(&inner);
+    crate::ipc::serve(&data, move |request: Result<MirrorRequest, String>| {
+        let inner = weak.upgrade();
+        async move {
+            let Some(inner) = inner else {
+                return MirrorAnswer::Error("the mirror is shutting down".into());
+            };
+            match request {
+                Err(e) => MirrorAnswer::Error(e),
+                Ok(r) => handle(&inner, r).await,
+            }
+        }
+    })
+}
+
+async fn handle(inner: &Arc<MirrorInner>, request: MirrorRequest) -> MirrorAnswer {
+    let result = match request {
+        MirrorRequest::Invite { ttl_secs, addrs } => {
+            let addrs = if addrs.is_empty() {
+                inner.invite_addrs()
+            } else {
+                addrs
+            };
+            make_invite(
+                &inner.data,
+                inner.identity.key(),
+                Duration::from_secs(ttl_secs),
+                addrs,
+            )
+            .map(|inv| MirrorAnswer::Invite {
+                code: inv.encode(),
+                expires: inv.expires,
+            })
+        }
+        MirrorRequest::Laptops => Ok(MirrorAnswer::Laptops(inner.laptop_rows())),
+        MirrorRequest::Unpair { id } => inner
+            .unpair_laptop(id)
+            .await
+            .map(|()| MirrorAnswer::Unpaired),
+    };
+    result.unwrap_or_else(|e| MirrorAnswer::Error(format!("{e:#}")))
+}

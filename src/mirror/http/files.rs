@@ -1,0 +1,276 @@
+//! File responses: conditional requests (ETag / If-None-Match, Last-Modified /
+//! If-Modified-Since → 304), byte ranges (206 single or multipart/byteranges, 416), HEAD,
+//! and streaming straight from the verified blobs core, one block at a time — a large file
+//! is never held in memory. A range whose blocks are not all held yet answers 503 with
+//! `Retry-After` instead of starting a response it could not finish.
+
+use std::ops::Range;
+use std::sync::Arc;
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use bytes::Bytes;
+use futures::{Stream, StreamExt};
+
+use super::request::{none_match, not_modified_since, ranges, Ranges};
+use crate::drive::{self, BlobRef, Entry};
+use crate::store::Core;
+
+/// How a file is to be answered.
+pub struct FileReply<'a> {
+    pub path: &'a str,
+    pub entry: &'a Entry,
+    /// 200 normally; 404 when serving a site's custom not-found page.
+    pub status: StatusCode,
+    /// When this version of the site was first seen by the mirror (unix ms), if known.
+    pub last_modified_ms: Option<u64>,
+    /// The request named an explicit version: the answer never changes.
+    pub immutable: bool,
+}
+
+/// The ETag of a file: where its bytes live in the site's append-only blobs core. It stays
+/// the same across versions in which the file did not change, and differs whenever it did.
+pub fn etag(entry: &Entry) -> String {
+    match &entry.blob {
+        Some(b) => format!(
+            "\"{:x}-{:x}-{:x}\"",
+            b.block_offset, b.byte_offset, b.byte_length
+        ),
+        None => "\"empty\"".to_string(),
+    }
+}
+
+pub fn content_type(path: &str) -> String {
+    let mime = mime_guess::from_path(path).first_or_octet_stream();
+    let essence = mime.essence_str();
+    if mime.type_() == mime_guess::mime::TEXT
+        || matches!(
+            essence,
+            "application/javascript" | "application/json" | "image/svg+xml" | "application/xml"
+        )
+    {
+        format!("{essence}; charset=utf-8")
+    } else {
+        essence.to_string()
+    }
+}
+
+pub fn unavailable(what: &str) -> Response {
+    let mut r = (
+        StatusCode::SERVICE_UNAVAILABLE,
+        format!("{what} is still syncing; try again shortly\n"),
+    )
+        .into_response();
+    r.headers_mut()
+        .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+fn set(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
+    if let Ok(v) = HeaderValue::from_str(value) {
+        h.insert(name, v);
+    }
+}
+
+/// Answers a GET/HEAD for a file entry.
+pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMap) -> Response {
+    let etag = etag(file.entry);
+    let last_modified = file.last_modified_ms.map(|ms| {
+        httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
+    });
+    let size = file.entry.blob.map(|b| b.byte_length).unwrap_or(0);
+    let ctype = content_type(file.path);
+
+    let mut common = HeaderMap::new();
+    set(&mut common, header::ETAG, &etag);
+    if let Some(lm) = &last_modified {
+        set(&mut common, header::LAST_MODIFIED, lm);
+    }
+    let cache = if file.immutable {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    };
+    set(&mut common, header::CACHE_CONTROL, cache);
+    common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
+
+    // Conditional requests (only for successful answers).
+    if file.status == StatusCode::OK {
+        let hdr = |n: header::HeaderName| req.get(n).and_then(|v| v.to_str().ok());
+        let unchanged = match hdr(header::IF_NONE_MATCH) {
+            Some(inm) => none_match(inm, &etag),
+            None => match (hdr(header::IF_MODIFIED_SINCE), file.last_modified_ms) {
+                (Some(ims), Some(ms)) => not_modified_since(ims, ms),
+                _ => false,
+            },
+        };
+        if unchanged {
+            let mut r = StatusCode::NOT_MODIFIED.into_response();
+            *r.headers_mut() = common;
+            return r;
+        }
+    }
+
+    // Ranges (ignored when If-Range names another version).
+    let range_header = req.get(header::RANGE).and_then(|v| v.to_str().ok());
+    let if_range_ok = req
+        .get(header::IF_RANGE)
+        .and_then(|v| v.to_str().ok())
+        .is_none_or(|v| v.trim() == etag || last_modified.as_deref() == Some(v.trim()));
+    let wanted = if file.status == StatusCode::OK && if_range_ok {
+        ranges(range_header, size)
+    } else {
+        Ranges::Full
+    };
+    let parts: Vec<Range<u64>> = match &wanted {
+        Ranges::Full => std::iter::once(0..size).collect(),
+        Ranges::Parts(p) => p.clone(),
+        Ranges::Unsatisfiable => {
+            let mut r = StatusCode::RANGE_NOT_SATISFIABLE.into_response();
+            *r.headers_mut() = common;
+            set(
+                r.headers_mut(),
+                header::CONTENT_RANGE,
+                &format!("bytes */{size}"),
+            );
+            return r;
+        }
+    };
+
+    // Everything we are about to promise must be held (and so verified).
+    let blob = file.entry.blob;
+    if let Some(blob) = blob.filter(|b| b.byte_length > 0) {
+        let Some(blobs) = blobs.as_ref() else {
+            return unavailable("this file");
+        };
+        let hc = blobs.lock().await;
+        let length = hc.info().length;
+        let missing = parts
+            .iter()
+            .flat_map(|r| drive::blob_blocks(&blob, r.clone()))
+            .any(|(index, _)| index >= length || !hc.has(index));
+        if missing {
+            return unavailable("this file");
+        }
+    }
+
+    let mut response = match (&wanted, blob, blobs) {
+        (Ranges::Parts(p), Some(blob), Some(blobs)) if p.len() == 1 => {
+            let r = p[0].clone();
+            let mut resp = Response::new(Body::from_stream(block_stream(blobs, blob, r.clone())));
+            *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+            set(
+                resp.headers_mut(),
+                header::CONTENT_RANGE,
+                &format!("bytes {}-{}/{size}", r.start, r.end - 1),
+            );
+            set(resp.headers_mut(), header::CONTENT_TYPE, &ctype);
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
+            resp
+        }
+        (Ranges::Parts(p), Some(blob), Some(blobs)) => multipart(blobs, blob, p, size, &ctype),
+        (_, Some(blob), Some(blobs)) => {
+            let mut resp = Response::new(Body::from_stream(block_stream(blobs, blob, 0..size)));
+            *resp.status_mut() = file.status;
+            set(resp.headers_mut(), header::CONTENT_TYPE, &ctype);
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
+            resp
+        }
+        _ => {
+            let mut resp = Response::new(Body::empty());
+            *resp.status_mut() = file.status;
+            set(resp.headers_mut(), header::CONTENT_TYPE, &ctype);
+            resp.headers_mut()
+                .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
+            resp
+        }
+    };
+    for (k, v) in common.iter() {
+        response.headers_mut().insert(k.clone(), v.clone());
+    }
+    response
+}
+
+/// Bytes read per chunk of a streamed response.
+const CHUNK: u64 = 256 * 1024;
+
+/// The bytes `range` of a file, in chunks read straight from the blobs core's data file
+/// (the caller has checked that every block of the range is held, so verified).
+fn block_stream(
+    blobs: Arc<Core>,
+    blob: BlobRef,
+    range: Range<u64>,
+) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
+    let end = range.end.min(blob.byte_length);
+    let starts: Vec<u64> = (range.start..end).step_by(CHUNK as usize).collect();
+    futures::stream::iter(starts).then(move |start| {
+        let blobs = blobs.clone();
+        let len = (end - start).min(CHUNK) as usize;
+        let offset = blob.byte_offset + start;
+        async move {
+            let read =
+                tokio::task::spawn_blocking(move || blobs.read_bytes_blocking(offset, len)).await;
+            match read {
+                Ok(Ok(bytes)) => Ok(Bytes::from(bytes)),
+                Ok(Err(e)) => {
+                    tracing::warn!("response body cut short: {e}");
+                    Err(e)
+                }
+                Err(e) => Err(std::io::Error::other(e.to_string())),
+            }
+        }
+    })
+}
+
+/// A `multipart/byteranges` answer for several ranges.
+fn multipart(
+    blobs: Arc<Core>,
+    blob: BlobRef,
+    parts: &[Range<u64>],
+    size: u64,
+    ctype: &str,
+) -> Response {
+    let parts: Vec<Range<u64>> = parts.to_vec();
+    let boundary = format!("dat-mirror-{:016x}", rand::random::<u64>());
+    let heads: Vec<Bytes> = parts
+        .iter()
+        .enumerate()
+        .map(|(i, r)| {
+            let lead = if i == 0 { "" } else { "\r\n" };
+            Bytes::from(format!(
+                "{lead}--{boundary}\r\nContent-Type: {ctype}\r\nContent-Range: bytes {}-{}/{size}\r\n\r\n",
+                r.start,
+                r.end - 1
+            ))
+        })
+        .collect();
+    let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
+    let length: u64 = heads.iter().map(|h| h.len() as u64).sum::<u64>()
+        + parts.iter().map(|r| r.end - r.start).sum::<u64>()
+        + tail.len() as u64;
+    let streams = parts.into_iter().zip(heads).map(move |(r, head)| {
+        futures::stream::once(async move { Ok(head) })
+            .chain(block_stream(blobs.clone(), blob, r))
+            .boxed()
+    });
+    let body = futures::stream::iter(streams)
+        .flatten()
+        .chain(futures::stream::once(async move { Ok(tail) }));
+    let mut resp = Response::new(Body::from_stream(body));
+    *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
+    set(
+        resp.headers_mut(),
+        header::CONTENT_TYPE,
+        &format!("multipart/byteranges; boundary={boundary}"),
+    );
+    resp.headers_mut()
+        .insert(header::CONTENT_LENGTH, HeaderValue::from(length));
+    resp
+}

@@ -1,0 +1,236 @@
+//! Generated pages: directory listings (HTML, or JSON when asked with
+//! `Accept: application/json`) and the mirror's status page at `/` (HTML, readable on a
+//! phone) with the same data as JSON at `/.well-known/dat-mirror`.
+
+use axum::body::Body;
+use axum::http::{header, HeaderMap, HeaderValue};
+use axum::response::{IntoResponse, Response};
+use serde::Serialize;
+
+use crate::drive::DirEntry;
+use crate::mirror::MirrorInner;
+use crate::model::view::{ago, human_bytes};
+
+pub fn wants_json(req: &HeaderMap) -> bool {
+    req.get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| {
+            a.split(',')
+                .any(|t| t.trim().starts_with("application/json"))
+        })
+}
+
+pub fn html_escape(s: &str) -> String {
+    s.replace('&', "&amp;")
+        .replace('<', "&lt;")
+        .replace('>', "&gt;")
+        .replace('"', "&quot;")
+        .replace('\'', "&#39;")
+}
+
+fn html(body: String) -> Response {
+    let mut r = Response::new(Body::from(body));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/html; charset=utf-8"),
+    );
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+const HEAD: &str = "<!doctype html><meta charset=utf-8><meta name=viewport content=\"width=device-width,initial-scale=1\">\
+<style>body{font:16px/1.5 system-ui,sans-serif;max-width:48em;margin:1em auto;padding:0 1em}\
+table{border-collapse:collapse;width:100%}td,th{text-align:left;padding:.3em .5em;border-bottom:1px solid #ddd}\
+code{font-size:.85em;word-break:break-all}.ok{color:#176f2c}.busy{color:#8a5a00}</style>";
+
+#[derive(Serialize)]
+struct ListingJson<'a> {
+    path: &'a str,
+    version: u64,
+    entries: Vec<ListingEntry>,
+}
+
+#[derive(Serialize)]
+struct ListingEntry {
+    name: String,
+    #[serde(rename = "type")]
+    kind: &'static str,
+    size: Option<u64>,
+}
+
+/// A directory's entries (`entries` from a non-recursive `drive::list`).
+pub fn listing(path: &str, version: u64, entries: &[DirEntry], req: &HeaderMap) -> Response {
+    let items: Vec<ListingEntry> = entries
+        .iter()
+        .map(|e| {
+            let name = e
+                .path()
+                .rsplit('/')
+                .find(|s| !s.is_empty())
+                .unwrap_or_default()
+                .to_string();
+            match e {
+                DirEntry::Dir { .. } => ListingEntry {
+                    name,
+                    kind: "directory",
+                    size: None,
+                },
+                DirEntry::File { entry, .. } => ListingEntry {
+                    name,
+                    kind: if entry.linkname.is_some() {
+                        "symlink"
+                    } else {
+                        "file"
+                    },
+                    size: Some(entry.blob.map(|b| b.byte_length).unwrap_or(0)),
+                },
+            }
+        })
+        .collect();
+    if wants_json(req) {
+        return axum::Json(ListingJson {
+            path,
+            version,
+            entries: items,
+        })
+        .into_response();
+    }
+    let mut out = format!(
+        "{HEAD}<title>Index of {0}</title><h1>Index of {0}</h1><table>",
+        html_escape(path)
+    );
+    if path != "/" {
+        out.push_str("<tr><td><a href=\"../\">../</a><td>");
+    }
+    for e in items {
+        let slash = if e.kind == "directory" { "/" } else { "" };
+        let href: String =
+            percent_encoding::utf8_percent_encode(&e.name, percent_encoding::NON_ALPHANUMERIC)
+                .collect();
+        let size = e.size.map(human_bytes).unwrap_or_default();
+        out.push_str(&format!(
+            "<tr><td><a href=\"{href}{slash}\">{}{slash}</a><td>{size}",
+            html_escape(&e.name)
+        ));
+    }
+    out.push_str(&format!("</table><p><small>version {version}</small>"));
+    html(out)
+}
+
+/// One site as the status page and JSON show it.
+#[derive(Serialize)]
+pub struct SiteStatus {
+    pub key: String,
+    pub alias: Option<String>,
+    /// "mirrored", "syncing", "waiting" (nothing received yet).
+    pub state: &'static str,
+    pub version: u64,
+    pub blocks: u64,
+    pub total_blocks: u64,
+    pub bytes: u64,
+    pub total_bytes: u64,
+    pub complete: bool,
+    pub peers: u32,
+    /// Unix ms when the current version was first seen.
+    pub updated_ms: Option<u64>,
+    pub url: String,
+}
+
+pub fn site_statuses(mirror: &MirrorInner) -> Vec<SiteStatus> {
+    mirror
+        .sites()
+        .into_iter()
+        .map(|s| {
+            let d = s.db.info();
+            let b = s.blobs.as_ref().map(|b| b.info()).unwrap_or_default();
+            let complete = crate::mirror::cores_in_sync(&d, &b);
+            SiteStatus {
+                key: s.key.to_hex(),
+                alias: s.alias,
+                state: if complete {
+                    "mirrored"
+                } else if d.length == 0 {
+                    "waiting"
+                } else {
+                    "syncing"
+                },
+                version: d.length,
+                blocks: d.held_blocks + b.held_blocks,
+                total_blocks: d.length + b.length,
+                bytes: d.held_bytes() + b.held_bytes(),
+                total_bytes: d.byte_length + b.byte_length,
+                complete,
+                peers: mirror.node.peers_for(&s.key),
+                updated_ms: s.updated_ms,
+                url: format!("/{}/", s.key.to_hex()),
+            }
+        })
+        .collect()
+}
+
+pub fn status_json(mirror: &MirrorInner) -> Response {
+    let body = serde_json::json!({
+        "mirror": mirror.identity.key().to_hex(),
+        "http": mirror.http_url,
+        "laptops": mirror.allowed().iter().map(|k| serde_json::json!({
+            "id": k.to_hex(),
+            "online": mirror.node.is_connected(k),
+            "last_seen_ms": mirror.node.last_seen(k),
+        })).collect::<Vec<_>>(),
+        "sites": site_statuses(mirror),
+    });
+    let mut r = axum::Json(body).into_response();
+    r.headers_mut()
+        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+    r
+}
+
+pub fn status_page(mirror: &MirrorInner) -> Response {
+    let now = crate::util::clock::now_ms();
+    let sites = site_statuses(mirror);
+    let mut out = format!(
+        "{HEAD}<title>dat-mirror</title><h1>dat-mirror</h1><p>mirror key <code>{}</code></p><h2>Sites ({})</h2>",
+        mirror.identity.key(),
+        sites.len()
+    );
+    if sites.is_empty() {
+        out.push_str("<p>No site is mirrored yet. On a paired laptop: <code>touch ~/dat-mirror/&lt;key&gt;</code></p>");
+    } else {
+        out.push_str("<table><tr><th>site<th>state<th>version<th>size<th>peers<th>last sync");
+        for s in &sites {
+            let name = html_escape(s.alias.as_deref().unwrap_or(&s.key[..12]));
+            let state = match s.state {
+                "mirrored" => format!("<span class=ok>mirrored v{}</span>", s.version),
+                "syncing" if s.total_bytes > 0 => {
+                    format!(
+                        "<span class=busy>syncing {}%</span>",
+                        s.bytes * 100 / s.total_bytes
+                    )
+                }
+                other => format!("<span class=busy>{other}</span>"),
+            };
+            out.push_str(&format!(
+                "<tr><td><a href=\"{}\">{name}</a><br><code>{}</code><td>{state}<td>{}<td>{}<td>{}<td>{}",
+                s.url,
+                s.key,
+                s.version,
+                human_bytes(s.bytes),
+                s.peers,
+                s.updated_ms.map(|t| ago(now, t)).unwrap_or_else(|| "-".into())
+            ));
+        }
+        out.push_str("</table>");
+    }
+    out.push_str("<h2>Laptops</h2><ul>");
+    for k in mirror.allowed() {
+        let online = if mirror.node.is_connected(&k) {
+            "online"
+        } else {
+            "offline"
+        };
+        out.push_str(&format!("<li><code>{k}</code> — {online}"));
+    }
+    out.push_str("</ul><p><a href=\"/.well-known/dat-mirror\">JSON</a></p>");
+    html(out)
+}

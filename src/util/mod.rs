@@ -1,0 +1,4 @@
+//! Small shared pieces every room uses, each written once: the wall clock ([`clock`]),
+//! durable file replacement ([`atomic`]) and retry pacing ([`backoff`]).
+
+pub mod clock;
