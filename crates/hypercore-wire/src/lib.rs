@@ -14,6 +14,8 @@ pub mod error;
 pub mod manifest;
 pub mod messages;
 pub mod mux;
+pub mod session;
+pub mod store;
 
 pub use error::DecodeError;
 pub use manifest::{Manifest, Prologue, Signer};

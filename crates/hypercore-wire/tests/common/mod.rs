@@ -1,6 +1,7 @@
 //! Helpers shared by the integration tests.
 #![allow(dead_code)]
 
+pub mod fake;
 pub mod gen;
 pub mod node;
 pub mod view;
