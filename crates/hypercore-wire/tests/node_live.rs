@@ -104,13 +104,23 @@ impl Drop for NodePeer {
     }
 }
 
-fn start_node(port: u16, node_is_initiator: bool, hh: &[u8], blocks: u64) -> (NodePeer, [u8; 32]) {
-    let mut child = Command::new("node")
-        .arg("live.js")
+fn start_node(
+    port: u16,
+    node_is_initiator: bool,
+    hh: &[u8],
+    blocks: u64,
+    clear: Option<(u64, u64)>,
+) -> (NodePeer, [u8; 32]) {
+    let mut cmd = Command::new("node");
+    cmd.arg("live.js")
         .arg(port.to_string())
         .arg(node_is_initiator.to_string())
         .arg(hex::encode(hh))
-        .arg(blocks.to_string())
+        .arg(blocks.to_string());
+    if let Some((s, e)) = clear {
+        cmd.arg(format!("{s}-{e}"));
+    }
+    let mut child = cmd
         .current_dir(node::node_dir())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
@@ -216,14 +226,17 @@ fn reader_thread(sock: TcpStream) -> mpsc::Receiver<Vec<u8>> {
     rx
 }
 
+type Connected = (NodePeer, [u8; 32], TcpStream, mpsc::Receiver<Vec<u8>>);
+
 fn connect(
     node_is_initiator: bool,
     hh: &[u8],
     blocks: u64,
-) -> (NodePeer, [u8; 32], TcpStream, mpsc::Receiver<Vec<u8>>) {
+    clear: Option<(u64, u64)>,
+) -> Connected {
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
-    let (peer, key) = start_node(port, node_is_initiator, hh, blocks);
+    let (peer, key) = start_node(port, node_is_initiator, hh, blocks, clear);
     let (sock, _) = listener.accept().expect("node connects");
     sock.set_nodelay(true).ok();
     let frames = reader_thread(sock.try_clone().expect("clone"));
@@ -237,7 +250,7 @@ fn fetch_from_node(rust_is_initiator: bool) {
     let mut rng = Rng::new(u64::from(rust_is_initiator) + 77);
     let hh = rng.bytes(64);
     let blocks = 300;
-    let (mut peer, key, mut sock, frames) = connect(!rust_is_initiator, &hh, blocks);
+    let (mut peer, key, mut sock, frames) = connect(!rust_is_initiator, &hh, blocks, None);
     let store = Shared::default();
     let mut session = Session::new(SessionConfig {
         is_initiator: rust_is_initiator,
@@ -318,7 +331,7 @@ fn a_capability_for_another_connection_is_refused_by_both_sides() {
         return;
     }
     let node_hh = vec![1u8; 64];
-    let (_peer, key, mut sock, frames) = connect(false, &node_hh, 5);
+    let (_peer, key, mut sock, frames) = connect(false, &node_hh, 5, None);
     let store = Shared::default();
     let mut session = Session::new(SessionConfig {
         is_initiator: true,
@@ -363,4 +376,42 @@ fn a_capability_for_another_connection_is_refused_by_both_sides() {
         disconnected,
         "Node kept the connection open after a bad capability"
     );
+}
+
+#[test]
+fn a_sparse_node_seeder_is_asked_with_want_and_every_block_it_holds_is_fetched() {
+    if !node::ready() {
+        return;
+    }
+    let hh = vec![9u8; 64];
+    let blocks = 600;
+    let (_peer, key, mut sock, frames) = connect(false, &hh, blocks, Some((100, 250)));
+    let store = Shared::default();
+    let mut session = Session::new(SessionConfig {
+        is_initiator: true,
+        handshake_hash: hh,
+        limits: Limits::default(),
+    })
+    .expect("session");
+    session
+        .add_core(key, Box::new(store.clone()), CoreOptions { download: true })
+        .expect("add core");
+    let want: Vec<u64> = (0..100).chain(250..blocks).collect();
+    let target = want.len();
+    let events = drive(
+        &mut session,
+        &mut sock,
+        &frames,
+        Duration::from_secs(30),
+        |_| store.lock().blocks.len() >= target,
+    );
+    let s = store.lock();
+    assert_eq!(s.length, blocks);
+    assert_eq!(
+        s.blocks.keys().copied().collect::<Vec<_>>(),
+        want,
+        "events: {:?}",
+        &events[..events.len().min(10)]
+    );
+    assert!(s.blocks.iter().all(|(i, v)| v == &block_value(*i)));
 }

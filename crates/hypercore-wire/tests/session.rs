@@ -291,29 +291,52 @@ fn removing_a_core_closes_its_channel_on_both_sides() {
 }
 
 #[test]
-fn a_sparse_holder_answers_want_with_a_bitfield() {
-    let sparse = Fake::new(9, 200, (0..200).filter(|i| i % 3 == 0));
+fn a_sparse_holder_is_asked_with_want_and_answers_with_a_bitfield() {
+    let held: Vec<u64> = (0..200).filter(|i| i % 3 == 0).collect();
+    let sparse = Fake::new(9, 200, held.clone());
     let (mut a, mut b) = pair();
     a.open(&sparse, false);
     let reader = Fake::new(9, 0, []);
     b.open(&reader, true);
     pump(&mut a, &mut b);
-    // the reader gets the length and block 0 (contiguous), not the sparse ones it was never told of
-    assert_eq!(reader.lock().length, 200);
-    // now it asks: want 0..200 → bitfield → requests for every held block
-    let dk = caps::discovery_key(&sparse.key());
-    let _ = dk;
-    let want = Message::Want(hypercore_wire::Want {
-        start: 0,
-        length: 200,
-        any: false,
-    });
-    // b's channel for this core is local id 1 on b's side
-    a.s.handle_frame(&mux::encode_message(1, want.kind(), &want.to_bytes()))
-        .expect("want accepted");
-    pump(&mut a, &mut b);
+    // only block 0 is contiguous, so the rest is learnt through want → bitfield
     let r = reader.lock();
-    assert_eq!(r.blocks.len(), (0..200).filter(|i| i % 3 == 0).count());
+    assert_eq!(r.length, 200);
+    assert_eq!(r.blocks.keys().copied().collect::<Vec<_>>(), held);
+}
+
+#[test]
+fn unanswered_requests_time_out_after_two_timer_ticks_and_are_asked_again() {
+    let seeder = Fake::new(30, 100, 0..100);
+    let reader = Fake::new(30, 0, []);
+    let (mut a, mut b) = pair();
+    a.open(&seeder, false);
+    b.open(&reader, true);
+    // deliver until b asks for something, then lose what b sends
+    for _ in 0..10 {
+        step(&mut a, &mut b);
+        if b.s.inflight() > 0 {
+            break;
+        }
+        step(&mut b, &mut a);
+    }
+    while b.s.poll_transmit().is_some() {}
+    let before = b.s.inflight();
+    assert!(before > 0, "requests in flight");
+    b.s.on_timer();
+    b.drain_events();
+    assert!(!b
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::RequestsTimedOut { .. })));
+    b.s.on_timer();
+    b.drain_events();
+    assert!(b
+        .events
+        .iter()
+        .any(|e| matches!(e, Event::RequestsTimedOut { count, .. } if *count == before)));
+    pump(&mut a, &mut b);
+    assert_eq!(reader.lock().blocks.len(), 100);
 }
 
 // ---- hostile peers: raw frames against one session ----

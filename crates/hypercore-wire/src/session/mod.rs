@@ -252,6 +252,22 @@ impl Session {
         self.check_output();
     }
 
+    /// The periodic timer (call it every few seconds, e.g. 10 s): requests unanswered for two
+    /// ticks are cancelled and asked again. The session itself has no clock.
+    pub fn on_timer(&mut self) {
+        if self.closed.is_some() {
+            return;
+        }
+        let ids: Vec<u64> = self.channels.keys().copied().collect();
+        for id in ids {
+            let (channels, mut ctx) = self.ctx_parts();
+            if let Some(ch) = channels.get_mut(&id) {
+                ch.on_timer(&mut ctx);
+            }
+        }
+        self.check_output();
+    }
+
     /// The next frame to send, if any. Serves one queued remote request when nothing else is
     /// waiting.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {

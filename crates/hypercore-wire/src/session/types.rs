@@ -40,7 +40,7 @@ impl Default for Limits {
             max_remote_ranges: 65536,
             max_invalid_requests: 64,
             max_output_bytes: 64 << 20,
-            max_want_blocks: 1 << 16,
+            max_want_blocks: 1 << 21,
         }
     }
 }
@@ -158,6 +158,14 @@ pub enum Event {
         key: [u8; 32],
         /// Our length.
         length: u64,
+    },
+    /// Requests to the remote went unanswered for two timer ticks and were cancelled (they
+    /// are asked again).
+    RequestsTimedOut {
+        /// The core's key.
+        key: [u8; 32],
+        /// How many.
+        count: usize,
     },
     /// The store failed (our side); downloading on this channel is paused.
     StoreFailed {

@@ -6,7 +6,8 @@
 // isInitiator and the handshake hash (given on the command line, shared with the Rust side).
 // Everything above it is Node's own: Protomux, hypercore's replicator, its proofs and storage.
 //
-// usage: node live.js PORT IS_INITIATOR HANDSHAKE_HASH_HEX BLOCKS
+// usage: node live.js PORT IS_INITIATOR HANDSHAKE_HASH_HEX BLOCKS [CLEAR_START-CLEAR_END]
+// (with a clear range the core drops those blocks: a sparse seeder)
 // prints {"key": hex, "length": n} once the core is written, then connects to PORT.
 // stdin commands: "append N" appends N blocks and prints {"length": n}.
 'use strict'
@@ -67,13 +68,17 @@ class FramedStream extends Duplex {
 }
 
 async function main () {
-  const [port, isInitiator, hh, blocks] = process.argv.slice(2)
+  const [port, isInitiator, hh, blocks, clear] = process.argv.slice(2)
   const dir = fs.mkdtempSync(path.join(os.tmpdir(), 'hypercore-wire-live-'))
   const core = new Hypercore(dir)
   await core.ready()
   const batch = []
   for (let i = 0; i < Number(blocks); i++) batch.push(blockValue(i))
   await core.append(batch)
+  if (clear) {
+    const [start, end] = clear.split('-').map(Number)
+    await core.clear(start, end)
+  }
   console.log(JSON.stringify({ key: b4a.toString(core.key, 'hex'), length: core.length }))
 
   const socket = net.connect(Number(port), '127.0.0.1')

@@ -6,11 +6,12 @@ use super::output::Output;
 use super::ranges::RangeSet;
 use super::types::{ChannelCloseReason, CloseReason, Event, Limits};
 use crate::messages::{
-    no_data_reason, Bitfield, Data, Message, NoData, Range, Request, RequestBlock, RequestUpgrade,
-    Sync, Want,
+    no_data_reason, Bitfield, Data, Message, NoData, Range, Request, Sync, Want,
 };
 use crate::store::{CoreStore, StoreError};
 use std::collections::{HashMap, HashSet, VecDeque};
+
+mod fetch;
 
 /// What ended a message's handling early.
 #[derive(Debug)]
@@ -61,7 +62,12 @@ pub(crate) struct Channel {
     download: bool,
     remote: Remote,
     serving: VecDeque<Request>,
-    inflight: HashMap<u64, Inflight>,
+    /// Our requests in flight: id → (what, timer generation when sent).
+    inflight: HashMap<u64, (Inflight, u64)>,
+    /// [`Channel::on_timer`] calls so far.
+    generation: u64,
+    /// Want batches sent (start of each 2^21-block batch).
+    wants_sent: HashSet<u64>,
     requested: HashSet<u64>,
     upgrade_inflight: bool,
     cursor: u64,
@@ -103,6 +109,8 @@ impl Channel {
             },
             serving: VecDeque::new(),
             inflight: HashMap::new(),
+            generation: 0,
+            wants_sent: HashSet::new(),
             requested: HashSet::new(),
             upgrade_inflight: false,
             cursor,
@@ -248,7 +256,7 @@ impl Channel {
     }
 
     fn on_data(&mut self, ctx: &mut Ctx<'_>, d: Data) -> Result<(), Fault> {
-        let Some(what) = self.inflight.remove(&d.request) else {
+        let Some((what, _)) = self.inflight.remove(&d.request) else {
             return Ok(()); // unsolicited or cancelled: ignored, as Node does without push
         };
         self.forget(what);
@@ -307,7 +315,7 @@ impl Channel {
     }
 
     fn on_no_data(&mut self, ctx: &mut Ctx<'_>, n: NoData) {
-        let Some(what) = self.inflight.remove(&n.request) else {
+        let Some((what, _)) = self.inflight.remove(&n.request) else {
             return;
         };
         self.forget(what);
@@ -399,110 +407,6 @@ impl Channel {
         }
         self.cursor = self.cursor.min(r.start);
         self.fetch(ctx);
-    }
-
-    fn remote_has(&self, index: u64) -> bool {
-        index < self.remote.length
-            && (index < self.remote.contiguous || self.remote.ranges.contains(index))
-    }
-
-    /// The first index at or after `from` the remote says it has.
-    fn remote_next(&self, from: u64) -> Option<u64> {
-        let next = if from < self.remote.contiguous {
-            Some(from)
-        } else {
-            self.remote.ranges.next_at_or_after(from)
-        };
-        next.filter(|i| *i < self.remote.length)
-    }
-
-    fn new_id(ctx: &mut Ctx<'_>) -> u64 {
-        let id = *ctx.next_id;
-        *ctx.next_id = ctx.next_id.wrapping_add(1).max(1);
-        id
-    }
-
-    /// Sends what we can ask for: an upgrade when the remote is longer, then block requests up
-    /// to [`Limits::max_inflight`].
-    pub fn fetch(&mut self, ctx: &mut Ctx<'_>) {
-        if !self.opened || !self.download || self.paused || !self.remote.synced {
-            return;
-        }
-        let info = self.store.info();
-        let same_fork = self.remote.fork == info.fork;
-        if same_fork
-            && !self.upgrade_inflight
-            && self.remote.length > info.length
-            && self.remote.can_upgrade
-            && self.remote.length_acked == info.length
-            && self.remote.uploading
-        {
-            let id = Self::new_id(ctx);
-            self.upgrade_inflight = true;
-            self.inflight.insert(id, Inflight::Upgrade);
-            self.send(
-                ctx,
-                Message::Request(Request {
-                    id,
-                    fork: self.remote.fork,
-                    upgrade: Some(RequestUpgrade {
-                        start: info.length,
-                        length: self.remote.length - info.length,
-                    }),
-                    manifest: !info.has_manifest && self.remote.has_manifest,
-                    ..Request::default()
-                }),
-            );
-        }
-        if !same_fork || !self.remote.uploading {
-            return;
-        }
-        while self.inflight.len() < ctx.limits.max_inflight && self.cursor < info.length {
-            let i = self.cursor;
-            if self.store.has(i) || self.requested.contains(&i) {
-                self.cursor += 1;
-                continue;
-            }
-            if !self.remote_has(i) {
-                match self.remote_next(i) {
-                    Some(next) if next > i => {
-                        self.cursor = next;
-                        continue;
-                    }
-                    _ => break,
-                }
-            }
-            let id = Self::new_id(ctx);
-            self.requested.insert(i);
-            self.inflight.insert(id, Inflight::Block(i));
-            let nodes = self.store.missing_nodes(i);
-            self.send(
-                ctx,
-                Message::Request(Request {
-                    id,
-                    fork: info.fork,
-                    block: Some(RequestBlock { index: i, nodes }),
-                    ..Request::default()
-                }),
-            );
-            self.cursor += 1;
-        }
-        self.check_caught_up(ctx);
-    }
-
-    fn check_caught_up(&mut self, ctx: &mut Ctx<'_>) {
-        let info = self.store.info();
-        if self.inflight.is_empty()
-            && info.length >= self.remote.length
-            && info.contiguous_length >= info.length
-            && self.caught_up_at != Some(info.length)
-        {
-            self.caught_up_at = Some(info.length);
-            ctx.events.push_back(Event::CaughtUp {
-                key: self.key,
-                length: info.length,
-            });
-        }
     }
 
     /// Serves the oldest queued request; false if none was queued.
