@@ -9,25 +9,19 @@ mod common;
 
 use common::gen::Rng;
 use common::node;
+use common::tcp::{block_value, drive, drive_counting, reader_thread};
 use hypercore_wire::session::{
     ChannelCloseReason, CoreOptions, Event, Limits, Session, SessionConfig,
 };
 use hypercore_wire::store::{Applied, CoreInfo, CoreStore, StoreError};
 use hypercore_wire::{Data, Manifest, Request};
 use std::collections::BTreeMap;
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{BufRead, BufReader, Write};
 use std::net::{TcpListener, TcpStream};
 use std::process::{Child, ChildStdin, Command, Stdio};
 use std::sync::mpsc;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
-
-fn block_value(i: u64) -> Vec<u8> {
-    let size = [10usize, 1000, 65536][(i % 3) as usize];
-    (0..size)
-        .map(|j| ((i * 31 + j as u64) & 0xff) as u8)
-        .collect()
-}
 
 /// A store that accepts whatever the peer proves (no Merkle verification: test only).
 #[derive(Default)]
@@ -152,78 +146,6 @@ fn start_node(
         },
         key,
     )
-}
-
-/// Runs the session over the socket until `done` or the deadline; returns the events.
-fn drive(
-    session: &mut Session,
-    sock: &mut TcpStream,
-    frames: &mpsc::Receiver<Vec<u8>>,
-    deadline: Duration,
-    done: impl FnMut(&[Event]) -> bool,
-) -> Vec<Event> {
-    drive_counting(session, sock, frames, deadline, done).0
-}
-
-/// [`drive`], also returning the most requests the session had in flight.
-fn drive_counting(
-    session: &mut Session,
-    sock: &mut TcpStream,
-    frames: &mpsc::Receiver<Vec<u8>>,
-    deadline: Duration,
-    mut done: impl FnMut(&[Event]) -> bool,
-) -> (Vec<Event>, usize) {
-    let start = Instant::now();
-    let mut events = vec![];
-    let mut max_inflight = 0;
-    loop {
-        max_inflight = max_inflight.max(session.inflight());
-        while let Some(f) = session.poll_transmit() {
-            let mut buf = (f.len() as u32).to_le_bytes().to_vec();
-            buf.extend_from_slice(&f);
-            if sock.write_all(&buf).is_err() {
-                return (events, max_inflight);
-            }
-        }
-        while let Some(e) = session.poll_event() {
-            events.push(e);
-        }
-        if done(&events) || start.elapsed() > deadline {
-            return (events, max_inflight);
-        }
-        match frames.recv_timeout(Duration::from_millis(20)) {
-            Ok(f) => {
-                if let Err(reason) = session.handle_frame(&f) {
-                    panic!("Rust session closed the connection: {reason}");
-                }
-            }
-            Err(mpsc::RecvTimeoutError::Timeout) => {}
-            Err(mpsc::RecvTimeoutError::Disconnected) => {
-                while let Some(e) = session.poll_event() {
-                    events.push(e);
-                }
-                return (events, max_inflight);
-            }
-        }
-    }
-}
-
-fn reader_thread(sock: TcpStream) -> mpsc::Receiver<Vec<u8>> {
-    let (tx, rx) = mpsc::channel();
-    std::thread::spawn(move || {
-        let mut sock = sock;
-        loop {
-            let mut len = [0u8; 4];
-            if sock.read_exact(&mut len).is_err() {
-                break;
-            }
-            let mut f = vec![0u8; u32::from_le_bytes(len) as usize];
-            if sock.read_exact(&mut f).is_err() || tx.send(f).is_err() {
-                break;
-            }
-        }
-    });
-    rx
 }
 
 type Connected = (NodePeer, [u8; 32], TcpStream, mpsc::Receiver<Vec<u8>>);

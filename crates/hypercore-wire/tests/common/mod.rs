@@ -4,4 +4,5 @@
 pub mod fake;
 pub mod gen;
 pub mod node;
+pub mod tcp;
 pub mod view;

@@ -17,55 +17,10 @@ const os = require('os')
 const path = require('path')
 const fs = require('fs')
 const readline = require('readline')
-const { Duplex } = require('streamx')
 const b4a = require('b4a')
 const Protomux = require('protomux')
 const Hypercore = require('hypercore')
-
-function blockValue (i) {
-  const size = [10, 1000, 65536][i % 3]
-  const b = b4a.alloc(size)
-  for (let j = 0; j < size; j++) b[j] = (i * 31 + j) & 0xff
-  return b
-}
-
-class FramedStream extends Duplex {
-  constructor (socket, isInitiator, handshakeHash) {
-    super()
-    this.socket = socket
-    this.isInitiator = isInitiator
-    this.handshakeHash = handshakeHash
-    this.remotePublicKey = b4a.alloc(32)
-    this.rawStream = {}
-    this.opened = Promise.resolve(true)
-    this.noiseStream = this
-    this.userData = null
-    this._buf = b4a.alloc(0)
-    socket.on('data', (data) => {
-      this._buf = b4a.concat([this._buf, data])
-      while (this._buf.byteLength >= 4) {
-        const len = this._buf.readUInt32LE(0)
-        if (this._buf.byteLength < 4 + len) break
-        this.push(this._buf.subarray(4, 4 + len))
-        this._buf = this._buf.subarray(4 + len)
-      }
-    })
-    socket.on('close', () => this.destroy())
-    socket.on('error', () => this.destroy())
-  }
-
-  _write (data, cb) {
-    const len = b4a.alloc(4)
-    len.writeUInt32LE(data.byteLength, 0)
-    this.socket.write(b4a.concat([len, data]))
-    cb(null)
-  }
-
-  _destroy (cb) {
-    this.socket.destroy()
-    cb(null)
-  }
-}
+const { FramedStream, blockValue } = require('./framed')
 
 async function main () {
   const [port, isInitiator, hh, blocks, clear] = process.argv.slice(2)
