@@ -51,6 +51,9 @@ impl Peer {
             .add_core(core.key(), core.boxed(), CoreOptions { download })
             .expect("add core");
     }
+    fn close_reason_or_none(&self) -> Option<CloseReason> {
+        self.s.close_reason().cloned()
+    }
     fn drain_events(&mut self) {
         while let Some(e) = self.s.poll_event() {
             if let Event::ChannelRequested { discovery_key } = &e {
@@ -477,4 +480,79 @@ fn messages_for_an_undecided_channel_are_buffered_then_bounded() {
         a.s.handle_frame(&mux::encode_message(1, 9, &big.to_bytes())),
         Err(CloseReason::BufferFlood(1000))
     );
+}
+
+fn opened_session(core: &Fake, limits: Limits) -> Peer {
+    let mut a = Peer::new(false, &HH, limits);
+    a.open(core, false);
+    a.s.handle_frame(&open_frame(1, &core.key(), true))
+        .expect("open");
+    a
+}
+
+#[test]
+fn a_want_flood_closes_the_connection() {
+    let core = Fake::new(22, 10, 0..10);
+    let mut a = opened_session(&core, Limits::default());
+    let want = Message::Want(hypercore_wire::Want {
+        start: 0,
+        length: 1,
+        any: false,
+    });
+    let mut result = Ok(());
+    for _ in 0..2000 {
+        result = a.s.handle_frame(&mux::encode_message(1, 5, &want.to_bytes()));
+        while a.s.poll_transmit().is_some() {}
+        if result.is_err() {
+            break;
+        }
+    }
+    assert_eq!(result, Err(CloseReason::WantFlood(1024)));
+}
+
+#[test]
+fn a_huge_adversarial_bitfield_is_processed_in_bounded_time() {
+    let core = Fake::new(23, 0, []);
+    let mut a = Peer::new(false, &HH, Limits::default());
+    a.open(&core, true);
+    a.s.handle_frame(&open_frame(1, &core.key(), true))
+        .expect("open");
+    // 1 Mi words of alternating bits (a 4 MiB frame; the decoder refuses more): only Node's
+    // segment size (64 Ki words) is looked at
+    let bf = Message::Bitfield(hypercore_wire::Bitfield {
+        start: 0,
+        bitfield: vec![0x5555_5555; 1 << 20],
+    });
+    let frame = mux::encode_message(1, 7, &bf.to_bytes());
+    let t = std::time::Instant::now();
+    a.s.handle_frame(&frame).expect("accepted");
+    assert!(t.elapsed() < std::time::Duration::from_secs(3), "{:?}", t.elapsed());
+}
+
+#[test]
+fn invalid_requests_close_the_channel_after_the_limit() {
+    let core = Fake::new(24, 10, 0..10);
+    let mut a = opened_session(&core, Limits::default());
+    for id in 1..=64u64 {
+        let r = Message::Request(Request {
+            id,
+            upgrade: Some(hypercore_wire::RequestUpgrade {
+                start: 0,
+                length: 1000, // beyond the core: the store refuses it as invalid
+            }),
+            ..Request::default()
+        });
+        a.s.handle_frame(&mux::encode_message(1, 1, &r.to_bytes()))
+            .expect("request");
+        while a.s.poll_transmit().is_some() {}
+    }
+    a.drain_events();
+    assert!(a.events.iter().any(|e| matches!(
+        e,
+        Event::ChannelClosed {
+            reason: ChannelCloseReason::InvalidRequests,
+            ..
+        }
+    )));
+    assert_eq!(a.close_reason_or_none(), None, "the connection stays up");
 }

@@ -283,10 +283,16 @@ impl Session {
     }
 
     fn serve_next(&mut self) {
+        // Round-robin over channels, starting after the one served last.
         let mut ids: Vec<u64> = self.channels.keys().copied().collect();
         ids.sort_unstable();
-        let start = ids.partition_point(|id| *id <= self.serve_cursor);
-        let order: Vec<u64> = ids[start..].iter().chain(&ids[..start]).copied().collect();
+        let cursor = self.serve_cursor;
+        let order: Vec<u64> = ids
+            .iter()
+            .filter(|id| **id > cursor)
+            .chain(ids.iter().filter(|id| **id <= cursor))
+            .copied()
+            .collect();
         for id in order {
             let (channels, mut ctx) = self.ctx_parts();
             let Some(ch) = channels.get_mut(&id) else {

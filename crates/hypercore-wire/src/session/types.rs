@@ -63,6 +63,9 @@ pub enum CloseReason {
     /// Too many bytes sent for channels not yet accepted.
     #[error("buffer flood: more than {0} bytes for unaccepted channels")]
     BufferFlood(usize),
+    /// Too many outstanding `want`s.
+    #[error("want flood: more than {0} outstanding wants")]
+    WantFlood(usize),
     /// Output piling up: the peer asks but does not read.
     #[error("output overflow: more than {0} bytes not taken")]
     OutputOverflow(usize),

@@ -13,6 +13,11 @@ use std::collections::{HashMap, HashSet, VecDeque};
 
 mod fetch;
 
+/// Words of one `bitfield` message processed (Node's segment: 2^21 bits).
+const MAX_BITFIELD_WORDS: usize = 1 << 16;
+/// Outstanding wants accepted from a peer (Node sends at most 512).
+const MAX_REMOTE_WANTS: usize = 1024;
+
 /// What ended a message's handling early.
 #[derive(Debug)]
 pub(crate) enum Fault {
@@ -72,6 +77,7 @@ pub(crate) struct Channel {
     upgrade_inflight: bool,
     cursor: u64,
     invalid_requests: u32,
+    remote_wants: usize,
     announced_length: u64,
     announced_contiguous: u64,
     caught_up_at: Option<u64>,
@@ -115,6 +121,7 @@ impl Channel {
             upgrade_inflight: false,
             cursor,
             invalid_requests: 0,
+            remote_wants: 0,
             announced_length: 0,
             announced_contiguous: 0,
             caught_up_at: None,
@@ -215,8 +222,15 @@ impl Channel {
             }
             Message::Data(d) => self.on_data(ctx, *d)?,
             Message::NoData(n) => self.on_no_data(ctx, n),
-            Message::Want(w) => self.on_want(ctx, w),
-            Message::Unwant(_) => {}
+            Message::Want(w) => {
+                // Node keeps at most 512 wants outstanding per peer (wants.js MAX).
+                self.remote_wants += 1;
+                if self.remote_wants > MAX_REMOTE_WANTS {
+                    return Err(Fault::Connection(CloseReason::WantFlood(MAX_REMOTE_WANTS)));
+                }
+                self.on_want(ctx, w)
+            }
+            Message::Unwant(_) => self.remote_wants = self.remote_wants.saturating_sub(1),
             Message::Bitfield(b) => self.on_bitfield(ctx, b),
             Message::Range(r) => self.on_range(ctx, r),
             Message::Extension(e) => ctx.events.push_back(Event::Extension {
@@ -361,28 +375,43 @@ impl Channel {
     }
 
     fn on_bitfield(&mut self, ctx: &mut Ctx<'_>, b: Bitfield) {
+        // Node sends at most one 2^21-bit segment per message; more is ignored, and so are
+        // runs once the remembered ranges are full (the work per message stays bounded).
+        let words = b.bitfield.get(..MAX_BITFIELD_WORDS).unwrap_or(&b.bitfield);
         let mut run: Option<u64> = None;
         let mut earliest = None;
-        for (w, word) in b.bitfield.iter().enumerate() {
-            for bit in 0..32u64 {
-                let Some(index) = b.start.checked_add(w as u64 * 32 + bit) else {
-                    break;
-                };
-                let set = word & (1 << bit) != 0;
-                match (set, run) {
-                    (true, None) => run = Some(index),
-                    (false, Some(s)) => {
-                        self.remote.ranges.insert(s, index);
-                        earliest = earliest.or(Some(s));
-                        run = None;
+        let mut index = b.start;
+        for word in words {
+            if self.remote.ranges.len() >= ctx.limits.max_remote_ranges {
+                break;
+            }
+            match (*word, run) {
+                (0, Some(s)) => {
+                    self.remote.ranges.insert(s, index);
+                    earliest = earliest.or(Some(s));
+                    run = None;
+                }
+                (0, None) | (u32::MAX, Some(_)) => {}
+                (u32::MAX, None) => run = Some(index),
+                (w, _) => {
+                    for bit in 0..32u64 {
+                        let i = index.saturating_add(bit);
+                        match (w & (1 << bit) != 0, run) {
+                            (true, None) => run = Some(i),
+                            (false, Some(s)) => {
+                                self.remote.ranges.insert(s, i);
+                                earliest = earliest.or(Some(s));
+                                run = None;
+                            }
+                            _ => {}
+                        }
                     }
-                    _ => {}
                 }
             }
+            index = index.saturating_add(32);
         }
         if let Some(s) = run {
-            let end = b.start.saturating_add(b.bitfield.len() as u64 * 32);
-            self.remote.ranges.insert(s, end);
+            self.remote.ranges.insert(s, index);
             earliest = earliest.or(Some(s));
         }
         if let Some(s) = earliest {
