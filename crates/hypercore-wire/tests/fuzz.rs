@@ -271,3 +271,33 @@ fn two_sessions_with_a_corrupting_link_never_panic() {
         let _ = round;
     }
 }
+
+#[test]
+fn the_libfuzzer_entry_points_never_panic_on_random_and_mutated_input() {
+    use hypercore_wire::fuzzing;
+    let mut rng = Rng::new(6);
+    for i in 0..20_000 {
+        let data = if i % 2 == 0 {
+            random_bytes(&mut rng)
+        } else {
+            let g = genuine_frame(&mut rng);
+            mutate(&mut rng, g)
+        };
+        fuzzing::message(&data);
+        fuzzing::manifest(&data);
+        fuzzing::frame(&data);
+        fuzzing::stream(&data);
+        if i % 10 == 0 {
+            // a session input: frames with 2-byte lengths
+            let mut input = vec![rng.below(2) as u8];
+            for _ in 0..rng.below(6) {
+                let g = genuine_frame(&mut rng);
+                let f = mutate(&mut rng, g);
+                input.extend_from_slice(&(f.len() as u16).to_le_bytes());
+                input.extend_from_slice(&f);
+            }
+            fuzzing::session(&input);
+            fuzzing::session(&data);
+        }
+    }
+}

@@ -501,7 +501,8 @@ fn a_want_flood_closes_the_connection() {
     });
     let mut result = Ok(());
     for _ in 0..2000 {
-        result = a.s.handle_frame(&mux::encode_message(1, 5, &want.to_bytes()));
+        result =
+            a.s.handle_frame(&mux::encode_message(1, 5, &want.to_bytes()));
         while a.s.poll_transmit().is_some() {}
         if result.is_err() {
             break;
@@ -526,7 +527,11 @@ fn a_huge_adversarial_bitfield_is_processed_in_bounded_time() {
     let frame = mux::encode_message(1, 7, &bf.to_bytes());
     let t = std::time::Instant::now();
     a.s.handle_frame(&frame).expect("accepted");
-    assert!(t.elapsed() < std::time::Duration::from_secs(3), "{:?}", t.elapsed());
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(3),
+        "{:?}",
+        t.elapsed()
+    );
 }
 
 #[test]

@@ -1,7 +1,8 @@
-//! Test helper: runs a session over a TCP socket to a Node peer, one frame per
-//! u32-little-endian-length-prefixed message (the framed stream of `tests/node/framed.js`), and
+//! Test helper: runs a session over a TCP socket to a Node peer, each frame prefixed with its
+//! 3-byte little-endian length (the framed stream of `tests/node/framed.js`), and
 //! the content of the test blocks (the same function as `blockValue` there).
 
+use hypercore_wire::framing::{encode_frame, FrameDecoder, MAX_FRAME};
 use hypercore_wire::session::{Event, Session};
 use std::io::{Read, Write};
 use std::net::TcpStream;
@@ -41,8 +42,7 @@ pub fn drive_counting(
     loop {
         max_inflight = max_inflight.max(session.inflight());
         while let Some(f) = session.poll_transmit() {
-            let mut buf = (f.len() as u32).to_le_bytes().to_vec();
-            buf.extend_from_slice(&f);
+            let buf = encode_frame(&f).expect("frame fits");
             if sock.write_all(&buf).is_err() {
                 return (events, max_inflight);
             }
@@ -74,14 +74,18 @@ pub fn reader_thread(sock: TcpStream) -> mpsc::Receiver<Vec<u8>> {
     let (tx, rx) = mpsc::channel();
     std::thread::spawn(move || {
         let mut sock = sock;
+        let mut decoder = FrameDecoder::new(MAX_FRAME);
+        let mut buf = vec![0u8; 64 * 1024];
         loop {
-            let mut len = [0u8; 4];
-            if sock.read_exact(&mut len).is_err() {
-                break;
-            }
-            let mut f = vec![0u8; u32::from_le_bytes(len) as usize];
-            if sock.read_exact(&mut f).is_err() || tx.send(f).is_err() {
-                break;
+            let n = match sock.read(&mut buf) {
+                Ok(0) | Err(_) => break,
+                Ok(n) => n,
+            };
+            decoder.push(buf.get(..n).unwrap_or_default());
+            while let Ok(Some(frame)) = decoder.next_frame() {
+                if tx.send(frame).is_err() {
+                    return;
+                }
             }
         }
     });

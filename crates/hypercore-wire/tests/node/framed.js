@@ -1,5 +1,6 @@
 // Shared by live.js and serve.js: the framed, unencrypted stream that stands in for
-// secret-stream under Protomux (each frame = u32 little-endian length + bytes), carrying the
+// secret-stream under Protomux (each frame = 3-byte little-endian length + bytes, the layout
+// secret-stream uses inside its encryption), carrying the
 // facts secret-stream would provide (isInitiator, handshakeHash); and the test blocks' content.
 'use strict'
 
@@ -27,11 +28,11 @@ class FramedStream extends Duplex {
     this._buf = b4a.alloc(0)
     socket.on('data', (data) => {
       this._buf = b4a.concat([this._buf, data])
-      while (this._buf.byteLength >= 4) {
-        const len = this._buf.readUInt32LE(0)
-        if (this._buf.byteLength < 4 + len) break
-        this.push(this._buf.subarray(4, 4 + len))
-        this._buf = this._buf.subarray(4 + len)
+      while (this._buf.byteLength >= 3) {
+        const len = this._buf[0] | (this._buf[1] << 8) | (this._buf[2] << 16)
+        if (this._buf.byteLength < 3 + len) break
+        this.push(this._buf.subarray(3, 3 + len))
+        this._buf = this._buf.subarray(3 + len)
       }
     })
     socket.on('close', () => this.destroy())
@@ -39,8 +40,7 @@ class FramedStream extends Duplex {
   }
 
   _write (data, cb) {
-    const len = b4a.alloc(4)
-    len.writeUInt32LE(data.byteLength, 0)
+    const len = b4a.from([data.byteLength & 0xff, (data.byteLength >>> 8) & 0xff, data.byteLength >>> 16])
     this.socket.write(b4a.concat([len, data]))
     cb(null)
   }

@@ -2,7 +2,7 @@
 // temporary folder) replicating with the Rust session over plain TCP on 127.0.0.1.
 //
 // secret-stream is replaced by a framed, unencrypted stream (each protomux frame sent as a
-// u32 little-endian length + the frame) that carries the facts secret-stream would provide:
+// 3-byte little-endian length + the frame) that carries the facts secret-stream would provide:
 // isInitiator and the handshake hash (given on the command line, shared with the Rust side).
 // Everything above it is Node's own: Protomux, hypercore's replicator, its proofs and storage.
 //
