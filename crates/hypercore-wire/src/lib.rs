@@ -9,6 +9,25 @@
 //! - [`fuzzing`]: entry points for a libFuzzer harness.
 //! - [`session`]: a per-connection state machine (frames in, frames and events out) that serves
 //!   and fetches many cores through the [`store::CoreStore`] trait.
+//!
+//! Driving a session (one per connection; the transport gives whole frames, the initiator flag
+//! and the handshake hash):
+//!
+//! ```text
+//! let mut s = Session::new(SessionConfig { is_initiator, handshake_hash, limits: Limits::default() })?;
+//! s.add_core(key, store, CoreOptions { download: true })?;      // for every core to replicate
+//! loop {
+//!     while let Some(frame) = s.poll_transmit() { transport.send(frame) }   // as it accepts
+//!     while let Some(event) = s.poll_event() { /* ChannelRequested → add_core / reject_core,
+//!                                                 Downloaded/Upgraded → core_updated on the
+//!                                                 core's other sessions, CaughtUp, … */ }
+//!     select! {
+//!         frame = transport.recv() => if let Err(reason) = s.handle_frame(&frame) { close; ban? }
+//!         _ = tick(10 s) => s.on_timer(),
+//!         _ = core grew locally => s.core_updated(&key),
+//!     }
+//! }
+//! ```
 
 pub mod caps;
 pub mod encoding;

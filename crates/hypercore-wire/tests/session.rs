@@ -561,3 +561,9 @@ fn invalid_requests_close_the_channel_after_the_limit() {
     )));
     assert_eq!(a.close_reason_or_none(), None, "the connection stays up");
 }
+
+#[test]
+fn a_session_can_move_between_threads() {
+    fn assert_send<T: Send>() {}
+    assert_send::<Session>();
+}
