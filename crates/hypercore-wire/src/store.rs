@@ -41,7 +41,8 @@ pub enum StoreError {
 }
 
 /// One core's storage, as replication needs it. Implemented by the storage engine (often a
-/// shared handle to a core also replicated on other connections).
+/// shared handle to a core also replicated on other connections). `info` and `has` are called
+/// often (per message, per block considered) and should be cheap.
 pub trait CoreStore {
     /// Length, fork and what is held.
     fn info(&self) -> CoreInfo;
@@ -62,6 +63,16 @@ pub trait CoreStore {
     fn missing_nodes(&self, _index: u64) -> u64 {
         0
     }
+
+    /// Claims block `index` before it is requested from a peer; `false` if another connection
+    /// already has it in flight (a core shared by several sessions then fetches each block
+    /// once). Every successful claim is followed by exactly one [`CoreStore::release`].
+    fn try_claim(&mut self, _index: u64) -> bool {
+        true
+    }
+
+    /// Ends a claim (the block arrived, was refused, timed out, or the channel closed).
+    fn release(&mut self, _index: u64) {}
 
     /// Whether an upgrade proof from `remote_length` can be made (`sync.canUpgrade`).
     fn can_upgrade_from(&self, remote_length: u64) -> bool {

@@ -567,3 +567,54 @@ fn a_session_can_move_between_threads() {
     fn assert_send<T: Send>() {}
     assert_send::<Session>();
 }
+
+#[test]
+fn a_core_shared_by_two_connections_fetches_each_block_once() {
+    let s1 = Fake::new(40, 400, 0..400);
+    let s2 = Fake::new(40, 400, 0..400);
+    let reader = Fake::new(40, 0, []);
+    reader.lock().claiming = true;
+    let (mut a1, mut b1) = pair();
+    let (mut a2, mut b2) = pair();
+    a1.open(&s1, false);
+    a2.open(&s2, false);
+    b1.open(&reader, true);
+    b2.open(&reader, true);
+    // interleave the two connections frame by frame
+    for _ in 0..10_000 {
+        let moved = [
+            step(&mut a1, &mut b1),
+            step(&mut b1, &mut a1),
+            step(&mut a2, &mut b2),
+            step(&mut b2, &mut a2),
+        ];
+        if moved.iter().all(|m| !m) {
+            break;
+        }
+    }
+    let r = reader.lock();
+    assert_eq!(r.blocks.len(), 400);
+    assert_eq!(r.applied.len(), 400, "a block was fetched twice");
+    assert!(r.claims.is_empty() && r.bad_releases == 0);
+    let served: u32 = [&s1, &s2]
+        .iter()
+        .map(|s| s.lock().served.values().sum::<u32>())
+        .sum();
+    assert_eq!(served, 400);
+}
+
+#[test]
+fn extension_messages_reach_the_other_side() {
+    let core = Fake::new(41, 3, 0..3);
+    let other = Fake::new(41, 0, []);
+    let (mut a, mut b) = pair();
+    a.open(&core, false);
+    b.open(&other, true);
+    pump(&mut a, &mut b);
+    a.s.send_extension(&core.key(), "hello", b"world".to_vec());
+    pump(&mut a, &mut b);
+    assert!(b.events.iter().any(|e| matches!(
+        e,
+        Event::Extension { name, message, .. } if name == "hello" && message == b"world"
+    )));
+}

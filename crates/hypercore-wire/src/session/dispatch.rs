@@ -184,6 +184,7 @@ impl Session {
             return;
         };
         self.queued_total = self.queued_total.saturating_sub(ch.drain_queue());
+        ch.release_all();
         self.by_discovery_key.remove(&ch.discovery_key);
         if send_close {
             self.out.close(local_id);

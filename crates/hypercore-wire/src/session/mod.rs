@@ -252,6 +252,18 @@ impl Session {
         self.check_output();
     }
 
+    /// Sends an extension message on a core's channel (once it is open).
+    pub fn send_extension(&mut self, key: &[u8; 32], name: &str, message: Vec<u8>) {
+        let dk = caps::discovery_key(key);
+        let Some(local_id) = self.by_discovery_key.get(&dk).copied() else {
+            return;
+        };
+        let (channels, mut ctx) = self.ctx_parts();
+        if let Some(ch) = channels.get_mut(&local_id) {
+            ch.send_extension(&mut ctx, name.to_string(), message);
+        }
+    }
+
     /// The periodic timer (call it every few seconds, e.g. 10 s): requests unanswered for two
     /// ticks are cancelled and asked again. The session itself has no clock.
     pub fn on_timer(&mut self) {

@@ -28,6 +28,12 @@ pub struct FakeCore {
     pub served: BTreeMap<u64, u32>,
     /// Blocks applied.
     pub applied: Vec<u64>,
+    /// Track claims (a core shared by several sessions fetches each block once).
+    pub claiming: bool,
+    /// Blocks claimed now.
+    pub claims: std::collections::BTreeSet<u64>,
+    /// Claims released that were never taken (must stay 0).
+    pub bad_releases: u32,
 }
 
 /// A handle implementing [`CoreStore`].
@@ -128,6 +134,18 @@ impl CoreStore for Fake {
             });
         }
         Ok(Some(data))
+    }
+
+    fn try_claim(&mut self, index: u64) -> bool {
+        let mut c = self.lock();
+        !c.claiming || c.claims.insert(index)
+    }
+
+    fn release(&mut self, index: u64) {
+        let mut c = self.lock();
+        if c.claiming && !c.claims.remove(&index) {
+            c.bad_releases += 1;
+        }
     }
 
     fn apply(&mut self, data: &Data) -> Result<Applied, StoreError> {

@@ -89,6 +89,10 @@ impl Channel {
                     }
                 }
             }
+            if !self.store.try_claim(i) {
+                self.cursor += 1; // in flight on another connection; rescanned on_timer
+                continue;
+            }
             let id = Self::new_id(ctx);
             self.requested.insert(i);
             self.inflight
@@ -157,6 +161,9 @@ impl Channel {
             .map(|(id, (what, _))| (*id, *what))
             .collect();
         self.wants_sent.clear();
+        // Rescan from the first missing block: blocks skipped because another connection had
+        // them in flight may have been released since.
+        self.cursor = self.cursor.min(self.store.info().contiguous_length);
         if stale.is_empty() {
             self.fetch(ctx);
             return;

@@ -273,7 +273,18 @@ impl Channel {
         let Some((what, _)) = self.inflight.remove(&d.request) else {
             return Ok(()); // unsolicited or cancelled: ignored, as Node does without push
         };
+        let result = self.on_answer(ctx, what, d);
         self.forget(what);
+        if result.is_ok() {
+            self.fetch(ctx);
+        }
+        result
+    }
+
+    fn on_answer(&mut self, ctx: &mut Ctx<'_>, what: Inflight, d: Data) -> Result<(), Fault> {
+        if what == Inflight::Upgrade {
+            self.upgrade_inflight = false;
+        }
         let matches = match what {
             Inflight::Block(i) => d.block.as_ref().is_some_and(|b| b.index == i),
             Inflight::Upgrade => d.upgrade.is_some(),
@@ -282,7 +293,6 @@ impl Channel {
             if let Inflight::Block(i) = what {
                 self.remote.ranges.remove(i, i.saturating_add(1));
             }
-            self.fetch(ctx);
             return Ok(());
         }
         let before = self.store.info().length;
@@ -302,7 +312,6 @@ impl Channel {
                     });
                     self.send_sync(ctx);
                 }
-                self.fetch(ctx);
                 Ok(())
             }
             Err(StoreError::Invalid(why)) => {
@@ -319,12 +328,32 @@ impl Channel {
         }
     }
 
+    /// Ends a request of ours: the block is no longer in flight (and its claim released).
     fn forget(&mut self, what: Inflight) {
         match what {
             Inflight::Block(i) => {
-                self.requested.remove(&i);
+                if self.requested.remove(&i) {
+                    self.store.release(i);
+                }
             }
             Inflight::Upgrade => self.upgrade_inflight = false,
+        }
+    }
+
+    /// Releases every claim (the channel is closing).
+    pub fn release_all(&mut self) {
+        for i in std::mem::take(&mut self.requested) {
+            self.store.release(i);
+        }
+    }
+
+    /// Sends an extension message.
+    pub fn send_extension(&mut self, ctx: &mut Ctx<'_>, name: String, message: Vec<u8>) {
+        if self.opened {
+            self.send(
+                ctx,
+                Message::Extension(crate::messages::Extension { name, message }),
+            );
         }
     }
 
