@@ -4,5 +4,6 @@
 pub mod fake;
 pub mod gen;
 pub mod node;
+pub mod pair;
 pub mod tcp;
 pub mod view;
