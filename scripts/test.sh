@@ -50,6 +50,23 @@ else
   echo "warning: node/npm not found: the hyperdrive interop tests will be SKIPPED (with CI=true they fail)" >&2
 fi
 
+# Node packages for crates/hypercore-wire's interop tests (protomux, compact-encoding,
+# hypercore 11), pinned in crates/hypercore-wire/tests/node/package-lock.json: installed once
+# per lock file. Without them those tests install them themselves or skip (fail with CI=true).
+if command -v npm >/dev/null; then
+  wire_dir=crates/hypercore-wire/tests/node
+  wire_sum=$(sha256sum "$wire_dir/package-lock.json" | cut -d' ' -f1)
+  wire_stamp=$wire_dir/node_modules/.dat-mirror-installed
+  if [[ "$(cat "$wire_stamp" 2>/dev/null)" != "$wire_sum" ]]; then
+    echo "==> npm ci ($wire_dir)"
+    if (cd "$wire_dir" && npm ci --no-audit --no-fund --loglevel=error); then
+      printf '%s' "$wire_sum" > "$wire_stamp"
+    else
+      echo "warning: npm ci failed in $wire_dir; the hypercore-wire interop tests will retry, then skip (or fail with CI=true)" >&2
+    fi
+  fi
+fi
+
 # iroh's relay server, for the relay test in tests/discovery.rs (with CI=true it fails without).
 if ! command -v iroh-relay >/dev/null && [[ ! -x "$HOME/.cargo/bin/iroh-relay" ]]; then
   echo "==> cargo install iroh-relay (relay server for tests/discovery.rs)"
