@@ -75,7 +75,7 @@ if ! command -v iroh-relay >/dev/null && [[ ! -x "$HOME/.cargo/bin/iroh-relay" ]
 fi
 
 if cargo nextest --version >/dev/null 2>&1; then
-  exec cargo nextest run --all-targets --no-fail-fast "$@"
+  exec cargo nextest run --workspace --all-targets --no-fail-fast "$@"
 else
-  exec cargo test --all-targets --no-fail-fast "$@"
+  exec cargo test --workspace --all-targets --no-fail-fast "$@"
 fi

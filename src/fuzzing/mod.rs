@@ -13,12 +13,16 @@ mod alloc;
 mod config;
 mod drive;
 mod http;
+mod hypercore;
 
 pub use alloc::LimitedAlloc;
 pub use config::config_toml;
 pub use drive::{
     blob_pointer, drive_entry, drive_header, drive_node, drive_tree, drive_tree_input,
     drive_tree_seed,
+};
+pub use hypercore::{
+    hypercore_manifest, hypercore_message, hypercore_session, protomux_frame, stream_framing,
 };
 pub use http::{http_conditional, http_host, http_path, http_query, http_range, site_config};
 
@@ -46,6 +50,11 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("wire_frames", wire_frames),
     ("wire_message", wire_message),
     ("wire_proof", wire_proof),
+    ("hypercore_message", hypercore_message),
+    ("hypercore_manifest", hypercore_manifest),
+    ("protomux_frame", protomux_frame),
+    ("stream_framing", stream_framing),
+    ("hypercore_session", hypercore_session),
     ("key_string", key_string),
     ("link_file", link_file),
     ("control_name", control_name),
