@@ -50,6 +50,23 @@ else
   echo "warning: node/npm not found: the hyperdrive interop tests will be SKIPPED (with CI=true they fail)" >&2
 fi
 
+# Node packages of the hyperswarm bridge (crates/hyperswarm-bridge/js, pinned in its
+# package-lock.json), for its tests against Node peers on a local HyperDHT testnet: installed
+# once per lock file, like tests/interop above. Without them those tests skip (fail with CI=true).
+if command -v npm >/dev/null; then
+  bridge_js=crates/hyperswarm-bridge/js
+  lock_sum=$(sha256sum "$bridge_js/package-lock.json" | cut -d' ' -f1)
+  stamp=$bridge_js/node_modules/.dat-mirror-installed
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]]; then
+    echo "==> npm ci ($bridge_js)"
+    if (cd "$bridge_js" && npm ci --no-audit --no-fund --loglevel=error); then
+      printf '%s' "$lock_sum" > "$stamp"
+    else
+      echo "warning: npm ci failed in $bridge_js: the hyperswarm bridge tests will skip (or fail with CI=true)" >&2
+    fi
+  fi
+fi
+
 # iroh's relay server, for the relay test in tests/discovery.rs (with CI=true it fails without).
 if ! command -v iroh-relay >/dev/null && [[ ! -x "$HOME/.cargo/bin/iroh-relay" ]]; then
   echo "==> cargo install iroh-relay (relay server for tests/discovery.rs)"

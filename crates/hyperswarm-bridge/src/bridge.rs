@@ -131,7 +131,10 @@ impl BridgeError {
 /// What the bridge is doing now (for the log, the status page and `cat STATUS`).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum BridgeStatus {
-    Running { pid: Option<u32>, restarts: u64 },
+    Running {
+        pid: Option<u32>,
+        restarts: u64,
+    },
     /// Died; the next start is due after the back-off.
     Restarting {
         last_error: String,
@@ -139,7 +142,10 @@ pub enum BridgeStatus {
         next_in: Duration,
     },
     /// Cannot start until something is installed (`fix` says what); retried with back-off.
-    Unavailable { reason: String, fix: String },
+    Unavailable {
+        reason: String,
+        fix: String,
+    },
     Stopped,
 }
 

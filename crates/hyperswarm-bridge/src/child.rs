@@ -92,15 +92,23 @@ pub(crate) async fn preflight(opts: &BridgeOptions) -> Result<(), BridgeError> {
     if !opts.js_dir.join("bridge.js").is_file() {
         return Err(BridgeError::NotInstalled {
             reason: format!("{} has no bridge.js", opts.js_dir.display()),
-            fix: "point BridgeOptions::js_dir at crates/hyperswarm-bridge/js (or its installed copy)"
-                .into(),
+            fix:
+                "point BridgeOptions::js_dir at crates/hyperswarm-bridge/js (or its installed copy)"
+                    .into(),
         });
     }
     for pkg in ["hyperswarm", "hyperdht", "b4a"] {
-        let manifest = opts.js_dir.join("node_modules").join(pkg).join("package.json");
+        let manifest = opts
+            .js_dir
+            .join("node_modules")
+            .join(pkg)
+            .join("package.json");
         if !manifest.is_file() {
             return Err(BridgeError::NotInstalled {
-                reason: format!("the npm package `{pkg}` is not installed in {}", opts.js_dir.display()),
+                reason: format!(
+                    "the npm package `{pkg}` is not installed in {}",
+                    opts.js_dir.display()
+                ),
                 fix: npm_fix(&opts.js_dir),
             });
         }

@@ -185,8 +185,8 @@ mod tests {
 
     #[test]
     fn product_default_is_on_with_public_bootstrap() {
-        let c = HyperswarmConfig::resolve(&Default::default(), env(&[]), &Default::default())
-            .unwrap();
+        let c =
+            HyperswarmConfig::resolve(&Default::default(), env(&[]), &Default::default()).unwrap();
         assert!(c.enabled);
         assert_eq!(c.enabled_source, Source::Default);
         assert!(c.bootstrap.is_empty());
@@ -220,15 +220,14 @@ mod tests {
     #[test]
     fn bad_values_name_the_setting() {
         let e = env(&[(ENV_HYPERSWARM, "maybe")]);
-        let err = HyperswarmConfig::resolve(&Default::default(), e, &Default::default())
-            .unwrap_err();
+        let err =
+            HyperswarmConfig::resolve(&Default::default(), e, &Default::default()).unwrap_err();
         assert_eq!(err.setting, ENV_HYPERSWARM);
         let flags = HyperswarmFlags {
             no_hyperswarm: false,
             hyperswarm_bootstrap: vec!["nohost".into()],
         };
-        let err =
-            HyperswarmConfig::resolve(&flags, env(&[]), &Default::default()).unwrap_err();
+        let err = HyperswarmConfig::resolve(&flags, env(&[]), &Default::default()).unwrap_err();
         assert_eq!(err.setting, "--hyperswarm-bootstrap");
         let file = HyperswarmToml {
             hyperswarm: None,

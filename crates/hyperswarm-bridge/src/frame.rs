@@ -300,9 +300,7 @@ impl FromBridge {
 }
 
 /// Reads the next frame: `Ok(None)` at a clean end of stream (between frames).
-pub async fn read_frame<R: AsyncRead + Unpin>(
-    r: &mut R,
-) -> Result<Option<FromBridge>, FrameError> {
+pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<FromBridge>, FrameError> {
     let mut head = [0u8; 5];
     let n = r.read(&mut head[..1]).await?;
     if n == 0 {

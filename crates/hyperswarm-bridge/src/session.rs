@@ -244,10 +244,7 @@ struct ReadCtx {
 }
 
 /// Reads and dispatches frames until the stream ends; returns why it ended.
-async fn read_loop(
-    r: &mut BufReader<tokio::net::unix::OwnedReadHalf>,
-    ctx: &ReadCtx,
-) -> String {
+async fn read_loop(r: &mut BufReader<tokio::net::unix::OwnedReadHalf>, ctx: &ReadCtx) -> String {
     loop {
         let frame = match read_frame(r).await {
             Ok(Some(f)) => f,
@@ -315,7 +312,10 @@ fn dispatch(frame: FromBridge, ctx: &ReadCtx) -> Option<String> {
             let c = BridgeConnection::new(conn, info, ctx.window, shared, ctx.out.clone(), rx);
             if let Err(e) = ctx.incoming.try_send(Box::new(c)) {
                 // Dropping the connection closes it with the bridge.
-                tracing::warn!(conn, "connection refused: the daemon is not accepting ({e})");
+                tracing::warn!(
+                    conn,
+                    "connection refused: the daemon is not accepting ({e})"
+                );
             }
         }
         FromBridge::Data { conn, msg } => {

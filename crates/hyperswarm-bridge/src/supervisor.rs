@@ -23,7 +23,11 @@ pub(crate) fn delay(b: &Backoff, attempt: u32) -> Duration {
     base.mul_f64(factor)
 }
 
-pub(crate) async fn run(inner: Arc<Inner>, mut session: Arc<Session>, mut task: JoinHandle<String>) {
+pub(crate) async fn run(
+    inner: Arc<Inner>,
+    mut session: Arc<Session>,
+    mut task: JoinHandle<String>,
+) {
     let mut restarts: u64 = 0;
     let mut attempt: u32 = 0;
     'outer: loop {

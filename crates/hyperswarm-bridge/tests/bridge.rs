@@ -54,7 +54,10 @@ fn check_facts(
         "same handshake hash"
     );
     assert_eq!(info.is_initiator, rust_initiates, "initiator (Rust side)");
-    assert_eq!(node_facts["isInitiator"], !rust_initiates, "initiator (Node side)");
+    assert_eq!(
+        node_facts["isInitiator"], !rust_initiates,
+        "initiator (Node side)"
+    );
 }
 
 /// Node greets first; then every message we send comes back (1 byte .. 6 MiB, over the
@@ -122,7 +125,10 @@ async fn node_client_reaches_rust_server() {
     let bridge = HyperswarmBridge::start(net.bridge_options(), cancel.clone())
         .await
         .expect("bridge starts");
-    bridge.join(topic, JoinMode::SERVER).await.expect("announce");
+    bridge
+        .join(topic, JoinMode::SERVER)
+        .await
+        .expect("announce");
     let t0 = std::time::Instant::now();
     let (mut node, node_key) = net.peer("echo-client", &topic, 0).await;
     let conn = accept_from(&bridge, &node_key).await;
@@ -160,7 +166,10 @@ async fn a_killed_bridge_is_restarted_and_rejoins() {
         .await
         .expect("bridge starts");
     let mut events = bridge.events();
-    bridge.join(topic, JoinMode::SERVER).await.expect("announce");
+    bridge
+        .join(topic, JoinMode::SERVER)
+        .await
+        .expect("announce");
     let (node, node_key) = net.peer("echo-client", &topic, 0).await;
     let conn = accept_from(&bridge, &node_key).await;
     echo(&*conn).await;
@@ -172,7 +181,10 @@ async fn a_killed_bridge_is_restarted_and_rejoins() {
         .await
         .expect("the open connection ends")
         .expect_err("closed");
-    assert!(matches!(&err, ConnectionError::Closed(r) if r.contains("bridge stopped")), "{err}");
+    assert!(
+        matches!(&err, ConnectionError::Closed(r) if r.contains("bridge stopped")),
+        "{err}"
+    );
     drop(conn);
     drop(node);
 
@@ -196,7 +208,10 @@ async fn a_killed_bridge_is_restarted_and_rejoins() {
     .await
     .expect("restarted within 30 s");
     assert_ne!(restarted, Some(pid));
-    assert!(matches!(bridge.status(), BridgeStatus::Running { restarts: 1, .. }));
+    assert!(matches!(
+        bridge.status(),
+        BridgeStatus::Running { restarts: 1, .. }
+    ));
     assert_eq!(bridge.topics(), vec![(topic, JoinMode::SERVER)]);
 
     // The topic was joined again: a new Node peer connects and the connection works.
@@ -215,7 +230,10 @@ async fn missing_node_or_packages_name_the_fixing_command() {
         .err()
         .expect("no node, no bridge");
     assert!(matches!(err, BridgeError::NodeMissing { .. }), "{err}");
-    assert!(err.fix().expect("a fix").contains("npm ci --prefix"), "{err}");
+    assert!(
+        err.fix().expect("a fix").contains("npm ci --prefix"),
+        "{err}"
+    );
 
     if !node_ready("missing_node_or_packages_name_the_fixing_command (packages part)") {
         return;
@@ -252,8 +270,15 @@ async fn a_bridge_that_dies_before_ready_is_reported_with_its_stderr() {
     // A js dir whose bridge.js throws at once (packages linked from the real one).
     let dir = std::env::temp_dir().join(format!("hsb-broken-{}", std::process::id()));
     std::fs::create_dir_all(&dir).expect("temp dir");
-    std::fs::write(dir.join("bridge.js"), "throw new Error('broken on purpose')\n").unwrap();
-    let _ = std::os::unix::fs::symlink(common::js_dir().join("node_modules"), dir.join("node_modules"));
+    std::fs::write(
+        dir.join("bridge.js"),
+        "throw new Error('broken on purpose')\n",
+    )
+    .unwrap();
+    let _ = std::os::unix::fs::symlink(
+        common::js_dir().join("node_modules"),
+        dir.join("node_modules"),
+    );
     let mut opts = BridgeOptions::new([1; 32]);
     opts.js_dir = dir.clone();
     let err = HyperswarmBridge::start(opts, CancellationToken::new())
@@ -263,6 +288,142 @@ async fn a_bridge_that_dies_before_ready_is_reported_with_its_stderr() {
     let _ = std::fs::remove_dir_all(&dir);
     assert!(matches!(err, BridgeError::StartFailed(_)), "{err}");
     assert!(err.to_string().contains("broken on purpose"), "{err}");
+}
+
+fn rss_kib(pid: u32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// RSS growth (KiB) of `pid` over `secs` seconds.
+async fn rss_growth(pid: u32, secs: u64) -> (u64, u64) {
+    tokio::time::sleep(Duration::from_secs(1)).await;
+    let before = rss_kib(pid);
+    tokio::time::sleep(Duration::from_secs(secs)).await;
+    (before, rss_kib(pid))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_slow_daemon_makes_the_bridge_buffer_no_more_than_a_paused_node_reader() {
+    if !node_ready("a_slow_daemon_makes_the_bridge_buffer_no_more_than_a_paused_node_reader") {
+        return;
+    }
+    common::init_tracing();
+    let net = Testnet::start().await;
+    let total: u64 = 256 << 20;
+
+    // Reference: a Node reader that pauses its stream. UDX has no receive window, so Node
+    // itself buffers what the sender keeps sending; the bridge must not add to that.
+    let t1 = random32();
+    let (mut stall, _, stall_pid) = net.peer_with_pid("stall-server", &t1, 0).await;
+    let (source, _) = net.peer("source-client", &t1, total).await;
+    stall.event("stalled", 60).await;
+    let (nb, na) = rss_growth(stall_pid, 3).await;
+    drop(source);
+    drop(stall);
+
+    let topic = random32();
+    let bridge = HyperswarmBridge::start(net.bridge_options(), CancellationToken::new())
+        .await
+        .expect("bridge starts");
+    bridge
+        .join(topic, JoinMode::SERVER)
+        .await
+        .expect("announce");
+    let (mut source, key) = net.peer("source-client", &topic, total).await;
+    let conn = accept_from(&bridge, &key).await;
+    let pid = bridge.child_pid().expect("running");
+    // Take the first message, then stop reading for a while.
+    let mut got = conn.recv().await.expect("first message").len() as u64;
+    let (before, after) = rss_growth(pid, 3).await;
+    eprintln!(
+        "RSS over 3 s while nobody reads: paused Node reader {nb} -> {na} KiB (+{} MiB); \
+         bridge {before} -> {after} KiB (+{} MiB)",
+        na.saturating_sub(nb) / 1024,
+        after.saturating_sub(before) / 1024
+    );
+    assert!(
+        after.saturating_sub(before) <= na.saturating_sub(nb) + 48 * 1024,
+        "the bridge buffered more than a paused Node reader"
+    );
+    // Nothing was lost: the rest arrives once the daemon reads again.
+    while got < total {
+        let m = timeout(Duration::from_secs(60), conn.recv())
+            .await
+            .expect("data resumes")
+            .expect("recv");
+        got += m.len() as u64;
+    }
+    assert_eq!(got, total);
+    source.event("sent", 30).await;
+    bridge.leave(topic).await.expect("leave");
+    assert!(bridge.topics().is_empty());
+    bridge.shutdown().await;
+}
+
+/// Not a test on its own: run by `the_bridge_dies_with_its_parent` in a child process
+/// (HSB_HOLDER set), where it starts a bridge, prints its pid and waits to be killed.
+#[tokio::test]
+async fn holder_of_a_bridge() {
+    let Ok(bootstrap) = std::env::var("HSB_HOLDER") else {
+        return;
+    };
+    let mut opts = BridgeOptions::new(random32());
+    opts.bootstrap = vec![bootstrap];
+    opts.host = Some("127.0.0.1".into());
+    opts.firewalled = false;
+    opts.js_dir = common::js_dir();
+    let bridge = HyperswarmBridge::start(opts, CancellationToken::new())
+        .await
+        .expect("bridge starts");
+    println!("BRIDGE_PID={}", bridge.child_pid().expect("pid"));
+    tokio::time::sleep(Duration::from_secs(120)).await;
+}
+
+#[tokio::test]
+async fn the_bridge_dies_with_its_parent() {
+    if !node_ready("the_bridge_dies_with_its_parent") {
+        return;
+    }
+    let net = Testnet::start().await;
+    let mut holder = tokio::process::Command::new(std::env::current_exe().expect("test binary"))
+        .args(["--exact", "holder_of_a_bridge", "--nocapture"])
+        .env("HSB_HOLDER", &net.bootstrap[0])
+        .stdout(std::process::Stdio::piped())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("spawn holder");
+    let mut lines = tokio::io::AsyncBufReadExt::lines(tokio::io::BufReader::new(
+        holder.stdout.take().expect("stdout"),
+    ));
+    let pid: i32 = timeout(Duration::from_secs(60), async {
+        while let Ok(Some(l)) = lines.next_line().await {
+            if let Some(p) = l.strip_prefix("BRIDGE_PID=") {
+                return p.trim().parse().expect("pid");
+            }
+        }
+        panic!("holder ended without a bridge");
+    })
+    .await
+    .expect("holder started a bridge");
+    // SAFETY: kill(2) on processes this test started.
+    unsafe {
+        assert_eq!(libc::kill(pid, 0), 0, "bridge runs");
+        libc::kill(holder.id().expect("holder pid") as i32, libc::SIGKILL);
+    }
+    let _ = holder.wait().await;
+    let gone = timeout(Duration::from_secs(10), async {
+        // SAFETY: probing a pid with signal 0.
+        while unsafe { libc::kill(pid, 0) } == 0 {
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    })
+    .await;
+    assert!(gone.is_ok(), "the bridge (pid {pid}) outlived its parent");
 }
 
 /// Keeps `NodeProc` used in every build of this file.

@@ -4,7 +4,9 @@
 //!   "hello from node", then echo every message back;
 //! - `sink-server` / `sink-client`: count BYTES received, then report the time from the first
 //!   byte to the last;
-//! - `source-server` / `source-client`: send BYTES in 64 KiB messages, honouring backpressure.
+//! - `source-server` / `source-client`: send BYTES in 64 KiB messages, honouring backpressure;
+//! - `stall-server` / `stall-client`: take the first message, then pause the stream for good
+//!   (how much a paused Node reader buffers is the reference for the bridge's flow control).
 //! Prints JSON lines on stdout: {event: "ready", publicKey}, {event: "joined"},
 //! {event: "connection", remotePublicKey, handshakeHash, isInitiator}, {event: "received",
 //! bytes, ms, mibps}, {event: "sent", bytes, ms}, {event: "closed"}. Exits when stdin closes.
@@ -28,7 +30,7 @@ function out(obj) {
 async function main() {
   const dht = new DHT({ bootstrap, host: '127.0.0.1', firewalled: false })
   const swarm = new Hyperswarm({ dht })
-  out({ event: 'ready', publicKey: b4a.toString(swarm.keyPair.publicKey, 'hex') })
+  out({ event: 'ready', pid: process.pid, publicKey: b4a.toString(swarm.keyPair.publicKey, 'hex') })
   swarm.on('connection', (sock) => {
     sock.on('error', (err) => console.error('[peer] connection error:', err.message))
     sock.on('close', () => out({ event: 'closed' }))
@@ -52,6 +54,11 @@ async function main() {
           out({ event: 'received', bytes: got, ms, mibps: got / 1048576 / (ms / 1000) })
           sock.write(b4a.from('done'))
         }
+      })
+    } else if (role === 'stall') {
+      sock.once('data', () => {
+        sock.pause()
+        out({ event: 'stalled' })
       })
     } else if (role === 'source') {
       const start = performance.now()

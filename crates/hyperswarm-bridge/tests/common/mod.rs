@@ -23,8 +23,12 @@ pub fn node_ready(test: &str) -> bool {
         .output()
         .map(|o| o.status.success())
         .unwrap_or(false);
-    let installed = js_dir().join("node_modules/hyperswarm/package.json").is_file()
-        && js_dir().join("node_modules/hyperdht/package.json").is_file();
+    let installed = js_dir()
+        .join("node_modules/hyperswarm/package.json")
+        .is_file()
+        && js_dir()
+            .join("node_modules/hyperdht/package.json")
+            .is_file();
     if node && installed {
         return true;
     }
@@ -142,6 +146,17 @@ impl Testnet {
 
     /// A Node hyperswarm peer (see js/test/peer.js) on this testnet; waits until it joined.
     pub async fn peer(&self, mode: &str, topic: &Topic, bytes: u64) -> (NodeProc, String) {
+        let (p, key, _) = self.peer_with_pid(mode, topic, bytes).await;
+        (p, key)
+    }
+
+    /// Like [`Testnet::peer`], also returning the peer's process id.
+    pub async fn peer_with_pid(
+        &self,
+        mode: &str,
+        topic: &Topic,
+        bytes: u64,
+    ) -> (NodeProc, String, u32) {
         let mut p = NodeProc::spawn(
             mode,
             &[
@@ -154,8 +169,9 @@ impl Testnet {
         );
         let ready = p.event("ready", 30).await;
         let key = ready["publicKey"].as_str().expect("publicKey").to_string();
+        let pid = ready["pid"].as_u64().expect("pid") as u32;
         p.event("joined", 60).await;
-        (p, key)
+        (p, key, pid)
     }
 
     /// Bridge options for this testnet: loopback only, not firewalled, fast restarts.
