@@ -8,12 +8,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 use tokio::io::AsyncBufReadExt;
+
 use tokio::process::{Child, Command};
 
 use crate::bridge::{BridgeError, BridgeOptions};
 
 /// Lines of the bridge's stderr kept for error reports.
 const STDERR_TAIL: usize = 20;
+/// Longest stderr line kept (bytes).
+const MAX_LINE: usize = 4096;
 
 /// The last lines the bridge wrote to stderr.
 #[derive(Clone, Default)]
@@ -166,10 +169,35 @@ pub(crate) fn spawn(opts: &BridgeOptions) -> Result<Spawned, BridgeError> {
         let tail = stderr.clone();
         let pid = child.id().unwrap_or(0);
         tokio::spawn(async move {
-            let mut lines = tokio::io::BufReader::new(err).lines();
-            while let Ok(Some(line)) = lines.next_line().await {
+            let emit = |line: &[u8]| {
+                let line = String::from_utf8_lossy(line).into_owned();
                 tracing::info!(target: "hyperswarm_bridge::node", pid, "{line}");
                 tail.push(line);
+            };
+            let mut r = tokio::io::BufReader::new(err);
+            let mut line = Vec::new();
+            loop {
+                let (consumed, done) = match r.fill_buf().await {
+                    Ok(buf) if !buf.is_empty() => {
+                        let (chunk, consumed, done) = match buf.iter().position(|&c| c == b'\n') {
+                            Some(i) => (&buf[..i], i + 1, true),
+                            None => (buf, buf.len(), false),
+                        };
+                        // Lines are cut at MAX_LINE bytes: the child cannot make us hoard.
+                        let room = MAX_LINE.saturating_sub(line.len());
+                        line.extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        (consumed, done)
+                    }
+                    _ => break,
+                };
+                r.consume(consumed);
+                if done {
+                    emit(&line);
+                    line.clear();
+                }
+            }
+            if !line.is_empty() {
+                emit(&line);
             }
         });
     }
