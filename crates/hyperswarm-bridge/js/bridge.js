@@ -207,7 +207,7 @@ async function onconnection(sock, info) {
 function ondata(id, msg) {
   const c = conns.get(id)
   if (!c) return // closed meanwhile: the daemon learns it from RCLOSE
-  if (c.sock.write(b4a.from(msg))) {
+  if (c.sock.write(msg)) {
     returnCredit(c, msg.byteLength)
   } else {
     c.needDrain = true

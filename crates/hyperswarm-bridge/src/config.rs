@@ -29,11 +29,15 @@ pub struct HyperswarmToml {
     pub hyperswarm_bootstrap: Option<Vec<String>>,
 }
 
-/// What the command line said (`--no-hyperswarm`, `--hyperswarm-bootstrap`).
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+/// What the command line said; `#[command(flatten)]` it into a clap command.
+#[derive(Debug, Clone, Default, PartialEq, Eq, clap::Args)]
 pub struct HyperswarmFlags {
+    /// Do not join the hypercore network (HyperDHT) [env: DAT_MIRROR_NETWORK_HYPERSWARM=false]
+    #[arg(long)]
     pub no_hyperswarm: bool,
-    /// Each value may itself be comma-separated.
+    /// HyperDHT bootstrap node HOST:PORT (repeat or comma-separate); when given, nothing else
+    /// is contacted [env: DAT_MIRROR_NETWORK_HYPERSWARM_BOOTSTRAP]
+    #[arg(long, value_name = "HOST:PORT")]
     pub hyperswarm_bootstrap: Vec<String>,
 }
 
@@ -235,6 +239,31 @@ mod tests {
         };
         let err = HyperswarmConfig::resolve(&Default::default(), env(&[]), &file).unwrap_err();
         assert_eq!(err.setting, "network.hyperswarm_bootstrap");
+    }
+
+    #[test]
+    fn flags_parse_with_clap() {
+        use clap::Parser;
+        #[derive(Parser)]
+        struct Cli {
+            #[command(flatten)]
+            hs: HyperswarmFlags,
+        }
+        let cli = Cli::parse_from([
+            "x",
+            "--no-hyperswarm",
+            "--hyperswarm-bootstrap",
+            "127.0.0.1:1,127.0.0.1:2",
+            "--hyperswarm-bootstrap",
+            "127.0.0.1:3",
+        ]);
+        assert!(cli.hs.no_hyperswarm);
+        let c = HyperswarmConfig::resolve(&cli.hs, env(&[]), &Default::default()).unwrap();
+        assert!(!c.enabled);
+        assert_eq!(
+            c.bootstrap,
+            vec!["127.0.0.1:1", "127.0.0.1:2", "127.0.0.1:3"]
+        );
     }
 
     fn toml_like(json: &str) -> HyperswarmToml {

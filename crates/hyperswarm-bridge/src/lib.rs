@@ -43,6 +43,6 @@ pub use bridge::{
 pub use config::{HyperswarmConfig, HyperswarmFlags, HyperswarmToml};
 pub use connection::BridgeConnection;
 pub use transport::{
-    incoming, Connection, ConnectionError, ConnectionInfo, HandshakeHash, JoinMode, PublicKey,
-    Topic, Transport, TransportError,
+    incoming, message_sink, message_stream, Connection, ConnectionError, ConnectionInfo,
+    HandshakeHash, JoinMode, PublicKey, Topic, Transport, TransportError,
 };

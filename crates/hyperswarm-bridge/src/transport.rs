@@ -8,7 +8,7 @@
 
 use async_trait::async_trait;
 use bytes::Bytes;
-use futures::Stream;
+use futures::{Sink, Stream};
 use std::sync::Arc;
 
 /// A 32-byte HyperDHT topic (for hypercore: a core's discovery key).
@@ -128,4 +128,86 @@ pub fn incoming<T: Transport + ?Sized + 'static>(
         let c = t.accept().await?;
         Some((c, t))
     })
+}
+
+/// The messages of a connection as a `Stream`: each `recv`, ending after the first error
+/// (the close, with its reason). For protocol stacks that want `Stream + Sink` (e.g. an
+/// adapter to `hypercore-protocol`'s cipher interface).
+pub fn message_stream(
+    conn: Arc<dyn Connection>,
+) -> impl Stream<Item = Result<Bytes, ConnectionError>> + Send {
+    futures::stream::unfold(Some(conn), |c| async move {
+        let c = c?;
+        match c.recv().await {
+            Ok(m) => Some((Ok(m), Some(c))),
+            Err(e) => Some((Err(e), None)),
+        }
+    })
+}
+
+/// The sending half of a connection as a `Sink` (each item is one `send`).
+pub fn message_sink(conn: Arc<dyn Connection>) -> impl Sink<Bytes, Error = ConnectionError> + Send {
+    futures::sink::unfold(conn, |c, msg: Bytes| async move {
+        c.send(msg).await?;
+        Ok(c)
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures::{SinkExt, StreamExt};
+    use tokio::sync::{mpsc, Mutex};
+
+    /// A loopback connection: what is sent comes back.
+    struct Loop {
+        info: ConnectionInfo,
+        tx: mpsc::UnboundedSender<Bytes>,
+        rx: Mutex<mpsc::UnboundedReceiver<Bytes>>,
+    }
+
+    #[async_trait]
+    impl Connection for Loop {
+        fn info(&self) -> &ConnectionInfo {
+            &self.info
+        }
+        async fn send(&self, msg: Bytes) -> Result<(), ConnectionError> {
+            self.tx
+                .send(msg)
+                .map_err(|_| ConnectionError::Closed("gone".into()))
+        }
+        async fn recv(&self) -> Result<Bytes, ConnectionError> {
+            let m = self.rx.lock().await.recv().await;
+            m.filter(|m| !m.is_empty())
+                .ok_or_else(|| ConnectionError::Closed("end".into()))
+        }
+        async fn close(&self, _: &str) {}
+    }
+
+    #[tokio::test]
+    async fn stream_and_sink_adapters_carry_messages_and_end_with_the_reason() {
+        let (tx, rx) = mpsc::unbounded_channel();
+        let conn: Arc<dyn Connection> = Arc::new(Loop {
+            info: ConnectionInfo {
+                remote_public_key: [1; 32],
+                handshake_hash: [2; 64],
+                is_initiator: true,
+            },
+            tx,
+            rx: Mutex::new(rx),
+        });
+        let mut sink = Box::pin(message_sink(conn.clone()));
+        for m in ["a", "bb", ""] {
+            sink.send(Bytes::from(m)).await.unwrap();
+        }
+        let got: Vec<_> = message_stream(conn).collect().await;
+        assert_eq!(
+            got,
+            vec![
+                Ok(Bytes::from("a")),
+                Ok(Bytes::from("bb")),
+                Err(ConnectionError::Closed("end".into()))
+            ]
+        );
+    }
 }
