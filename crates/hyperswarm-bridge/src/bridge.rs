@@ -288,6 +288,9 @@ impl HyperswarmBridge {
     }
 }
 
+/// `join` returns after the bridge's first announce/lookup of the topic is flushed; while the
+/// bridge is down (restarting, or unavailable) it records the topic and returns `Ok` at once:
+/// the supervisor joins every recorded topic when the bridge is (re)started.
 #[async_trait]
 impl Transport for HyperswarmBridge {
     async fn join(&self, topic: Topic, mode: JoinMode) -> Result<(), TransportError> {

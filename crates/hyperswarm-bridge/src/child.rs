@@ -40,10 +40,7 @@ impl StderrTail {
 
 /// The command that installs the bridge's packages.
 pub(crate) fn npm_fix(js_dir: &Path) -> String {
-    format!(
-        "npm ci --prefix {} (or scripts/install.sh)",
-        js_dir.display()
-    )
+    format!("npm ci --prefix {}", js_dir.display())
 }
 
 fn node_fix(opts: &BridgeOptions) -> String {

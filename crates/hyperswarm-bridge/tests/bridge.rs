@@ -255,7 +255,7 @@ async fn missing_node_or_packages_name_the_fixing_command() {
     assert!(matches!(err, BridgeError::NotInstalled { .. }), "{err}");
     assert_eq!(
         err.fix(),
-        Some(format!("npm ci --prefix {} (or scripts/install.sh)", dir.display()).as_str())
+        Some(format!("npm ci --prefix {}", dir.display()).as_str())
     );
     let mut opts = BridgeOptions::new([1; 32]);
     opts.bootstrap = vec!["nohost".into()];
