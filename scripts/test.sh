@@ -27,44 +27,38 @@ if [[ $(id -u) -eq 0 ]] && command -v modprobe >/dev/null; then
   modprobe sch_netem 2>/dev/null || echo "note: no sch_netem module: the loss/delay fault test uses its userspace relay" >&2
 fi
 
-# Node packages for tests/hyperdrive_interop.rs, pinned in tests/interop/package-lock.json:
-# installed once per lock file (a stamp in node_modules records which). Without node/npm, or
-# without the npm registry, that test says so and skips (fails with CI=true).
+# Node: the test peers written by others (hypercore, hyperdrive, hyperswarm, …) and the
+# hyperswarm bridge. Each folder below pins its packages in a package-lock.json and is
+# installed once per lock file (a stamp in node_modules records which), from the npm registry
+# only. Without node/npm or the registry, the tests that need them say so and skip (with
+# CI=true they fail).
 if ! command -v npm >/dev/null && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
   echo "==> installing nodejs and npm"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null \
     || echo "warning: could not install nodejs/npm" >&2
 fi
-if command -v npm >/dev/null; then
-  lock_sum=$(sha256sum tests/interop/package-lock.json | cut -d' ' -f1)
-  stamp=tests/interop/node_modules/.dat-mirror-installed
-  if [[ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]]; then
-    echo "==> npm ci (tests/interop)"
-    if (cd tests/interop && npm ci --no-audit --no-fund --loglevel=error); then
-      printf '%s' "$lock_sum" > "$stamp"
-    else
-      echo "warning: npm ci failed; tests/hyperdrive_interop.rs will retry, then skip (or fail with CI=true)" >&2
-    fi
+npm_ci_pinned() { # DIR WHAT-NEEDS-IT
+  local dir=$1 what=$2 sum stamp
+  sum=$(sha256sum "$dir/package-lock.json" | cut -d' ' -f1)
+  stamp=$dir/node_modules/.dat-mirror-installed
+  [[ "$(cat "$stamp" 2>/dev/null)" == "$sum" ]] && return 0
+  echo "==> npm ci ($dir)"
+  if (cd "$dir" && npm ci --no-audit --no-fund --loglevel=error); then
+    printf '%s' "$sum" > "$stamp"
+  else
+    echo "warning: npm ci failed in $dir: $what will skip (or fail with CI=true)" >&2
   fi
+}
+if command -v npm >/dev/null; then
+  npm_ci_pinned tests/interop "tests/hyperdrive_interop.rs"
+  npm_ci_pinned crates/hypercore-wire/tests/node "the hypercore-wire interop tests"
+  npm_ci_pinned crates/hyperswarm-bridge/js "the hyperswarm bridge and its tests"
+  for extra in crates/*/tests/node; do
+    [[ -f $extra/package-lock.json && $extra != crates/hypercore-wire/tests/node ]] &&
+      npm_ci_pinned "$extra" "the tests of ${extra%/tests/node}"
+  done
 else
-  echo "warning: node/npm not found: the hyperdrive interop tests will be SKIPPED (with CI=true they fail)" >&2
-fi
-
-# Node packages for crates/hypercore-wire's interop tests (protomux, compact-encoding,
-# hypercore 11), pinned in crates/hypercore-wire/tests/node/package-lock.json: installed once
-# per lock file. Without them those tests install them themselves or skip (fail with CI=true).
-if command -v npm >/dev/null; then
-  wire_dir=crates/hypercore-wire/tests/node
-  wire_sum=$(sha256sum "$wire_dir/package-lock.json" | cut -d' ' -f1)
-  wire_stamp=$wire_dir/node_modules/.dat-mirror-installed
-  if [[ "$(cat "$wire_stamp" 2>/dev/null)" != "$wire_sum" ]]; then
-    echo "==> npm ci ($wire_dir)"
-    if (cd "$wire_dir" && npm ci --no-audit --no-fund --loglevel=error); then
-      printf '%s' "$wire_sum" > "$wire_stamp"
-    else
-      echo "warning: npm ci failed in $wire_dir; the hypercore-wire interop tests will retry, then skip (or fail with CI=true)" >&2
-    fi
-  fi
+  echo "warning: node/npm not found: the Node interop tests will be SKIPPED (with CI=true they fail)" >&2
 fi
 
 # iroh's relay server, for the relay test in tests/discovery.rs (with CI=true it fails without).
