@@ -23,6 +23,10 @@ pub enum Error {
     /// An operation this engine does not implement yet (said plainly instead of guessing).
     #[error("unsupported: {0}")]
     Unsupported(&'static str),
+    /// A proof that no longer fits our state (e.g. an upgrade from a length we have passed):
+    /// not the sender's fault, just drop it.
+    #[error("stale proof: {0}")]
+    Stale(&'static str),
     /// Writing to a core without its secret key.
     #[error("core is not writable")]
     NotWritable,

@@ -16,6 +16,7 @@ pub mod flat;
 pub mod manifest;
 pub mod proof;
 pub mod prove;
+pub mod store;
 pub mod tree;
 pub mod verifier;
 
@@ -25,6 +26,9 @@ pub use manifest::{Manifest, Prologue, Signer};
 pub use proof::{
     DataBlock, DataHash, DataSeek, DataUpgrade, Proof, Request, RequestBlock, RequestSeek,
     RequestUpgrade,
+};
+pub use store::{
+    Applied, Batch, BlockFile, BlockLocation, CoreKind, Info, OpenReport, Repair, Stats, Store,
 };
 pub use tree::{Node, TreeBatch, TreeHead};
 pub use verifier::Verifier;

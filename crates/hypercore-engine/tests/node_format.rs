@@ -169,6 +169,11 @@ fn build(core: &Value) -> (MemTree, Verifier, [u8; 32], Option<Manifest>) {
 
 fn check_core(name: &str, core: &Value) {
     let (tree, ver, key, man) = build(core);
+    assert_eq!(
+        ver.is_compat(),
+        core["compat"].as_bool().unwrap(),
+        "{name}: compat verdict"
+    );
     let t = &core["tree"];
     assert_eq!(tree.batch.length, u(&t["length"]));
     assert_eq!(tree.batch.byte_length, u(&t["byteLength"]));

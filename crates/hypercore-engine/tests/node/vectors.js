@@ -114,7 +114,7 @@ async function coreVectors(core, kpn, n) {
     seed: kpn,
     key: hex(core.key),
     discoveryKey: hex(core.discoveryKey),
-    compat: core.core.compat,
+    compat: b4a.equals(core.key, kp(kpn).publicKey),
     manifest: manifestJson(core.manifest),
     blocks: blocks(n).map(hex),
     tree,
@@ -214,9 +214,9 @@ async function main() {
       }
       await ref.close()
     }
-    // a compat core (hypercore 11 without a manifest: key = public key)
+    // a compat core (hypercore 11 with compat: true: key = public key)
     {
-      const core = new Hypercore(path.join(tmp, 'compat'), { keyPair: kp(5) })
+      const core = new Hypercore(path.join(tmp, 'compat'), { keyPair: kp(5), compat: true })
       await core.ready()
       out.compatCore = await coreVectors(core, 5, 13)
       await core.close()

@@ -1,0 +1,328 @@
+//! Storage and proofs end to end: a writer appends, a replica in another data folder fetches
+//! everything through proofs, both survive reopening; Node's proofs apply to our replicas.
+
+mod common;
+
+use common::*;
+use hypercore_engine::proof::verify_tree;
+use hypercore_engine::{
+    CoreKind, Error, KeyPair, Proof, Request, RequestBlock, RequestUpgrade, Store,
+};
+
+fn blocks(n: usize) -> Vec<Vec<u8>> {
+    (0..n)
+        .map(|i| format!("block {i} {}", "x".repeat(i * 7)).into_bytes())
+        .collect()
+}
+
+fn upgrade(start: u64, length: u64) -> Option<RequestUpgrade> {
+    Some(RequestUpgrade { start, length })
+}
+
+fn replicate_all(w: &Store, r: &Store, key: &[u8; 32]) {
+    let wi = w.info(key).unwrap();
+    let ri = r.info(key).unwrap();
+    if ri.length < wi.length {
+        let p = w
+            .create_proof(
+                key,
+                &Request {
+                    upgrade: upgrade(ri.length, wi.length - ri.length),
+                    manifest: true,
+                    ..Default::default()
+                },
+            )
+            .unwrap();
+        r.apply_proof(key, p).unwrap();
+    }
+    for i in 0..wi.length {
+        if r.has(key, i).unwrap() {
+            continue;
+        }
+        // ask for as many nodes as the replica lacks (like Node's missingNodes)
+        let mut nodes = 0;
+        loop {
+            let p = w
+                .create_proof(
+                    key,
+                    &Request {
+                        block: Some(RequestBlock { index: i, nodes }),
+                        ..Default::default()
+                    },
+                )
+                .unwrap();
+            match r.apply_proof(key, p) {
+                Ok(a) => {
+                    assert_eq!(a.block_stored, Some(i));
+                    break;
+                }
+                Err(Error::InvalidProof(_)) if nodes < 64 => nodes += 1,
+                Err(e) => panic!("block {i}: {e}"),
+            }
+        }
+    }
+}
+
+#[test]
+fn append_get_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let kp = KeyPair::from_seed(&[9; 32]);
+    let key;
+    {
+        let s = Store::open(dir.path()).unwrap();
+        key = s.create_writer(&kp, CoreKind::Default).unwrap();
+        let b = blocks(20);
+        s.append(&key, b[..7].to_vec()).unwrap();
+        let a = s.append(&key, b[7..].to_vec()).unwrap();
+        assert_eq!(a.length, 20);
+        for (i, blk) in b.iter().enumerate() {
+            assert_eq!(s.get(&key, i as u64).unwrap().as_deref(), Some(&blk[..]));
+        }
+        assert_eq!(s.get(&key, 20).unwrap(), None);
+        let info = s.info(&key).unwrap();
+        assert_eq!(
+            (info.length, info.contiguous_length, info.held_blocks),
+            (20, 20, 20)
+        );
+        assert!(info.writable && !info.compat);
+        let bf = s.block_file(&key, 3).unwrap().unwrap();
+        let all = std::fs::read(&bf.path).unwrap();
+        assert_eq!(
+            &all[bf.location.offset as usize..][..bf.location.len as usize],
+            &b[3][..]
+        );
+        assert_eq!(s.stats().commits, 2);
+        assert_eq!(s.stats().data_syncs, 2);
+    }
+    let s = Store::open(dir.path()).unwrap();
+    assert!(s.report().repairs.is_empty(), "{:?}", s.report());
+    let info = s.info(&key).unwrap();
+    assert_eq!((info.length, info.held_blocks), (20, 20));
+    s.append(&key, vec![b"more".to_vec()]).unwrap();
+    assert_eq!(s.get(&key, 20).unwrap().unwrap(), b"more");
+}
+
+#[test]
+fn replicate_between_stores_all_kinds() {
+    for (n, kind) in [CoreKind::Compat, CoreKind::Default]
+        .into_iter()
+        .enumerate()
+    {
+        let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let w = Store::open(wd.path()).unwrap();
+        let r = Store::open(rd.path()).unwrap();
+        let kp = KeyPair::from_seed(&[n as u8 + 1; 32]);
+        let key = w.create_writer(&kp, kind).unwrap();
+        w.append(&key, blocks(13)).unwrap();
+        r.open_replica(key, None).unwrap();
+        replicate_all(&w, &r, &key);
+        w.append(&key, blocks(30)[13..].to_vec()).unwrap();
+        replicate_all(&w, &r, &key);
+        let (wi, ri) = (w.info(&key).unwrap(), r.info(&key).unwrap());
+        assert_eq!(ri.length, 30);
+        assert_eq!(ri.contiguous_length, 30);
+        assert_eq!(ri.byte_length, wi.byte_length);
+        assert_eq!(
+            ri.manifest.is_some(),
+            n == 1,
+            "manifest learned for manifest-keyed cores"
+        );
+        for i in 0..30 {
+            assert_eq!(r.get(&key, i).unwrap(), w.get(&key, i).unwrap());
+        }
+        // proofs from the replica are identical to the writer's
+        for req in [
+            Request {
+                block: Some(RequestBlock { index: 4, nodes: 2 }),
+                upgrade: upgrade(0, 30),
+                ..Default::default()
+            },
+            Request {
+                upgrade: upgrade(9, 11),
+                ..Default::default()
+            },
+            Request {
+                hash: Some(RequestBlock {
+                    index: 11,
+                    nodes: 1,
+                }),
+                ..Default::default()
+            },
+        ] {
+            assert_eq!(
+                r.create_proof(&key, &req).unwrap(),
+                w.create_proof(&key, &req).unwrap()
+            );
+        }
+        drop(r);
+        let r = Store::open(rd.path()).unwrap();
+        assert_eq!(r.info(&key).unwrap(), ri);
+    }
+}
+
+fn node_proofs_apply(name: &str, core: &serde_json::Value) {
+    let kp = KeyPair::from_seed(&[u(&core["seed"]) as u8; 32]);
+    let kind = if core["compat"].as_bool().unwrap() {
+        CoreKind::Compat
+    } else {
+        CoreKind::Default
+    };
+    let wd = tempfile::tempdir().unwrap();
+    let w = Store::open(wd.path()).unwrap();
+    let key = w.create_writer(&kp, kind.clone()).unwrap();
+    assert_eq!(key, hex32(&core["key"]), "{name}: same key as Node");
+    let data: Vec<Vec<u8>> = core["blocks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(hexv)
+        .collect();
+    w.append(&key, data.clone()).unwrap();
+    let len = data.len() as u64;
+    for (i, case) in core["proofs"].as_array().unwrap().iter().enumerate() {
+        if case["proof"].is_null() {
+            continue;
+        }
+        let theirs: Proof = proof(&case["proof"]);
+        let rd = tempfile::tempdir().unwrap();
+        let r = Store::open(rd.path()).unwrap();
+        // a replica learns a manifest-keyed core's manifest from a proof (case 0) or knows it
+        let known = if theirs.manifest.is_some() || matches!(kind, CoreKind::Compat) {
+            None
+        } else {
+            manifest(&core["manifest"])
+        };
+        r.open_replica(key, known).unwrap();
+        match &theirs.upgrade {
+            Some(u) if u.start > 0 => {
+                // a writer that was at length `start` (same key pair), as the replica saw it
+                let pd = tempfile::tempdir().unwrap();
+                let pw = Store::open(pd.path()).unwrap();
+                pw.create_writer(&kp, kind.clone()).unwrap();
+                pw.append(&key, data[..u.start as usize].to_vec()).unwrap();
+                // and, when the block chain ends below `start`, the node it ends at
+                let root = verify_tree(&theirs, &mut Vec::new())
+                    .unwrap()
+                    .filter(|r| r.index < 2 * u.start);
+                let hash = root.map(|r| RequestBlock {
+                    index: r.index,
+                    nodes: 0,
+                });
+                let req = Request {
+                    hash,
+                    upgrade: upgrade(0, u.start),
+                    manifest: true,
+                    ..Default::default()
+                };
+                r.apply_proof(&key, pw.create_proof(&key, &req).unwrap())
+                    .unwrap();
+            }
+            Some(_) => {}
+            None => {
+                let root = verify_tree(&theirs, &mut Vec::new()).unwrap().unwrap();
+                let req = Request {
+                    hash: Some(RequestBlock {
+                        index: root.index,
+                        nodes: 0,
+                    }),
+                    upgrade: upgrade(0, len),
+                    manifest: true,
+                    ..Default::default()
+                };
+                r.apply_proof(&key, w.create_proof(&key, &req).unwrap())
+                    .unwrap_or_else(|e| panic!("{name} #{i}: priming with {req:?}: {e}"));
+            }
+        }
+        let a = r
+            .apply_proof(&key, theirs.clone())
+            .unwrap_or_else(|e| panic!("{name} #{i}: Node's proof refused: {e}"));
+        if let Some(b) = &theirs.block {
+            assert_eq!(a.block_stored, Some(b.index));
+            assert_eq!(
+                r.get(&key, b.index).unwrap().unwrap(),
+                data[b.index as usize]
+            );
+        }
+        if let Some(u) = &theirs.upgrade {
+            assert_eq!(a.length, u.upgrade_length().unwrap());
+        }
+        assert_eq!(
+            a.manifest_learned,
+            theirs.manifest.is_some() && !matches!(kind, CoreKind::Compat),
+            "{name} #{i}"
+        );
+    }
+}
+
+#[test]
+fn node_proofs_apply_to_our_replicas() {
+    let Some(v) = vectors() else { return };
+    node_proofs_apply("compat", &v["compatCore"]);
+    node_proofs_apply("manifest", &v["manifestCore"]);
+}
+
+#[test]
+fn hostile_requests_error() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let key = s
+        .create_writer(&KeyPair::from_seed(&[3; 32]), CoreKind::Default)
+        .unwrap();
+    s.append(&key, blocks(10)).unwrap();
+    let big = [
+        0,
+        1,
+        9,
+        10,
+        11,
+        1 << 40,
+        u64::MAX / 2,
+        u64::MAX - 1,
+        u64::MAX,
+    ];
+    for &a in &big {
+        for &b in &big {
+            let reqs = [
+                Request {
+                    block: Some(RequestBlock { index: a, nodes: b }),
+                    ..Default::default()
+                },
+                Request {
+                    hash: Some(RequestBlock { index: a, nodes: b }),
+                    ..Default::default()
+                },
+                Request {
+                    upgrade: upgrade(a, b),
+                    ..Default::default()
+                },
+                Request {
+                    block: Some(RequestBlock {
+                        index: a % 10,
+                        nodes: 1,
+                    }),
+                    upgrade: upgrade(b, a),
+                    ..Default::default()
+                },
+                Request {
+                    hash: Some(RequestBlock { index: b, nodes: 0 }),
+                    seek: Some(hypercore_engine::RequestSeek {
+                        bytes: a,
+                        padding: b % 3,
+                    }),
+                    ..Default::default()
+                },
+                Request {
+                    seek: Some(hypercore_engine::RequestSeek {
+                        bytes: a,
+                        padding: 0,
+                    }),
+                    upgrade: upgrade(0, b),
+                    ..Default::default()
+                },
+            ];
+            for r in reqs {
+                let _ = s.create_proof(&key, &r);
+            }
+        }
+    }
+}
