@@ -251,6 +251,10 @@ impl Store {
     /// Runs every operation of `batch`, then makes all of them durable with one redb commit
     /// (after fdatasync of the data files written). All or nothing.
     pub fn commit(&self, batch: Batch) -> Result<Vec<Applied>> {
+        super::guarded(|| self.commit_inner(batch))
+    }
+
+    fn commit_inner(&self, batch: Batch) -> Result<Vec<Applied>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }

@@ -38,6 +38,19 @@ pub(crate) fn db_err(e: impl std::fmt::Display) -> Error {
     Error::Db(e.to_string())
 }
 
+/// Runs `f`, turning a panic inside redb (it asserts on some damaged pages) into an error.
+/// Shared state is only replaced after a successful commit, so a caught panic leaves it intact.
+pub(crate) fn guarded<T>(f: impl FnOnce() -> Result<T>) -> Result<T> {
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(f)).unwrap_or_else(|p| {
+        let msg = p
+            .downcast_ref::<&str>()
+            .map(|s| s.to_string())
+            .or_else(|| p.downcast_ref::<String>().cloned())
+            .unwrap_or_default();
+        Err(Error::Corrupt(format!("database panicked: {msg}")))
+    })
+}
+
 /// How a writable core is keyed.
 #[derive(Debug, Clone)]
 pub enum CoreKind {
@@ -339,6 +352,10 @@ impl Store {
 
     /// Where block `index`'s bytes live (None when not held).
     pub fn block_file(&self, key: &[u8; 32], index: u64) -> Result<Option<BlockFile>> {
+        guarded(|| self.block_file_inner(key, index))
+    }
+
+    fn block_file_inner(&self, key: &[u8; 32], index: u64) -> Result<Option<BlockFile>> {
         let state = self.lock();
         let c = state.cores.get(key).ok_or(Error::UnknownCore)?;
         if !c.bitfield.get(index) {
@@ -357,6 +374,10 @@ impl Store {
 
     /// Block `index`, verified against its tree node (None when not held).
     pub fn get(&self, key: &[u8; 32], index: u64) -> Result<Option<Vec<u8>>> {
+        guarded(|| self.get_inner(key, index))
+    }
+
+    fn get_inner(&self, key: &[u8; 32], index: u64) -> Result<Option<Vec<u8>>> {
         let (id, file, rtx) = {
             let state = self.lock();
             let c = state.cores.get(key).ok_or(Error::UnknownCore)?;
@@ -376,6 +397,10 @@ impl Store {
 
     /// A proof answering `req` (fails on requests this core cannot answer).
     pub fn create_proof(&self, key: &[u8; 32], req: &Request) -> Result<Proof> {
+        guarded(|| self.create_proof_inner(key, req))
+    }
+
+    fn create_proof_inner(&self, key: &[u8; 32], req: &Request) -> Result<Proof> {
         let (c, rtx) = {
             let state = self.lock();
             let c = state.cores.get(key).ok_or(Error::UnknownCore)?;

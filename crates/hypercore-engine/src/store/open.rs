@@ -4,7 +4,7 @@
 //! core record is reported and skipped; it never stops the other cores from opening.
 
 use std::fs::{self, File, OpenOptions};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
@@ -20,6 +20,9 @@ use crate::verifier::Verifier;
 
 /// Blocks whose bytes end within this many bytes of the data file's end are re-hashed on open.
 const TAIL_CHECK: u64 = 4 << 20;
+
+/// redb's page size.
+const PAGE: u64 = 4096;
 
 /// What one core lost while opening.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -39,6 +42,8 @@ pub struct Repair {
 pub struct OpenReport {
     /// Cores opened.
     pub cores: usize,
+    /// What was done to get the database itself open (None: it opened as it was).
+    pub database: Option<String>,
     /// Cores that needed repair (only those).
     pub repairs: Vec<Repair>,
 }
@@ -81,13 +86,76 @@ fn sync_dir(path: &Path) -> Result<()> {
         .map_err(|e| Error::io(path, e))
 }
 
-pub(crate) fn open(dir: &Path) -> Result<(Shared, OpenReport)> {
-    let data = dir.join("data");
-    fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
-    sync_dir(dir)?;
-    let db = Database::builder()
-        .create(dir.join("engine.redb"))
-        .map_err(db_err)?;
+fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
+    p.downcast_ref::<&str>()
+        .map(|s| s.to_string())
+        .or_else(|| p.downcast_ref::<String>().cloned())
+        .unwrap_or_else(|| "panic".into())
+}
+
+/// Opens redb without letting a damaged file panic us: redb asserts on a file shorter than
+/// its header says, so a short file is padded with zeros (redb then recovers to its last
+/// intact commit). A file redb still refuses is moved aside and a fresh one started: the
+/// cores it held are lost (their data files stay on disk), and the report says so.
+fn open_db(path: &Path) -> Result<(Database, Option<String>)> {
+    let attempt = |p: &Path| -> std::result::Result<Database, String> {
+        match std::panic::catch_unwind(|| Database::builder().create(p)) {
+            Ok(Ok(db)) => Ok(db),
+            Ok(Err(e)) => Err(e.to_string()),
+            Err(panic) => Err(panic_text(panic)),
+        }
+    };
+    let check = |db: &mut Database| {
+        std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity()))
+    };
+    let first = match attempt(path) {
+        Ok(mut db) => match check(&mut db) {
+            Ok(Ok(true)) => return Ok((db, None)),
+            Ok(Ok(false)) => return Ok((db, Some("redb repaired its file on open".into()))),
+            Ok(Err(e)) => e.to_string(),
+            Err(p) => panic_text(p),
+        },
+        Err(e) => e,
+    };
+    // redb needs the exact length its header records: a cut tail is restored with zeros,
+    // trying each page-aligned length up to 4 MiB past the current end.
+    let len = fs::metadata(path).map(|m| m.len()).unwrap_or(0);
+    let base = len.div_ceil(PAGE) * PAGE;
+    for k in 0..=(4 << 20) / PAGE {
+        let target = base + k * PAGE;
+        if target == len {
+            continue;
+        }
+        let f = OpenOptions::new()
+            .write(true)
+            .open(path)
+            .map_err(|e| Error::io(path, e))?;
+        f.set_len(target).map_err(|e| Error::io(path, e))?;
+        drop(f);
+        if let Ok(mut db) = attempt(path) {
+            if matches!(check(&mut db), Ok(Ok(_))) {
+                return Ok((db, Some(format!("database was damaged ({first}); its tail was restored with {} zero bytes and redb recovered its last intact commit", target - len))));
+            }
+        }
+    }
+    let aside = move_aside(path)?;
+    let db = attempt(path).map_err(Error::Db)?;
+    Ok((
+        db,
+        Some(format!(
+            "database unreadable ({first}); moved to {} and started empty",
+            aside.display()
+        )),
+    ))
+}
+
+type Loaded = (
+    std::collections::HashMap<[u8; 32], CoreState>,
+    u64,
+    OpenReport,
+);
+
+fn load(dir: &Path, db: &Database) -> Result<Loaded> {
     let wtx = db.begin_write().map_err(db_err)?;
     {
         wtx.open_table(CORES).map_err(db_err)?;
@@ -149,6 +217,76 @@ pub(crate) fn open(dir: &Path) -> Result<(Shared, OpenReport)> {
         wtx.commit().map_err(db_err)?;
     }
     report.cores = cores.len();
+    Ok((cores, next_id, report))
+}
+
+fn move_aside(path: &Path) -> Result<PathBuf> {
+    let mut n = 0;
+    loop {
+        let p = path.with_extension(format!("redb.damaged.{n}"));
+        if !p.exists() {
+            fs::rename(path, &p).map_err(|e| Error::io(path, e))?;
+            return Ok(p);
+        }
+        n += 1;
+    }
+}
+
+pub(crate) fn open(dir: &Path) -> Result<(Shared, OpenReport)> {
+    let data = dir.join("data");
+    fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
+    sync_dir(dir)?;
+    let path = dir.join("engine.redb");
+    let (mut db, mut database) = open_db(&path)?;
+    let loaded = match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| load(dir, &db))) {
+        Ok(Ok(l)) => l,
+        failed => {
+            let why = match failed {
+                Ok(Err(e)) => e.to_string(),
+                Err(p) => panic_text(p),
+                Ok(Ok(_)) => String::new(),
+            };
+            drop(db);
+            let aside = move_aside(&path)?;
+            database = Some(format!(
+                "database unreadable ({why}); moved to {} and started empty",
+                aside.display()
+            ));
+            db = Database::builder().create(&path).map_err(db_err)?;
+            load(dir, &db)?
+        }
+    };
+    let (cores, next_id, mut report) = loaded;
+    if database
+        .as_deref()
+        .is_some_and(|d| d.contains("started empty"))
+    {
+        for e in fs::read_dir(&data)
+            .map_err(|e| Error::io(&data, e))?
+            .flatten()
+        {
+            let name = e.file_name().to_string_lossy().to_string();
+            let Some(hex) = name.strip_suffix(".blocks") else {
+                continue;
+            };
+            let mut key = [0u8; 32];
+            let ok = hex.len() == 64
+                && key.iter_mut().enumerate().all(|(i, b)| {
+                    hex.get(2 * i..2 * i + 2)
+                        .and_then(|h| u8::from_str_radix(h, 16).ok())
+                        .map(|v| *b = v)
+                        .is_some()
+                });
+            if ok {
+                report.repairs.push(Repair {
+                    key,
+                    error: Some("the database was unreadable and reset: this core's tree and signature are lost (its data file is kept)".into()),
+                    ..Repair::default()
+                });
+            }
+        }
+    }
+    report.database = database;
     let shared = Shared {
         dir: dir.to_path_buf(),
         db,
