@@ -434,6 +434,42 @@ impl Store {
         Ok(proof)
     }
 
+    /// How many levels of proof nodes a request for block `index` must ask for (the `nodes`
+    /// of a wire block request): parents above the leaf up to the first node we store, 0
+    /// when the block lies outside our tree (like Node's `missingNodes`).
+    pub fn missing_nodes(&self, key: &[u8; 32], index: u64) -> Result<u64> {
+        guarded(|| {
+            let (id, length, rtx) = {
+                let state = self.lock();
+                let c = state.cores.get(key).ok_or(Error::UnknownCore)?;
+                (
+                    c.id,
+                    c.meta.length,
+                    self.shared.db.begin_read().map_err(db_err)?,
+                )
+            };
+            let nodes = rtx.open_table(NODES).map_err(db_err)?;
+            let src = DbNodes { table: &nodes, id };
+            let head = length.checked_mul(2).ok_or(Error::OutOfRange("length"))?;
+            let leaf = index
+                .checked_mul(2)
+                .ok_or(Error::OutOfRange("block index"))?;
+            let mut it = crate::flat::Iter::new(leaf)?;
+            if it.right_span()? >= head {
+                return Ok(0);
+            }
+            let mut cnt = 0;
+            while !it.contains(head) && src.node(it.index)?.is_none() {
+                cnt += 1;
+                if cnt >= 64 {
+                    return Err(Error::Corrupt("no stored ancestor".into()));
+                }
+                it.parent()?;
+            }
+            Ok(cnt)
+        })
+    }
+
     /// Appends blocks to a writable core in one durable commit.
     pub fn append(&self, key: &[u8; 32], blocks: Vec<Vec<u8>>) -> Result<Applied> {
         let mut b = Batch::new();
