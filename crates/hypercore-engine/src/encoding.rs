@@ -68,12 +68,18 @@ impl<'a> Reader<'a> {
         Ok(match a {
             0..=0xfc => a as u64,
             0xfd => {
-                let b = self.bytes(2)?;
-                u16::from_le_bytes([b[0], b[1]]) as u64
+                let b: [u8; 2] = self
+                    .bytes(2)?
+                    .try_into()
+                    .map_err(|_| Error::Decode("out of bounds"))?;
+                u16::from_le_bytes(b) as u64
             }
             0xfe => {
-                let b = self.bytes(4)?;
-                u32::from_le_bytes([b[0], b[1], b[2], b[3]]) as u64
+                let b: [u8; 4] = self
+                    .bytes(4)?
+                    .try_into()
+                    .map_err(|_| Error::Decode("out of bounds"))?;
+                u32::from_le_bytes(b) as u64
             }
             0xff => self.u64_le()?,
         })

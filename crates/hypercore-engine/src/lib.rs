@@ -9,6 +9,16 @@
 //!
 //! Node's `hypercore` 11 source is the specification; this is an independent implementation.
 
+#![cfg_attr(
+    not(test),
+    deny(
+        clippy::unwrap_used,
+        clippy::expect_used,
+        clippy::indexing_slicing,
+        clippy::panic
+    )
+)]
+
 pub mod crypto;
 pub mod encoding;
 pub mod error;

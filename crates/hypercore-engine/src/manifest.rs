@@ -87,7 +87,9 @@ impl Manifest {
                 }
                 _ if self.quorum == 1 && self.signers.len() == 1 && !self.allow_patch => {
                     w.uint(1);
-                    encode_signer(w, &self.signers[0]);
+                    for s in &self.signers {
+                        encode_signer(w, s);
+                    }
                 }
                 _ => {
                     w.uint(2);
@@ -197,7 +199,7 @@ impl Manifest {
 
     /// Whether `key` is this manifest's compat key (one signer whose public key is the key).
     pub fn is_compat_for(&self, key: &[u8; 32]) -> bool {
-        self.signers.len() == 1 && self.signers[0].public_key == *key
+        matches!(self.signers.as_slice(), [only] if only.public_key == *key)
     }
 
     /// Whether this manifest belongs to `key` (hashes to it, or is its compat manifest).

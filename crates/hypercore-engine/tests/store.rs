@@ -326,3 +326,129 @@ fn hostile_requests_error() {
         }
     }
 }
+
+#[test]
+fn one_commit_across_cores_all_or_nothing() {
+    let (ad, bd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let a = Store::open(ad.path()).unwrap();
+    let src = Store::open(bd.path()).unwrap();
+    let mine = a
+        .create_writer(&KeyPair::from_seed(&[1; 32]), CoreKind::Default)
+        .unwrap();
+    let theirs = src
+        .create_writer(&KeyPair::from_seed(&[2; 32]), CoreKind::Compat)
+        .unwrap();
+    src.append(&theirs, blocks(4)).unwrap();
+    a.open_replica(theirs, None).unwrap();
+    let up = src
+        .create_proof(
+            &theirs,
+            &Request {
+                block: Some(RequestBlock { index: 0, nodes: 0 }),
+                upgrade: upgrade(0, 4),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let before = a.stats();
+    // a failing operation anywhere in the batch leaves everything as it was
+    let mut bad = hypercore_engine::Batch::new();
+    bad.append(mine, blocks(3));
+    bad.apply(theirs, up.clone());
+    let mut broken = up.clone();
+    broken.fork = 7;
+    bad.apply(theirs, broken);
+    assert!(a.commit(bad).is_err());
+    assert_eq!(a.info(&mine).unwrap().length, 0);
+    assert_eq!(a.info(&theirs).unwrap().length, 0);
+    assert_eq!(a.stats(), before);
+    // the same batch without the bad proof: one commit, one data fdatasync per core
+    let mut good = hypercore_engine::Batch::new();
+    good.append(mine, blocks(3));
+    good.apply(theirs, up);
+    good.append(mine, blocks(5)[3..].to_vec());
+    let out = a.commit(good).unwrap();
+    assert_eq!(out.len(), 3);
+    assert_eq!(out[2].length, 5);
+    let after = a.stats();
+    assert_eq!(
+        (
+            after.commits - before.commits,
+            after.data_syncs - before.data_syncs
+        ),
+        (1, 2)
+    );
+    assert_eq!(a.get(&theirs, 0).unwrap().unwrap(), blocks(1)[0]);
+    assert_eq!(a.get(&mine, 4).unwrap().unwrap(), blocks(5)[4]);
+}
+
+#[test]
+fn seek_proofs_verify_and_apply() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w = Store::open(wd.path()).unwrap();
+    let key = w
+        .create_writer(&KeyPair::from_seed(&[4; 32]), CoreKind::Default)
+        .unwrap();
+    let data = blocks(16);
+    w.append(&key, data.clone()).unwrap();
+    let byte_length = w.info(&key).unwrap().byte_length;
+    let r = Store::open(rd.path()).unwrap();
+    r.open_replica(key, None).unwrap();
+    let p = w
+        .create_proof(
+            &key,
+            &Request {
+                upgrade: upgrade(0, 16),
+                manifest: true,
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    r.apply_proof(&key, p).unwrap();
+    let mut ok = 0;
+    for bytes in (0..byte_length).step_by(37) {
+        for (index, nodes) in [(0u64, 4u64), (5, 4), (9, 3), (15, 4)] {
+            let req = Request {
+                block: Some(RequestBlock { index, nodes }),
+                seek: Some(hypercore_engine::RequestSeek { bytes, padding: 0 }),
+                ..Default::default()
+            };
+            let Ok(p) = w.create_proof(&key, &req) else {
+                continue;
+            };
+            assert!(p.seek.as_ref().is_none_or(|s| !s.nodes.is_empty()));
+            r.apply_proof(&key, p)
+                .unwrap_or_else(|e| panic!("seek {bytes} with block {index}: {e}"));
+            ok += 1;
+        }
+        let req = Request {
+            seek: Some(hypercore_engine::RequestSeek { bytes, padding: 0 }),
+            upgrade: upgrade(0, 16),
+            ..Default::default()
+        };
+        if let Ok(p) = w.create_proof(&key, &req) {
+            // a seek with an upgrade from 0 proves against the signed roots
+            let sd = tempfile::tempdir().unwrap();
+            let fresh = Store::open(sd.path()).unwrap();
+            fresh
+                .open_replica(
+                    key,
+                    Some(hypercore_engine::Manifest::single_signer(
+                        KeyPair::from_seed(&[4; 32]).public_key,
+                    )),
+                )
+                .unwrap();
+            fresh
+                .apply_proof(&key, p)
+                .unwrap_or_else(|e| panic!("seek {bytes} with upgrade: {e}"));
+            ok += 1;
+        }
+    }
+    assert!(ok > 50, "only {ok} seek proofs made");
+}
+
+#[test]
+fn store_is_send_and_sync() {
+    fn check<T: Send + Sync + Clone + 'static>() {}
+    check::<Store>();
+}
