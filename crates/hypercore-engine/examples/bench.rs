@@ -1,7 +1,8 @@
 //! Benchmark: append a ~100 MiB site-shaped data set (4 large, 48 medium, 1,400 small
 //! files, cut into 64 KiB blocks) to a writer, then replicate it in-process to a replica
 //! (proof creation + verification + apply, batched), on disk and on tmpfs. Prints MiB/s,
-//! commits and fdatasyncs per batch.
+//! commits and fdatasyncs per batch, then runs the Node anchor (tests/node/bench.js: Node
+//! hypercore 11 doing the same in one process) in the same folder.
 //!
 //! `cargo run --release -p hypercore-engine --example bench [-- DIR...]`
 
@@ -140,6 +141,29 @@ fn run(dir: PathBuf, label: &str, data: &[Vec<u8>]) {
         st.data_syncs as f64 / st.commits as f64
     );
     let _ = std::fs::remove_dir_all(&dir);
+    node_anchor(&dir, label);
+}
+
+/// Runs the Node anchor (tests/node/bench.js: hypercore 11 / corestore 7, same data shape)
+/// in the same folder, when node and the pinned packages are installed.
+fn node_anchor(dir: &std::path::Path, label: &str) {
+    let node_dir = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/node");
+    if !node_dir.join("node_modules/corestore").exists() {
+        println!(
+            "{label}: Node anchor skipped (run `npm ci` in {})",
+            node_dir.display()
+        );
+        return;
+    }
+    let status = std::process::Command::new("node")
+        .arg(node_dir.join("bench.js"))
+        .arg(dir.join("node"))
+        .arg(label)
+        .status();
+    if !status.is_ok_and(|s| s.success()) {
+        println!("{label}: Node anchor failed to run");
+    }
+    let _ = std::fs::remove_dir_all(dir);
 }
 
 fn main() {

@@ -2,14 +2,21 @@
 //! prefixes, the namespace constants, discovery keys, the tree signables (compat and v1),
 //! the replication capability, and Ed25519 key pairs.
 
-use blake2::digest::{consts::U32, Mac};
-use blake2::{Blake2b, Blake2bMac, Digest};
+use blake2b_simd::{Params, State};
 use std::sync::OnceLock;
 
 use crate::error::{Error, Result};
 use crate::tree::Node;
 
-type Blake2b256 = Blake2b<U32>;
+fn state() -> State {
+    Params::new().hash_length(32).to_state()
+}
+
+fn finish(st: &State) -> [u8; 32] {
+    let mut out = [0u8; 32];
+    out.copy_from_slice(st.finalize().as_bytes());
+    out
+}
 
 const LEAF_TYPE: u8 = 0;
 const PARENT_TYPE: u8 = 1;
@@ -17,21 +24,23 @@ const ROOT_TYPE: u8 = 2;
 
 /// BLAKE2b-256 of the concatenation of `parts`.
 pub fn hash(parts: &[&[u8]]) -> [u8; 32] {
-    let mut h = Blake2b256::new();
+    let mut h = state();
     for p in parts {
         h.update(p);
     }
-    h.finalize().into()
+    finish(&h)
 }
 
 /// Keyed BLAKE2b-256 (libsodium `crypto_generichash` with a key).
 pub fn keyed_hash(key: &[u8], parts: &[&[u8]]) -> Result<[u8; 32]> {
-    let mut h = <Blake2bMac<U32> as Mac>::new_from_slice(key)
-        .map_err(|_| Error::Decode("bad BLAKE2b key length"))?;
+    if key.is_empty() || key.len() > blake2b_simd::KEYBYTES {
+        return Err(Error::Decode("bad BLAKE2b key length"));
+    }
+    let mut h = Params::new().hash_length(32).key(key).to_state();
     for p in parts {
         h.update(p);
     }
-    Ok(h.finalize().into_bytes().into())
+    Ok(finish(&h))
 }
 
 /// `count` 32-byte namespace constants derived from `name` (hypercore-crypto's `namespace`).
@@ -108,14 +117,14 @@ pub fn parent_hash(a: &Node, b: &Node) -> Result<[u8; 32]> {
 
 /// Hash of a tree given its roots.
 pub fn tree_hash(roots: &[Node]) -> [u8; 32] {
-    let mut h = Blake2b256::new();
-    h.update([ROOT_TYPE]);
+    let mut h = state();
+    h.update(&[ROOT_TYPE]);
     for r in roots {
-        h.update(r.hash);
-        h.update(r.index.to_le_bytes());
-        h.update(r.size.to_le_bytes());
+        h.update(&r.hash);
+        h.update(&r.index.to_le_bytes());
+        h.update(&r.size.to_le_bytes());
     }
-    h.finalize().into()
+    finish(&h)
 }
 
 /// Discovery key of a core key.
