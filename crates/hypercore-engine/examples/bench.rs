@@ -140,6 +140,15 @@ fn run(dir: PathBuf, label: &str, data: &[Vec<u8>]) {
         st.commits,
         st.data_syncs as f64 / st.commits as f64
     );
+    drop(r);
+    let t = Instant::now();
+    let r = Store::open(dir.join("replica")).expect("reopen");
+    println!(
+        "{label}: reopen replica ({} cores, integrity check + bitfield rebuild): {:.3} s",
+        r.report().cores,
+        t.elapsed().as_secs_f64()
+    );
+    drop(r);
     let _ = std::fs::remove_dir_all(&dir);
     node_anchor(&dir, label);
 }

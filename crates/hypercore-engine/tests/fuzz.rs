@@ -494,3 +494,33 @@ fn mutated_genuine_proofs_never_apply_wrongly() {
     );
     assert!(tried > 300);
 }
+
+#[test]
+fn arbitrary_requests_never_panic() {
+    let mut rng = Rng(4);
+    let f = writer(37);
+    let some = |rng: &mut Rng| {
+        (rng.below(2) == 0).then(|| RequestBlock {
+            index: rng.interesting(),
+            nodes: rng.interesting(),
+        })
+    };
+    for _ in 0..20_000 {
+        let req = Request {
+            fork: rng.below(2),
+            block: some(&mut rng),
+            hash: some(&mut rng),
+            seek: (rng.below(3) == 0).then(|| hypercore_engine::RequestSeek {
+                bytes: rng.interesting(),
+                padding: rng.below(3),
+            }),
+            upgrade: (rng.below(2) == 0).then(|| RequestUpgrade {
+                start: rng.interesting(),
+                length: rng.interesting(),
+            }),
+            manifest: rng.below(2) == 0,
+        };
+        let _ = f.w.create_proof(&f.key, &req);
+        let _ = f.w.missing_nodes(&f.key, rng.interesting());
+    }
+}

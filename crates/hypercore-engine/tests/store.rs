@@ -452,3 +452,53 @@ fn store_is_send_and_sync() {
     fn check<T: Send + Sync + Clone + 'static>() {}
     check::<Store>();
 }
+
+#[test]
+fn readers_run_while_a_writer_commits() {
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    let key = s
+        .create_writer(&KeyPair::from_seed(&[6; 32]), CoreKind::Default)
+        .unwrap();
+    s.append(&key, blocks(1)).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let readers: Vec<_> = (0..2)
+        .map(|_| {
+            let (s, stop) = (s.clone(), stop.clone());
+            std::thread::spawn(move || {
+                let mut reads = 0u64;
+                while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                    let info = s.info(&key).unwrap();
+                    let last = info.length - 1;
+                    assert_eq!(
+                        s.get(&key, last).unwrap().unwrap(),
+                        blocks(last as usize + 1)[last as usize]
+                    );
+                    let p = s.create_proof(
+                        &key,
+                        &Request {
+                            block: Some(RequestBlock {
+                                index: last,
+                                nodes: 0,
+                            }),
+                            upgrade: upgrade(0, info.length),
+                            ..Default::default()
+                        },
+                    );
+                    // the head may move between info() and the proof: only a stale request may fail
+                    if let Err(e) = p {
+                        assert!(matches!(e, Error::InvalidRequest(_)), "{e}");
+                    }
+                    reads += 1;
+                }
+                reads
+            })
+        })
+        .collect();
+    for n in 2..60 {
+        s.append(&key, vec![blocks(n)[n - 1].clone()]).unwrap();
+    }
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
+    assert!(reads > 0);
+}

@@ -258,7 +258,8 @@ impl Store {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
-        let mut state = self.lock();
+        // Writers take turns; readers only wait for the final swap, not for the fsyncs.
+        let _writer = self.writer_lock();
         let rtx = self.shared.db.begin_read().map_err(db_err)?;
         let nodes_table = rtx.open_table(NODES).map_err(db_err)?;
         let mut staged: HashMap<[u8; 32], Staged> = HashMap::new();
@@ -270,7 +271,12 @@ impl Store {
             let st = match staged.entry(key) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
                 std::collections::hash_map::Entry::Vacant(v) => {
-                    let core = state.cores.get(&key).ok_or(Error::UnknownCore)?.clone();
+                    let core = self
+                        .lock()
+                        .cores
+                        .get(&key)
+                        .ok_or(Error::UnknownCore)?
+                        .clone();
                     let committed_end = core.meta.data_end;
                     v.insert(Staged {
                         core,
@@ -328,6 +334,7 @@ impl Store {
         wtx.commit().map_err(db_err)?;
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         // 3. only now does memory change
+        let mut state = self.lock();
         for (key, st) in staged {
             state.cores.insert(key, st.core);
         }

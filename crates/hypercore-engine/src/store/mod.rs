@@ -143,6 +143,8 @@ pub(crate) struct Shared {
     pub dir: PathBuf,
     pub db: Database,
     pub state: Mutex<State>,
+    /// Held by whoever writes (commits, core creation): one writer at a time.
+    pub writer: Mutex<()>,
     pub commits: AtomicU64,
     pub data_syncs: AtomicU64,
 }
@@ -208,6 +210,13 @@ impl Store {
             commits: self.shared.commits.load(Ordering::Relaxed),
             data_syncs: self.shared.data_syncs.load(Ordering::Relaxed),
         }
+    }
+
+    pub(crate) fn writer_lock(&self) -> MutexGuard<'_, ()> {
+        self.shared
+            .writer
+            .lock()
+            .unwrap_or_else(|poisoned| poisoned.into_inner())
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -279,11 +288,14 @@ impl Store {
         manifest: Option<Manifest>,
         secret: Option<Vec<u8>>,
     ) -> Result<()> {
-        let mut state = self.lock();
-        if state.cores.contains_key(&key) {
-            return Ok(());
-        }
-        let id = state.next_id;
+        let _writer = self.writer_lock();
+        let id = {
+            let state = self.lock();
+            if state.cores.contains_key(&key) {
+                return Ok(());
+            }
+            state.next_id
+        };
         let meta = CoreMeta {
             key,
             manifest,
@@ -311,6 +323,7 @@ impl Store {
                 .map_err(db_err)?;
         }
         wtx.commit().map_err(db_err)?;
+        let mut state = self.lock();
         state.next_id = id + 1;
         state.cores.insert(key, core);
         Ok(())

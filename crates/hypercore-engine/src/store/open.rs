@@ -291,6 +291,7 @@ pub(crate) fn open(dir: &Path) -> Result<(Shared, OpenReport)> {
         dir: dir.to_path_buf(),
         db,
         state: Mutex::new(State { cores, next_id }),
+        writer: Mutex::new(()),
         commits: AtomicU64::new(0),
         data_syncs: AtomicU64::new(0),
     };
