@@ -502,3 +502,47 @@ fn readers_run_while_a_writer_commits() {
     let reads: u64 = readers.into_iter().map(|r| r.join().unwrap()).sum();
     assert!(reads > 0);
 }
+
+#[test]
+fn blobs_core_manifest_derived_then_removed() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w = Store::open(wd.path()).unwrap();
+    let kp = KeyPair::from_seed(&[8; 32]);
+    let db_key = w.create_writer(&kp, CoreKind::Default).unwrap();
+    let db_manifest = hypercore_engine::Manifest::single_signer(kp.public_key);
+    let blobs_manifest = db_manifest.content_manifest(&db_key).unwrap();
+    let blobs_key = w
+        .create_writer(&kp, CoreKind::Manifest(blobs_manifest.clone()))
+        .unwrap();
+    assert_eq!(Some(blobs_key), db_manifest.blobs_key(&db_key).unwrap());
+    w.append(&blobs_key, blocks(9)).unwrap();
+    let r = Store::open(rd.path()).unwrap();
+    r.open_replica(blobs_key, None).unwrap();
+    // learned from the db core's manifest, not from a peer
+    r.open_replica(blobs_key, Some(blobs_manifest)).unwrap();
+    assert!(r.info(&blobs_key).unwrap().manifest.is_some());
+    let p = w
+        .create_proof(
+            &blobs_key,
+            &Request {
+                block: Some(RequestBlock { index: 2, nodes: 0 }),
+                upgrade: upgrade(0, 9),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(p.manifest.is_none());
+    r.apply_proof(&blobs_key, p).unwrap();
+    assert_eq!(r.get(&blobs_key, 2).unwrap().unwrap(), blocks(3)[2]);
+    let data_file = r.block_file(&blobs_key, 2).unwrap().unwrap().path;
+    assert!(data_file.exists());
+    r.remove_core(&blobs_key).unwrap();
+    assert!(matches!(r.info(&blobs_key), Err(Error::UnknownCore)));
+    assert!(!data_file.exists());
+    drop(r);
+    let r = Store::open(rd.path()).unwrap();
+    assert!(r.cores().is_empty());
+    // and it can come back
+    r.open_replica(blobs_key, None).unwrap();
+    assert_eq!(r.info(&blobs_key).unwrap().length, 0);
+}

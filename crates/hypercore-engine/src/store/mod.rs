@@ -8,6 +8,7 @@
 
 mod bitfield;
 mod commit;
+mod cores;
 mod open;
 pub mod records;
 
@@ -32,7 +33,7 @@ use crate::proof::{Proof, Request};
 use crate::prove::{self, NodeSource, TreeView};
 use crate::tree::Node;
 use crate::verifier::Verifier;
-use records::{CoreMeta, BLOCKS, CORES, META, NODES};
+use records::{CoreMeta, BLOCKS, NODES};
 
 pub(crate) fn db_err(e: impl std::fmt::Display) -> Error {
     Error::Db(e.to_string())
@@ -229,104 +230,6 @@ impl Store {
     /// Keys of every core in the store.
     pub fn cores(&self) -> Vec<[u8; 32]> {
         self.lock().cores.keys().copied().collect()
-    }
-
-    /// Creates a core this store writes to (idempotent for the same key pair and kind).
-    pub fn create_writer(&self, key_pair: &KeyPair, kind: CoreKind) -> Result<[u8; 32]> {
-        let secret = key_pair.secret_key().ok_or(Error::NotWritable)?;
-        let (key, manifest) = match kind {
-            CoreKind::Compat => (
-                key_pair.public_key,
-                Some(Manifest::single_signer(key_pair.public_key)),
-            ),
-            CoreKind::Default => {
-                let m = Manifest::single_signer(key_pair.public_key);
-                (m.hash()?, Some(m))
-            }
-            CoreKind::Manifest(m) => {
-                m.validate()?;
-                if !m
-                    .signers
-                    .iter()
-                    .any(|s| s.public_key == key_pair.public_key)
-                {
-                    return Err(Error::NotWritable);
-                }
-                (m.hash()?, Some(m))
-            }
-        };
-        if let Some(c) = self.lock().cores.get(&key) {
-            return if c.key_pair.is_some() {
-                Ok(key)
-            } else {
-                Err(Error::CoreExists)
-            };
-        }
-        self.insert_core(key, manifest, Some(secret.to_vec()))?;
-        Ok(key)
-    }
-
-    /// Opens (creating if needed) a replica of `key`; `manifest`, when given, must belong
-    /// to the key (compat cores may have none).
-    pub fn open_replica(&self, key: [u8; 32], manifest: Option<Manifest>) -> Result<()> {
-        if let Some(m) = &manifest {
-            if !m.matches_key(&key)? {
-                return Err(Error::InvalidManifest(
-                    "manifest does not belong to the key",
-                ));
-            }
-        }
-        if self.lock().cores.contains_key(&key) {
-            return Ok(());
-        }
-        self.insert_core(key, manifest, None)
-    }
-
-    fn insert_core(
-        &self,
-        key: [u8; 32],
-        manifest: Option<Manifest>,
-        secret: Option<Vec<u8>>,
-    ) -> Result<()> {
-        let _writer = self.writer_lock();
-        let id = {
-            let state = self.lock();
-            if state.cores.contains_key(&key) {
-                return Ok(());
-            }
-            state.next_id
-        };
-        let meta = CoreMeta {
-            key,
-            manifest,
-            secret_key: secret,
-            length: 0,
-            byte_length: 0,
-            fork: 0,
-            signature: None,
-            data_end: 0,
-        };
-        let core = open::core_state(
-            &self.shared.dir,
-            id,
-            meta.clone(),
-            Vec::new(),
-            Bitfield::new(),
-        )?;
-        let wtx = self.shared.db.begin_write().map_err(db_err)?;
-        {
-            let mut cores = wtx.open_table(CORES).map_err(db_err)?;
-            cores.insert(&key, id).map_err(db_err)?;
-            let mut metas = wtx.open_table(META).map_err(db_err)?;
-            metas
-                .insert(id, meta.encode()?.as_slice())
-                .map_err(db_err)?;
-        }
-        wtx.commit().map_err(db_err)?;
-        let mut state = self.lock();
-        state.next_id = id + 1;
-        state.cores.insert(key, core);
-        Ok(())
     }
 
     /// What a core holds.
