@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
-use super::records::{self, BlockLocation, BLOCKS, META, NODES};
+use super::records::{self, BlockLocation, BLOCKS, JOURNAL, META, NODES};
 use super::{db_err, CoreState, DbNodes, Store};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -70,7 +70,15 @@ impl Batch {
     }
 }
 
+/// A batch writing at most this many bytes to a core goes through the journal (one fsync:
+/// redb's) instead of an fdatasync of the data file plus redb's.
+pub const JOURNAL_BATCH: usize = 256 * 1024;
+/// Journal bytes per core before a batch syncs the data file anyway.
+pub const JOURNAL_CAP: u64 = 4 << 20;
+
 struct Staged {
+    /// Whether this batch's bytes go to the journal (true) or were fdatasync'ed (false).
+    journaled: bool,
     core: CoreState,
     committed_end: u64,
     pending: Vec<u8>,
@@ -251,7 +259,7 @@ impl Store {
     /// Runs every operation of `batch`, then makes all of them durable with one redb commit
     /// (after fdatasync of the data files written). All or nothing.
     pub fn commit(&self, batch: Batch) -> Result<Vec<Applied>> {
-        super::guarded(|| self.commit_inner(batch))
+        super::guarded(|| self.commit_inner(batch)).inspect_err(|e| self.note_failure(e))
     }
 
     fn commit_inner(&self, batch: Batch) -> Result<Vec<Applied>> {
@@ -260,7 +268,7 @@ impl Store {
         }
         // Writers take turns; readers only wait for the final swap, not for the fsyncs.
         let _writer = self.writer_lock();
-        let rtx = self.shared.db.begin_read().map_err(db_err)?;
+        let rtx = self.begin_read()?;
         let nodes_table = rtx.open_table(NODES).map_err(db_err)?;
         let mut staged: HashMap<[u8; 32], Staged> = HashMap::new();
         let mut out = Vec::with_capacity(batch.ops.len());
@@ -279,6 +287,7 @@ impl Store {
                         .clone();
                     let committed_end = core.meta.data_end;
                     v.insert(Staged {
+                        journaled: false,
                         core,
                         committed_end,
                         pending: Vec::new(),
@@ -296,26 +305,46 @@ impl Store {
                 Op::Apply(_, proof) => st.apply(&db, proof)?,
             });
         }
-        // 1. block bytes, past the committed end, durable before anything references them
+        // 1. block bytes, past the committed end, durable before anything references them:
+        //    fdatasync'ed, or (small batches) also put in the journal of the same commit
         for st in staged.values_mut() {
             if st.pending.is_empty() {
                 continue;
             }
+            let len = st.pending.len() as u64;
+            st.journaled = st.pending.len() <= JOURNAL_BATCH
+                && st.core.meta.journal_bytes.saturating_add(len) <= JOURNAL_CAP;
             let f = &st.core.file;
             f.write_all_at(&st.pending, st.committed_end)
-                .and_then(|_| f.sync_data())
+                .and_then(|_| if st.journaled { Ok(()) } else { f.sync_data() })
                 .map_err(|e| crate::error::Error::io(&st.core.path, e))?;
-            self.shared.data_syncs.fetch_add(1, Ordering::Relaxed);
-            st.core.meta.data_end = st.committed_end + st.pending.len() as u64;
+            if st.journaled {
+                st.core.meta.journal_bytes += len;
+            } else {
+                self.shared.data_syncs.fetch_add(1, Ordering::Relaxed);
+                st.core.meta.journal_bytes = 0;
+            }
+            st.core.meta.data_end = st.committed_end + len;
         }
         // 2. one transaction for every core's nodes, block locations and metadata
-        let wtx = self.shared.db.begin_write().map_err(db_err)?;
+        let wtx = self.begin_write()?;
         {
             let mut nodes = wtx.open_table(NODES).map_err(db_err)?;
             let mut blocks = wtx.open_table(BLOCKS).map_err(db_err)?;
             let mut metas = wtx.open_table(META).map_err(db_err)?;
+            let mut journal = wtx.open_table(JOURNAL).map_err(db_err)?;
             for st in staged.values() {
                 let id = st.core.id;
+                if st.journaled {
+                    journal
+                        .insert((id, st.committed_end), st.pending.as_slice())
+                        .map_err(db_err)?;
+                } else if !st.pending.is_empty() {
+                    // the data file is synced up to here: the journal is no longer needed
+                    journal
+                        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                        .map_err(db_err)?;
+                }
                 for n in st.nodes.values() {
                     nodes
                         .insert((id, n.index), records::encode_node(n).as_slice())
@@ -331,7 +360,9 @@ impl Store {
                     .map_err(db_err)?;
             }
         }
-        wtx.commit().map_err(db_err)?;
+        wtx.commit()
+            .map_err(db_err)
+            .inspect_err(|e| self.note_failure(e))?;
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
         // 3. only now does memory change
         let mut state = self.lock();

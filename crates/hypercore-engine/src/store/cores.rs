@@ -4,7 +4,7 @@
 
 use std::fs;
 
-use super::records::{CoreMeta, BLOCKS, CORES, META, NODES};
+use super::records::{CoreMeta, BLOCKS, CORES, JOURNAL, META, NODES};
 use super::{db_err, open, Bitfield, CoreKind, Store};
 use crate::crypto::KeyPair;
 use crate::error::{Error, Result};
@@ -92,6 +92,7 @@ impl Store {
             fork: 0,
             signature: None,
             data_end: 0,
+            journal_bytes: 0,
         };
         let core = open::core_state(
             &self.shared.dir,
@@ -100,7 +101,7 @@ impl Store {
             Vec::new(),
             Bitfield::new(),
         )?;
-        let wtx = self.shared.db.begin_write().map_err(db_err)?;
+        let wtx = self.begin_write()?;
         {
             let mut cores = wtx.open_table(CORES).map_err(db_err)?;
             cores.insert(&key, id).map_err(db_err)?;
@@ -109,7 +110,9 @@ impl Store {
                 .insert(id, meta.encode()?.as_slice())
                 .map_err(db_err)?;
         }
-        wtx.commit().map_err(db_err)?;
+        wtx.commit()
+            .map_err(db_err)
+            .inspect_err(|e| self.note_failure(e))?;
         let mut state = self.lock();
         state.next_id = id + 1;
         state.cores.insert(key, core);
@@ -135,14 +138,16 @@ impl Store {
         }
         core.verifier = Verifier::new(&key, Some(&manifest))?;
         core.meta.manifest = Some(manifest);
-        let wtx = self.shared.db.begin_write().map_err(db_err)?;
+        let wtx = self.begin_write()?;
         {
             let mut metas = wtx.open_table(META).map_err(db_err)?;
             metas
                 .insert(core.id, core.meta.encode()?.as_slice())
                 .map_err(db_err)?;
         }
-        wtx.commit().map_err(db_err)?;
+        wtx.commit()
+            .map_err(db_err)
+            .inspect_err(|e| self.note_failure(e))?;
         self.lock().cores.insert(key, core);
         Ok(())
     }
@@ -154,7 +159,7 @@ impl Store {
             return Ok(());
         };
         let id = core.id;
-        let wtx = self.shared.db.begin_write().map_err(db_err)?;
+        let wtx = self.begin_write()?;
         {
             wtx.open_table(CORES)
                 .map_err(db_err)?
@@ -172,8 +177,14 @@ impl Store {
                 .map_err(db_err)?
                 .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                 .map_err(db_err)?;
+            wtx.open_table(JOURNAL)
+                .map_err(db_err)?
+                .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
+                .map_err(db_err)?;
         }
-        wtx.commit().map_err(db_err)?;
+        wtx.commit()
+            .map_err(db_err)
+            .inspect_err(|e| self.note_failure(e))?;
         self.lock().cores.remove(key);
         match fs::remove_file(&core.path) {
             Ok(()) => Ok(()),

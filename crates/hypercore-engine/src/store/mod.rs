@@ -16,8 +16,8 @@ use std::collections::HashMap;
 use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
 use redb::{Database, ReadableTable};
 
@@ -142,7 +142,9 @@ pub(crate) struct State {
 
 pub(crate) struct Shared {
     pub dir: PathBuf,
-    pub db: Database,
+    /// None after an I/O error closed it (redb refuses further use): reopened on next use.
+    pub db: RwLock<Option<Database>>,
+    pub db_broken: AtomicBool,
     pub state: Mutex<State>,
     /// Held by whoever writes (commits, core creation): one writer at a time.
     pub writer: Mutex<()>,
@@ -213,6 +215,55 @@ impl Store {
         }
     }
 
+    /// Runs `f` with the database, reopening it first if an I/O error (e.g. a full disk)
+    /// left redb refusing further use.
+    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
+        if self.shared.db_broken.load(Ordering::Acquire) {
+            let mut slot = self
+                .shared
+                .db
+                .write()
+                .unwrap_or_else(|poisoned| poisoned.into_inner());
+            if self.shared.db_broken.load(Ordering::Acquire) {
+                slot.take();
+                let db = Database::builder()
+                    .create(self.shared.dir.join("engine.redb"))
+                    .map_err(db_err)?;
+                *slot = Some(db);
+                self.shared.db_broken.store(false, Ordering::Release);
+            }
+        }
+        let slot = self
+            .shared
+            .db
+            .read()
+            .unwrap_or_else(|poisoned| poisoned.into_inner());
+        let db = slot
+            .as_ref()
+            .ok_or_else(|| Error::Db("database closed after an I/O error".into()))?;
+        f(db)
+    }
+
+    pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction> {
+        self.with_db(|db| db.begin_read().map_err(db_err))
+            .inspect_err(|e| self.note_failure(e))
+    }
+
+    pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
+        self.with_db(|db| db.begin_write().map_err(db_err))
+            .inspect_err(|e| self.note_failure(e))
+    }
+
+    /// After a database error from an I/O failure, redb refuses every later call until
+    /// reopened: remember to reopen it.
+    pub(crate) fn note_failure(&self, e: &Error) {
+        if let Error::Db(msg) = e {
+            if msg.contains("I/O") || msg.contains("os error") || msg.contains("space") {
+                self.shared.db_broken.store(true, Ordering::Release);
+            }
+        }
+    }
+
     pub(crate) fn writer_lock(&self) -> MutexGuard<'_, ()> {
         self.shared
             .writer
@@ -277,7 +328,7 @@ impl Store {
         if !c.bitfield.get(index) {
             return Ok(None);
         }
-        let rtx = self.shared.db.begin_read().map_err(db_err)?;
+        let rtx = self.begin_read()?;
         let blocks = rtx.open_table(BLOCKS).map_err(db_err)?;
         let Some(v) = blocks.get((c.id, index)).map_err(db_err)? else {
             return Ok(None);
@@ -300,11 +351,7 @@ impl Store {
             if !c.bitfield.get(index) {
                 return Ok(None);
             }
-            (
-                c.id,
-                c.file.clone(),
-                self.shared.db.begin_read().map_err(db_err)?,
-            )
+            (c.id, c.file.clone(), self.begin_read()?)
         };
         let blocks = rtx.open_table(BLOCKS).map_err(db_err)?;
         let nodes = rtx.open_table(NODES).map_err(db_err)?;
@@ -325,7 +372,7 @@ impl Store {
                     return Err(Error::InvalidRequest("block not held"));
                 }
             }
-            (c.clone(), self.shared.db.begin_read().map_err(db_err)?)
+            (c.clone(), self.begin_read()?)
         };
         let nodes = rtx.open_table(NODES).map_err(db_err)?;
         let src = DbNodes {
@@ -358,11 +405,7 @@ impl Store {
             let (id, length, rtx) = {
                 let state = self.lock();
                 let c = state.cores.get(key).ok_or(Error::UnknownCore)?;
-                (
-                    c.id,
-                    c.meta.length,
-                    self.shared.db.begin_read().map_err(db_err)?,
-                )
+                (c.id, c.meta.length, self.begin_read()?)
             };
             let nodes = rtx.open_table(NODES).map_err(db_err)?;
             let src = DbNodes { table: &nodes, id };

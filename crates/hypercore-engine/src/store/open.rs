@@ -4,13 +4,14 @@
 //! core record is reported and skipped; it never stops the other cores from opening.
 
 use std::fs::{self, File, OpenOptions};
+use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::AtomicU64;
 use std::sync::{Arc, Mutex};
 
 use redb::{Database, ReadableTable};
 
-use super::records::{self, CoreMeta, BLOCKS, CORES, META, NODES};
+use super::records::{self, CoreMeta, BLOCKS, CORES, JOURNAL, META, NODES};
 use super::{data_path, db_err, Bitfield, CoreState, DbNodes, Shared, State};
 use crate::crypto::KeyPair;
 use crate::error::{Error, Result};
@@ -162,6 +163,7 @@ fn load(dir: &Path, db: &Database) -> Result<Loaded> {
         wtx.open_table(META).map_err(db_err)?;
         wtx.open_table(NODES).map_err(db_err)?;
         wtx.open_table(BLOCKS).map_err(db_err)?;
+        wtx.open_table(JOURNAL).map_err(db_err)?;
     }
     wtx.commit().map_err(db_err)?;
 
@@ -174,12 +176,13 @@ fn load(dir: &Path, db: &Database) -> Result<Loaded> {
         let metas = rtx.open_table(META).map_err(db_err)?;
         let nodes = rtx.open_table(NODES).map_err(db_err)?;
         let blocks = rtx.open_table(BLOCKS).map_err(db_err)?;
+        let journal = rtx.open_table(JOURNAL).map_err(db_err)?;
         for entry in metas.iter().map_err(db_err)? {
             let (k, v) = entry.map_err(db_err)?;
             let id = k.value();
             next_id = next_id.max(id.saturating_add(1));
             let mut repair = Repair::default();
-            match load_core(dir, id, v.value(), &nodes, &blocks, &mut repair) {
+            match load_core(dir, id, v.value(), [&nodes, &blocks, &journal], &mut repair) {
                 Ok((core, changed)) => {
                     if changed {
                         fixes.push((id, core.meta.clone(), repair.dropped_blocks.clone()));
@@ -205,6 +208,7 @@ fn load(dir: &Path, db: &Database) -> Result<Loaded> {
         {
             let mut metas = wtx.open_table(META).map_err(db_err)?;
             let mut blocks = wtx.open_table(BLOCKS).map_err(db_err)?;
+            let mut journal = wtx.open_table(JOURNAL).map_err(db_err)?;
             for (id, meta, dropped) in &fixes {
                 metas
                     .insert(*id, meta.encode()?.as_slice())
@@ -212,6 +216,9 @@ fn load(dir: &Path, db: &Database) -> Result<Loaded> {
                 for b in dropped {
                     blocks.remove((*id, *b)).map_err(db_err)?;
                 }
+                journal
+                    .retain_in((*id, 0)..=(*id, u64::MAX), |_, _| false)
+                    .map_err(db_err)?;
             }
         }
         wtx.commit().map_err(db_err)?;
@@ -289,7 +296,8 @@ pub(crate) fn open(dir: &Path) -> Result<(Shared, OpenReport)> {
     report.database = database;
     let shared = Shared {
         dir: dir.to_path_buf(),
-        db,
+        db: std::sync::RwLock::new(Some(db)),
+        db_broken: std::sync::atomic::AtomicBool::new(false),
         state: Mutex::new(State { cores, next_id }),
         writer: Mutex::new(()),
         commits: AtomicU64::new(0),
@@ -304,8 +312,7 @@ fn load_core(
     dir: &Path,
     id: u64,
     bytes: &[u8],
-    nodes: &NodesTable,
-    blocks: &NodesTable,
+    [nodes, blocks, journal]: [&NodesTable; 3],
     repair: &mut Repair,
 ) -> Result<(CoreState, bool)> {
     let mut meta = CoreMeta::decode(bytes)?;
@@ -324,6 +331,34 @@ fn load_core(
         .map_err(|e| Error::io(&core.path, e))?
         .len();
     let mut changed = false;
+    // small batches' bytes may not have reached the data file: put them back from the journal
+    let mut replayed = false;
+    for entry in journal.range((id, 0)..=(id, u64::MAX)).map_err(db_err)? {
+        let (k, v) = entry.map_err(db_err)?;
+        let (_, offset) = k.value();
+        let end = offset.checked_add(v.value().len() as u64);
+        if end.is_some_and(|e| e <= meta.data_end) {
+            core.file
+                .write_all_at(v.value(), offset)
+                .map_err(|e| Error::io(&core.path, e))?;
+            replayed = true;
+        }
+    }
+    if replayed || meta.journal_bytes > 0 {
+        core.file
+            .sync_data()
+            .map_err(|e| Error::io(&core.path, e))?;
+        meta.journal_bytes = 0;
+        changed = true;
+    }
+    let file_len = if replayed {
+        core.file
+            .metadata()
+            .map_err(|e| Error::io(&core.path, e))?
+            .len()
+    } else {
+        file_len
+    };
     if file_len > meta.data_end {
         core.file
             .set_len(meta.data_end)

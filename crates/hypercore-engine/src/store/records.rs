@@ -16,6 +16,9 @@ pub const META: TableDefinition<u64, &[u8]> = TableDefinition::new("meta");
 pub const NODES: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("nodes");
 /// (core id, block index) → location (offset LE ++ length LE) in the core's data file.
 pub const BLOCKS: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("blocks");
+/// (core id, data file offset) → bytes written there by a small batch without an
+/// fdatasync of the data file: replayed into the file on open, dropped at the next sync.
+pub const JOURNAL: TableDefinition<(u64, u64), &[u8]> = TableDefinition::new("journal");
 
 const META_VERSION: u64 = 1;
 
@@ -38,6 +41,8 @@ pub struct CoreMeta {
     pub signature: Option<Vec<u8>>,
     /// Committed end of the data file: bytes past it are ignored.
     pub data_end: u64,
+    /// Bytes of this core held in the journal (not yet fdatasync'ed in the data file).
+    pub journal_bytes: u64,
 }
 
 impl CoreMeta {
@@ -63,6 +68,7 @@ impl CoreMeta {
             w.buffer(s);
         }
         w.uint(self.data_end);
+        w.uint(self.journal_bytes);
         Ok(w.buf)
     }
 
@@ -93,6 +99,7 @@ impl CoreMeta {
             None
         };
         let data_end = r.uint()?;
+        let journal_bytes = r.uint()?;
         r.finish()?;
         Ok(CoreMeta {
             key,
@@ -103,6 +110,7 @@ impl CoreMeta {
             fork,
             signature,
             data_end,
+            journal_bytes,
         })
     }
 }
@@ -165,6 +173,7 @@ mod tests {
             fork: 0,
             signature: Some(vec![6; 64]),
             data_end: 1000,
+            journal_bytes: 10,
         };
         let e = m.encode().unwrap();
         assert_eq!(CoreMeta::decode(&e).unwrap(), m);
