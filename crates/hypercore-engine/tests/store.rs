@@ -589,3 +589,31 @@ fn journaled_small_batches_survive_lost_data_file_writes() {
     assert_eq!(s.info(&key).unwrap().length, 8 + 6 + 8 + 1);
     assert_eq!(s.get(&key, 22).unwrap().unwrap(), blocks(1)[0]);
 }
+
+#[test]
+fn scrub_drops_damaged_blocks_so_they_can_be_fetched_again() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w = Store::open(wd.path()).unwrap();
+    let r = Store::open(rd.path()).unwrap();
+    let key = w
+        .create_writer(&KeyPair::from_seed(&[7; 32]), CoreKind::Compat)
+        .unwrap();
+    let data: Vec<Vec<u8>> = (0..40).map(|i| vec![i as u8; 300 * 1024]).collect();
+    w.append(&key, data.clone()).unwrap();
+    r.open_replica(key, None).unwrap();
+    replicate_all(&w, &r, &key);
+    assert!(r.scrub(&key).unwrap().is_empty());
+    // damage block 3 in the middle of the data file (far from the tail open re-checks)
+    let bf = r.block_file(&key, 3).unwrap().unwrap();
+    let f = std::fs::OpenOptions::new()
+        .write(true)
+        .open(&bf.path)
+        .unwrap();
+    std::os::unix::fs::FileExt::write_all_at(&f, b"rot", bf.location.offset + 10).unwrap();
+    assert!(matches!(r.get(&key, 3), Err(Error::Corrupt(_))));
+    assert_eq!(r.scrub(&key).unwrap(), vec![3]);
+    assert_eq!(r.get(&key, 3).unwrap(), None);
+    assert_eq!(r.info(&key).unwrap().contiguous_length, 3);
+    replicate_all(&w, &r, &key);
+    assert_eq!(r.get(&key, 3).unwrap().unwrap(), data[3]);
+}

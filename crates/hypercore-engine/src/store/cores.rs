@@ -193,3 +193,51 @@ impl Store {
         }
     }
 }
+
+impl Store {
+    /// Re-reads and re-hashes every held block of a core; blocks whose bytes no longer match
+    /// their tree node are dropped (one commit) so replication can fetch them again.
+    /// Returns the dropped indices.
+    pub fn scrub(&self, key: &[u8; 32]) -> Result<Vec<u64>> {
+        let _writer = self.writer_lock();
+        let (core, rtx) = {
+            let state = self.lock();
+            let c = state.cores.get(key).ok_or(Error::UnknownCore)?.clone();
+            (c, self.begin_read()?)
+        };
+        let nodes = rtx.open_table(NODES).map_err(db_err)?;
+        let blocks = rtx.open_table(BLOCKS).map_err(db_err)?;
+        let src = super::DbNodes {
+            table: &nodes,
+            id: core.id,
+        };
+        let mut bad = Vec::new();
+        for (start, end) in core.bitfield.ranges(core.meta.length) {
+            for i in start..end {
+                if super::read_verified(&blocks, &src, &core.file, core.id, i).is_err() {
+                    bad.push(i);
+                }
+            }
+        }
+        if bad.is_empty() {
+            return Ok(bad);
+        }
+        let wtx = self.begin_write()?;
+        {
+            let mut t = wtx.open_table(BLOCKS).map_err(db_err)?;
+            for i in &bad {
+                t.remove((core.id, *i)).map_err(db_err)?;
+            }
+        }
+        wtx.commit()
+            .map_err(db_err)
+            .inspect_err(|e| self.note_failure(e))?;
+        let mut state = self.lock();
+        if let Some(c) = state.cores.get_mut(key) {
+            for i in &bad {
+                c.bitfield.clear(*i);
+            }
+        }
+        Ok(bad)
+    }
+}
