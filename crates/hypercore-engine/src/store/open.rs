@@ -20,7 +20,7 @@ use crate::prove::NodeSource;
 use crate::verifier::Verifier;
 
 /// Blocks whose bytes end within this many bytes of the data file's end are re-hashed on open.
-const TAIL_CHECK: u64 = 4 << 20;
+const TAIL_CHECK: u64 = 1 << 20;
 
 /// redb's page size.
 const PAGE: u64 = 4096;
