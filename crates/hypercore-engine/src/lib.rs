@@ -39,6 +39,7 @@ pub use proof::{
 };
 pub use store::{
     Applied, Batch, BlockFile, BlockLocation, CoreKind, Info, OpenReport, Repair, Stats, Store,
+    StoreOptions,
 };
 pub use tree::{Node, TreeBatch, TreeHead};
 pub use verifier::Verifier;

@@ -312,7 +312,8 @@ impl Store {
                 continue;
             }
             let len = st.pending.len() as u64;
-            st.journaled = st.pending.len() <= JOURNAL_BATCH
+            st.journaled = self.shared.options.journal_small_batches
+                && st.pending.len() <= JOURNAL_BATCH
                 && st.core.meta.journal_bytes.saturating_add(len) <= JOURNAL_CAP;
             let f = &st.core.file;
             f.write_all_at(&st.pending, st.committed_end)

@@ -239,7 +239,7 @@ fn move_aside(path: &Path) -> Result<PathBuf> {
     }
 }
 
-pub(crate) fn open(dir: &Path) -> Result<(Shared, OpenReport)> {
+pub(crate) fn open(dir: &Path, options: super::StoreOptions) -> Result<(Shared, OpenReport)> {
     let data = dir.join("data");
     fs::create_dir_all(&data).map_err(|e| Error::io(&data, e))?;
     sync_dir(dir)?;
@@ -299,6 +299,7 @@ pub(crate) fn open(dir: &Path) -> Result<(Shared, OpenReport)> {
         db: std::sync::RwLock::new(Some(db)),
         db_broken: std::sync::atomic::AtomicBool::new(false),
         state: Mutex::new(State { cores, next_id }),
+        options,
         writer: Mutex::new(()),
         commits: AtomicU64::new(0),
         data_syncs: AtomicU64::new(0),
