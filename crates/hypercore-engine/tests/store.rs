@@ -617,3 +617,52 @@ fn scrub_drops_damaged_blocks_so_they_can_be_fetched_again() {
     replicate_all(&w, &r, &key);
     assert_eq!(r.get(&key, 3).unwrap().unwrap(), data[3]);
 }
+
+/// A hyperdrive 13 drive made by Node on corestore 7: our replica of its db core learns the
+/// manifest from the first proof; the blobs core's manifest is derived from it (no peer sends
+/// it); every block of both cores verifies and reads back byte-identical.
+#[test]
+fn node_hyperdrive_13_drive_replicates_into_our_store() {
+    let Some(v) = vectors() else { return };
+    let d = &v["drive"];
+    let (db_key, blobs_key) = (hex32(&d["key"]), hex32(&d["blobsKey"]));
+    let dir = tempfile::tempdir().unwrap();
+    let s = Store::open(dir.path()).unwrap();
+    s.open_replica(db_key, None).unwrap();
+    let mut first = proof(&d["db"]["proofs"][0]["proof"]);
+    first.manifest = manifest(&d["manifest"]);
+    assert!(s.apply_proof(&db_key, first).unwrap().manifest_learned);
+    let db_manifest = s.info(&db_key).unwrap().manifest.unwrap();
+    let derived = db_manifest.content_manifest(&db_key).unwrap();
+    assert_eq!(derived.hash().unwrap(), blobs_key);
+    s.open_replica(blobs_key, Some(derived)).unwrap();
+    for (name, key, core) in [("db", db_key, &d["db"]), ("blobs", blobs_key, &d["blobs"])] {
+        for (i, case) in core["proofs"].as_array().unwrap().iter().enumerate() {
+            if name == "db" && i == 0 {
+                continue;
+            }
+            s.apply_proof(&key, proof(&case["proof"]))
+                .unwrap_or_else(|e| panic!("{name} #{i}: {e}"));
+        }
+        let info = s.info(&key).unwrap();
+        assert_eq!(info.length, u(&core["length"]));
+        assert_eq!(
+            info.contiguous_length, info.length,
+            "{name}: every block held"
+        );
+        for (i, b) in core["blocks"].as_array().unwrap().iter().enumerate() {
+            assert_eq!(
+                s.get(&key, i as u64).unwrap().unwrap(),
+                hexv(b),
+                "{name} block {i}"
+            );
+        }
+    }
+    // and our replica serves them back with the same proofs Node made
+    for (key, core) in [(db_key, &d["db"]), (blobs_key, &d["blobs"])] {
+        for case in core["proofs"].as_array().unwrap() {
+            let req = request(&case["request"]);
+            assert_eq!(s.create_proof(&key, &req).unwrap(), proof(&case["proof"]));
+        }
+    }
+}

@@ -235,11 +235,22 @@ async function main() {
       const drive = new Hyperdrive(store)
       await drive.ready()
       await drive.put('/hello.txt', b4a.from('hello'))
+      await drive.put('/big.bin', b4a.alloc(200 * 1024, 7))
+      const everything = async (core) => {
+        const proofs = []
+        for (let i = 0; i < core.length; i++) {
+          const req = i === 0 ? { block: { index: 0, nodes: 0 }, upgrade: { start: 0, length: core.length } } : { block: { index: i, nodes: MerkleTree.maxMissingNodes(2 * i, core.length) } }
+          proofs.push(...(await proofsFor(core, [req])))
+        }
+        return { length: core.length, blocks: await Promise.all([...Array(core.length).keys()].map(async (i) => hex(await core.get(i)))), proofs }
+      }
       out.drive = {
         key: hex(drive.key),
         manifest: manifestJson(drive.core.manifest),
         blobsKey: hex(drive.blobs.core.key),
-        blobsManifest: manifestJson(drive.blobs.core.manifest)
+        blobsManifest: manifestJson(drive.blobs.core.manifest),
+        db: await everything(drive.core),
+        blobs: await everything(drive.blobs.core)
       }
       await drive.close()
       await store.close()
