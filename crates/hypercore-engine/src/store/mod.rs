@@ -381,7 +381,8 @@ impl Store {
     }
 
     fn create_proof_inner(&self, key: &[u8; 32], req: &Request) -> Result<Proof> {
-        let (c, rtx) = {
+        // copy only the head (not the bitfield): this runs for every request a peer sends
+        let (id, roots, meta, file, manifest, rtx) = {
             let state = self.lock();
             let c = state.cores.get(key).ok_or(Error::UnknownCore)?;
             if let Some(b) = &req.block {
@@ -389,28 +390,41 @@ impl Store {
                     return Err(Error::InvalidRequest("block not held"));
                 }
             }
-            (c.clone(), self.begin_read()?)
+            let manifest = if req.manifest && !c.verifier.is_compat() {
+                c.meta.manifest.clone()
+            } else {
+                None
+            };
+            let head = (
+                c.meta.length,
+                c.meta.byte_length,
+                c.meta.fork,
+                c.meta.signature.clone(),
+            );
+            (
+                c.id,
+                c.roots.clone(),
+                head,
+                c.file.clone(),
+                manifest,
+                self.begin_read()?,
+            )
         };
         let nodes = rtx.open_table(NODES).map_err(db_err)?;
-        let src = DbNodes {
-            table: &nodes,
-            id: c.id,
-        };
+        let src = DbNodes { table: &nodes, id };
         let view = TreeView {
-            roots: &c.roots,
-            length: c.meta.length,
-            byte_length: c.meta.byte_length,
-            fork: c.meta.fork,
-            signature: c.meta.signature.as_deref(),
+            roots: &roots,
+            length: meta.0,
+            byte_length: meta.1,
+            fork: meta.2,
+            signature: meta.3.as_deref(),
         };
         let mut proof = prove::create_proof(&view, &src, req)?;
         if let Some(b) = proof.block.as_mut() {
             let blocks = rtx.open_table(BLOCKS).map_err(db_err)?;
-            b.value = read_verified(&blocks, &src, &c.file, c.id, b.index)?;
+            b.value = read_verified(&blocks, &src, &file, id, b.index)?;
         }
-        if req.manifest && !c.verifier.is_compat() {
-            proof.manifest = c.meta.manifest.clone();
-        }
+        proof.manifest = manifest;
         Ok(proof)
     }
 
