@@ -46,6 +46,7 @@ fn replicate_all(w: &Store, r: &Store, key: &[u8; 32]) {
                 .create_proof(
                     key,
                     &Request {
+                        fork: wi.fork,
                         block: Some(RequestBlock { index: i, nodes }),
                         ..Default::default()
                     },
@@ -665,4 +666,92 @@ fn node_hyperdrive_13_drive_replicates_into_our_store() {
             assert_eq!(s.create_proof(&key, &req).unwrap(), proof(&case["proof"]));
         }
     }
+}
+
+#[test]
+fn writer_truncates_and_replica_follows_the_new_fork() {
+    let (wd, rd) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w = Store::open(wd.path()).unwrap();
+    let r = Store::open(rd.path()).unwrap();
+    let key = w
+        .create_writer(&KeyPair::from_seed(&[11; 32]), CoreKind::Default)
+        .unwrap();
+    w.append(&key, blocks(10)).unwrap();
+    r.open_replica(key, None).unwrap();
+    replicate_all(&w, &r, &key);
+    let a = w.truncate(&key, 6).unwrap();
+    assert_eq!(a.length, 6);
+    let other: Vec<Vec<u8>> = (0..3).map(|i| format!("new {i}").into_bytes()).collect();
+    w.append(&key, other.clone()).unwrap();
+    let wi = w.info(&key).unwrap();
+    assert_eq!((wi.length, wi.fork, wi.held_blocks), (9, 1, 9));
+    assert_eq!(w.get(&key, 7).unwrap().unwrap(), other[1]);
+    // a fork proof must start from 0
+    let mid = w
+        .create_proof(
+            &key,
+            &Request {
+                fork: 1,
+                upgrade: upgrade(5, 4),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    assert!(matches!(
+        r.apply_proof(&key, mid),
+        Err(Error::Unsupported(_))
+    ));
+    let p = w
+        .create_proof(
+            &key,
+            &Request {
+                fork: 1,
+                block: Some(RequestBlock { index: 7, nodes: 0 }),
+                upgrade: upgrade(0, 9),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    let mut forged = p.clone();
+    forged.upgrade.as_mut().unwrap().signature.as_mut().unwrap()[5] ^= 1;
+    assert!(r.apply_proof(&key, forged).is_err());
+    assert_eq!(
+        r.info(&key).unwrap().fork,
+        0,
+        "a refused fork proof changes nothing"
+    );
+    r.apply_proof(&key, p).unwrap();
+    let ri = r.info(&key).unwrap();
+    assert_eq!((ri.length, ri.fork, ri.held_blocks), (9, 1, 1));
+    assert_eq!(r.get(&key, 7).unwrap().unwrap(), other[1]);
+    assert_eq!(
+        r.get(&key, 0).unwrap(),
+        None,
+        "old-fork blocks are dropped, fetched again"
+    );
+    replicate_all(&w, &r, &key);
+    for i in 0..9 {
+        assert_eq!(r.get(&key, i).unwrap(), w.get(&key, i).unwrap());
+    }
+    // an old-fork proof is stale now
+    let mut old = w
+        .create_proof(
+            &key,
+            &Request {
+                fork: 1,
+                block: Some(RequestBlock { index: 2, nodes: 3 }),
+                ..Default::default()
+            },
+        )
+        .unwrap();
+    old.fork = 0;
+    assert!(matches!(r.apply_proof(&key, old), Err(Error::Stale(_))));
+    drop((w, r));
+    let (w, r) = (
+        Store::open(wd.path()).unwrap(),
+        Store::open(rd.path()).unwrap(),
+    );
+    assert_eq!(w.info(&key).unwrap(), wi);
+    assert_eq!(r.info(&key).unwrap().length, 9);
+    assert_eq!(r.get(&key, 8).unwrap().unwrap(), other[2]);
 }

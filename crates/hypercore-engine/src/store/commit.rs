@@ -34,6 +34,7 @@ pub struct Applied {
 
 enum Op {
     Append([u8; 32], Vec<Vec<u8>>),
+    Truncate([u8; 32], u64),
     Apply([u8; 32], Box<Proof>),
 }
 
@@ -52,6 +53,11 @@ impl Batch {
     /// Appends `blocks` to the writable core `key`.
     pub fn append(&mut self, key: [u8; 32], blocks: Vec<Vec<u8>>) {
         self.ops.push(Op::Append(key, blocks));
+    }
+
+    /// Truncates the writable core `key` to `length` blocks, starting a new fork.
+    pub fn truncate(&mut self, key: [u8; 32], length: u64) {
+        self.ops.push(Op::Truncate(key, length));
     }
 
     /// Verifies and applies `proof` to core `key`.
@@ -84,6 +90,9 @@ struct Staged {
     pending: Vec<u8>,
     nodes: HashMap<u64, Node>,
     blocks: Vec<(u64, BlockLocation)>,
+    /// Stored nodes and blocks past this length are deleted in the commit (truncation;
+    /// 0 when a replica moves to a new fork and starts its tree over).
+    cut: Option<u64>,
 }
 
 struct Overlay<'a> {
@@ -174,12 +183,13 @@ impl Staged {
     }
 
     fn apply(&mut self, db: &DbNodes<'_>, proof: &Proof) -> Result<Applied> {
-        let meta = &self.core.meta;
-        if proof.fork != meta.fork {
-            return Err(Error::Unsupported(
-                "proof on another fork (truncation is not implemented)",
-            ));
+        if proof.fork < self.core.meta.fork {
+            return Err(Error::Stale("proof from an older fork"));
         }
+        if proof.fork > self.core.meta.fork {
+            return self.apply_new_fork(proof);
+        }
+        let meta = &self.core.meta;
         let mut tree_nodes = Vec::new();
         let root = verify_tree(proof, &mut tree_nodes)?;
         let mut learned = None;
@@ -253,6 +263,132 @@ impl Staged {
             manifest_learned,
         })
     }
+
+    /// The writer truncated: a proof on a newer fork with a signed upgrade from 0 replaces
+    /// our tree (and drops every block we held: they are fetched again, verified against the
+    /// new tree). Anything else on a newer fork is refused as unsupported.
+    fn apply_new_fork(&mut self, proof: &Proof) -> Result<Applied> {
+        if !proof
+            .upgrade
+            .as_ref()
+            .is_some_and(|u| u.start == 0 && u.length > 0)
+        {
+            return Err(Error::Unsupported(
+                "a new fork needs a signed upgrade from 0",
+            ));
+        }
+        let mut tree_nodes = Vec::new();
+        let root = verify_tree(proof, &mut tree_nodes)?;
+        let meta = &self.core.meta;
+        let mut batch = TreeBatch::new(Vec::new(), 0, proof.fork)?;
+        let mut learned = None;
+        let verifier = match &proof.manifest {
+            Some(m) if meta.manifest.is_none() => {
+                learned = self.learn_manifest(m)?;
+                Verifier::new(&meta.key, Some(m))?
+            }
+            _ => self.core.verifier.clone(),
+        };
+        let prologue = match (&learned, &meta.manifest) {
+            (Some(m), _) | (None, Some(m)) if !verifier.is_compat() => m.prologue.clone(),
+            _ => None,
+        };
+        let consumed = verify_upgrade(proof, root, &mut batch, prologue.as_ref())?;
+        if !verifier.verify(&batch.head(), batch.signature.as_deref()) {
+            return Err(Error::InvalidProof("bad signature"));
+        }
+        if !consumed && root.is_some() {
+            return Err(Error::InvalidProof(
+                "fork proof does not reach the signed roots",
+            ));
+        }
+        let manifest_learned = learned.is_some();
+        if let Some(m) = learned {
+            self.core.verifier = verifier;
+            self.core.meta.manifest = Some(m);
+        }
+        // verified: start the tree over on the new fork
+        self.nodes.clear();
+        self.blocks.clear();
+        self.cut = Some(0);
+        self.core.bitfield = super::Bitfield::new();
+        for n in tree_nodes.iter().chain(batch.nodes.iter()) {
+            self.nodes.insert(n.index, *n);
+        }
+        self.core.roots = batch.roots;
+        self.core.meta.length = batch.length;
+        self.core.meta.byte_length = batch.byte_length;
+        self.core.meta.signature = batch.signature;
+        self.core.meta.fork = proof.fork;
+        let mut block_stored = None;
+        if let Some(b) = &proof.block {
+            self.push_block(b.index, &b.value)?;
+            block_stored = Some(b.index);
+        }
+        Ok(Applied {
+            upgraded: true,
+            length: self.core.meta.length,
+            byte_length: self.core.meta.byte_length,
+            block_stored,
+            manifest_learned,
+        })
+    }
+
+    /// Truncates a writable core to `length`, on a new fork, signed.
+    fn truncate(&mut self, db: &DbNodes<'_>, length: u64) -> Result<Applied> {
+        let kp = self.core.key_pair.clone().ok_or(Error::NotWritable)?;
+        if length > self.core.meta.length {
+            return Err(Error::InvalidRequest("cannot truncate past the length"));
+        }
+        let fork = self
+            .core
+            .meta
+            .fork
+            .checked_add(1)
+            .ok_or(Error::OutOfRange("fork"))?;
+        let src = Overlay {
+            staged: &self.nodes,
+            db: DbNodes {
+                table: db.table,
+                id: db.id,
+            },
+        };
+        let mut roots = Vec::new();
+        for r in crate::flat::full_roots(length)? {
+            roots.push(
+                src.node(r)?
+                    .ok_or_else(|| Error::Corrupt(format!("root {r} missing")))?,
+            );
+        }
+        let batch = TreeBatch::new(roots, length, fork)?;
+        let signature = self.core.verifier.sign(&batch.head(), &kp)?;
+        let head = 2 * length;
+        self.nodes
+            .retain(|i, _| crate::flat::right_span(*i).is_ok_and(|r| r < head));
+        self.blocks.retain(|(i, _)| *i < length);
+        let held: Vec<u64> = self
+            .core
+            .bitfield
+            .ranges(u64::MAX)
+            .into_iter()
+            .flat_map(|(s, e)| s.max(length)..e)
+            .collect();
+        for i in held {
+            self.core.bitfield.clear(i);
+        }
+        self.cut = Some(self.cut.map_or(length, |c| c.min(length)));
+        self.core.roots = batch.roots;
+        self.core.meta.length = length;
+        self.core.meta.byte_length = batch.byte_length;
+        self.core.meta.fork = fork;
+        self.core.meta.signature = Some(signature);
+        Ok(Applied {
+            upgraded: false,
+            length,
+            byte_length: batch.byte_length,
+            ..Applied::default()
+        })
+    }
 }
 
 impl Store {
@@ -274,7 +410,7 @@ impl Store {
         let mut out = Vec::with_capacity(batch.ops.len());
         for op in &batch.ops {
             let key = match op {
-                Op::Append(k, _) | Op::Apply(k, _) => *k,
+                Op::Append(k, _) | Op::Truncate(k, _) | Op::Apply(k, _) => *k,
             };
             let st = match staged.entry(key) {
                 std::collections::hash_map::Entry::Occupied(e) => e.into_mut(),
@@ -293,6 +429,7 @@ impl Store {
                         pending: Vec::new(),
                         nodes: HashMap::new(),
                         blocks: Vec::new(),
+                        cut: None,
                     })
                 }
             };
@@ -302,6 +439,7 @@ impl Store {
             };
             out.push(match op {
                 Op::Append(_, blocks) => st.append(blocks)?,
+                Op::Truncate(_, length) => st.truncate(&db, *length)?,
                 Op::Apply(_, proof) => st.apply(&db, proof)?,
             });
         }
@@ -336,6 +474,17 @@ impl Store {
             let mut journal = wtx.open_table(JOURNAL).map_err(db_err)?;
             for st in staged.values() {
                 let id = st.core.id;
+                if let Some(cut) = st.cut {
+                    let head = cut.saturating_mul(2);
+                    nodes
+                        .retain_in((id, 0)..=(id, u64::MAX), |(_, i), _| {
+                            crate::flat::right_span(i).is_ok_and(|r| r < head)
+                        })
+                        .map_err(db_err)?;
+                    blocks
+                        .retain_in((id, cut)..=(id, u64::MAX), |_, _| false)
+                        .map_err(db_err)?;
+                }
                 if st.journaled {
                     journal
                         .insert((id, st.committed_end), st.pending.as_slice())

@@ -467,6 +467,13 @@ impl Store {
         single(self.commit(b)?)
     }
 
+    /// Truncates a writable core to `length` blocks (a new fork, signed) in one commit.
+    pub fn truncate(&self, key: &[u8; 32], length: u64) -> Result<Applied> {
+        let mut b = Batch::new();
+        b.truncate(*key, length);
+        single(self.commit(b)?)
+    }
+
     /// Verifies `proof` fully, then stores what it proves in one durable commit.
     pub fn apply_proof(&self, key: &[u8; 32], proof: Proof) -> Result<Applied> {
         let mut b = Batch::new();
