@@ -61,6 +61,23 @@ else
   echo "warning: node/npm not found: the Node interop tests will be SKIPPED (with CI=true they fail)" >&2
 fi
 
+# Node packages for crates/hypercore-engine's vector tests (tests/node/vectors.js), pinned in
+# crates/hypercore-engine/tests/node/package-lock.json: installed once per lock file (stamp).
+# Without them the engine's Node vector tests skip loudly (fail with CI=true).
+if command -v npm >/dev/null; then
+  engine_node=crates/hypercore-engine/tests/node
+  lock_sum=$(sha256sum "$engine_node/package-lock.json" | cut -d' ' -f1)
+  stamp=$engine_node/node_modules/.dat-mirror-installed
+  if [[ "$(cat "$stamp" 2>/dev/null)" != "$lock_sum" ]]; then
+    echo "==> npm ci ($engine_node)"
+    if (cd "$engine_node" && npm ci --no-audit --no-fund --loglevel=error); then
+      printf '%s' "$lock_sum" > "$stamp"
+    else
+      echo "warning: npm ci failed in $engine_node; the engine's Node vector tests will retry, then skip (or fail with CI=true)" >&2
+    fi
+  fi
+fi
+
 # iroh's relay server, for the relay test in tests/discovery.rs (with CI=true it fails without).
 if ! command -v iroh-relay >/dev/null && [[ ! -x "$HOME/.cargo/bin/iroh-relay" ]]; then
   echo "==> cargo install iroh-relay (relay server for tests/discovery.rs)"
