@@ -107,7 +107,7 @@ async fn live_append_reaches_rust_and_a_node_reader_of_rust_without_reconnecting
         "write",
         wdir.path(),
         "",
-        json!({"set": "small", "join": "client"}),
+        json!({"set": "small", "join": "client", "deferJoin": true}),
     );
     let made = writer.event("made", 60).await;
     let db = hex32(&made["key"]);
@@ -119,6 +119,7 @@ async fn live_append_reaches_rust_and_a_node_reader_of_rust_without_reconnecting
         .join(&*rust.bridge, &db, JoinMode::BOTH)
         .await
         .unwrap();
+    writer.send(json!({"cmd": "join"})).await;
     let ready = writer.event("ready", 60).await;
     rust.peer
         .wait_complete(&db, ready["dbLength"].as_u64().unwrap(), WAIT)

@@ -6,7 +6,8 @@
 //! `node ../drive.js ROLE BOOTSTRAP[,BOOTSTRAP] DIR [KEY_HEX] [OPTIONS_JSON]`
 //! - `write`: makes a drive in DIR with the files of OPTIONS.set (`small` or `mix`), joins its
 //!   discovery key (OPTIONS.join: "server", "client" or "both"), prints {event:"made", key,
-//!   blobsKey} before joining and {event:"ready", key, blobsKey, version, files}; then takes JSON commands on stdin:
+//!   blobsKey} before joining (with OPTIONS.deferJoin, only after a first stdin line) and
+//!   {event:"ready", key, blobsKey, version, files}; then takes JSON commands on stdin:
 //!   {cmd:"put", path, size, seed} → {event:"put", path, version, dbLength, blobsLength}.
 //! - `read`: a fresh reader of KEY in DIR, joins as a client, reads every file, prints
 //!   {event:"files", files, ms, bytes, peers}; then {cmd:"wait", path} → {event:"got", path,
@@ -78,6 +79,8 @@ async function write() {
   }
   const blobs = await drive.getBlobs()
   out({ event: 'made', key: b4a.toString(drive.key, 'hex'), blobsKey: b4a.toString(blobs.core.key, 'hex') })
+  const rl = readline.createInterface({ input: process.stdin })
+  if (opts.deferJoin) await new Promise((resolve) => rl.once('line', resolve))
   const swarm = await makeSwarm()
   swarm.on('connection', (c) => {
     c.on('error', () => {})
@@ -103,7 +106,7 @@ async function write() {
     } else if (cmd.cmd === 'peers') {
       out({ event: 'peers', count: swarm.connections.size })
     }
-  }, async () => { await swarm.destroy(); await drive.close(); process.exit(0) })
+  }, rl, async () => { await swarm.destroy(); await drive.close(); process.exit(0) })
 }
 
 async function read() {
@@ -144,11 +147,10 @@ async function read() {
         await new Promise((resolve) => drive.core.once('append', resolve))
       }
     }
-  }, async () => { await swarm.destroy(); await drive.close(); process.exit(0) })
+  }, readline.createInterface({ input: process.stdin }), async () => { await swarm.destroy(); await drive.close(); process.exit(0) })
 }
 
-function commands(onCmd, onEnd) {
-  const rl = readline.createInterface({ input: process.stdin })
+function commands(onCmd, rl, onEnd) {
   rl.on('line', (line) => {
     onCmd(JSON.parse(line)).catch((err) => out({ event: 'error', message: err.message }))
   })
