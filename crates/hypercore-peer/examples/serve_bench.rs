@@ -3,7 +3,9 @@
 //! seeder, then — in the same run, on the same local HyperDHT testnet — a fresh reader fetches
 //! it from the Rust peer alone (after the Rust peer mirrored it and the Node seeder stopped).
 //! Prints both times and the ratio. `cargo run --release -p hypercore-peer --example
-//! serve_bench` (needs node and the packages of tests/node/v13 and the bridge's js/).
+//! serve_bench [mix|small]` (needs node and the packages of tests/node/v13 and the bridge's
+//! js/). `HYPERCORE_PEER_STORE_DIR=/dev/shm` puts the Rust peer's store there (to tell fsync
+//! cost from the rest).
 
 #[path = "../tests/common/mod.rs"]
 mod common;
@@ -20,7 +22,11 @@ async fn main() {
     }
     let set = std::env::args().nth(1).unwrap_or_else(|| "mix".into());
     let net = Testnet::start().await;
-    let (wdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let wdir = tempfile::tempdir().unwrap();
+    let rdir = match std::env::var_os("HYPERCORE_PEER_STORE_DIR") {
+        Some(d) => tempfile::tempdir_in(d).unwrap(),
+        None => tempfile::tempdir().unwrap(),
+    };
     let t = Instant::now();
     let mut writer = net.drive(
         "v13",
