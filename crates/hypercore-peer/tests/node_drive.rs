@@ -7,12 +7,16 @@
 //! 2. live: the Node writer appends while connected; the Rust peer follows without
 //!    reconnecting and a Node reader connected only to the Rust peer sees the new file;
 //! 3. a manifest-keyed drive written by Node hyperdrive 13 (corestore 7) mirrored by Rust and
-//!    read back by a fresh hyperdrive 13 reader from Rust alone.
+//!    read back by a fresh hyperdrive 13 reader from Rust alone;
+//! 4. hostile: an impostor offering the drive's db core signed by another key is closed with
+//!    "invalid proof", nothing of it is stored, and the Node writer on another connection
+//!    still delivers the whole drive (read back by a Node reader).
 
 mod common;
 
 use common::*;
-use hypercore_peer::{drive, PeerEvent};
+use hypercore_peer::{drive, EngineCore, FrameIo, FramedIo, LinkInfo, PeerEvent};
+use hypercore_wire::session::{CoreOptions, Limits, Session, SessionConfig};
 use hyperswarm_bridge::JoinMode;
 use serde_json::json;
 use std::time::Duration;
@@ -201,6 +205,105 @@ async fn node_hyperdrive_13_manifest_drive_mirrored_then_read_from_rust_alone() 
         assert_eq!(i.held_blocks, i.length);
         assert!(!i.compat && i.manifest.is_some(), "manifest-keyed: {i:?}");
     }
+    read_from_rust(&net, "v13", ready["key"].as_str().unwrap(), &ready["files"]).await;
+    rust.stop().await;
+}
+
+/// Runs a bare session serving `store` under `key` over `io` until it ends (a hostile peer).
+async fn impostor(io: FramedIo<tokio::io::DuplexStream>, store: EngineCore, key: [u8; 32]) {
+    let mut s = Session::new(SessionConfig {
+        is_initiator: io.info().is_initiator,
+        handshake_hash: io.info().handshake_hash,
+        limits: Limits::default(),
+    })
+    .unwrap();
+    s.add_core(key, Box::new(store), CoreOptions { download: false })
+        .unwrap();
+    loop {
+        while let Some(f) = s.poll_transmit() {
+            if io.send(f).await.is_err() {
+                return;
+            }
+        }
+        match io.recv().await {
+            Ok(f) if s.handle_frame(&f).is_ok() => {}
+            _ => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn impostor_signing_with_another_key_is_closed_and_the_node_writer_still_serves() {
+    if !node_ready("impostor_signing_with_another_key_is_closed_and_the_node_writer_still_serves") {
+        return;
+    }
+    init_tracing();
+    let net = Testnet::start().await;
+    let (wdir, rdir, idir) = (
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+        tempfile::tempdir().unwrap(),
+    );
+    let mut writer = net.drive(
+        "v11",
+        "write",
+        wdir.path(),
+        "",
+        json!({"set": "small", "join": "server"}),
+    );
+    let ready = writer.event("ready", 60).await;
+    let db = hex32(&ready["key"]);
+    let rust = net.rust_peer(rdir.path()).await;
+    rust.peer.add_core(db, true).unwrap();
+
+    // an impostor: a core of its own (another key pair) offered as the Node drive's db core
+    let istore = hypercore_engine::Store::open(idir.path()).unwrap();
+    let own = istore
+        .create_writer(
+            &hypercore_engine::KeyPair::generate().unwrap(),
+            hypercore_engine::CoreKind::Compat,
+        )
+        .unwrap();
+    istore
+        .append(&own, (0..30).map(|i| vec![i as u8; 100]).collect())
+        .unwrap();
+    let (a, b) = tokio::io::duplex(1 << 20);
+    let link = |init| LinkInfo {
+        is_initiator: init,
+        handshake_hash: vec![9; 64],
+        remote_public_key: None,
+    };
+    let h = tokio::spawn(impostor(
+        FramedIo::new(a, link(true)),
+        EngineCore::new(istore, own),
+        db,
+    ));
+    let end = tokio::time::timeout(
+        Duration::from_secs(20),
+        rust.peer.run(FramedIo::new(b, link(false))),
+    )
+    .await
+    .unwrap();
+    h.abort();
+    assert!(
+        end.hostile && end.reason.contains("invalid proof"),
+        "{end:?}"
+    );
+    let info = rust.peer.store().info(&db).unwrap();
+    assert_eq!(
+        (info.length, info.held_blocks),
+        (0, 0),
+        "nothing of the impostor's stored"
+    );
+
+    // the genuine Node writer on another connection: the whole drive arrives
+    let (db2, blobs) = mirror(&rust, &ready).await;
+    assert_eq!(db2, db);
+    for k in [db, blobs] {
+        let i = rust.peer.store().info(&k).unwrap();
+        assert_eq!(i.held_blocks, i.length);
+    }
+    writer.stop().await;
     read_from_rust(&net, "v13", ready["key"].as_str().unwrap(), &ready["files"]).await;
     rust.stop().await;
 }
