@@ -53,6 +53,8 @@ if command -v npm >/dev/null; then
   npm_ci_pinned tests/interop "tests/hyperdrive_interop.rs"
   npm_ci_pinned crates/hypercore-wire/tests/node "the hypercore-wire interop tests"
   npm_ci_pinned crates/hyperswarm-bridge/js "the hyperswarm bridge and its tests"
+  npm_ci_pinned crates/hypercore-peer/tests/node/v11 "the hypercore-peer Node tests (hyperdrive 11)"
+  npm_ci_pinned crates/hypercore-peer/tests/node/v13 "the hypercore-peer Node tests (hyperdrive 13)"
   for extra in crates/*/tests/node; do
     [[ -f $extra/package-lock.json && $extra != crates/hypercore-wire/tests/node ]] &&
       npm_ci_pinned "$extra" "the tests of ${extra%/tests/node}"

@@ -1,0 +1,218 @@
+//! Rust ↔ Rust over in-memory framed streams (no Node): a replica fetches a writer's core with
+//! every proof verified, live appends flow without reconnecting, and hostile peers — forged
+//! proofs, a bad capability — are closed with a reason while nothing of theirs is stored and a
+//! good peer on another connection is unaffected.
+
+use hypercore_engine::{CoreKind, KeyPair, Store};
+use hypercore_peer::{EngineCore, FramedIo, LinkInfo, Peer, PeerConfig};
+use hypercore_wire::session::{CoreOptions, Limits, Session, SessionConfig};
+use hypercore_wire::store::{Applied, CoreInfo, CoreStore, StoreError};
+use hypercore_wire::{Data, Request};
+use std::time::Duration;
+use tokio::io::DuplexStream;
+
+fn link(is_initiator: bool, hh: u8) -> LinkInfo {
+    LinkInfo {
+        is_initiator,
+        handshake_hash: vec![hh; 64],
+        remote_public_key: None,
+    }
+}
+
+fn pipe(hh: u8) -> (FramedIo<DuplexStream>, FramedIo<DuplexStream>) {
+    let (a, b) = tokio::io::duplex(1 << 20);
+    (
+        FramedIo::new(a, link(true, hh)),
+        FramedIo::new(b, link(false, hh)),
+    )
+}
+
+fn writer(dir: &std::path::Path, blocks: usize) -> (Store, [u8; 32]) {
+    let store = Store::open(dir).unwrap();
+    let key = store
+        .create_writer(&KeyPair::generate().unwrap(), CoreKind::Compat)
+        .unwrap();
+    let data: Vec<Vec<u8>> = (0..blocks)
+        .map(|i| format!("block {i} ").repeat(100 + i).into_bytes())
+        .collect();
+    store.append(&key, data).unwrap();
+    (store, key)
+}
+
+fn config() -> PeerConfig {
+    PeerConfig {
+        timer: Duration::from_millis(500),
+        ..PeerConfig::default()
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replica_fetches_everything_and_follows_live_appends() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_store, key) = writer(a_dir.path(), 300);
+    let a = Peer::new(a_store, config());
+    a.add_core(key, false).unwrap();
+    let b = Peer::new(Store::open(b_dir.path()).unwrap(), config());
+    b.add_core(key, true).unwrap();
+    let mut b_events = b.subscribe();
+
+    let (x, y) = pipe(7);
+    let ha = a.spawn(x);
+    let hb = b.spawn(y);
+    b.wait_complete(&key, 300, Duration::from_secs(30))
+        .await
+        .unwrap();
+    for i in [0u64, 150, 299] {
+        assert_eq!(
+            a.store().get(&key, i).unwrap(),
+            b.store().get(&key, i).unwrap()
+        );
+    }
+    // live: the writer appends, the replica follows on the same connection
+    assert_eq!(
+        a.append(&key, vec![b"live one".to_vec(), b"live two".to_vec()])
+            .unwrap(),
+        302
+    );
+    b.wait_complete(&key, 302, Duration::from_secs(10))
+        .await
+        .unwrap();
+    assert_eq!(b.store().get(&key, 301).unwrap().unwrap(), b"live two");
+    let (mut connects, mut closes) = (0, 0);
+    while let Ok(e) = b_events.try_recv() {
+        match e {
+            hypercore_peer::PeerEvent::Connected { .. } => connects += 1,
+            hypercore_peer::PeerEvent::Closed(_) => closes += 1,
+            _ => {}
+        }
+    }
+    assert_eq!(
+        (connects, closes),
+        (1, 0),
+        "one connection throughout, live update included"
+    );
+    ha.abort();
+    hb.abort();
+}
+
+/// A core that answers requests with forged block bytes.
+struct Forger(EngineCore);
+
+impl CoreStore for Forger {
+    fn info(&self) -> CoreInfo {
+        self.0.info()
+    }
+    fn has(&self, index: u64) -> bool {
+        self.0.has(index)
+    }
+    fn proof_for(&mut self, request: &Request) -> Result<Option<Data>, StoreError> {
+        let mut d = self.0.proof_for(request)?;
+        if let Some(b) = d.as_mut().and_then(|d| d.block.as_mut()) {
+            if let Some(x) = b.value.first_mut() {
+                *x ^= 1;
+            }
+        }
+        Ok(d)
+    }
+    fn apply(&mut self, data: &Data) -> Result<Applied, StoreError> {
+        self.0.apply(data)
+    }
+}
+
+/// Runs a bare session (the hostile side) over `io` until it ends.
+async fn hostile_side(
+    io: FramedIo<DuplexStream>,
+    hh: Vec<u8>,
+    store: Box<dyn CoreStore + Send>,
+    key: [u8; 32],
+) {
+    use hypercore_peer::FrameIo;
+    let mut s = Session::new(SessionConfig {
+        is_initiator: io.info().is_initiator,
+        handshake_hash: hh,
+        limits: Limits::default(),
+    })
+    .unwrap();
+    s.add_core(key, store, CoreOptions { download: false })
+        .unwrap();
+    loop {
+        while let Some(f) = s.poll_transmit() {
+            if io.send(f).await.is_err() {
+                return;
+            }
+        }
+        match io.recv().await {
+            Ok(f) => {
+                if s.handle_frame(&f).is_err() {
+                    return;
+                }
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn forged_proofs_and_bad_capabilities_are_closed_and_a_good_peer_still_serves() {
+    let (a_dir, v_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_store, key) = writer(a_dir.path(), 40);
+    let victim = Peer::new(Store::open(v_dir.path()).unwrap(), config());
+    victim.add_core(key, true).unwrap();
+
+    // 1. forged block bytes: closed as hostile, nothing stored
+    let (x, y) = pipe(1);
+    let forger = Box::new(Forger(EngineCore::new(a_store.clone(), key)));
+    let h = tokio::spawn(hostile_side(x, vec![1; 64], forger, key));
+    let end = tokio::time::timeout(Duration::from_secs(20), victim.run(y))
+        .await
+        .unwrap();
+    assert!(end.hostile, "{end:?}");
+    assert!(end.reason.contains("invalid proof"), "{end:?}");
+    let info = victim.store().info(&key).unwrap();
+    assert_eq!(
+        info.held_blocks, 0,
+        "nothing of the forger's stored: {info:?}"
+    );
+    h.abort();
+
+    // 2. a capability made for another connection: closed as hostile
+    let (x, y) = pipe(2);
+    let honest = Box::new(EngineCore::new(a_store.clone(), key));
+    let h = tokio::spawn(hostile_side(x, vec![3; 64], honest, key));
+    let end = tokio::time::timeout(Duration::from_secs(20), victim.run(y))
+        .await
+        .unwrap();
+    assert!(end.hostile, "{end:?}");
+    assert!(end.reason.contains("bad capability"), "{end:?}");
+    assert_eq!(victim.store().info(&key).unwrap().held_blocks, 0);
+    h.abort();
+
+    // 3. a forger and a good peer at once: the good one delivers everything
+    let good = Peer::new(a_store.clone(), config());
+    good.add_core(key, false).unwrap();
+    let (x1, y1) = pipe(4);
+    let forger = Box::new(Forger(EngineCore::new(a_store.clone(), key)));
+    let h1 = tokio::spawn(hostile_side(x1, vec![4; 64], forger, key));
+    let bad_conn = victim.spawn(y1);
+    let (x2, y2) = pipe(5);
+    let g = good.spawn(x2);
+    let v = victim.spawn(y2);
+    victim
+        .wait_complete(&key, 40, Duration::from_secs(30))
+        .await
+        .unwrap();
+    for i in 0..40 {
+        assert_eq!(
+            victim.store().get(&key, i).unwrap(),
+            a_store.get(&key, i).unwrap()
+        );
+    }
+    let bad_end = tokio::time::timeout(Duration::from_secs(20), bad_conn)
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(bad_end.hostile, "{bad_end:?}");
+    h1.abort();
+    g.abort();
+    v.abort();
+}
