@@ -121,7 +121,11 @@ async fn add_site(pair: &Pair, name: &str, alias: &str, files: &[(&str, &str)]) 
         })
         .await
         .unwrap();
-    let url = format!("{}/{}/index.html", http_base(&pair.mirror), site.key.to_hex());
+    let url = format!(
+        "{}/{}/index.html",
+        http_base(&pair.mirror),
+        site.key.to_hex()
+    );
     wait_until(&format!("{alias} to be served"), || {
         let url = url.clone();
         async move { (http_get(&url).await.0 == 200).then_some(()) }
@@ -132,7 +136,9 @@ async fn add_site(pair: &Pair, name: &str, alias: &str, files: &[(&str, &str)]) 
 
 fn result_lines(dom: &str) -> Vec<String> {
     let start = dom.find("<pre id=\"result\">").map(|i| i + 17);
-    let body = start.and_then(|s| dom[s..].split("</pre>").next()).unwrap_or("");
+    let body = start
+        .and_then(|s| dom[s..].split("</pre>").next())
+        .unwrap_or("");
     body.lines().map(str::to_string).collect()
 }
 
@@ -174,7 +180,10 @@ async fn sites_cannot_read_each_other_or_the_status_and_the_status_page_renders(
     let dom = run_chromium(&bin, &format!("{base}/"), &["--dump-dom".into()]).await;
     assert!(dom.contains("<h1>dat-mirror</h1>"), "{dom}");
     for alias in ["blog", "notes"] {
-        assert!(dom.contains(&format!(">{alias}</a>")), "{alias} listed: {dom}");
+        assert!(
+            dom.contains(&format!(">{alias}</a>")),
+            "{alias} listed: {dom}"
+        );
     }
     assert!(dom.contains("mirrored v"), "{dom}");
     let shot_dir = tempfile::tempdir().unwrap();

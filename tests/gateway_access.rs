@@ -33,7 +33,11 @@ async fn mirrored() -> (Pair, Key) {
         })
         .await
         .unwrap();
-    let url = format!("{}/{}/index.html", http_base(&pair.mirror), site.key.to_hex());
+    let url = format!(
+        "{}/{}/index.html",
+        http_base(&pair.mirror),
+        site.key.to_hex()
+    );
     wait_until("the site to be served", || {
         let url = url.clone();
         async move { (http_get(&url).await.0 == 200).then_some(()) }
@@ -82,34 +86,106 @@ async fn site_and_status_responses_carry_isolation_headers() {
 
     for (what, url, host, status, site_content, sandboxed) in [
         ("status page", format!("{base}/"), None, 200, false, false),
-        ("status JSON", format!("{base}/.well-known/dat-mirror"), None, 200, false, false),
-        ("metrics", format!("{base}/metrics"), None, 200, false, false),
-        ("unknown path", format!("{base}/favicon.ico"), None, 404, false, false),
-        ("path-routed file", format!("{base}/{hex}/index.html"), None, 200, true, true),
-        ("path-routed 404", format!("{base}/{hex}/nope.html"), None, 404, true, true),
-        ("virtual host", format!("{base}/css/site.css"), Some(vhost.as_str()), 200, true, false),
-        ("alias", format!("{base}/"), Some("blog.pi.test"), 200, true, false),
+        (
+            "status JSON",
+            format!("{base}/.well-known/dat-mirror"),
+            None,
+            200,
+            false,
+            false,
+        ),
+        (
+            "metrics",
+            format!("{base}/metrics"),
+            None,
+            200,
+            false,
+            false,
+        ),
+        (
+            "unknown path",
+            format!("{base}/favicon.ico"),
+            None,
+            404,
+            false,
+            false,
+        ),
+        (
+            "path-routed file",
+            format!("{base}/{hex}/index.html"),
+            None,
+            200,
+            true,
+            true,
+        ),
+        (
+            "path-routed 404",
+            format!("{base}/{hex}/nope.html"),
+            None,
+            404,
+            true,
+            true,
+        ),
+        (
+            "virtual host",
+            format!("{base}/css/site.css"),
+            Some(vhost.as_str()),
+            200,
+            true,
+            false,
+        ),
+        (
+            "alias",
+            format!("{base}/"),
+            Some("blog.pi.test"),
+            200,
+            true,
+            false,
+        ),
     ] {
         let r = get(&url, host).await;
         assert_eq!(r.status().as_u16(), status, "{what}");
-        assert_eq!(header(&r, "x-content-type-options"), Some("nosniff"), "{what}");
+        assert_eq!(
+            header(&r, "x-content-type-options"),
+            Some("nosniff"),
+            "{what}"
+        );
         let acao = header(&r, "access-control-allow-origin");
         assert_eq!(acao, site_content.then_some("*"), "{what}: CORS");
         let csp = header(&r, "content-security-policy");
         if sandboxed {
             assert_eq!(csp, Some(PATH_FORM_CSP), "{what}");
         } else if site_content {
-            assert_eq!(csp, None, "{what}: a site on its own origin is not sandboxed");
+            assert_eq!(
+                csp, None,
+                "{what}: a site on its own origin is not sandboxed"
+            );
         }
         if !site_content && status == 200 {
-            assert!(csp.is_some_and(|c| c.contains("frame-ancestors 'none'")), "{what}");
+            assert!(
+                csp.is_some_and(|c| c.contains("frame-ancestors 'none'")),
+                "{what}"
+            );
             assert_eq!(header(&r, "referrer-policy"), Some("no-referrer"), "{what}");
         }
     }
-    let metrics = get(&format!("{base}/metrics"), None).await.text().await.unwrap();
-    assert!(metrics.contains("dat_mirror_sites{state=\"mirrored\"} 1"), "{metrics}");
-    assert!(metrics.contains("# TYPE dat_mirror_http_responses_total counter"), "{metrics}");
-    assert!(metrics.contains("dat_mirror_http_responses_total{code=\"2xx\"}"), "{metrics}");
+    let metrics = get(&format!("{base}/metrics"), None)
+        .await
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        metrics.contains("dat_mirror_sites{state=\"mirrored\"} 1"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("# TYPE dat_mirror_http_responses_total counter"),
+        "{metrics}"
+    );
+    assert!(
+        metrics.contains("dat_mirror_http_responses_total{code=\"2xx\"}"),
+        "{metrics}"
+    );
 
     // The open redirect: `//about` names the folder /about, never the host `about`.
     for host in [vhost.as_str(), "blog.pi.test"] {
@@ -141,7 +217,10 @@ async fn a_base_host_gives_every_site_its_own_origin() {
     let z = key.to_z32();
     let own = format!("{z}.pi.test:{port}");
     for (path, to) in [
-        (format!("/{}/about/?version=2", key.to_hex()), "/about/?version=2"),
+        (
+            format!("/{}/about/?version=2", key.to_hex()),
+            "/about/?version=2",
+        ),
         (format!("/{z}/a%20b.html"), "/a%20b.html"),
         (format!("/{z}"), "/"),
     ] {
@@ -162,7 +241,10 @@ async fn a_base_host_gives_every_site_its_own_origin() {
     assert_eq!(r.status().as_u16(), 200);
     let page = r.text().await.unwrap();
     assert!(page.contains("<h1>dat-mirror</h1>"), "{page}");
-    assert!(page.contains(&format!("http://{own}/")), "site links use the site's origin");
+    assert!(
+        page.contains(&format!("http://{own}/")),
+        "site links use the site's origin"
+    );
     pair.laptop.shutdown().await;
     pair.mirror.shutdown().await;
 }
@@ -209,7 +291,9 @@ async fn status_pages_are_for_the_mirrors_host_and_the_owners_link() {
         for page in pages {
             let from_host = status_in(&net.a, addr, page).await.0;
             let from_afar = status_in(&net.b, addr, page).await;
-            let with_link = status_in(&net.b, addr, &format!("{page}?token={t}")).await.0;
+            let with_link = status_in(&net.b, addr, &format!("{page}?token={t}"))
+                .await
+                .0;
             let wrong_link = status_in(&net.b, addr, &format!("{page}?token={}", "0".repeat(32)))
                 .await
                 .0;
@@ -218,12 +302,18 @@ async fn status_pages_are_for_the_mirrors_host_and_the_owners_link() {
                 StatusAccess::Public => (200, 200, 200),
                 StatusAccess::Off => (404, 404, 404),
             };
-            assert_eq!(from_host, host, "{mode}: {page} from the mirror's own address");
+            assert_eq!(
+                from_host, host,
+                "{mode}: {page} from the mirror's own address"
+            );
             assert_eq!(from_afar.0, afar, "{mode}: {page} from another machine");
             assert_eq!(with_link, link, "{mode}: {page} with the secret link");
             assert_eq!(wrong_link, afar, "{mode}: {page} with a wrong token");
             if from_afar.0 == 404 {
-                assert_eq!(from_afar.1, unknown.1, "a hidden page looks like an unknown path");
+                assert_eq!(
+                    from_afar.1, unknown.1,
+                    "a hidden page looks like an unknown path"
+                );
             }
         }
         // Sites are served to everyone, whatever the mode.

@@ -481,7 +481,10 @@ async fn stalled_readers_do_not_starve_the_gateway() {
         held.len(),
         started.elapsed()
     );
-    assert!(held.len() > MAX_CONNECTIONS, "the attack must exceed the cap");
+    assert!(
+        held.len() > MAX_CONNECTIONS,
+        "the attack must exceed the cap"
+    );
     // Let the server take them all and fill their windows.
     tokio::time::sleep(Duration::from_millis(500)).await;
 
@@ -492,7 +495,10 @@ async fn stalled_readers_do_not_starve_the_gateway() {
     let (status, _, body) = served.expect("a normal client was not served within 20 s");
     assert_eq!(status, 200);
     assert_eq!(body.len(), BIG);
-    eprintln!("with {} stalled readers held, a normal client got 4 MiB in {took:?}", held.len());
+    eprintln!(
+        "with {} stalled readers held, a normal client got 4 MiB in {took:?}",
+        held.len()
+    );
     assert!(
         took < Duration::from_secs(10),
         "a normal client took {took:?} to be served"
@@ -554,7 +560,10 @@ async fn a_reader_that_stops_is_cut_off_at_the_write_deadline() {
     })
     .await;
     assert!(ended.is_ok(), "the stalled connection was never closed");
-    assert!(got < BIG, "the whole file arrived: the connection was not cut");
+    assert!(
+        got < BIG,
+        "the whole file arrived: the connection was not cut"
+    );
     eprintln!("a reader that stopped got {got} bytes before the cut");
     // A normal reader of the same file, on the same gateway, gets all of it.
     let (status, _, body) = http_get(&format!("http://{addr}/{}/data/big.bin", key.to_hex())).await;
