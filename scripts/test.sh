@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Runs every test: unit tests, and integration tests that mount real FUSE folders and open
 # real connections on loopback. Installs what the tests need (fuse3, systemd's
-# systemd-analyze, node/npm packages) when run as root.
+# systemd-analyze, chromium, node/npm packages) when run as root.
 # With CI=true, tests that need FUSE fail instead of skipping when it is unavailable.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -17,6 +17,8 @@ command -v ip >/dev/null || pkgs+=(iproute2)
 command -v iptables >/dev/null || pkgs+=(iptables)
 command -v nsenter >/dev/null || pkgs+=(util-linux)
 command -v modprobe >/dev/null || pkgs+=(kmod)
+# headless Chromium for tests/browser.rs (origin isolation, the status page's screenshot)
+command -v chromium >/dev/null || pkgs+=(chromium)
 if ((${#pkgs[@]})) && [[ $(id -u) -eq 0 ]] && command -v apt-get >/dev/null; then
   echo "==> installing ${pkgs[*]}"
   apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${pkgs[@]}" >/dev/null

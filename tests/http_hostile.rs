@@ -2,8 +2,11 @@
 //! one byte at a time), idle connections up to and beyond the connection cap (with the
 //! attacker reconnecting as fast as it is shed), a body on GET, a 10 MB header line and
 //! pipelined garbage. In every case a normal client still gets its page, the hostile
-//! connections end in a clean 4xx or a close, and the server keeps serving. Every wait is
-//! bounded by `TIMEOUT` (a hang guard, never an assertion about speed).
+//! connections end in a clean 4xx or a close, and the server keeps serving. Slow readers:
+//! 1,100 clients that request a multi-MiB file with a tiny receive window and never read,
+//! and one reader that stops, cut off at the write deadline. Every wait is bounded by
+//! `TIMEOUT` (a hang guard); the one assertion about speed is the brief's "a normal client is
+//! served within seconds" while 1,100 stalled readers hold on.
 
 mod common;
 
@@ -14,6 +17,8 @@ use std::time::{Duration, Instant};
 
 use common::*;
 use dat_mirror::mirror::http::{HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_HEAD_BYTES};
+use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 
@@ -200,9 +205,9 @@ async fn slowloris_does_not_block_normal_clients_and_is_cut_off() {
     normal_page(addr).await;
 }
 
-/// (b) Idle connections filling every slot and 100 more waiting behind them, with the
-/// attacker opening a new idle connection each time one is shed. A normal client is still
-/// served (idle connections time out, and the accept queue is first come, first served),
+/// (b) Idle connections (from five addresses) filling every slot and 100 more beyond them,
+/// with the attacker opening a new idle connection each time one is shed. A normal client is still
+/// served (at the cap the stalest connection is shed to make room, and idle ones time out),
 /// and the server closes the idle connections it accepted.
 ///
 /// The connections are opened in small batches: a burst of a thousand connects overflows
@@ -223,10 +228,13 @@ async fn idle_connections_beyond_the_cap_do_not_starve_normal_clients() {
         for _ in 0..BATCH {
             let (opened, shed, silent, stop) =
                 (opened.clone(), shed.clone(), silent.clone(), stop.clone());
+            let n = attackers.len();
             attackers.push(tokio::spawn(async move {
                 // An idle connection; when the server sheds it, open another (at most 3).
+                // From five loopback addresses: one address may hold only its share.
+                let from = std::net::Ipv4Addr::new(127, 0, 0, 2 + (n % 5) as u8);
                 for _ in 0..3 {
-                    let Ok(mut s) = TcpStream::connect(addr).await else {
+                    let Ok(mut s) = connect_from(from, addr).await else {
                         tokio::time::sleep(Duration::from_millis(50)).await;
                         continue;
                     };
@@ -387,4 +395,175 @@ async fn malformed_requests_get_4xx_or_a_close() {
         vec![200],
         "a head under the limit is served"
     );
+}
+
+/// A mirror holding a complete site with a `big`-byte file at `/data/big.bin`.
+async fn mirror_with_big_file(big: usize) -> (Pair, Key) {
+    raise_fd_limit(4 * MAX_CONNECTIONS as u64 + 1024);
+    let pair = Pair::start().await;
+    make_site(&pair.site_dir, big);
+    let site = publish(&pair.laptop, &pair.site_dir, None).await;
+    pair.laptop
+        .inner
+        .append(Command::Mirror {
+            key: site.key,
+            alias: None,
+        })
+        .await
+        .unwrap();
+    let url = format!(
+        "{}/{}/data/big.bin",
+        http_base(&pair.mirror),
+        site.key.to_hex()
+    );
+    wait_until("the big file to be served", || {
+        let url = url.clone();
+        async move {
+            let (status, _, body) = http_get(&url).await;
+            (status == 200 && body.len() == big).then_some(())
+        }
+    })
+    .await;
+    (pair, site.key)
+}
+
+/// A connection from the loopback address `from`.
+async fn connect_from(from: std::net::Ipv4Addr, to: SocketAddr) -> std::io::Result<TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.bind(SocketAddr::new(from.into(), 0))?;
+    sock.connect(to).await
+}
+
+/// A client bound to `from` with a tiny receive buffer that sends `request` and then never
+/// reads. The stream is returned so the caller keeps it open.
+async fn stalled_reader(
+    from: std::net::Ipv4Addr,
+    to: SocketAddr,
+    request: &[u8],
+) -> std::io::Result<TcpStream> {
+    let sock = tokio::net::TcpSocket::new_v4()?;
+    sock.set_recv_buffer_size(1024)?; // the kernel rounds it up to its minimum (~2 KiB)
+    sock.bind(SocketAddr::new(from.into(), 0))?;
+    let mut s = sock.connect(to).await?;
+    s.write_all(request).await?;
+    Ok(s)
+}
+
+/// Item 10: 1,100 clients (from five addresses, 220 each) request a 4 MiB file with a tiny
+/// receive window and never read. The gateway must not stop accepting: a normal client gets
+/// the whole file within seconds, and the gateway holds no more than its cap.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn stalled_readers_do_not_starve_the_gateway() {
+    const STALLED: usize = 1100;
+    const BIG: usize = 4 << 20;
+    let (pair, key) = mirror_with_big_file(BIG).await;
+    let addr = pair.mirror.http.unwrap();
+    let request = format!(
+        "GET /{}/data/big.bin HTTP/1.1\r\nHost: pi.local\r\n\r\n",
+        key.to_hex()
+    );
+    let started = Instant::now();
+    let mut held = Vec::new();
+    for batch in 0..STALLED / 50 {
+        let conns = (0..50).map(|i| {
+            let from = std::net::Ipv4Addr::new(127, 0, 0, 2 + ((batch * 50 + i) % 5) as u8);
+            stalled_reader(from, addr, request.as_bytes())
+        });
+        // A connection the kernel dropped from a full queue is the client's loss only.
+        held.extend(futures::future::join_all(conns).await.into_iter().flatten());
+    }
+    eprintln!(
+        "{} of {STALLED} stalled readers connected and sent their request in {:?}",
+        held.len(),
+        started.elapsed()
+    );
+    assert!(
+        held.len() > MAX_CONNECTIONS,
+        "the attack must exceed the cap"
+    );
+    // Let the server take them all and fill their windows.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+
+    let url = format!("http://{addr}/{}/data/big.bin", key.to_hex());
+    let t = Instant::now();
+    let served = tokio::time::timeout(Duration::from_secs(20), http_get(&url)).await;
+    let took = t.elapsed();
+    let (status, _, body) = served.expect("a normal client was not served within 20 s");
+    assert_eq!(status, 200);
+    assert_eq!(body.len(), BIG);
+    eprintln!(
+        "with {} stalled readers held, a normal client got 4 MiB in {took:?}",
+        held.len()
+    );
+    assert!(
+        took < Duration::from_secs(10),
+        "a normal client took {took:?} to be served"
+    );
+    let metrics = http_get(&format!("http://{addr}/metrics")).await.2;
+    let metrics = String::from_utf8_lossy(&metrics);
+    let open: usize = metrics
+        .lines()
+        .find_map(|l| l.strip_prefix("dat_mirror_http_connections_open "))
+        .and_then(|v| v.parse().ok())
+        .expect("metrics name the open connections");
+    assert!(open <= MAX_CONNECTIONS, "{open} connections open");
+    for l in metrics.lines().filter(|l| l.contains("shed_total{")) {
+        eprintln!("{l}");
+    }
+    drop(held);
+    pair.laptop.shutdown().await;
+    pair.mirror.shutdown().await;
+}
+
+/// Item 10: a reader that stops mid-file is cut off at the write deadline (and its unsent
+/// bytes dropped), while a reader that keeps going is not.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reader_that_stops_is_cut_off_at_the_write_deadline() {
+    use dat_mirror::mirror::http::{self, GatewayConfig, Limits};
+    const BIG: usize = 4 << 20;
+    let (pair, key) = mirror_with_big_file(BIG).await;
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let write_timeout = Duration::from_secs(1);
+    let _gw = tokio::spawn(http::serve(
+        pair.mirror.inner.clone(),
+        listener,
+        GatewayConfig {
+            limits: Limits {
+                write_timeout,
+                ..Limits::default()
+            },
+            ..GatewayConfig::default()
+        },
+    ));
+    let request = format!(
+        "GET /{}/data/big.bin HTTP/1.1\r\nHost: pi.local\r\n\r\n",
+        key.to_hex()
+    );
+    let mut s = stalled_reader(std::net::Ipv4Addr::LOCALHOST, addr, request.as_bytes())
+        .await
+        .unwrap();
+    tokio::time::sleep(write_timeout * 4).await;
+    let mut got = 0usize;
+    let mut buf = vec![0u8; 64 * 1024];
+    let ended = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match s.read(&mut buf).await {
+                Ok(0) | Err(_) => return,
+                Ok(n) => got += n,
+            }
+        }
+    })
+    .await;
+    assert!(ended.is_ok(), "the stalled connection was never closed");
+    assert!(
+        got < BIG,
+        "the whole file arrived: the connection was not cut"
+    );
+    eprintln!("a reader that stopped got {got} bytes before the cut");
+    // A normal reader of the same file, on the same gateway, gets all of it.
+    let (status, _, body) = http_get(&format!("http://{addr}/{}/data/big.bin", key.to_hex())).await;
+    assert_eq!((status, body.len()), (200, BIG));
+    pair.laptop.shutdown().await;
+    pair.mirror.shutdown().await;
 }

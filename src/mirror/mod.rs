@@ -239,10 +239,12 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
 
     let mut tasks = Vec::new();
     if let Some(listener) = http_listener {
+        // [serve] status / base_host are wired here by the settings work (defaults for now).
+        let gateway = http::GatewayConfig::with_token_in(&config.data)?;
         let inner2 = inner.clone();
-        tasks.push(tokio::spawn(
-            async move { http::serve(inner2, listener).await },
-        ));
+        tasks.push(tokio::spawn(async move {
+            http::serve(inner2, listener, gateway).await
+        }));
     }
 
     // Replay what was already acknowledged (of unpaired laptops' logs too), then follow

@@ -5,41 +5,79 @@
 //! `fallback_page` (a custom 404 page) and `spa` (unknown extension-less paths serve the
 //! fallback page, or `/index.html`, with 200 — for single-page apps).
 //!
-//! The server is hyper's, with limits so slow or idle clients cannot starve others: a
-//! header read timeout, a cap on header size, and a cap on concurrent connections.
+//! This file owns the listener and connections, the routing of the gateway's own paths and
+//! the headers every response gets:
+//! - the mirror's own pages (`/`, `/.well-known/dat-mirror`, `/metrics`) follow
+//!   [`GatewayConfig::status`] and the owner's secret link ([`access`]);
+//! - origin isolation: with a [`GatewayConfig::base_host`], `/<key>/…` redirects to the
+//!   site's own origin `<z32-key>.<host>`; without one, path-routed sites are sandboxed
+//!   (`Content-Security-Policy: sandbox …`, no same-origin). Site responses carry
+//!   `Access-Control-Allow-Origin: *` (the gateway's own pages never do), every response
+//!   `X-Content-Type-Options: nosniff`, and local redirects never leave the host;
+//! - connection limits ([`limits`]): header, write-progress and idle deadlines, a per-address
+//!   cap, and shedding of the stalest connection instead of blocking `accept()`.
 
+pub mod access;
 mod files;
-mod pages;
+pub mod limits;
+pub mod metrics;
+pub(crate) mod pages;
 pub mod request;
 
 use std::collections::HashMap;
+use std::convert::Infallible;
+use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue, Method, Request, StatusCode};
 use axum::response::{IntoResponse, Response};
-use axum::Router;
 use hyper_util::rt::{TokioIo, TokioTimer};
-use hyper_util::service::TowerToHyperService;
 use serde::Deserialize;
-use tokio::sync::Semaphore;
 
 use super::MirrorInner;
 use crate::drive::{self, BlockSource, DriveError, Entry};
 use crate::model::keys::Key;
 use crate::store::CoreReader;
+use access::{StatusAccess, StatusToken};
 use files::{reply, unavailable, FileReply};
-use request::{clean_path, parse_target, site_for_host, version_param, Target};
+pub use limits::{Limits, HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_PER_ADDRESS};
+use metrics::HttpCounters;
+use request::{clean_path, parse_target, site_for_host, version_param, BaseHost, Target};
 
-/// Most connections served at once; more wait in the kernel's accept queue.
-pub const MAX_CONNECTIONS: usize = 1024;
-/// A client must send a request's headers within this long.
-pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// Largest request head (request line + headers) accepted.
 pub const MAX_HEAD_BYTES: usize = 32 * 1024;
 /// Largest `/dat.json` read.
 const MAX_SITE_CONFIG: u64 = 64 * 1024;
+/// The sandbox a path-routed site runs in: scripts, forms and popups, but an opaque origin,
+/// so it can read neither other sites nor the mirror's pages.
+pub const PATH_FORM_CSP: &str = "sandbox allow-scripts allow-forms allow-popups";
+/// The mirror's own pages: no scripts, no framing, nothing loaded from elsewhere.
+const STATUS_CSP: &str =
+    "default-src 'none'; style-src 'unsafe-inline'; frame-ancestors 'none'; base-uri 'none'; form-action 'none'";
+
+/// How the gateway behaves (the settings of `[serve]` that concern HTTP).
+#[derive(Debug, Clone, Default)]
+pub struct GatewayConfig {
+    /// `[serve] status`: who sees `/`, `/.well-known/dat-mirror` and `/metrics`.
+    pub status: StatusAccess,
+    /// The owner's secret link (`?token=…`); `None`: no link.
+    pub status_token: Option<StatusToken>,
+    /// `[serve] base_host`: give each site its own origin `<z32-key>.<base_host>`.
+    pub base_host: Option<BaseHost>,
+    pub limits: Limits,
+}
+
+impl GatewayConfig {
+    /// The defaults, with the secret link's token kept in the data folder `data`.
+    pub fn with_token_in(data: &std::path::Path) -> Result<GatewayConfig, access::TokenError> {
+        Ok(GatewayConfig {
+            status_token: Some(StatusToken::load_or_create(data)?),
+            ..GatewayConfig::default()
+        })
+    }
+}
 
 /// Per-site settings from the site's own `/dat.json`.
 #[derive(Debug, Clone, Default, Deserialize, PartialEq, Eq)]
@@ -55,47 +93,110 @@ pub struct SiteConfig {
 struct Gateway {
     mirror: Arc<MirrorInner>,
     configs: Mutex<HashMap<(Key, u64), SiteConfig>>,
+    config: GatewayConfig,
+    counters: Arc<HttpCounters>,
 }
 
-/// Serves HTTP on `listener` until the task is aborted.
-pub async fn serve(mirror: Arc<MirrorInner>, listener: tokio::net::TcpListener) {
+/// The two ends of one connection.
+#[derive(Debug, Clone, Copy)]
+struct Conn {
+    peer: SocketAddr,
+    local: SocketAddr,
+}
+
+/// Serves HTTP on `listener` until the task is aborted (which also closes its connections).
+pub async fn serve(
+    mirror: Arc<MirrorInner>,
+    listener: tokio::net::TcpListener,
+    config: GatewayConfig,
+) {
+    announce(&listener, &config);
+    let counters = Arc::new(HttpCounters::default());
+    let registry = limits::Registry::new(config.limits.clone(), counters.clone());
     let gateway = Arc::new(Gateway {
         mirror,
         configs: Mutex::new(HashMap::new()),
+        config,
+        counters: counters.clone(),
     });
-    let app = Router::new().fallback(move |req: Request<Body>| {
-        let gw = gateway.clone();
-        async move { handle(gw, req).await }
-    });
-    let slots = Arc::new(Semaphore::new(MAX_CONNECTIONS));
+    let stop = tokio_util::sync::CancellationToken::new();
+    let _stop_on_drop = stop.clone().drop_guard();
+    tokio::spawn(registry.clone().sweep_until(stop.clone()));
     loop {
-        let permit = match slots.clone().acquire_owned().await {
-            Ok(p) => p,
-            Err(_) => return,
-        };
-        let (stream, _) = match listener.accept().await {
+        let (stream, peer) = match listener.accept().await {
             Ok(s) => s,
             Err(e) => {
+                // Out of file descriptors, usually: wait for connections to end.
                 tracing::warn!("HTTP accept failed: {e}");
                 tokio::time::sleep(Duration::from_millis(100)).await;
                 continue;
             }
         };
+        let Ok(local) = stream.local_addr() else {
+            continue;
+        };
         // Headers and body go out in separate writes: without NODELAY, Nagle's algorithm
         // and delayed ACKs add ~40 ms to every small response.
         let _ = stream.set_nodelay(true);
-        let service = TowerToHyperService::new(app.clone());
+        let fd = std::os::fd::AsRawFd::as_raw_fd(&stream);
+        let admitted = registry.admit(peer.ip());
+        let conn = Conn { peer, local };
+        let gw = gateway.clone();
+        let limits = registry.limits().clone();
+        let counters = counters.clone();
+        let stop = stop.clone();
         tokio::spawn(async move {
-            let conn = hyper::server::conn::http1::Builder::new()
+            let limits::Admitted {
+                progress,
+                cancel,
+                guard: _registered,
+            } = admitted;
+            let service = hyper::service::service_fn(move |req| {
+                let gw = gw.clone();
+                async move { Ok::<_, Infallible>(handle(gw, req, conn).await) }
+            });
+            let io = limits::Tracked::new(stream, progress, counters);
+            let served = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(limits.header_timeout)
                 .max_buf_size(MAX_HEAD_BYTES)
-                .serve_connection(TokioIo::new(stream), service);
-            if let Err(e) = conn.await {
-                tracing::debug!("HTTP connection ended: {e}");
+                .serve_connection(TokioIo::new(io), service);
+            let mut served = std::pin::pin!(served);
+            tokio::select! {
+                r = served.as_mut() => {
+                    if let Err(e) = r {
+                        tracing::debug!("HTTP connection ended: {e}");
+                    }
+                }
+                _ = cancel.cancelled() => {
+                    limits::reset_on_close(fd); // `served` still owns the socket here
+                    tracing::debug!(%peer, "HTTP connection shed");
+                }
+                _ = stop.cancelled() => {}
             }
-            drop(permit);
         });
+    }
+}
+
+/// Logs where the gateway listens, who sees the status pages, and the owner's secret link.
+fn announce(listener: &tokio::net::TcpListener, config: &GatewayConfig) {
+    let Ok(addr) = listener.local_addr() else {
+        return;
+    };
+    let host = if addr.ip().is_unspecified() {
+        format!("<this machine>:{}", addr.port())
+    } else {
+        addr.to_string()
+    };
+    match (&config.status, &config.status_token) {
+        (StatusAccess::Local, Some(t)) => tracing::info!(
+            "status page: http://{host}/ from this machine; from elsewhere, the owner's secret \
+             link http://{host}/?{}={} (rotate it: delete {} in the data folder and restart)",
+            access::TOKEN_PARAM,
+            t.as_str(),
+            access::TOKEN_FILE
+        ),
+        (mode, _) => tracing::info!("status page: http://{host}/ (status = \"{mode}\")"),
     }
 }
 
@@ -108,9 +209,10 @@ fn text(status: StatusCode, body: impl Into<String>) -> Response {
     r
 }
 
+/// A 301 to `to`; a target on this host keeps a single leading slash (no open redirect).
 fn redirect(to: &str) -> Response {
     let mut r = StatusCode::MOVED_PERMANENTLY.into_response();
-    if let Ok(v) = HeaderValue::from_str(to) {
+    if let Ok(v) = HeaderValue::from_str(&request::local_location(to)) {
         r.headers_mut().insert(header::LOCATION, v);
     }
     r
@@ -132,26 +234,57 @@ fn drive_error(e: DriveError) -> Response {
     }
 }
 
-async fn handle(gw: Arc<Gateway>, req: Request<Body>) -> Response {
-    if req.method() != Method::GET && req.method() != Method::HEAD {
+async fn handle<B>(gw: Arc<Gateway>, req: Request<B>, conn: Conn) -> Response {
+    let mut response = if req.method() != Method::GET && req.method() != Method::HEAD {
         let mut r = text(
             StatusCode::METHOD_NOT_ALLOWED,
             "only GET and HEAD are supported\n",
         );
         r.headers_mut()
             .insert(header::ALLOW, HeaderValue::from_static("GET, HEAD"));
-        return r;
-    }
-    let head = req.method() == Method::HEAD;
-    let (parts, _body) = req.into_parts();
-    let mut response = route(&gw, &parts).await;
-    if head {
-        *response.body_mut() = Body::empty();
-    }
+        r
+    } else {
+        let head = req.method() == Method::HEAD;
+        let (parts, _body) = req.into_parts();
+        let mut r = route(&gw, &parts, conn).await;
+        if head {
+            *r.body_mut() = Body::empty();
+        }
+        r
+    };
+    response.headers_mut().insert(
+        header::X_CONTENT_TYPE_OPTIONS,
+        HeaderValue::from_static("nosniff"),
+    );
+    gw.counters.response(response.status().as_u16());
     response
 }
 
-async fn route(gw: &Gateway, req: &axum::http::request::Parts) -> Response {
+/// How a site response was reached, for its headers.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Origin {
+    /// `<key>.host`, an alias or a custom domain: the site has an origin of its own.
+    Own,
+    /// `/<key>/…` on the gateway's origin, shared with other sites and the mirror's pages.
+    Shared,
+}
+
+fn site_headers(mut r: Response, origin: Origin) -> Response {
+    let h = r.headers_mut();
+    h.insert(
+        header::ACCESS_CONTROL_ALLOW_ORIGIN,
+        HeaderValue::from_static("*"),
+    );
+    if origin == Origin::Shared {
+        h.insert(
+            header::CONTENT_SECURITY_POLICY,
+            HeaderValue::from_static(PATH_FORM_CSP),
+        );
+    }
+    r
+}
+
+async fn route(gw: &Gateway, req: &axum::http::request::Parts, conn: Conn) -> Response {
     let raw_path = req.uri.path();
     let query = req.uri.query();
     let version = match version_param(query) {
@@ -163,26 +296,88 @@ async fn route(gw: &Gateway, req: &axum::http::request::Parts) -> Response {
         .get(header::HOST)
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
+    let base = gw.config.base_host.as_ref();
     let domains = gw.mirror.domains();
-    if let Some(key) = site_for_host(host, &domains, |a| gw.mirror.site_by_alias(a)) {
-        return match clean_path(raw_path) {
+    let vhost = match base {
+        Some(b) if request::is_base_host(host, b) => None,
+        _ => site_for_host(host, &domains, |a| gw.mirror.site_by_alias(a)),
+    };
+    if let Some(key) = vhost {
+        let r = match clean_path(raw_path) {
             Ok(path) => serve_site(gw, key, &path, raw_path, version, &req.headers).await,
             Err(why) => text(StatusCode::BAD_REQUEST, format!("bad request: {why}\n")),
         };
+        return site_headers(r, Origin::Own);
     }
     match parse_target(raw_path) {
         Err(why) => text(StatusCode::BAD_REQUEST, format!("bad request: {why}\n")),
-        Ok(None) => text(StatusCode::NOT_FOUND, "no such site on this mirror\n"),
-        Ok(Some(Target::Root)) => pages::status_page(&gw.mirror),
-        Ok(Some(Target::WellKnown)) => pages::status_json(&gw.mirror),
-        Ok(Some(Target::SiteNoSlash(_))) => {
-            let q = query.map(|q| format!("?{q}")).unwrap_or_default();
-            redirect(&format!("{raw_path}/{q}"))
+        Ok(None) => not_found(),
+        Ok(Some(t @ (Target::Root | Target::WellKnown | Target::Metrics))) => {
+            own_page(gw, t, query, conn)
         }
-        Ok(Some(Target::Site(key, path))) => {
-            serve_site(gw, key, &path, raw_path, version, &req.headers).await
-        }
+        Ok(Some(Target::SiteNoSlash(key))) => match base {
+            Some(b) => redirect(&request::subdomain_url(b, &key, "/", query)),
+            None => {
+                let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+                redirect(&format!("{raw_path}/{q}"))
+            }
+        },
+        Ok(Some(Target::Site(key, path))) => match base {
+            Some(b) => redirect(&request::subdomain_url(b, &key, &path, query)),
+            None => site_headers(
+                serve_site(gw, key, &path, raw_path, version, &req.headers).await,
+                Origin::Shared,
+            ),
+        },
     }
+}
+
+fn not_found() -> Response {
+    text(StatusCode::NOT_FOUND, "no such site on this mirror\n")
+}
+
+/// `/`, `/.well-known/dat-mirror` or `/metrics`, if this client may see them; else the same
+/// 404 as any unknown path.
+fn own_page(gw: &Gateway, target: Target, query: Option<&str>, conn: Conn) -> Response {
+    let presented = access::token_param(query);
+    let token = gw.config.status_token.as_ref();
+    let local = access::is_local(conn.peer, conn.local);
+    if !access::may_see_status(gw.config.status, local, token, presented) {
+        return not_found();
+    }
+    // Carry a valid token on to the page's own links.
+    let token_query = match (token, presented) {
+        (Some(t), Some(p)) if t.matches(p) => {
+            Some(format!("{}={}", access::TOKEN_PARAM, t.as_str()))
+        }
+        _ => None,
+    };
+    let base = gw.config.base_host.as_ref();
+    let mut r = match target {
+        Target::Root => pages::status_page(&gw.mirror, base, token_query.as_deref()),
+        Target::WellKnown => pages::status_json(&gw.mirror, base),
+        _ => {
+            let mut r = metrics::render(&gw.mirror, &gw.counters).into_response();
+            r.headers_mut().insert(
+                header::CONTENT_TYPE,
+                HeaderValue::from_static("text/plain; version=0.0.4; charset=utf-8"),
+            );
+            r
+        }
+    };
+    let h = r.headers_mut();
+    h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-store"));
+    // The secret link must not leak to a site through Referer.
+    h.insert(
+        header::REFERRER_POLICY,
+        HeaderValue::from_static("no-referrer"),
+    );
+    h.insert(
+        header::CONTENT_SECURITY_POLICY,
+        HeaderValue::from_static(STATUS_CSP),
+    );
+    h.insert(header::X_FRAME_OPTIONS, HeaderValue::from_static("DENY"));
+    r
 }
 
 /// Resolves `path` in the site (index.html, listings, web_root, fallbacks) and answers.

@@ -1,12 +1,15 @@
 //! Generated pages: directory listings (HTML, or JSON when asked with
 //! `Accept: application/json`) and the mirror's status page at `/` (HTML, readable on a
-//! phone) with the same data as JSON at `/.well-known/dat-mirror`.
+//! phone) with the same data as JSON at `/.well-known/dat-mirror`. Who may see the status
+//! pages is decided before they are built (`access`); their headers are set by the router.
+//! Sums of author-controlled sizes saturate instead of overflowing.
 
 use axum::body::Body;
 use axum::http::{header, HeaderMap, HeaderValue};
 use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
+use super::request::{subdomain_url, BaseHost};
 use crate::drive::DirEntry;
 use crate::mirror::MirrorInner;
 use crate::model::view::{ago, human_bytes};
@@ -137,7 +140,8 @@ pub struct SiteStatus {
     pub url: String,
 }
 
-pub fn site_statuses(mirror: &MirrorInner) -> Vec<SiteStatus> {
+/// Every site of the mirror; links use the site's own origin when `base` is set.
+pub fn site_statuses(mirror: &MirrorInner, base: Option<&BaseHost>) -> Vec<SiteStatus> {
     mirror
         .sites()
         .into_iter()
@@ -156,20 +160,23 @@ pub fn site_statuses(mirror: &MirrorInner) -> Vec<SiteStatus> {
                     "syncing"
                 },
                 version: d.length,
-                blocks: d.held_blocks + b.held_blocks,
-                total_blocks: d.length + b.length,
-                bytes: d.held_bytes() + b.held_bytes(),
-                total_bytes: d.byte_length + b.byte_length,
+                blocks: d.held_blocks.saturating_add(b.held_blocks),
+                total_blocks: d.length.saturating_add(b.length),
+                bytes: d.held_bytes().saturating_add(b.held_bytes()),
+                total_bytes: d.byte_length.saturating_add(b.byte_length),
                 complete,
                 peers: mirror.node.peers_for(&s.key),
                 updated_ms: s.updated_ms,
-                url: format!("/{}/", s.key.to_hex()),
+                url: match base {
+                    Some(b) => subdomain_url(b, &s.key, "/", None),
+                    None => format!("/{}/", s.key.to_hex()),
+                },
             }
         })
         .collect()
 }
 
-pub fn status_json(mirror: &MirrorInner) -> Response {
+pub fn status_json(mirror: &MirrorInner, base: Option<&BaseHost>) -> Response {
     let body = serde_json::json!({
         "mirror": mirror.identity.key().to_hex(),
         "http": mirror.http_url,
@@ -178,17 +185,28 @@ pub fn status_json(mirror: &MirrorInner) -> Response {
             "online": mirror.node.is_connected(k),
             "last_seen_ms": mirror.node.last_seen(k),
         })).collect::<Vec<_>>(),
-        "sites": site_statuses(mirror),
+        "sites": site_statuses(mirror, base),
     });
-    let mut r = axum::Json(body).into_response();
-    r.headers_mut()
-        .insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
-    r
+    axum::Json(body).into_response()
 }
 
-pub fn status_page(mirror: &MirrorInner) -> Response {
+/// Percent of `total` that `part` is (0–100), without overflow for any sizes.
+pub fn percent(part: u64, total: u64) -> u64 {
+    if total == 0 {
+        return 0;
+    }
+    let p = u128::from(part.min(total)) * 100 / u128::from(total);
+    u64::try_from(p).unwrap_or(100)
+}
+
+/// The status page; `token_query` (`token=…`) is carried on to its own links.
+pub fn status_page(
+    mirror: &MirrorInner,
+    base: Option<&BaseHost>,
+    token_query: Option<&str>,
+) -> Response {
     let now = crate::util::clock::now_ms();
-    let sites = site_statuses(mirror);
+    let sites = site_statuses(mirror, base);
     let mut out = format!(
         "{HEAD}<title>dat-mirror</title><h1>dat-mirror</h1><p>mirror key <code>{}</code></p><h2>Sites ({})</h2>",
         mirror.identity.key(),
@@ -199,20 +217,21 @@ pub fn status_page(mirror: &MirrorInner) -> Response {
     } else {
         out.push_str("<table><tr><th>site<th>state<th>version<th>size<th>peers<th>last sync");
         for s in &sites {
-            let name = html_escape(s.alias.as_deref().unwrap_or(&s.key[..12]));
+            let short = s.key.get(..12).unwrap_or(&s.key);
+            let name = html_escape(s.alias.as_deref().unwrap_or(short));
             let state = match s.state {
                 "mirrored" => format!("<span class=ok>mirrored v{}</span>", s.version),
                 "syncing" if s.total_bytes > 0 => {
                     format!(
                         "<span class=busy>syncing {}%</span>",
-                        s.bytes * 100 / s.total_bytes
+                        percent(s.bytes, s.total_bytes)
                     )
                 }
                 other => format!("<span class=busy>{other}</span>"),
             };
             out.push_str(&format!(
                 "<tr><td><a href=\"{}\">{name}</a><br><code>{}</code><td>{state}<td>{}<td>{}<td>{}<td>{}",
-                s.url,
+                html_escape(&s.url),
                 s.key,
                 s.version,
                 human_bytes(s.bytes),
@@ -231,6 +250,25 @@ pub fn status_page(mirror: &MirrorInner) -> Response {
         };
         out.push_str(&format!("<li><code>{k}</code> — {online}"));
     }
-    out.push_str("</ul><p><a href=\"/.well-known/dat-mirror\">JSON</a></p>");
+    let q = token_query
+        .map(|q| format!("?{}", html_escape(q)))
+        .unwrap_or_default();
+    out.push_str(&format!(
+        "</ul><p><a href=\"/.well-known/dat-mirror{q}\">JSON</a> · <a href=\"/metrics{q}\">metrics</a></p>"
+    ));
     html(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn percent_saturates() {
+        assert_eq!(percent(0, 0), 0);
+        assert_eq!(percent(1, 2), 50);
+        assert_eq!(percent(u64::MAX, u64::MAX), 100);
+        assert_eq!(percent(u64::MAX / 2, u64::MAX), 49);
+        assert_eq!(percent(u64::MAX, 10), 100);
+    }
 }

@@ -1,6 +1,8 @@
 //! Pure request parsing for the gateway: which site and path a request names (by path,
 //! `<key>.<host>` / `<alias>.<host>` virtual host or a configured domain), `?version=N`, byte
-//! ranges, and conditional headers. No I/O, so every rule is unit-tested directly.
+//! ranges, conditional headers, and the gateway's redirect targets (the subdomain form of a
+//! path-routed site, local redirects that cannot leave the host). No I/O, so every rule is
+//! unit-tested directly.
 
 use std::collections::BTreeMap;
 use std::ops::Range;
@@ -19,6 +21,8 @@ pub enum Target {
     Root,
     /// `/.well-known/dat-mirror`: status JSON.
     WellKnown,
+    /// `/metrics`: Prometheus text.
+    Metrics,
     /// `/<key>` without the trailing slash (redirected).
     SiteNoSlash(Key),
     /// `/<key>/<path>`.
@@ -55,6 +59,9 @@ pub fn parse_target(raw: &str) -> Result<Option<Target>, &'static str> {
     if decoded == "/.well-known/dat-mirror" {
         return Ok(Some(Target::WellKnown));
     }
+    if decoded == "/metrics" {
+        return Ok(Some(Target::Metrics));
+    }
     let rest = &decoded[1..];
     let (first, path) = match rest.split_once('/') {
         Some((k, p)) => (k, Some(p)),
@@ -88,6 +95,112 @@ pub fn site_for_host(
         return None;
     }
     Key::parse(first).ok().or_else(|| alias(first))
+}
+
+/// Is the `Host` header the gateway's base host itself (any port)? Then it names the
+/// gateway, not a site, even if its first label looks like an alias.
+pub fn is_base_host(host: &str, base: &BaseHost) -> bool {
+    host_without_port(host)
+        .trim_end_matches('.')
+        .eq_ignore_ascii_case(&base.name)
+}
+
+/// `[serve] base_host`: the host name the gateway is reached by, under which every site gets
+/// its own origin `<z32-key>.<host>`. Written `host`, `host:port` or with `http://`/`https://`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BaseHost {
+    /// `http` or `https` (behind a TLS proxy).
+    pub scheme: &'static str,
+    /// Lower-case host name, no port.
+    pub name: String,
+    /// `:port`, or empty.
+    pub port: String,
+}
+
+/// A base host that is not a host name (with an optional scheme and port).
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{0:?} is not a base host: write a host name with an optional port, like \"pi.lan:8080\" or \"https://mirror.example.org\" (an IP address cannot have site subdomains)")]
+pub struct BadBaseHost(pub String);
+
+impl std::str::FromStr for BaseHost {
+    type Err = BadBaseHost;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let bad = || BadBaseHost(s.to_string());
+        let t = s.trim().trim_end_matches('/');
+        let (scheme, rest) = if let Some(r) = t.strip_prefix("https://") {
+            ("https", r)
+        } else if let Some(r) = t.strip_prefix("http://") {
+            ("http", r)
+        } else {
+            ("http", t)
+        };
+        let (name, port) = match rest.rsplit_once(':') {
+            Some((n, p)) if !p.is_empty() && p.parse::<u16>().is_ok() => (n, format!(":{p}")),
+            Some(_) => return Err(bad()),
+            None => (rest, String::new()),
+        };
+        let name = name.trim_end_matches('.').to_ascii_lowercase();
+        let valid = !name.is_empty()
+            && name.len() <= 253 - 53
+            && name.split('.').all(|l| {
+                !l.is_empty()
+                    && l.len() <= 63
+                    && !l.starts_with('-')
+                    && !l.ends_with('-')
+                    && l.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            })
+            && name.parse::<std::net::Ipv4Addr>().is_err();
+        if !valid {
+            return Err(bad());
+        }
+        Ok(BaseHost { scheme, name, port })
+    }
+}
+
+impl std::fmt::Display for BaseHost {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}://{}{}", self.scheme, self.name, self.port)
+    }
+}
+
+/// Characters escaped when a decoded path goes back into a URL.
+const PATH: &percent_encoding::AsciiSet = &percent_encoding::CONTROLS
+    .add(b' ')
+    .add(b'"')
+    .add(b'#')
+    .add(b'%')
+    .add(b'<')
+    .add(b'>')
+    .add(b'?')
+    .add(b'`')
+    .add(b'{')
+    .add(b'}');
+
+/// The site's own origin for a path-routed request: `/<key>/<path>?q` →
+/// `<scheme>://<z32-key>.<base><path>?q` (`path` decoded, as from [`parse_target`]).
+pub fn subdomain_url(base: &BaseHost, key: &Key, path: &str, query: Option<&str>) -> String {
+    let path: String = percent_encoding::utf8_percent_encode(path, PATH).collect();
+    let path = local_location(if path.is_empty() { "/" } else { &path });
+    let q = query.map(|q| format!("?{q}")).unwrap_or_default();
+    format!(
+        "{}://{}.{}{}{path}{q}",
+        base.scheme,
+        key.to_z32(),
+        base.name,
+        base.port
+    )
+}
+
+/// A redirect target on this host: leading slashes collapse to one, so a request for
+/// `//docs` is sent to `/docs/`, never to the host `docs` (`//docs/` is a network-path
+/// reference). Targets that do not start with `/` are returned as they are.
+pub fn local_location(to: &str) -> std::borrow::Cow<'_, str> {
+    if to.starts_with("//") || to.starts_with("/\\") {
+        let rest = to.trim_start_matches(['/', '\\']);
+        std::borrow::Cow::Owned(format!("/{rest}"))
+    } else {
+        std::borrow::Cow::Borrowed(to)
+    }
 }
 
 fn host_without_port(host: &str) -> &str {
@@ -249,6 +362,51 @@ mod tests {
         ] {
             assert_eq!(site_for_host(none, &domains, alias), None, "{none}");
         }
+    }
+
+    #[test]
+    fn base_hosts_and_subdomain_redirects() {
+        let b: BaseHost = "pi.lan:8080".parse().unwrap();
+        assert_eq!(b.to_string(), "http://pi.lan:8080");
+        let s: BaseHost = "https://Mirror.Example.org/".parse().unwrap();
+        assert_eq!(s.to_string(), "https://mirror.example.org");
+        for bad in [
+            "",
+            "pi.lan:x",
+            "http://",
+            "10.0.0.1:8080",
+            "[::1]:80",
+            "a b",
+            "-x.lan",
+        ] {
+            assert!(bad.parse::<BaseHost>().is_err(), "{bad}");
+        }
+        let k = Key([3; 32]);
+        let z = k.to_z32();
+        assert_eq!(
+            subdomain_url(&b, &k, "/a b/c#d.html", Some("version=2")),
+            format!("http://{z}.pi.lan:8080/a%20b/c%23d.html?version=2")
+        );
+        assert_eq!(
+            subdomain_url(&b, &k, "", None),
+            format!("http://{z}.pi.lan:8080/")
+        );
+        assert_eq!(
+            subdomain_url(&b, &k, "//evil.example/x", None),
+            format!("http://{z}.pi.lan:8080/evil.example/x")
+        );
+        assert!(is_base_host("PI.lan:8080", &b));
+        assert!(is_base_host("pi.lan", &b));
+        assert!(!is_base_host("blog.pi.lan", &b));
+    }
+
+    #[test]
+    fn redirects_stay_on_this_host() {
+        assert_eq!(local_location("//docs/"), "/docs/");
+        assert_eq!(local_location("///docs/?version=2"), "/docs/?version=2");
+        assert_eq!(local_location("/\\docs/"), "/docs/");
+        assert_eq!(local_location("/docs/"), "/docs/");
+        assert_eq!(local_location("http://x/"), "http://x/");
     }
 
     #[test]
