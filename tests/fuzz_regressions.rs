@@ -98,6 +98,10 @@ regression_tests!(
     drive_tree,
     blob_pointer,
     config_toml,
+    engine_manifest,
+    engine_records,
+    engine_proof_apply,
+    engine_proof_create,
 );
 
 /// Each target has a libFuzzer target of the same name, declared in fuzz/Cargo.toml, and
