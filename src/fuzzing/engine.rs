@@ -5,13 +5,13 @@
 //! re-encode to themselves; a replica never stores a block or a length that the genuine
 //! core does not have; a genuine upgrade from 0 always applies.
 //!
-//! Stores live on tmpfs (`/dev/shm`) when there is one: the source cores are built once per
-//! process (their folder is unlinked at once, the open files stay usable), each replica is a
-//! fresh folder removed after the input.
+//! Stores live in a per-process scratch folder on tmpfs (`/dev/shm`) when there is one,
+//! removed at exit: the source cores are built once per process; one replica store is reused,
+//! its core removed and opened again (empty) before each input.
 
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::OnceLock;
+use std::sync::{Mutex, OnceLock};
 
 use hypercore_engine::store::records::{decode_location, decode_node, encode_location, CoreMeta};
 use hypercore_engine::{
@@ -33,16 +33,56 @@ struct Sources {
 
 static SOURCES: OnceLock<Sources> = OnceLock::new();
 static SCRATCH: AtomicU64 = AtomicU64::new(0);
+static ROOT: OnceLock<PathBuf> = OnceLock::new();
+/// The replica store reused between inputs (its core is removed before each one: a new
+/// redb file per input would cost ~70 ms).
+static REPLICA: Mutex<Option<Store>> = Mutex::new(None);
+
+extern "C" fn remove_root() {
+    if let Some(root) = ROOT.get() {
+        let _ = std::fs::remove_dir_all(root);
+    }
+}
+
+/// This process's scratch folder (on tmpfs when there is one), removed at exit.
+fn root() -> &'static PathBuf {
+    ROOT.get_or_init(|| {
+        let shm = std::path::Path::new("/dev/shm");
+        let base = if shm.is_dir() {
+            shm.to_path_buf()
+        } else {
+            std::env::temp_dir()
+        };
+        // SAFETY: registers a plain function with no arguments to run at exit.
+        unsafe {
+            libc::atexit(remove_root);
+        }
+        base.join(format!("dat-mirror-fuzz-engine-{}", std::process::id()))
+    })
+}
 
 fn scratch_dir() -> PathBuf {
-    let shm = std::path::Path::new("/dev/shm");
-    let base = if shm.is_dir() {
-        shm.to_path_buf()
-    } else {
-        std::env::temp_dir()
-    };
     let n = SCRATCH.fetch_add(1, Ordering::Relaxed);
-    base.join(format!("dat-mirror-fuzz-engine-{}-{n}", std::process::id()))
+    root().join(n.to_string())
+}
+
+/// Runs `f` with a replica store holding a fresh, empty replica of `key`.
+fn with_fresh_replica(key: [u8; 32], manifest: Option<Manifest>, f: impl FnOnce(&Store)) {
+    let mut slot = REPLICA.lock().unwrap_or_else(|p| p.into_inner());
+    let fresh = slot.as_ref().is_some_and(|s| {
+        s.remove_core(&key).is_ok() && s.open_replica(key, manifest.clone()).is_ok()
+    });
+    if !fresh {
+        slot.take();
+        let store = Store::open(scratch_dir()).expect("a fresh store opens");
+        store
+            .open_replica(key, manifest)
+            .expect("a fresh replica opens");
+        *slot = Some(store);
+    }
+    if let Some(s) = slot.as_ref() {
+        f(s);
+    }
 }
 
 fn blocks(count: usize, seed: u8) -> Vec<Vec<u8>> {
@@ -94,9 +134,6 @@ fn sources() -> &'static Sources {
                 .apply_proof(&compat, p)
                 .expect("genuine proof applies");
         }
-        // the open files stay usable; nothing is left behind
-        let _ = std::fs::remove_dir_all(&dir);
-        let _ = std::fs::remove_dir_all(&pdir);
         Sources {
             writers,
             partial,
@@ -139,34 +176,6 @@ impl Input<'_> {
             index: self.num()?,
             nodes: self.num()?,
         }))
-    }
-}
-
-/// A fresh store in a scratch folder, removed when dropped.
-struct Scratch {
-    store: Option<Store>,
-    dir: PathBuf,
-}
-
-impl Scratch {
-    fn new() -> Scratch {
-        let dir = scratch_dir();
-        let store = Store::open(&dir).expect("a fresh store opens");
-        Scratch {
-            store: Some(store),
-            dir,
-        }
-    }
-
-    fn store(&self) -> &Store {
-        self.store.as_ref().expect("open until dropped")
-    }
-}
-
-impl Drop for Scratch {
-    fn drop(&mut self) {
-        self.store.take();
-        let _ = std::fs::remove_dir_all(&self.dir);
     }
 }
 
@@ -433,64 +442,61 @@ pub fn engine_proof_apply(data: &[u8]) {
     let len = genuine.len() as u64;
     let index = u64::from(inp.byte().unwrap_or(0)) % len;
     let has_tree = setup & 2 != 0;
-    let replica = Scratch::new();
-    let r = replica.store();
     // the replica may know the manifest up front, or have to learn it from the proof
     let known = if setup & 4 != 0 {
         manifest.clone()
     } else {
         None
     };
-    if r.open_replica(key, known).is_err() {
-        return;
-    }
-    let manifest_req = setup & 8 != 0;
-    if has_tree {
-        let up = Request {
-            upgrade: Some(RequestUpgrade {
+    with_fresh_replica(key, known, |r| {
+        let manifest_req = setup & 8 != 0;
+        if has_tree {
+            let up = Request {
+                upgrade: Some(RequestUpgrade {
+                    start: 0,
+                    length: len,
+                }),
+                manifest: true,
+                ..Request::default()
+            };
+            let p = src
+                .writers
+                .create_proof(&key, &up)
+                .expect("genuine upgrade");
+            r.apply_proof(&key, p)
+                .expect("a genuine upgrade from 0 applies");
+        }
+        let req = Request {
+            block: Some(RequestBlock {
+                index,
+                nodes: r.missing_nodes(&key, index).unwrap_or(0),
+            }),
+            upgrade: (!has_tree).then_some(RequestUpgrade {
                 start: 0,
                 length: len,
             }),
-            manifest: true,
+            manifest: manifest_req || !has_tree,
             ..Request::default()
         };
-        let p = src
-            .writers
-            .create_proof(&key, &up)
-            .expect("genuine upgrade");
-        r.apply_proof(&key, p)
-            .expect("a genuine upgrade from 0 applies");
-    }
-    let req = Request {
-        block: Some(RequestBlock {
-            index,
-            nodes: r.missing_nodes(&key, index).unwrap_or(0),
-        }),
-        upgrade: (!has_tree).then_some(RequestUpgrade {
-            start: 0,
-            length: len,
-        }),
-        manifest: manifest_req || !has_tree,
-        ..Request::default()
-    };
-    let Ok(mut proof) = src.writers.create_proof(&key, &req) else {
-        return;
-    };
-    let genuine_proof = inp.0.is_empty();
-    let _ = mutate(&mut proof, &mut inp);
-    let applied = r.apply_proof(&key, proof);
-    if genuine_proof {
-        // unmutated, it must apply and store the block
-        assert!(
-            applied.is_ok(),
-            "a genuine proof does not apply: {applied:?}"
-        );
-        assert!(
-            r.has(&key, index).unwrap_or(false),
-            "genuine block not stored"
-        );
-    }
-    check_replica(r, &key, genuine);
+        let Ok(mut proof) = src.writers.create_proof(&key, &req) else {
+            return;
+        };
+        let genuine_proof = inp.0.is_empty();
+        let _ = mutate(&mut proof, &mut inp);
+        let applied = r.apply_proof(&key, proof);
+        if genuine_proof {
+            // unmutated, it must apply and store the block
+            assert!(
+                applied.is_ok(),
+                "a genuine proof does not apply: {applied:?}"
+            );
+            assert!(
+                r.has(&key, index).unwrap_or(false),
+                "genuine block not stored"
+            );
+        }
+        check_replica(r, &key, genuine);
+    });
 }
 
 /// Target `engine_proof_create`: hostile requests (every field from the input) against a
@@ -549,17 +555,14 @@ pub fn engine_proof_create(data: &[u8]) {
         && proof.hash.is_none()
         && proof.seek.is_none()
         && (key == src.compat || proof.manifest.is_some());
-    let replica = Scratch::new();
-    let r = replica.store();
-    if r.open_replica(key, None).is_err() {
-        return;
-    }
-    let applied = r.apply_proof(&key, proof);
-    if plain {
-        assert!(
-            applied.is_ok(),
-            "a genuine upgrade from 0 does not apply: {applied:?}"
-        );
-    }
-    check_replica(r, &key, genuine);
+    with_fresh_replica(key, None, |r| {
+        let applied = r.apply_proof(&key, proof);
+        if plain {
+            assert!(
+                applied.is_ok(),
+                "a genuine upgrade from 0 does not apply: {applied:?}"
+            );
+        }
+        check_replica(r, &key, genuine);
+    });
 }
