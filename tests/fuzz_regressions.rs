@@ -98,6 +98,10 @@ regression_tests!(
     drive_tree,
     blob_pointer,
     config_toml,
+    engine_manifest,
+    engine_records,
+    engine_proof_apply,
+    engine_proof_create,
 );
 
 /// Each target has a libFuzzer target of the same name, declared in fuzz/Cargo.toml, and
@@ -209,4 +213,86 @@ fn structured_seeds() -> Vec<(String, Vec<u8>)> {
     ));
     out.push(("drive_tree/seed-tree".into(), fuzzing::drive_tree_seed()));
     out
+}
+
+/// Not libFuzzer (for machines without cargo-fuzz): a bounded random-mutation run of the
+/// engine targets over their committed seeds (byte flips, inserts, deletes, extreme values,
+/// splices), printing execs/s; inputs that panic are saved in `target/fuzz-smoke/<target>/`.
+/// `FUZZ_SMOKE_SECS=60 cargo test --test fuzz_regressions engine_smoke -- --ignored --nocapture`
+#[test]
+#[ignore]
+fn engine_smoke_fuzz() {
+    let secs: u64 = std::env::var("FUZZ_SMOKE_SECS")
+        .ok()
+        .and_then(|s| s.parse().ok())
+        .unwrap_or(20);
+    let only = std::env::var("FUZZ_SMOKE_TARGETS").unwrap_or_default();
+    let mut seed = 0x9E37_79B9_7F4A_7C15u64;
+    let mut rng = move || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    let out = Path::new(env!("CARGO_MANIFEST_DIR")).join("target/fuzz-smoke");
+    let mut crashed = 0;
+    for name in [
+        "engine_manifest",
+        "engine_records",
+        "engine_proof_apply",
+        "engine_proof_create",
+    ] {
+        if !only.is_empty() && !only.split(' ').any(|t| t == name) {
+            continue;
+        }
+        let run = target(name);
+        let seeds: Vec<Vec<u8>> = std::fs::read_dir(regressions().join(name))
+            .unwrap()
+            .map(|e| std::fs::read(e.unwrap().path()).unwrap())
+            .collect();
+        let start = std::time::Instant::now();
+        let (mut execs, mut crashes) = (0u64, 0u64);
+        while start.elapsed().as_secs() < secs {
+            let mut input = seeds[(rng() as usize) % seeds.len()].clone();
+            for _ in 0..1 + rng() % 8 {
+                let at = if input.is_empty() {
+                    0
+                } else {
+                    (rng() as usize) % input.len()
+                };
+                let b = rng() as u8;
+                match rng() % 7 {
+                    0 if !input.is_empty() => input[at] ^= 1 << (b % 8),
+                    1 => input.insert(at, b),
+                    2 if !input.is_empty() => {
+                        input.remove(at);
+                    }
+                    3 if !input.is_empty() => input[at] = [0, 0xff, 0xf0, 0xfd, 1][b as usize % 5],
+                    4 => input.extend((0..b % 16).map(|_| rng() as u8)),
+                    5 => {
+                        let other = &seeds[(rng() as usize) % seeds.len()];
+                        let from = (rng() as usize) % (other.len() + 1);
+                        input.truncate(at);
+                        input.extend_from_slice(&other[from..]);
+                    }
+                    _ if !input.is_empty() => input[at] = b,
+                    _ => input.push(b),
+                }
+            }
+            execs += 1;
+            if std::panic::catch_unwind(|| run(&input)).is_err() {
+                crashes += 1;
+                let dir = out.join(name);
+                std::fs::create_dir_all(&dir).unwrap();
+                std::fs::write(dir.join(format!("crash-{crashes}")), &input).unwrap();
+            }
+        }
+        let secs = start.elapsed().as_secs_f64();
+        eprintln!(
+            "{name}: {execs} execs in {secs:.0} s ({:.0}/s), {crashes} panics",
+            execs as f64 / secs
+        );
+        crashed += crashes;
+    }
+    assert_eq!(crashed, 0, "inputs that panic are in {}", out.display());
 }

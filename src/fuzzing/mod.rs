@@ -7,11 +7,12 @@
 //! them, so CI replays every crash ever found without libFuzzer. [`TARGETS`] lists them all.
 //!
 //! This module owns the sync-side targets (log entries, wire, keys, control-folder names);
-//! [`http`], [`drive`] and [`config`] own the rest.
+//! [`http`], [`drive`], [`config`] and [`engine`] (our hypercore engine) own the rest.
 
 mod alloc;
 mod config;
 mod drive;
+mod engine;
 mod http;
 mod hypercore;
 
@@ -21,10 +22,11 @@ pub use drive::{
     blob_pointer, drive_entry, drive_header, drive_node, drive_tree, drive_tree_input,
     drive_tree_seed,
 };
+pub use engine::{engine_manifest, engine_proof_apply, engine_proof_create, engine_records};
+pub use http::{http_conditional, http_host, http_path, http_query, http_range, site_config};
 pub use hypercore::{
     hypercore_manifest, hypercore_message, hypercore_session, protomux_frame, stream_framing,
 };
-pub use http::{http_conditional, http_host, http_path, http_query, http_range, site_config};
 
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
@@ -70,6 +72,10 @@ pub const TARGETS: &[(&str, Target)] = &[
     ("drive_tree", drive_tree),
     ("blob_pointer", blob_pointer),
     ("config_toml", config_toml),
+    ("engine_manifest", engine_manifest),
+    ("engine_records", engine_records),
+    ("engine_proof_apply", engine_proof_apply),
+    ("engine_proof_create", engine_proof_create),
 ];
 
 /// The laptop whose log the targets fold.

@@ -15,6 +15,8 @@ use tokio::sync::{watch, Mutex, MutexGuard};
 
 use crate::model::keys::Key;
 
+pub mod migrate;
+
 /// Errors from opening or using cores on disk.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
