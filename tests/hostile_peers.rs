@@ -575,7 +575,10 @@ fn dials_in(code: u32, span: std::time::Duration) -> usize {
     let (peer_rt, dialer_rt) = (runtime(), runtime());
     let (tmp, addr, accepted) = peer_rt.block_on(closing_peer(code));
     let dialer = dialer_rt.block_on(peer());
-    let task = dialer_rt.block_on(async { dialer.node.keep_connected(addr) });
+    let task = {
+        let _runtime = dialer_rt.enter();
+        dialer.node.keep_connected(addr)
+    };
     std::thread::sleep(span);
     let dials = accepted.load(std::sync::atomic::Ordering::SeqCst);
     dialer_rt.block_on(async move {
