@@ -13,7 +13,7 @@ use dat_mirror::model::keys::Key;
 use dat_mirror::net::capability::{self, Session, EXPORTER_LABEL};
 use dat_mirror::net::endpoint::NetworkConfig;
 use dat_mirror::net::endpoint::{self, Identity, PeerAddr};
-use dat_mirror::net::node::{Node, Policy};
+use dat_mirror::net::node::{Node, Policy, ReplicationEvent};
 use dat_mirror::net::wire::{read_message, write_message, Message, MAX_FRAME};
 use dat_mirror::store::CoreStore;
 use iroh::endpoint::Connection;
@@ -123,11 +123,27 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
 
     // It cannot append: its copy of either log stays empty, and the owners' logs only grow
     // with their own signed entries (the stranger has no way to send an entry at all).
+    // Each pull was really tried: wait for both owners' `NotFound` before asserting.
+    let owners = [laptop.inner.identity.key(), mirror.key()];
     for log in [command_log, status_log] {
+        let mut events = stranger.replication_events();
         let replica = store.open_or_create_replica(&log).await.unwrap();
         stranger.want(replica.clone());
-        tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+        for owner in owners {
+            wait_for_event(&mut events, "the pull to be refused", |e| {
+                *e == ReplicationEvent::PullNotFound {
+                    peer: owner,
+                    core: log,
+                }
+            })
+            .await;
+        }
         assert_eq!(replica.info().length, 0, "the stranger read {log}");
+        assert_eq!(
+            replica.info().remote_length,
+            None,
+            "it learnt {log}'s length"
+        );
     }
 
     // But a mirrored site whose key it knows, it can fetch, completely and verified.

@@ -521,3 +521,92 @@ async fn wrong_capability_absent_core_and_refusal_look_the_same() {
     // Asking for a refused core was not held against us.
     assert!(conn.close_reason().is_none());
 }
+
+/// A bare endpoint speaking dat-mirror's ALPN that accepts every connection and closes it at
+/// once with `code`. Returns its address and the number of connections it has accepted.
+async fn closing_peer(
+    code: u32,
+) -> (
+    tempfile::TempDir,
+    PeerAddr,
+    Arc<std::sync::atomic::AtomicUsize>,
+) {
+    let tmp = tempfile::tempdir().unwrap();
+    let id = Identity::load_or_create(tmp.path()).unwrap();
+    let ep = endpoint::bind_endpoint(
+        &id,
+        "127.0.0.1:0".parse().unwrap(),
+        &NetworkConfig::offline(),
+    )
+    .await
+    .unwrap();
+    ep.set_alpns(vec![ALPN.to_vec()]);
+    let addr = PeerAddr {
+        id: id.key(),
+        addr: Some(ep.bound_sockets()[0]),
+    };
+    let accepted = Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let count = accepted.clone();
+    tokio::spawn(async move {
+        while let Some(incoming) = ep.accept().await {
+            let Ok(accepting) = incoming.accept() else {
+                continue;
+            };
+            let Ok(conn) = accepting.await else { continue };
+            count.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+            conn.close(code.into(), b"go away");
+        }
+    });
+    (tmp, addr, accepted)
+}
+
+/// Counts the dials `keep_connected` makes over `span` to a peer that accepts and closes at
+/// once with `code`. The peer runs on a runtime of its own and the count is read from this
+/// plain thread, so a dialler that spins (starving its runtime) fails the test instead of
+/// hanging it.
+fn dials_in(code: u32, span: std::time::Duration) -> usize {
+    let runtime = || {
+        tokio::runtime::Builder::new_multi_thread()
+            .worker_threads(2)
+            .enable_all()
+            .build()
+            .unwrap()
+    };
+    let (peer_rt, dialer_rt) = (runtime(), runtime());
+    let (tmp, addr, accepted) = peer_rt.block_on(closing_peer(code));
+    let dialer = dialer_rt.block_on(peer());
+    let task = {
+        let _runtime = dialer_rt.enter();
+        dialer.node.keep_connected(addr)
+    };
+    std::thread::sleep(span);
+    let dials = accepted.load(std::sync::atomic::Ordering::SeqCst);
+    dialer_rt.block_on(async move {
+        task.abort();
+        drop(dialer);
+    });
+    dialer_rt.shutdown_background();
+    peer_rt.shutdown_background();
+    drop(tmp);
+    dials
+}
+
+/// Issue 14, item 11: a peer that accepts and closes at once (another process with our
+/// identity, a peer that replaced us) must not be redialled in a loop: dials back off after
+/// every close.
+#[test]
+fn a_peer_that_closes_at_once_is_not_redialled_in_a_storm() {
+    init_tracing();
+    let dials = dials_in(close_code::REPLACED, std::time::Duration::from_secs(8));
+    // With back-off (250 ms doubling, jittered) 8 s hold at most 6 dials; without, hundreds.
+    assert!(dials >= 1, "the peer was never dialled");
+    assert!(dials <= 8, "{dials} dials in 8 s: a redial storm");
+}
+
+/// A peer that refuses us because we misbehaved is not redialled before its ban is over.
+#[test]
+fn a_peer_that_banned_us_is_not_redialled_before_the_ban_ends() {
+    init_tracing();
+    let dials = dials_in(close_code::BANNED, std::time::Duration::from_secs(5));
+    assert_eq!(dials, 1, "redialled a peer that banned us");
+}

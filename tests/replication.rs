@@ -9,7 +9,7 @@ use std::sync::Arc;
 use common::*;
 use dat_mirror::model::keys::Key;
 use dat_mirror::net::endpoint::{self, Identity, NetworkConfig, PeerAddr};
-use dat_mirror::net::node::{Node, Policy};
+use dat_mirror::net::node::{Node, Policy, ReplicationEvent};
 use dat_mirror::store::CoreStore;
 
 struct Only(Option<Key>);
@@ -101,6 +101,8 @@ async fn policy_refuses_unknown_readers_without_revealing_the_core() {
         .open_or_create_replica(&writer.key())
         .await
         .unwrap();
+    let mut stranger_events = stranger.replication_events();
+    let mut a_events = a.replication_events();
     stranger.want(s_reader.clone());
     stranger.connect(&addr).await.unwrap();
     let f_reader = friend_store
@@ -113,7 +115,19 @@ async fn policy_refuses_unknown_readers_without_revealing_the_core() {
         f_reader.info().synced().then_some(())
     })
     .await;
-    tokio::time::sleep(std::time::Duration::from_millis(500)).await;
+    // The stranger really asked, and was refused: wait for both ends to say so.
+    let (stranger_id, core) = (stranger.id(), writer.key());
+    wait_for_event(&mut a_events, "a to refuse the stranger", |e| {
+        *e == ReplicationEvent::ServedNotFound {
+            peer: stranger_id,
+            discovery_key: core.discovery_key(),
+        }
+    })
+    .await;
+    wait_for_event(&mut stranger_events, "the stranger's pull to end", |e| {
+        *e == ReplicationEvent::PullNotFound { peer: a.id(), core }
+    })
+    .await;
     assert_eq!(s_reader.info().length, 0);
     assert_eq!(
         s_reader.info().remote_length,

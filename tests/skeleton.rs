@@ -8,6 +8,7 @@ use std::time::Duration;
 use common::*;
 use dat_mirror::model::keys::Key;
 use dat_mirror::model::status::{StatusEntry, StatusEvent};
+use dat_mirror::net::node::ReplicationEvent;
 
 async fn status_events(m: &dat_mirror::mirror::Mirror) -> Vec<StatusEvent> {
     let core = m.inner.status.core().clone();
@@ -277,6 +278,7 @@ async fn unallowed_laptop_is_not_followed_and_reads_nothing() {
         vec![node_id(&good_dir)],
     )
     .await;
+    let mut mirror_events = mirror.inner.node.replication_events();
     let good = start_laptop(&good_dir, vec![mirror_addr(&mirror)]).await;
     let bad = start_laptop(&bad_dir, vec![mirror_addr(&mirror)]).await;
     let site_dir = tmp.path().join("site");
@@ -316,7 +318,20 @@ async fn unallowed_laptop_is_not_followed_and_reads_nothing() {
             .then_some(())
     })
     .await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
+    // And the unallowed laptop really asked the mirror (for its status log) and was
+    // refused: proof that its traffic reached the mirror before asserting what it got.
+    let (bad_id, status_dk) = (bad.inner.key(), mirror.key().discovery_key());
+    wait_for_event(
+        &mut mirror_events,
+        "the mirror to refuse the unallowed laptop",
+        |e| {
+            *e == ReplicationEvent::ServedNotFound {
+                peer: bad_id,
+                discovery_key: status_dk,
+            }
+        },
+    )
+    .await;
     let events = status_events(&mirror).await;
     assert!(!events.iter().any(|e| matches!(e, StatusEvent::Ack { log, .. } | StatusEvent::Rejected { log, .. } if *log == bad.inner.key())));
     assert!(

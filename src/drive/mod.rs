@@ -92,6 +92,9 @@ pub enum DriveError {
     /// Error from the hypercore crate.
     #[error("hypercore: {0}")]
     Hypercore(#[from] hypercore::HypercoreError),
+    /// The block source could not read a block (its storage failed).
+    #[error("reading a block: {0}")]
+    Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
 }
 
 impl DriveError {

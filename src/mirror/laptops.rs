@@ -84,22 +84,19 @@ pub fn make_invite(
     Ok(invite)
 }
 
-/// Accepts pairing connections on the mirror's endpoint.
-pub fn accept_pairings(inner: &Arc<MirrorInner>) {
+/// Answers pairing requests (arriving through `pairing`, the handler on the node's router)
+/// from the invite book.
+pub fn accept_pairings(inner: &Arc<MirrorInner>, pairing: &pairing::Pairing) {
     let weak = Arc::downgrade(inner);
-    inner.node.add_protocol(
-        pairing::PAIR_ALPN,
-        Arc::new(move |conn| {
-            let Some(inner) = weak.upgrade() else { return };
-            tokio::spawn(async move {
-                let inner2 = inner.clone();
-                pairing::answer(conn, |laptop, secret| async move {
-                    inner2.redeem_invite(laptop, secret).await
-                })
-                .await;
-            });
-        }),
-    );
+    pairing.answer_with(move |laptop, secret| {
+        let weak = weak.clone();
+        async move {
+            match weak.upgrade() {
+                Some(inner) => inner.redeem_invite(laptop, secret).await,
+                None => Err("the mirror is shutting down".into()),
+            }
+        }
+    });
 }
 
 impl MirrorInner {

@@ -200,7 +200,10 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         allowed: allowed.clone(),
         served: served.clone(),
     };
-    let node = Node::start(endpoint, store.clone(), Arc::new(policy));
+    let pairing = crate::net::pairing::Pairing::new();
+    let node = Node::builder(endpoint, store.clone(), Arc::new(policy))
+        .accept(crate::net::pairing::PAIR_ALPN, pairing.clone())
+        .spawn();
     let providers = Providers::start(node.clone(), &lookups, &identity);
 
     let http_listener =
@@ -274,7 +277,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     inner.reconcile().await;
     let controller = inner.clone();
     tasks.push(tokio::spawn(async move { controller.control(rx).await }));
-    laptops::accept_pairings(&inner);
+    laptops::accept_pairings(&inner, &pairing);
     tasks.push(control_socket::spawn(inner.clone())?);
 
     tracing::info!(

@@ -17,7 +17,7 @@
 //! peer on a later connection. A server that receives a wrong capability answers exactly as
 //! if it did not hold the core.
 //!
-//! Pure functions only; the connection-specific inputs are gathered by `peer.rs`.
+//! Pure functions only; the link-specific inputs are gathered by [`super::link::session`].
 
 use blake2::digest::consts::U32;
 use blake2::digest::Mac;

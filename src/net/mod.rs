@@ -1,13 +1,20 @@
 //! The network, layered like iroh: [`endpoint`] (identity, the QUIC endpoint and the address
-//! lookups that find a peer by id), [`node`] (the live connections, the protocol router and
-//! the cores this node wants), the protocols on top ([`replicate`] over [`wire`] with
-//! [`capability`]; [`pairing`]), and [`providers`] (who holds a site: content routing,
-//! above the node). Nothing here knows the daemons.
+//! lookups that find a peer by id), [`node`] (the live connections and the protocol router:
+//! iroh's `Router` with one `ProtocolHandler` per ALPN), the replication [`engine`] that runs
+//! over any [`link::Link`] (the seam another transport plugs into: [`replicate`] over [`wire`]
+//! with [`capability`], paced by [`rate`]), [`pairing`] (a second protocol handler), and
+//! [`providers`] (who holds a site: content routing, above the node). Nothing here knows the
+//! daemons.
+//!
+//! Arrows: endpoint ← link ← engine ← node ← providers; pairing ← endpoint only.
 
 pub mod capability;
 pub mod endpoint;
+pub mod engine;
+pub mod link;
 pub mod node;
 pub mod pairing;
 pub mod providers;
+pub mod rate;
 pub mod replicate;
 pub mod wire;

@@ -1,42 +1,36 @@
-//! A node on the network: the iroh endpoint, the live connections (one per remote id), and
-//! the cores it wants. Every connection, dialled or accepted, runs the same two things:
-//! - *serving*: each stream the peer opens names a core by discovery key and proves knowledge
-//!   of its key with a capability ([`super::capability`]); it is served if we hold it, the
-//!   capability is right and the [`Policy`] lets this peer read it, else answered with the
-//!   same `NotFound` (so a peer cannot tell "absent" from "not for you" from "wrong key");
-//! - *pulling*: for every wanted core, a stream is opened to the peer and the core is
-//!   replicated from it (verified), then followed for new versions.
+//! A node on the network: the iroh endpoint with its protocol [`Router`] (replication on
+//! [`ALPN`], plus whatever other [`ProtocolHandler`]s the daemon registers, e.g. pairing),
+//! the live connections (one per remote id), and the cores it wants. Every connection,
+//! dialled or accepted, is handed to the transport-independent [`Engine`]: it serves the
+//! streams the peer opens and pulls every wanted core from it.
 //!
 //! Adding a want starts pulls on every live connection; a new connection starts pulls of
-//! every want. Dropping a want stops its pulls.
-//!
-//! A peer that misbehaves (malformed or oversized frames, proofs that do not verify, request
-//! or stream floods) has its connection closed with a reason ([`close_code`]) and is refused
-//! for [`MISBEHAVIOUR_BAN`]; a storage fault of ours (disk full) never blames the peer.
+//! every want. Dropping a want stops its pulls. [`Node::keep_connected`] redials a peer with
+//! a jittered back-off after *every* close (reset only once a connection stayed up for
+//! [`STABLE_CONNECTION`]) and waits out a ban, so a peer that accepts and closes at once, or
+//! a second process with our identity, costs a few dials a minute, not a storm.
 
 use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
-use std::time::Duration;
+use std::sync::{Arc, Mutex as StdMutex, Weak};
+use std::time::{Duration, Instant};
 
-use iroh::endpoint::Connection;
+use iroh::endpoint::{Connection, ConnectionError};
+use iroh::protocol::{AcceptError, DynProtocolHandler, ProtocolHandler, Router, RouterBuilder};
 use iroh::Endpoint;
 use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
-use super::capability::{self, Session};
 use super::endpoint::{PeerAddr, ALPN};
-use super::replicate::{pull, serve, PullEnd, ReplicationError};
-use super::wire::{read_message, write_message, Message, WireError, MAX_READER_FRAME};
+use super::link::{self, Link};
 use crate::model::keys::Key;
 use crate::store::{Core, CoreStore};
+use crate::util::backoff::Backoff;
 
-/// Decides which peer may read which core.
-pub trait Policy: Send + Sync + 'static {
-    fn may_serve(&self, peer: &Key, core: &Key) -> bool;
-}
-
-/// Handles connections of another protocol (ALPN) than replication, e.g. pairing.
-pub type ProtocolHandler = Arc<dyn Fn(Connection) + Send + Sync>;
+pub use super::engine::{
+    close_code, Engine, Policy, ReplicationEvent, MISBEHAVIOUR_BAN, RETRY_STORAGE,
+    STREAMS_PER_SECOND, STREAM_BURST,
+};
+pub use super::rate::RateBudget;
 
 /// Connection events, for status views ("mirror online, last seen").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -45,76 +39,14 @@ pub enum PeerEvent {
     Disconnected(Key),
 }
 
-/// How long a peer has to name the core after opening a stream.
-const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
-/// When a peer does not have a wanted core, ask again after this long.
-const RETRY_NOT_FOUND: Duration = Duration::from_secs(10);
-/// When storing a core fails here (disk full), try again after this long.
-pub const RETRY_STORAGE: Duration = Duration::from_secs(3);
-/// How long a peer that misbehaved is refused.
-pub const MISBEHAVIOUR_BAN: Duration = Duration::from_secs(60);
 /// A refused peer's new connection is held (unserved) this long before it is closed.
 pub const BANNED_CLOSE_DELAY: Duration = Duration::from_secs(5);
-/// Streams a peer may open in a burst, and per second after that. An honest peer opens one
-/// per wanted core and retries each at most every few seconds; thousands in a row is a
-/// flood. (QUIC itself caps the streams open at once at 100.)
-pub const STREAM_BURST: f64 = 1024.0;
-pub const STREAMS_PER_SECOND: f64 = 256.0;
-
-/// QUIC application close codes (the reason text says more).
-pub mod close_code {
-    /// Replaced by a newer connection to the same peer.
-    pub const REPLACED: u32 = 0;
-    /// The peer broke the protocol: malformed or oversized frames, unexpected messages.
-    pub const PROTOCOL: u32 = 1;
-    /// The peer sent data that does not verify against the core's key.
-    pub const BAD_DATA: u32 = 2;
-    /// The peer opened streams or sent requests faster than allowed.
-    pub const FLOOD: u32 = 3;
-    /// The peer misbehaved recently and is refused for a while.
-    pub const BANNED: u32 = 4;
-}
-
-/// A token bucket: `take` succeeds while the peer stays within a burst of `burst` and a
-/// sustained `rate` per second. Pure: the caller passes the time.
-#[derive(Debug, Clone, Copy)]
-pub struct RateBudget {
-    tokens: f64,
-    burst: f64,
-    rate: f64,
-    last: std::time::Instant,
-}
-
-impl RateBudget {
-    pub fn new(burst: f64, rate: f64, now: std::time::Instant) -> RateBudget {
-        RateBudget {
-            tokens: burst,
-            burst,
-            rate,
-            last: now,
-        }
-    }
-
-    pub fn take(&mut self, now: std::time::Instant) -> bool {
-        let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
-        self.last = now;
-        self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);
-        if self.tokens >= 1.0 {
-            self.tokens -= 1.0;
-            true
-        } else {
-            false
-        }
-    }
-}
-
-/// The session secret of a connection (TLS exported keying material), the same at both ends.
-fn session_secret(conn: &Connection) -> Option<[u8; 32]> {
-    let mut out = [0u8; 32];
-    conn.export_keying_material(&mut out, capability::EXPORTER_LABEL, b"")
-        .ok()?;
-    Some(out)
-}
+/// A connection that stayed up this long resets the redial back-off.
+pub const STABLE_CONNECTION: Duration = Duration::from_secs(30);
+/// Redial pacing after a failed dial or a close: doubling from the first to the last, each
+/// with up to +100 % jitter.
+const REDIAL_MIN: Duration = Duration::from_millis(250);
+const REDIAL_MAX: Duration = Duration::from_secs(15);
 
 struct ConnEntry {
     conn: Connection,
@@ -125,41 +57,102 @@ struct State {
     conns: HashMap<Key, ConnEntry>,
     wants: HashMap<Key, Arc<Core>>,
     last_seen: HashMap<Key, u64>,
-    /// Peers that misbehaved, refused until the given instant.
-    banned: HashMap<Key, std::time::Instant>,
 }
 
 /// The network side of one dat-mirror process.
 pub struct Node {
     endpoint: Endpoint,
-    store: Arc<CoreStore>,
-    policy: Arc<dyn Policy>,
+    engine: Arc<Engine>,
     state: StdMutex<State>,
     events: broadcast::Sender<PeerEvent>,
-    /// Handlers of the other ALPNs this node accepts.
-    protocols: StdMutex<HashMap<Vec<u8>, ProtocolHandler>>,
+    /// Accepts connections and hands each to the handler of its ALPN; dropped with the node.
+    router: Router,
+}
+
+impl std::fmt::Debug for Node {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Node({})", self.id().short())
+    }
+}
+
+/// Sets up a [`Node`] with other protocols besides replication.
+pub struct NodeBuilder {
+    endpoint: Endpoint,
+    store: Arc<CoreStore>,
+    policy: Arc<dyn Policy>,
+    others: Vec<(Vec<u8>, Box<dyn DynProtocolHandler>)>,
+}
+
+impl NodeBuilder {
+    /// Accepts connections for `alpn` too, handing each to `handler`.
+    pub fn accept(mut self, alpn: &[u8], handler: impl ProtocolHandler) -> NodeBuilder {
+        let handler: Box<dyn DynProtocolHandler> = Box::new(handler);
+        self.others.push((alpn.to_vec(), handler));
+        self
+    }
+
+    /// Starts accepting connections.
+    pub fn spawn(self) -> Arc<Node> {
+        let id = Key(*self.endpoint.id().as_bytes());
+        let engine = Arc::new(Engine::new(id, self.store, self.policy));
+        Arc::new_cyclic(|weak: &Weak<Node>| {
+            let mut router: RouterBuilder = Router::builder(self.endpoint.clone())
+                .accept(ALPN, Replication { node: weak.clone() });
+            for (alpn, handler) in self.others {
+                router = router.accept(alpn, handler);
+            }
+            Node {
+                endpoint: self.endpoint,
+                engine,
+                state: StdMutex::new(State {
+                    conns: HashMap::new(),
+                    wants: HashMap::new(),
+                    last_seen: HashMap::new(),
+                }),
+                events: broadcast::channel(64).0,
+                router: router.spawn(),
+            }
+        })
+    }
+}
+
+/// The replication protocol's handler: adopts the connection and serves it until it closes.
+#[derive(Debug)]
+struct Replication {
+    node: Weak<Node>,
+}
+
+impl ProtocolHandler for Replication {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let Some(node) = self.node.upgrade() else {
+            conn.close(0u32.into(), b"shutting down");
+            return Ok(());
+        };
+        if let Some(serving) = node.adopt(conn) {
+            serving.await;
+        }
+        Ok(())
+    }
 }
 
 impl Node {
-    /// Starts accepting connections on `endpoint`.
+    /// Starts accepting replication connections on `endpoint`.
     pub fn start(endpoint: Endpoint, store: Arc<CoreStore>, policy: Arc<dyn Policy>) -> Arc<Node> {
-        let (events, _) = broadcast::channel(64);
-        let node = Arc::new(Node {
+        Node::builder(endpoint, store, policy).spawn()
+    }
+
+    /// A node that will accept other protocols too (see [`NodeBuilder::accept`]).
+    pub fn builder(
+        endpoint: Endpoint,
+        store: Arc<CoreStore>,
+        policy: Arc<dyn Policy>,
+    ) -> NodeBuilder {
+        NodeBuilder {
             endpoint,
             store,
             policy,
-            state: StdMutex::new(State {
-                conns: HashMap::new(),
-                wants: HashMap::new(),
-                last_seen: HashMap::new(),
-                banned: HashMap::new(),
-            }),
-            events,
-            protocols: StdMutex::new(HashMap::new()),
-        });
-        let accepting = node.clone();
-        tokio::spawn(async move { accepting.accept_loop().await });
-        node
+            others: Vec::new(),
+        }
     }
 
     pub fn endpoint(&self) -> &Endpoint {
@@ -167,23 +160,20 @@ impl Node {
     }
 
     pub fn id(&self) -> Key {
-        Key(*self.endpoint.id().as_bytes())
+        self.engine.id()
     }
 
-    /// Accepts connections for `alpn` too, handing each to `handler`.
-    pub fn add_protocol(&self, alpn: &[u8], handler: ProtocolHandler) {
-        let mut protocols = self.protocols.lock().unwrap();
-        protocols.insert(alpn.to_vec(), handler);
-        let alpns = std::iter::once(ALPN.to_vec())
-            .chain(protocols.keys().cloned())
-            .collect();
-        self.endpoint.set_alpns(alpns);
+    /// Stops accepting, shuts the protocol handlers down and closes the endpoint.
+    pub async fn shutdown(&self) {
+        if let Err(e) = self.router.shutdown().await {
+            tracing::warn!("a protocol handler failed while shutting down: {e}");
+        }
     }
 
     /// Closes the connection to `peer` (if any); it may dial again.
     pub fn disconnect(&self, peer: &Key, reason: &str) {
-        if let Some(e) = self.state.lock().unwrap().conns.get(peer) {
-            e.conn.close(0u32.into(), reason.as_bytes());
+        if let Some(e) = self.lock().conns.get(peer) {
+            Link::close(&e.conn, close_code::REPLACED, reason);
         }
     }
 
@@ -191,17 +181,22 @@ impl Node {
         self.events.subscribe()
     }
 
+    /// What replication did (`NotFound` served or received), for waiting on an attempt.
+    pub fn replication_events(&self) -> broadcast::Receiver<ReplicationEvent> {
+        self.engine.subscribe()
+    }
+
     pub fn is_connected(&self, peer: &Key) -> bool {
-        self.state.lock().unwrap().conns.contains_key(peer)
+        self.lock().conns.contains_key(peer)
     }
 
     pub fn connected_peers(&self) -> Vec<Key> {
-        self.state.lock().unwrap().conns.keys().copied().collect()
+        self.lock().conns.keys().copied().collect()
     }
 
     /// Unix ms when `peer` was last connected (now, if it is).
     pub fn last_seen(&self, peer: &Key) -> Option<u64> {
-        let st = self.state.lock().unwrap();
+        let st = self.lock();
         if st.conns.contains_key(peer) {
             return Some(crate::util::clock::now_ms());
         }
@@ -210,7 +205,7 @@ impl Node {
 
     /// Number of connected peers currently replicating `core` with us (pulling from them).
     pub fn peers_for(&self, core: &Key) -> u32 {
-        let st = self.state.lock().unwrap();
+        let st = self.lock();
         st.conns
             .values()
             .filter(|c| c.pulls.get(core).is_some_and(|h| !h.is_finished()))
@@ -219,21 +214,24 @@ impl Node {
 
     /// How much longer `peer` is refused because it misbehaved (None: it is not).
     pub fn banned_for(&self, peer: &Key) -> Option<Duration> {
-        let st = self.state.lock().unwrap();
-        let until = *st.banned.get(peer)?;
-        until.checked_duration_since(std::time::Instant::now())
+        self.engine.banned_for(peer)
     }
 
     /// Closes `conn` because its peer misbehaved, and refuses the peer for a while.
-    pub fn disconnect_misbehaving(&self, peer: Key, conn: &Connection, code: u32, reason: &str) {
-        tracing::warn!(peer = %peer.short(), "disconnecting a misbehaving peer: {reason}");
-        self.state
-            .lock()
-            .unwrap()
-            .banned
-            .insert(peer, std::time::Instant::now() + MISBEHAVIOUR_BAN);
-        let reason: String = reason.chars().take(200).collect();
-        conn.close(code.into(), reason.as_bytes());
+    pub fn disconnect_misbehaving(&self, conn: &Connection, code: u32, reason: &str) {
+        self.engine.disconnect_misbehaving(conn, code, reason);
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        // A panic elsewhere while holding the lock leaves plain maps behind: keep going.
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The live connection to `peer`, skipping one that is closed but not yet forgotten.
+    fn live_connection(&self, peer: &Key) -> Option<Connection> {
+        let st = self.lock();
+        let conn = &st.conns.get(peer)?.conn;
+        (!Link::is_closed(conn)).then(|| conn.clone())
     }
 
     /// Dials `addr` (or returns the live connection to it). Without a direct address the
@@ -241,8 +239,8 @@ impl Node {
     /// relays are offered as the peer's likely relays too (peers configured with the same
     /// relay share it).
     pub async fn connect(self: &Arc<Self>, addr: &PeerAddr) -> anyhow::Result<Connection> {
-        if let Some(c) = self.state.lock().unwrap().conns.get(&addr.id) {
-            return Ok(c.conn.clone());
+        if let Some(conn) = self.live_connection(&addr.id) {
+            return Ok(conn);
         }
         let mut target = addr.endpoint_addr()?;
         for relay in self.endpoint.addr().relay_urls() {
@@ -259,30 +257,46 @@ impl Node {
             }
             Err(e) => return Err(e.into()),
         };
-        self.clone().adopt(conn.clone());
+        if let Some(serving) = self.clone().adopt(conn.clone()) {
+            tokio::spawn(serving);
+        }
         Ok(conn)
     }
 
-    /// Keeps a connection to `addr` up: dials, waits for it to close, dials again (with
-    /// back-off while the peer is unreachable). Runs until the process ends.
+    /// Keeps a connection to `addr` up: dials, waits for it to close, waits a jittered
+    /// back-off (the peer's ban, if it banned us), dials again. Runs until aborted.
     pub fn keep_connected(self: &Arc<Self>, addr: PeerAddr) -> JoinHandle<()> {
         let node = self.clone();
         tokio::spawn(async move {
-            let mut backoff = Duration::from_millis(250);
+            let mut backoff = Backoff::new(REDIAL_MIN, REDIAL_MAX);
             loop {
-                match node.connect(&addr).await {
-                    Ok(conn) => {
-                        backoff = Duration::from_millis(250);
-                        tracing::info!(peer = %addr.id.short(), "connected to {addr}");
-                        let reason = conn.closed().await;
-                        tracing::info!(peer = %addr.id.short(), "connection closed: {reason}");
-                    }
+                let conn = match node.connect(&addr).await {
+                    Ok(conn) => conn,
                     Err(e) => {
                         tracing::debug!(peer = %addr.id.short(), "cannot reach {addr}: {e:#}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(5));
+                        tokio::time::sleep(backoff.next_delay()).await;
+                        continue;
                     }
+                };
+                let since = Instant::now();
+                tracing::info!(peer = %addr.id.short(), "connected to {addr}");
+                let reason = conn.closed().await;
+                tracing::info!(peer = %addr.id.short(), "connection closed: {reason}");
+                if since.elapsed() >= STABLE_CONNECTION {
+                    backoff.reset();
                 }
+                if node.live_connection(&addr.id).is_some() {
+                    // The peer dialled us meanwhile (its connection replaced ours): use it.
+                    continue;
+                }
+                let wait = match redial_after(&reason) {
+                    Some(ban) => {
+                        tracing::info!(peer = %addr.id.short(), "the peer refuses us; dialling again in {ban:?}");
+                        ban
+                    }
+                    None => backoff.next_delay(),
+                };
+                tokio::time::sleep(wait).await;
             }
         })
     }
@@ -290,24 +304,20 @@ impl Node {
     /// Start replicating `core` from every peer (now and in future connections).
     pub fn want(self: &Arc<Self>, core: Arc<Core>) {
         let key = core.key();
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.lock();
         if st.wants.contains_key(&key) {
             return;
         }
         st.wants.insert(key, core.clone());
-        let peers: Vec<(Key, Connection)> =
-            st.conns.iter().map(|(k, c)| (*k, c.conn.clone())).collect();
-        for (peer, conn) in peers {
-            let handle = self.spawn_pull(peer, conn, core.clone());
-            if let Some(e) = st.conns.get_mut(&peer) {
-                e.pulls.insert(key, handle);
-            }
+        for entry in st.conns.values_mut() {
+            let handle = self.spawn_pull(entry.conn.clone(), core.clone());
+            entry.pulls.insert(key, handle);
         }
     }
 
     /// Stop replicating `key` from anyone.
     pub fn unwant(&self, key: &Key) {
-        let mut st = self.state.lock().unwrap();
+        let mut st = self.lock();
         st.wants.remove(key);
         for entry in st.conns.values_mut() {
             if let Some(h) = entry.pulls.remove(key) {
@@ -316,32 +326,14 @@ impl Node {
         }
     }
 
-    async fn accept_loop(self: Arc<Self>) {
-        while let Some(incoming) = self.endpoint.accept().await {
-            let node = self.clone();
-            tokio::spawn(async move {
-                match incoming.accept() {
-                    Ok(accepting) => match accepting.await {
-                        Ok(conn) if conn.alpn() != ALPN => {
-                            let handler = node.protocols.lock().unwrap().get(conn.alpn()).cloned();
-                            match handler {
-                                Some(h) => h(conn),
-                                None => conn.close(0u32.into(), b"unknown protocol"),
-                            }
-                        }
-                        Ok(conn) => node.adopt(conn),
-                        Err(e) => tracing::debug!("incoming connection failed: {e}"),
-                    },
-                    Err(e) => tracing::debug!("incoming connection refused: {e}"),
-                }
-            });
-        }
-    }
-
     /// Registers a connection (replacing an older one to the same peer), starts pulls of
-    /// every want, and serves the streams the peer opens.
-    fn adopt(self: Arc<Self>, conn: Connection) {
-        let peer = Key(*conn.remote_id().as_bytes());
+    /// every want, and returns the future that serves the streams the peer opens until the
+    /// connection closes (None: the connection is refused).
+    fn adopt(
+        self: Arc<Self>,
+        conn: Connection,
+    ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
+        let peer = Link::remote(&conn);
         let id = conn.stable_id();
         if let Some(left) = self.banned_for(&peer) {
             tracing::debug!(peer = %peer.short(), "refusing a peer that misbehaved ({left:?} left)");
@@ -349,37 +341,34 @@ impl Node {
             // costs one handshake per pause, not a busy loop. Nothing is served meanwhile.
             tokio::spawn(async move {
                 tokio::time::sleep(BANNED_CLOSE_DELAY.min(left)).await;
-                conn.close(
-                    close_code::BANNED.into(),
-                    b"misbehaved recently; refused for a while",
+                Link::close(
+                    &conn,
+                    close_code::BANNED,
+                    "misbehaved recently; refused for a while",
                 );
             });
-            return;
+            return None;
         }
-        let Some(secret) = session_secret(&conn) else {
-            conn.close(close_code::PROTOCOL.into(), b"no TLS session secret");
-            return;
-        };
-        let session = Session {
-            server: self.id(),
-            reader: peer,
-            secret,
+        let Some(session) = link::session(&conn, self.id(), true) else {
+            Link::close(&conn, close_code::PROTOCOL, "no TLS session secret");
+            return None;
         };
         {
-            let mut st = self.state.lock().unwrap();
+            let mut st = self.lock();
             if let Some(old) = st.conns.remove(&peer) {
                 for h in old.pulls.values() {
                     h.abort();
                 }
-                old.conn.close(
-                    close_code::REPLACED.into(),
-                    b"replaced by a newer connection",
+                Link::close(
+                    &old.conn,
+                    close_code::REPLACED,
+                    "replaced by a newer connection",
                 );
             }
             let wants: Vec<Arc<Core>> = st.wants.values().cloned().collect();
             let pulls = wants
                 .into_iter()
-                .map(|core| (core.key(), self.spawn_pull(peer, conn.clone(), core)))
+                .map(|core| (core.key(), self.spawn_pull(conn.clone(), core)))
                 .collect();
             st.conns.insert(
                 peer,
@@ -390,63 +379,10 @@ impl Node {
             );
         }
         let _ = self.events.send(PeerEvent::Connected(peer));
-        tokio::spawn(async move {
-            let mut budget =
-                RateBudget::new(STREAM_BURST, STREAMS_PER_SECOND, std::time::Instant::now());
-            loop {
-                let (send, mut recv) = match conn.accept_bi().await {
-                    Ok(s) => s,
-                    Err(_) => break,
-                };
-                if !budget.take(std::time::Instant::now()) {
-                    self.disconnect_misbehaving(
-                        peer,
-                        &conn,
-                        close_code::FLOOD,
-                        &format!(
-                            "opened streams faster than {STREAMS_PER_SECOND}/s (burst {STREAM_BURST})"
-                        ),
-                    );
-                    break;
-                }
-                let node = self.clone();
-                let conn = conn.clone();
-                tokio::spawn(async move {
-                    let open = tokio::time::timeout(
-                        OPEN_TIMEOUT,
-                        read_message(&mut recv, MAX_READER_FRAME),
-                    )
-                    .await;
-                    let (dk, cap) = match open {
-                        Ok(Ok(Some(Message::Open {
-                            discovery_key,
-                            capability,
-                        }))) => (discovery_key, capability),
-                        Ok(Ok(None)) | Ok(Err(WireError::Io(_))) => return,
-                        Err(_) => {
-                            tracing::debug!(peer = %peer.short(), "stream without an Open in {OPEN_TIMEOUT:?}");
-                            return;
-                        }
-                        Ok(Ok(Some(other))) => {
-                            let reason = format!("stream opened with {other:?} instead of Open");
-                            node.disconnect_misbehaving(peer, &conn, close_code::PROTOCOL, &reason);
-                            return;
-                        }
-                        Ok(Err(e)) => {
-                            node.disconnect_misbehaving(
-                                peer,
-                                &conn,
-                                close_code::PROTOCOL,
-                                &e.to_string(),
-                            );
-                            return;
-                        }
-                    };
-                    node.serve_stream(&conn, session, dk, cap, send, recv).await;
-                });
-            }
+        Some(async move {
+            self.engine.serve_link(conn, session).await;
             // The connection is gone: forget it (unless a newer one replaced it already).
-            let mut st = self.state.lock().unwrap();
+            let mut st = self.lock();
             if st
                 .conns
                 .get(&peer)
@@ -461,116 +397,28 @@ impl Node {
                 drop(st);
                 let _ = self.events.send(PeerEvent::Disconnected(peer));
             }
-        });
-    }
-
-    /// Serves the core a stream asked for, or answers `NotFound` — the same bytes whether
-    /// we do not hold the core, the capability is wrong, or the policy refuses this peer.
-    async fn serve_stream(
-        &self,
-        conn: &Connection,
-        session: Session,
-        dk: [u8; 32],
-        cap: [u8; 32],
-        mut send: iroh::endpoint::SendStream,
-        recv: iroh::endpoint::RecvStream,
-    ) {
-        let peer = session.reader;
-        let key = self.store.key_by_discovery_key(&dk);
-        // Hash even when the core is unknown, so the answer takes the same work either way.
-        let cap_ok = capability::verify(&key.unwrap_or(Key(dk)), &session, &cap);
-        let allowed = match key {
-            Some(key) if cap_ok && self.policy.may_serve(&peer, &key) => Some(key),
-            _ => None,
-        };
-        let core = match allowed {
-            Some(key) => match self.store.open_existing(&key).await {
-                Ok(core) => core,
-                Err(e) => {
-                    tracing::warn!("cannot open core {} for {}: {e}", key.short(), peer.short());
-                    None
-                }
-            },
-            None => None,
-        };
-        let Some(core) = core else {
-            let _ = write_message(&mut send, &Message::NotFound).await;
-            let _ = send.finish();
-            return;
-        };
-        let key = core.key();
-        match serve(core, recv, send).await {
-            Ok(()) => {}
-            Err(e) if e.blames_peer() => {
-                let code = match e {
-                    ReplicationError::Wire(WireError::Flood(_)) => close_code::FLOOD,
-                    _ => close_code::PROTOCOL,
-                };
-                self.disconnect_misbehaving(peer, conn, code, &e.to_string());
-            }
-            Err(e) => {
-                tracing::debug!(peer = %peer.short(), core = %key.short(), "serving ended: {e}");
-            }
-        }
-    }
-
-    fn spawn_pull(
-        self: &Arc<Self>,
-        peer: Key,
-        conn: Connection,
-        core: Arc<Core>,
-    ) -> JoinHandle<()> {
-        let node = self.clone();
-        tokio::spawn(async move {
-            let key = core.key();
-            let Some(secret) = session_secret(&conn) else {
-                return;
-            };
-            let cap = capability::capability(
-                &key,
-                &Session {
-                    server: peer,
-                    reader: node.id(),
-                    secret,
-                },
-            );
-            let mut backoff = Duration::from_secs(1);
-            loop {
-                let result = match conn.open_bi().await {
-                    Ok((send, recv)) => pull(core.clone(), cap, recv, send).await,
-                    Err(_) => return, // connection closed
-                };
-                match result {
-                    Ok(PullEnd::NotFound) => {
-                        tracing::debug!(peer = %peer.short(), core = %key.short(), "peer does not have it");
-                        tokio::time::sleep(RETRY_NOT_FOUND).await;
-                    }
-                    Ok(PullEnd::Closed) => {
-                        if conn.close_reason().is_some() {
-                            return;
-                        }
-                        tokio::time::sleep(backoff).await;
-                    }
-                    Err(e) if e.blames_peer() => {
-                        let code = match e {
-                            ReplicationError::BadProof(_) => close_code::BAD_DATA,
-                            _ => close_code::PROTOCOL,
-                        };
-                        node.disconnect_misbehaving(peer, &conn, code, &e.to_string());
-                        return;
-                    }
-                    Err(ReplicationError::Storage(e)) => {
-                        // Ours, not the peer's: keep the connection, try again later.
-                        tracing::warn!(core = %key.short(), "cannot store what {} sent: {e}", peer.short());
-                        tokio::time::sleep(RETRY_STORAGE).await;
-                    }
-                    Err(e) => {
-                        tracing::warn!(peer = %peer.short(), core = %key.short(), "replication failed: {e}");
-                        tokio::time::sleep(backoff).await;
-                        backoff = (backoff * 2).min(Duration::from_secs(60));
-                    }
-                }
-            }
         })
     }
+
+    fn spawn_pull(&self, conn: Connection, core: Arc<Core>) -> JoinHandle<()> {
+        let engine = self.engine.clone();
+        tokio::spawn(async move {
+            let Some(session) = link::session(&conn, engine.id(), false) else {
+                return;
+            };
+            engine.pull_core(conn, session, core).await;
+        })
+    }
+}
+
+/// How long to wait before redialling a peer that closed with a code meaning it refuses
+/// us (it misbehaved-banned us): the whole ban, plus jitter so banned peers do not return in
+/// step. None: an ordinary close, paced by the back-off.
+fn redial_after(reason: &ConnectionError) -> Option<Duration> {
+    let ConnectionError::ApplicationClosed(close) = reason else {
+        return None;
+    };
+    let code = u32::try_from(u64::from(close.error_code)).ok()?;
+    close_code::bans(code)
+        .then(|| MISBEHAVIOUR_BAN + MISBEHAVIOUR_BAN.mul_f64(rand::random::<f64>() / 10.0))
 }

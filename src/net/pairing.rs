@@ -4,12 +4,19 @@
 //! handshake authenticated, so the mirror lets in exactly the laptop that presented the code.
 //!
 //! One JSON line each way, both bounded in size and time. The mirror's decision (the invite
-//! book) is not here: [`answer`] takes it as a closure.
+//! book) is not here: [`answer`] takes it as a closure, and [`Pairing`], the protocol handler
+//! the node's router hands pairing connections to, takes it once the daemon exists (the
+//! daemon is built around the node, so the decision is installed after the router starts;
+//! a request that comes before is refused with "try again").
 
+use std::future::Future;
 use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, OnceLock};
 use std::time::Duration;
 
 use iroh::endpoint::Connection;
+use iroh::protocol::{AcceptError, ProtocolHandler};
 use iroh::{Endpoint, EndpointAddr};
 use serde::{Deserialize, Serialize};
 
@@ -143,6 +150,56 @@ where
     };
     if tokio::time::timeout(TIMEOUT * 2, run).await.is_err() {
         tracing::debug!(peer = %laptop.short(), "pairing attempt timed out");
+    }
+}
+
+/// Decides a pairing request: `Ok` pairs the laptop, `Err` refuses it with a reason the
+/// laptop shows its user.
+type Decide = Arc<
+    dyn Fn(Key, [u8; 16]) -> Pin<Box<dyn Future<Output = Result<(), String>> + Send>> + Send + Sync,
+>;
+
+/// The pairing protocol's handler for the node's router (ALPN [`PAIR_ALPN`]).
+#[derive(Clone, Default)]
+pub struct Pairing {
+    decide: Arc<OnceLock<Decide>>,
+}
+
+impl std::fmt::Debug for Pairing {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "Pairing(ready: {})", self.decide.get().is_some())
+    }
+}
+
+impl Pairing {
+    pub fn new() -> Pairing {
+        Pairing::default()
+    }
+
+    /// Installs the decision (the first call wins; later ones are ignored).
+    pub fn answer_with<F, Fut>(&self, decide: F)
+    where
+        F: Fn(Key, [u8; 16]) -> Fut + Send + Sync + 'static,
+        Fut: Future<Output = Result<(), String>> + Send + 'static,
+    {
+        let decide: Decide = Arc::new(move |laptop, secret| Box::pin(decide(laptop, secret)));
+        if self.decide.set(decide).is_err() {
+            tracing::warn!("pairing: a second decision was installed and ignored");
+        }
+    }
+}
+
+impl ProtocolHandler for Pairing {
+    async fn accept(&self, conn: Connection) -> Result<(), AcceptError> {
+        let decide = self.decide.get().cloned();
+        answer(conn, |laptop, secret| async move {
+            match decide {
+                Some(decide) => decide(laptop, secret).await,
+                None => Err("the mirror is still starting; try again in a moment".into()),
+            }
+        })
+        .await;
+        Ok(())
     }
 }
 

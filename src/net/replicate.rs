@@ -1,5 +1,5 @@
 //! One core's replication session over one bidirectional stream: the *reader* opens the stream
-//! with `Open{discovery_key, capability}` (checked by `peer.rs`), the *server* answers `Opened{length}` (or `NotFound`) and then
+//! with `Open{discovery_key, capability}` (checked by [`super::engine`]), the *server* answers `Opened{length}` (or `NotFound`) and then
 //! answers requests with hypercore proofs built by `create_proof`, which the reader checks with
 //! `verify_and_apply_proof` before anything is stored. Many requests are in flight at once;
 //! the server pushes `Length` when its core grows, so new versions flow without reconnecting;

@@ -3,16 +3,30 @@
 //! an `Arc<Core>`. A `Core` owns the `Hypercore` behind an async mutex (its methods take
 //! `&mut self`) and publishes a `CoreInfo` on a watch channel after every change, which is
 //! how replication learns that there is something new to send or fetch.
+//!
+//! Layout: [`core`] (one `Core`: the hypercore, its info channel, write faults, opening and
+//! creating), [`cache`] (verified blocks in memory), [`space`] (free space, disk-full
+//! detection, the space reserve), [`reader`] (a `Core` as the drive format's block source);
+//! this file holds the errors and the [`CoreStore`] (which cores exist, opening each once).
+
+mod cache;
+mod core;
+mod reader;
+mod space;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 
-use hypercore::{
-    HypercoreBuilder, HypercoreError, PartialKeypair, SigningKey, Storage, VerifyingKey,
-};
-use tokio::sync::{watch, Mutex, MutexGuard};
+use hypercore::{HypercoreError, PartialKeypair, SigningKey, VerifyingKey};
+use tokio::sync::Mutex;
 
+pub use self::cache::BlockCache;
+use self::core::build_core;
+pub use self::core::{Core, CoreInfo};
+pub use self::reader::CoreReader;
+use self::space::hypercore_error_is_disk_full;
+pub use self::space::{available_bytes, io_error_is_disk_full, SpaceReserve, MIN_FREE_BYTES};
 use crate::model::keys::Key;
 
 pub mod migrate;
@@ -35,6 +49,10 @@ pub enum StoreError {
     /// what it sent was verified; we could not store it.
     #[error("cannot store core {key}: {}", describe_write_error(source))]
     Write { key: String, source: HypercoreError },
+    /// The task that ran a core operation failed (it panicked); the operation may be half
+    /// done.
+    #[error("a core operation failed unexpectedly ({0}); restarting dat-mirror reopens the core from disk")]
+    Task(String),
 }
 
 /// The first line of a write error, starting with `disk full` when the disk (or quota) is
@@ -45,55 +63,6 @@ fn describe_write_error(e: &HypercoreError) -> String {
     } else {
         e.to_string()
     }
-}
-
-/// Space a replica leaves free on its file system: blocks are not applied below this (the
-/// status log and the oplog's housekeeping still have room to write).
-pub const MIN_FREE_BYTES: u64 = 2 * 1024 * 1024;
-
-/// Bytes available to unprivileged writers on the file system holding `path` (None if the
-/// file system cannot tell).
-pub fn available_bytes(path: &Path) -> Option<u64> {
-    use std::os::unix::ffi::OsStrExt;
-    let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
-    let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
-    // SAFETY: `c` is a valid NUL-terminated path and `st` a valid out-pointer.
-    if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
-        return None;
-    }
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
-}
-
-fn hypercore_error_is_disk_full(e: &HypercoreError) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io_error_is_disk_full(io) {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
-}
-
-/// ENOSPC or EDQUOT.
-pub fn io_error_is_disk_full(e: &std::io::Error) -> bool {
-    matches!(
-        e.kind(),
-        std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
-    ) || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
-
-/// Did a proof fail because of what the peer sent (false), or because storing or reading it
-/// here failed (true)?
-fn is_storage_fault(e: &HypercoreError) -> bool {
-    matches!(
-        e,
-        HypercoreError::IO { .. }
-            | HypercoreError::CorruptStorage { .. }
-            | HypercoreError::EmptyStorage { .. }
-    )
 }
 
 impl StoreError {
@@ -119,479 +88,6 @@ impl StoreError {
             _ => false,
         }
     }
-}
-
-/// What a core holds, as last published on its watch channel.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
-pub struct CoreInfo {
-    /// Number of blocks in the core (as far as this machine has verified its tree).
-    pub length: u64,
-    /// Total bytes of all `length` blocks.
-    pub byte_length: u64,
-    /// Blocks `[0, contiguous_length)` are all held.
-    pub contiguous_length: u64,
-    /// Blocks held (may exceed `contiguous_length` when blocks arrive out of order).
-    pub held_blocks: u64,
-    pub writable: bool,
-    /// The longest length a peer has announced for this core (None: no peer has, yet).
-    pub remote_length: Option<u64>,
-}
-
-impl CoreInfo {
-    /// Every block of the known length is held.
-    pub fn complete(&self) -> bool {
-        self.held_blocks >= self.length
-    }
-
-    /// Every block is held and no peer has announced a longer core: in sync.
-    pub fn synced(&self) -> bool {
-        self.complete() && self.remote_length.is_some_and(|r| self.length >= r)
-    }
-
-    /// Bytes held: exact when complete, else proportional to blocks held.
-    pub fn held_bytes(&self) -> u64 {
-        if self.complete() || self.length == 0 {
-            self.byte_length
-        } else {
-            ((self.byte_length as u128 * self.held_blocks as u128) / self.length as u128) as u64
-        }
-    }
-}
-
-/// One hypercore, shared by everything in the process that reads, writes or replicates it.
-pub struct Core {
-    key: Key,
-    discovery_key: [u8; 32],
-    dir: PathBuf,
-    inner: Mutex<hypercore::Hypercore>,
-    info: watch::Sender<CoreInfo>,
-    cache: Arc<BlockCache>,
-    /// The core's `data` file, opened read-only on first use (see [`Core::read_bytes`]).
-    data: std::sync::OnceLock<std::fs::File>,
-    /// The last write to this core failed (and why); cleared by the next successful write.
-    fault: watch::Sender<Option<String>>,
-    /// A write failed halfway: the in-memory hypercore may be out of step with its files,
-    /// so it is reopened from disk before the next mutation.
-    needs_reopen: std::sync::atomic::AtomicBool,
-    /// The store's space reserve, released when the disk is full.
-    reserve: Arc<SpaceReserve>,
-}
-
-/// A file of `SpaceReserve::BYTES` kept in the data folder and deleted the moment a write
-/// fails because the disk is full, so that the few small writes that report the problem
-/// (a status-log entry saying `disk full`) still fit. Re-created once writes succeed again.
-#[derive(Debug)]
-pub struct SpaceReserve {
-    path: PathBuf,
-}
-
-impl SpaceReserve {
-    pub const BYTES: usize = 512 * 1024;
-
-    /// Creates the reserve file if it is missing (best effort: no space, no reserve).
-    pub fn ensure(&self) {
-        if std::fs::metadata(&self.path).is_ok_and(|m| m.len() == Self::BYTES as u64) {
-            return;
-        }
-        let tmp = self.path.with_extension("tmp");
-        let written = std::fs::write(&tmp, vec![0xa5u8; Self::BYTES])
-            .and_then(|()| std::fs::rename(&tmp, &self.path));
-        if let Err(e) = written {
-            let _ = std::fs::remove_file(&tmp);
-            tracing::debug!("no space reserve at {}: {e}", self.path.display());
-        }
-    }
-
-    /// Deletes the reserve file; true if there was one.
-    pub fn release(&self) -> bool {
-        let released = std::fs::remove_file(&self.path).is_ok();
-        if released {
-            tracing::warn!(
-                "disk full: released the {} KiB space reserve so status can still be written",
-                Self::BYTES / 1024
-            );
-        }
-        released
-    }
-}
-
-type BlockLru = lru::LruCache<(Key, u64), Arc<[u8]>>;
-
-/// Verified blocks kept in memory, shared by every core of a store: blocks never change
-/// once verified, so a block read once (a B-tree node on every request, say) is served from
-/// here instead of through hypercore's storage. Bounded in bytes, least recently used first.
-pub struct BlockCache {
-    /// The blocks, and their total size in bytes.
-    inner: StdMutex<(BlockLru, usize)>,
-    budget: usize,
-}
-
-impl std::fmt::Debug for BlockCache {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "BlockCache({} bytes)", self.budget)
-    }
-}
-
-impl BlockCache {
-    /// Default budget: 32 MiB.
-    pub const DEFAULT_BYTES: usize = 32 << 20;
-
-    pub fn new(budget: usize) -> BlockCache {
-        BlockCache {
-            inner: StdMutex::new((lru::LruCache::unbounded(), 0)),
-            budget,
-        }
-    }
-
-    fn get(&self, key: &Key, index: u64) -> Option<Arc<[u8]>> {
-        self.inner.lock().unwrap().0.get(&(*key, index)).cloned()
-    }
-
-    fn put(&self, key: Key, index: u64, block: Arc<[u8]>) {
-        if block.len() > self.budget / 8 {
-            return;
-        }
-        let mut g = self.inner.lock().unwrap();
-        let (lru, bytes) = &mut *g;
-        *bytes += block.len();
-        if let Some(old) = lru.put((key, index), block) {
-            *bytes -= old.len();
-        }
-        while *bytes > self.budget {
-            match lru.pop_lru() {
-                Some((_, b)) => *bytes -= b.len(),
-                None => break,
-            }
-        }
-    }
-
-    fn forget(&self, key: &Key) {
-        let mut g = self.inner.lock().unwrap();
-        let (lru, bytes) = &mut *g;
-        let stale: Vec<(Key, u64)> = lru
-            .iter()
-            .filter(|((k, _), _)| k == key)
-            .map(|(k, _)| *k)
-            .collect();
-        for k in stale {
-            if let Some(b) = lru.pop(&k) {
-                *bytes -= b.len();
-            }
-        }
-    }
-}
-
-impl std::fmt::Debug for Core {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("Core").field("key", &self.key).finish()
-    }
-}
-
-impl Core {
-    pub fn key(&self) -> Key {
-        self.key
-    }
-
-    pub fn discovery_key(&self) -> [u8; 32] {
-        self.discovery_key
-    }
-
-    pub fn dir(&self) -> &Path {
-        &self.dir
-    }
-
-    /// The latest published info.
-    pub fn info(&self) -> CoreInfo {
-        *self.info.borrow()
-    }
-
-    /// Watch the info change (length grows, blocks arrive).
-    pub fn subscribe(&self) -> watch::Receiver<CoreInfo> {
-        self.info.subscribe()
-    }
-
-    /// Exclusive access to the hypercore. Call [`Core::publish_info`] after changing it.
-    pub async fn lock(&self) -> MutexGuard<'_, hypercore::Hypercore> {
-        self.inner.lock().await
-    }
-
-    /// Recompute and publish the info from a locked core. `held_delta` is the number of
-    /// blocks that became held by the change (0 if unknown or none).
-    pub fn publish_info(&self, core: &hypercore::Hypercore, held_delta: u64) {
-        let i = core.info();
-        self.info.send_modify(|info| {
-            info.length = i.length;
-            info.byte_length = i.byte_length;
-            info.contiguous_length = i.contiguous_length;
-            info.writable = i.writeable;
-            info.held_blocks = (info.held_blocks + held_delta)
-                .max(i.contiguous_length)
-                .min(i.length);
-        });
-    }
-
-    /// Records the length a peer announced for this core.
-    pub fn note_remote_length(&self, length: u64) {
-        self.info.send_if_modified(|info| {
-            if info.remote_length.is_none_or(|r| r < length) {
-                info.remote_length = Some(length);
-                true
-            } else {
-                false
-            }
-        });
-    }
-
-    /// Why the last write to this core failed, if it did (`None` once a write succeeds).
-    pub fn fault(&self) -> Option<String> {
-        self.fault.borrow().clone()
-    }
-
-    /// Watch write faults come and go.
-    pub fn subscribe_fault(&self) -> watch::Receiver<Option<String>> {
-        self.fault.subscribe()
-    }
-
-    /// `Some(disk full)` when the file system holding this core has less than `need` bytes
-    /// available (to unprivileged writers).
-    fn lacks_space(&self, need: u64) -> Option<StoreError> {
-        let free = available_bytes(&self.dir)?;
-        (free < need).then(|| StoreError::Io {
-            path: self.dir.clone(),
-            source: std::io::Error::from_raw_os_error(libc::ENOSPC),
-        })
-    }
-
-    /// Records the outcome of a mutation: a storage fault marks the in-memory core for
-    /// reopening; success clears a previous fault.
-    fn note_write(&self, result: &Result<(), &StoreError>) {
-        match result {
-            Ok(()) => {
-                if self.fault.send_if_modified(|f| f.take().is_some()) {
-                    tracing::info!(core = %self.key.short(), "writes succeed again");
-                    self.reserve.ensure();
-                }
-            }
-            Err(e) if e.is_storage_fault() => {
-                self.needs_reopen
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
-                let reason = if e.is_disk_full() {
-                    self.reserve.release();
-                    "disk full: no space left in the data folder to store this site; \
-                     free space (dat-mirror retries every few seconds)"
-                        .to_string()
-                } else {
-                    format!("storage error: {e}")
-                };
-                tracing::warn!(core = %self.key.short(), "{e}");
-                self.fault.send_replace(Some(reason));
-            }
-            Err(_) => {}
-        }
-    }
-
-    /// Reopens the hypercore from its files if a failed write left it out of step. hypercore
-    /// 0.14 writes a block's bytes, then an oplog entry, then (every few changes) bitfield,
-    /// tree and oplog header; a failure halfway leaves in-memory state (oplog offsets, tree
-    /// changes) that the files do not have. The files themselves stay consistent: the oplog
-    /// drops a trailing partial entry when it is opened, and bytes written past what the
-    /// bitfield marks as held are never read.
-    async fn reopen_if_needed(&self, hc: &mut hypercore::Hypercore) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering;
-        if !self.needs_reopen.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let write = |source| StoreError::Write {
-            key: self.key.short(),
-            source,
-        };
-        let storage = Storage::new_disk(&self.dir, false).await.map_err(write)?;
-        let fresh = HypercoreBuilder::new(storage)
-            .open(true)
-            .build()
-            .await
-            .map_err(write)?;
-        *hc = fresh;
-        self.needs_reopen.store(false, Ordering::SeqCst);
-        tracing::info!(core = %self.key.short(), "reopened from disk after a failed write");
-        let held = count_held(hc);
-        let i = hc.info();
-        self.info.send_modify(|info| {
-            info.length = i.length;
-            info.byte_length = i.byte_length;
-            info.contiguous_length = i.contiguous_length;
-            info.writable = i.writeable;
-            info.held_blocks = held;
-        });
-        Ok(())
-    }
-
-    /// Appends entries (one signed batch) and returns the new length.
-    ///
-    /// Runs on a task of its own: hypercore's methods are not cancel-safe (a future dropped
-    /// halfway through a write leaves the in-memory core out of step with its files), so
-    /// every mutation completes even if the caller is cancelled.
-    pub async fn append_batch(self: &Arc<Self>, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
-        let core = self.clone();
-        let entries = entries.to_vec();
-        detached(async move {
-            let mut hc = core.lock().await;
-            let result = match core.reopen_if_needed(&mut hc).await {
-                Ok(()) => hc.append_batch(&entries).await.map_err(|e| {
-                    if is_storage_fault(&e) {
-                        StoreError::Write {
-                            key: core.key.short(),
-                            source: e,
-                        }
-                    } else {
-                        StoreError::hc(&core.key, e)
-                    }
-                }),
-                Err(e) => Err(e),
-            };
-            core.note_write(&result.as_ref().map(|_| ()));
-            let out = result?;
-            core.publish_info(&hc, entries.len() as u64);
-            Ok(out.length)
-        })
-        .await
-    }
-
-    /// Appends one entry and returns its index.
-    pub async fn append(self: &Arc<Self>, entry: &[u8]) -> Result<u64, StoreError> {
-        let len = self.append_batch(&[entry.to_vec()]).await?;
-        Ok(len - 1)
-    }
-
-    /// Verifies a proof from a peer and, if it is valid, stores what it proves. Returns
-    /// whether it was applied. Like every mutation, runs to completion on its own task.
-    /// A proof that does not verify is `StoreError::Hypercore`; a failure to store a valid
-    /// one (disk full) is `StoreError::Write`.
-    pub async fn apply_proof(
-        self: &Arc<Self>,
-        proof: hypercore::Proof,
-    ) -> Result<bool, StoreError> {
-        let core = self.clone();
-        detached(async move {
-            let mut hc = core.lock().await;
-            if let Err(e) = core.reopen_if_needed(&mut hc).await {
-                core.note_write(&Err(&e));
-                return Err(e);
-            }
-            // Refuse before writing rather than fail halfway: a write that fails with ENOSPC
-            // inside hypercore 0.14 can leave its tree missing a node (seen as "Could not
-            // load node … blank" after reopening), so the data folder keeps MIN_FREE_BYTES.
-            let need = MIN_FREE_BYTES + proof.block.as_ref().map_or(0, |b| b.value.len() as u64);
-            if let Some(e) = core.lacks_space(need) {
-                core.note_write(&Err(&e));
-                // Nothing was written: the in-memory core is still in step with its files.
-                core.needs_reopen
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
-                return Err(e);
-            }
-            let had = proof.block.as_ref().is_some_and(|b| hc.has(b.index));
-            let result = hc.verify_and_apply_proof(&proof).await.map_err(|e| {
-                if is_storage_fault(&e) {
-                    StoreError::Write {
-                        key: core.key.short(),
-                        source: e,
-                    }
-                } else {
-                    StoreError::hc(&core.key, e)
-                }
-            });
-            if matches!(result, Ok(true)) {
-                core.note_write(&Ok(()));
-            } else if let Err(e) = &result {
-                core.note_write(&Err(e));
-            }
-            let applied = result?;
-            if applied {
-                let gained = proof
-                    .block
-                    .as_ref()
-                    .is_some_and(|b| !had && hc.has(b.index));
-                core.publish_info(&hc, gained as u64);
-            }
-            Ok(applied)
-        })
-        .await
-    }
-
-    /// Block `index` if it is held, from the block cache when possible.
-    pub async fn get_cached(&self, index: u64) -> Result<Option<Arc<[u8]>>, StoreError> {
-        if let Some(b) = self.cache.get(&self.key, index) {
-            return Ok(Some(b));
-        }
-        let mut hc = self.lock().await;
-        if !hc.has(index) {
-            return Ok(None);
-        }
-        let Some(block) = hc
-            .get(index)
-            .await
-            .map_err(|e| StoreError::hc(&self.key, e))?
-        else {
-            return Ok(None);
-        };
-        drop(hc);
-        let block: Arc<[u8]> = block.into();
-        self.cache.put(self.key, index, block.clone());
-        Ok(Some(block))
-    }
-
-    /// Reads `len` bytes at `offset` of the core's byte stream straight from its `data` file,
-    /// where hypercore stores every block at its byte offset. Only for byte ranges whose
-    /// blocks the caller has checked are held (`has`): those bytes were verified before they
-    /// were written. Blocks the calling thread; call it from a blocking context.
-    pub fn read_bytes_blocking(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let file = match self.data.get() {
-            Some(f) => f,
-            None => {
-                let f = std::fs::File::open(self.dir.join("data"))?;
-                self.data.get_or_init(|| f)
-            }
-        };
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
-    }
-
-    /// Reads block `index` if it is held.
-    pub async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut core = self.lock().await;
-        core.get(index)
-            .await
-            .map_err(|e| StoreError::hc(&self.key, e))
-    }
-}
-
-/// Blocks held by `core`: the contiguous prefix, then a bitfield lookup per later block.
-fn count_held(core: &hypercore::Hypercore) -> u64 {
-    let i = core.info();
-    let mut held = i.contiguous_length;
-    for index in i.contiguous_length..i.length {
-        if core.has(index) {
-            held += 1;
-        }
-    }
-    held
-}
-
-/// Runs `work` on a task of its own and waits for it: the work completes even if the
-/// waiting future is dropped.
-async fn detached<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::spawn(work).await.unwrap_or_else(|e| {
-        Err(StoreError::Hypercore {
-            key: String::new(),
-            source: HypercoreError::InvalidOperation {
-                context: format!("core task failed: {e}"),
-            },
-        })
-    })
 }
 
 /// The set of cores of one data directory.
@@ -622,9 +118,7 @@ impl CoreStore {
             open: StdMutex::new(HashMap::new()),
             by_discovery_key: StdMutex::new(HashMap::new()),
             opening: Mutex::new(()),
-            reserve: Arc::new(SpaceReserve {
-                path: data_dir.join("space-reserve"),
-            }),
+            reserve: Arc::new(SpaceReserve::new(data_dir.join("space-reserve"))),
         };
         store.reserve.ensure();
         let index = store
@@ -685,12 +179,7 @@ impl CoreStore {
             }
             Ok(_) => {}
         }
-        let storage = Storage::new_disk(&dir, false)
-            .await
-            .map_err(|e| StoreError::hc(key, e))?;
-        let core = HypercoreBuilder::new(storage)
-            .open(true)
-            .build()
+        let core = build_core(&dir, None)
             .await
             .map_err(|e| StoreError::hc(key, e))?;
         if core.key_pair().public.to_bytes() != key.0 {
@@ -749,49 +238,28 @@ impl CoreStore {
             path: dir.clone(),
             source,
         })?;
-        let storage = Storage::new_disk(&dir, false)
-            .await
-            .map_err(|e| StoreError::hc(key, e))?;
-        let core = HypercoreBuilder::new(storage)
-            .key_pair(key_pair)
-            .build()
+        let core = build_core(&dir, Some(key_pair))
             .await
             .map_err(|e| StoreError::hc(key, e))?;
         Ok(self.register(*key, dir, core).await)
     }
 
-    async fn register(&self, key: Key, dir: PathBuf, mut core: hypercore::Hypercore) -> Arc<Core> {
-        let i = core.info();
-        // Count held blocks once (a bitfield lookup each); afterwards it is kept up to date.
-        let held = count_held(&core);
-        // Touch nothing else: reading is enough to validate the open.
-        let _ = core.get(0).await;
-        let info = CoreInfo {
-            length: i.length,
-            byte_length: i.byte_length,
-            contiguous_length: i.contiguous_length,
-            held_blocks: held,
-            writable: i.writeable,
-            remote_length: None,
-        };
-        let (tx, _) = watch::channel(info);
-        let c = Arc::new(Core {
+    /// Shares a just-opened hypercore: from now on `key` opens to this `Core`. (Opening read
+    /// the oplog header, tree roots and bitfield; a damaged block shows up as an error of the
+    /// read that meets it.)
+    async fn register(&self, key: Key, dir: PathBuf, hc: hypercore::Hypercore) -> Arc<Core> {
+        let c = Arc::new(Core::new(
             key,
-            discovery_key: key.discovery_key(),
             dir,
-            inner: Mutex::new(core),
-            info: tx,
-            cache: self.cache.clone(),
-            data: std::sync::OnceLock::new(),
-            fault: watch::channel(None).0,
-            needs_reopen: std::sync::atomic::AtomicBool::new(false),
-            reserve: self.reserve.clone(),
-        });
+            hc,
+            self.cache.clone(),
+            self.reserve.clone(),
+        ));
         self.open.lock().unwrap().insert(key, c.clone());
         self.by_discovery_key
             .lock()
             .unwrap()
-            .insert(c.discovery_key, key);
+            .insert(c.discovery_key(), key);
         c
     }
 
@@ -926,46 +394,5 @@ mod tests {
         assert_eq!(core.info().length, 0);
         assert!(!core.info().writable);
         assert!(core.append(b"x").await.is_err());
-    }
-}
-
-/// Reads a shared core block by block for the drive reader, taking the core's lock only
-/// for each block (so replication and serving interleave).
-#[derive(Clone)]
-pub struct CoreReader {
-    core: Arc<Core>,
-    length: u64,
-}
-
-impl CoreReader {
-    /// A reader of the core as long as it is now.
-    pub fn new(core: Arc<Core>) -> CoreReader {
-        let length = core.info().length;
-        CoreReader { core, length }
-    }
-
-    pub fn core(&self) -> &Arc<Core> {
-        &self.core
-    }
-}
-
-impl crate::drive::BlockSource for CoreReader {
-    fn length(&self) -> u64 {
-        self.length
-    }
-
-    async fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, crate::drive::DriveError> {
-        if index >= self.length {
-            return Ok(None);
-        }
-        match self.core.get_cached(index).await {
-            Ok(b) => Ok(b.map(|b| b.to_vec())),
-            Err(StoreError::Hypercore { source, .. }) => Err(source.into()),
-            Err(e) => Err(crate::drive::DriveError::Hypercore(
-                hypercore::HypercoreError::InvalidOperation {
-                    context: e.to_string(),
-                },
-            )),
-        }
     }
 }

@@ -236,3 +236,24 @@ impl Pair {
         }
     }
 }
+
+/// Waits (up to `TIMEOUT`) for an event matching `want` on `rx` — the proof that an attempt
+/// happened, before a test asserts what it must not have achieved.
+pub async fn wait_for_event<E: Clone>(
+    rx: &mut tokio::sync::broadcast::Receiver<E>,
+    what: &str,
+    want: impl Fn(&E) -> bool,
+) -> E {
+    use tokio::sync::broadcast::error::RecvError;
+    let found = tokio::time::timeout(TIMEOUT, async {
+        loop {
+            match rx.recv().await {
+                Ok(e) if want(&e) => return e,
+                Ok(_) | Err(RecvError::Lagged(_)) => continue,
+                Err(RecvError::Closed) => panic!("the events ended while waiting for {what}"),
+            }
+        }
+    })
+    .await;
+    found.unwrap_or_else(|_| panic!("timed out after {TIMEOUT:?} waiting for {what}"))
+}
