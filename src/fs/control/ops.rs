@@ -1,7 +1,12 @@
 //! What each filesystem operation on the control folder does: which names become commands
 //! (`Mirror` / `Unmirror` appended through the backend), which stay in memory, and which are
-//! refused with `EINVAL` plus a log line saying what to do instead. Every operation locks
-//! the table once, so two `touch`es of one key append one command.
+//! refused with `EINVAL` plus a log line saying what to do instead. Every operation is one
+//! [`FolderOp`]: it locks the table once, so two `touch`es of one key append one command.
+//!
+//! A site name created or touched means "mirror it" (issue 14 item 2): `create` appends
+//! `Mirror` for an entry shown as removing, `setattr(times)` for one removing or gone, and a
+//! site inode never answers `ENOENT` (the kernel still holds it for up to a second after
+//! the mirrors acknowledged its removal). Only `unlink`/`rmdir` by name append `Unmirror`.
 
 use std::ffi::OsStr;
 use std::sync::MutexGuard;
