@@ -64,7 +64,7 @@ async fn rm_then_touch_500_rounds_every_touch_mirrors() {
     let seed = std::env::var("RM_TOUCH_SEED")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or_else(|| rand::random::<u64>());
+        .unwrap_or_else(rand::random::<u64>);
     eprintln!("{test}: seed {seed} (replay with RM_TOUCH_SEED={seed})");
 
     let keys: Vec<Key> = (0..KEYS).map(|_| new_key()).collect();

@@ -16,7 +16,11 @@ use crate::model::command::Command;
 
 /// What `touch` does: open for writing (creating), then set the times through the fd.
 fn open_for_touch(path: &std::path::Path) -> std::io::Result<File> {
-    OpenOptions::new().write(true).create(true).open(path)
+    OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
 }
 
 fn set_times(f: &File) -> std::io::Result<()> {
