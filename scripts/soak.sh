@@ -7,8 +7,11 @@
 # so memory that grows over the run is a leak, not more sites.
 #
 # Every 30 s the resident memory (VmRSS from /proc/PID/status) of both processes goes into
-# a CSV. At the end it prints RSS at start and end, their ratio, and the operations done.
-# Exits nonzero if either process died or a round timed out.
+# a CSV. At the end it prints RSS at start and end, their ratio, and the operations done,
+# and checks that the laptop appended exactly one `Mirror` per `touch` and one `Unmirror`
+# per `rm` (its log says each). Exits nonzero if either process died, a `touch` failed
+# (issue 14 item 2: a touch right after an rm must work), a round timed out, or the
+# laptop appended a command no round asked for.
 #
 # Needs FUSE (root, or fusermount3), curl. Settings (environment):
 #   SOAK_MINUTES  run time in minutes (default 30)
@@ -122,9 +125,13 @@ while ((SECONDS < end)); do
   "$bin" --data "$lap" publish "$sites/s$n" --key "$key" >/dev/null 2>&1 || { echo "soak: publish failed in round $rounds" >&2; exit 1; }
   publishes=$((publishes + 1))
   if ((mirrored[n] == 0)); then
-    # `touch` = create + set times; a failure is counted (and reported), not fatal: the
-    # create alone already wrote the command.
-    touch "$mnt/$key" 2>>"$out/touch-errors.log" || touch_errors=$((touch_errors + 1))
+    # The site may still show `removing` (the mirror's acknowledgement of the last `rm` on
+    # its way): touching it must append `Mirror` and succeed all the same.
+    if ! touch "$mnt/$key" 2>>"$out/touch-errors.log"; then
+      touch_errors=$((touch_errors + 1))
+      echo "soak: round $rounds: touch $key failed: $(tail -n 1 "$out/touch-errors.log"); see $out/laptop.log" >&2
+      exit 1
+    fi
     mirrored[n]=1 mirrors=$((mirrors + 1))
   fi
   wait_until 120 serves "$key" "$rounds" || { echo "soak: round $rounds: $key not served within 120 s" >&2; exit 1; }
@@ -137,10 +144,18 @@ while ((SECONDS < end)); do
 done
 sample
 alive
+# Every command the laptop appended came from a touch or an rm of this script.
+appended_mirror=$(grep -c 'dat-mirror folder: appended Mirror' "$out/laptop.log" || true)
+appended_unmirror=$(grep -c 'dat-mirror folder: appended Unmirror' "$out/laptop.log" || true)
+if ((appended_mirror != mirrors || appended_unmirror != unmirrors)); then
+  echo "soak: the laptop appended $appended_mirror Mirror and $appended_unmirror Unmirror commands" \
+    "for $mirrors touches and $unmirrors rms; see $out/laptop.log" >&2
+  exit 1
+fi
 last_mirror_rss=$(rss "$mirror_pid") last_laptop_rss=$(rss "$laptop_pid")
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { printf "%.2f", (a > 0 ? b / a : 0) }'; }
 echo "soak: done after $(((SECONDS - start) / 60)) min $(((SECONDS - start) % 60)) s: $rounds rounds," \
-  "$publishes publishes, $mirrors mirrors, $unmirrors unmirrors, $fetches HTTP fetches of a new version, $touch_errors touch errors (see touch-errors.log)"
+  "$publishes publishes, $mirrors mirrors, $unmirrors unmirrors, $fetches HTTP fetches of a new version; the command log holds exactly those commands"
 echo "soak: mirror RSS ${first_mirror_rss} kB -> ${last_mirror_rss} kB (x$(ratio "$first_mirror_rss" "$last_mirror_rss"))"
 echo "soak: laptop RSS ${first_laptop_rss} kB -> ${last_laptop_rss} kB (x$(ratio "$first_laptop_rss" "$last_laptop_rss"))"
 echo "soak: samples in $csv"

@@ -424,7 +424,12 @@ impl crate::fs::ControlBackend for LaptopInner {
         LaptopInner::view(self)
     }
 
-    fn append(&self, command: Command) -> Result<u64, String> {
-        self.append_blocking(command)
+    fn append(&self, command: Command) -> Result<u64, crate::fs::AppendError> {
+        self.runtime.block_on(self.append(command)).map_err(|e| {
+            crate::fs::AppendError::from_chain(
+                e.as_ref(),
+                format!("cannot write to the command log: {e:#}"),
+            )
+        })
     }
 }

@@ -8,11 +8,11 @@ use std::time::SystemTime;
 use fuser::{Errno, FileAttr, FileType, FopenFlags, TimeOrNow};
 
 use super::names::{classify, Name};
-use super::ops::{refuse, AliasWish, Cx};
+use super::ops::{refuse, AliasWish, FolderOp};
 use super::table::*;
 use crate::model::view::{render_site, render_status_table, xattrs};
 
-impl Cx<'_> {
+impl FolderOp<'_> {
     pub(crate) fn open(&mut self, ino: u64, flags: i32) -> Result<(u64, FopenFlags), Errno> {
         let target = match ino {
             ROOT => return Err(Errno::EISDIR),
@@ -64,7 +64,10 @@ impl Cx<'_> {
                 let data = match site {
                     Some(_) if trunc => Vec::new(),
                     Some(s) => render_site(s, now_ms()).into_bytes(),
-                    None if trunc => Vec::new(), // just appended; the view may lag
+                    // Gone from the view since the kernel looked it up (its removal was
+                    // acknowledged). Opening it to write is how `touch` and `cp` begin: let
+                    // it open empty, and let setattr(times) or the written link decide.
+                    None if writable => Vec::new(),
                     None => return Err(Errno::ENOENT),
                 };
                 HandleKind::Buffer { data, dirty: trunc }
@@ -238,11 +241,10 @@ impl Cx<'_> {
                             }
                         }
                     }
-                    // `touch` on an entry being removed asks to keep it after all.
-                    if (atime.is_some() || mtime.is_some())
-                        && self.view.site(&k).is_some_and(|s| s.removing)
-                    {
-                        self.mirror(k, AliasWish::Keep)?;
+                    // `touch` on an entry being removed (or whose removal was acknowledged
+                    // since the kernel opened it) asks to keep it after all.
+                    if atime.is_some() || mtime.is_some() {
+                        self.keep_if_removing(k)?;
                     }
                 }
                 Node::Mem(_) => {

@@ -1,7 +1,12 @@
 //! What each filesystem operation on the control folder does: which names become commands
 //! (`Mirror` / `Unmirror` appended through the backend), which stay in memory, and which are
-//! refused with `EINVAL` plus a log line saying what to do instead. Every operation locks
-//! the table once, so two `touch`es of one key append one command.
+//! refused with `EINVAL` plus a log line saying what to do instead. Every operation is one
+//! [`FolderOp`]: it locks the table once, so two `touch`es of one key append one command.
+//!
+//! A site name created or touched means "mirror it" (issue 14 item 2): `create` appends
+//! `Mirror` for an entry shown as removing, `setattr(times)` for one removing or gone, and a
+//! site inode never answers `ENOENT` (the kernel still holds it for up to a second after
+//! the mirrors acknowledged its removal). Only `unlink`/`rmdir` by name append `Unmirror`.
 
 use std::ffi::OsStr;
 use std::sync::MutexGuard;
@@ -9,9 +14,9 @@ use std::time::SystemTime;
 
 use fuser::{Errno, FileAttr, FopenFlags};
 
-use super::control::{ControlBackend, ControlFs};
 use super::names::{classify, Name};
 use super::table::*;
+use super::{ControlBackend, ControlFs};
 use crate::model::command::Command;
 use crate::model::keys::Key;
 use crate::model::view::{render_site, render_status_table, StatusView};
@@ -49,35 +54,30 @@ pub(crate) fn refuse<T>(errno: Errno, why: impl std::fmt::Display) -> Result<T, 
 const NO_LINK: &str = "contains no hyper:// or dat:// link and no key; write one into it, \
                        e.g. `echo hyper://<64 hex chars> > blog`";
 
-/// One locked operation: the table, a fresh view, the backend.
-pub(crate) struct Cx<'a> {
+/// One operation on the folder (the context every callback runs in): the table, locked
+/// for the whole operation, a view of the logs taken at its start (refreshed after each
+/// append), and the backend.
+pub(crate) struct FolderOp<'a> {
     pub t: MutexGuard<'a, Table>,
     pub view: StatusView,
     backend: &'a dyn ControlBackend,
 }
 
-impl ControlFs {
-    pub(crate) fn cx(&self) -> Cx<'_> {
-        let t = self
-            .table
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Cx {
-            t,
-            view: self.backend.view(),
-            backend: &*self.backend,
-        }
+impl<'a> FolderOp<'a> {
+    /// Locks the table and takes a fresh view.
+    pub(crate) fn begin(fs: &'a ControlFs) -> FolderOp<'a> {
+        let mut op = FolderOp::lite(fs);
+        op.view = fs.backend.view();
+        op
     }
-}
 
-impl<'a> Cx<'a> {
     /// A lock without a view, for operations that never look at sites.
-    pub(crate) fn lite(fs: &'a ControlFs) -> Cx<'a> {
+    pub(crate) fn lite(fs: &'a ControlFs) -> FolderOp<'a> {
         let t = fs
             .table
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner());
-        Cx {
+        FolderOp {
             t,
             view: StatusView::default(),
             backend: &*fs.backend,
@@ -85,7 +85,7 @@ impl<'a> Cx<'a> {
     }
 }
 
-impl Cx<'_> {
+impl FolderOp<'_> {
     /// Appends `cmd` (if any) and refreshes the view so the entry shows at once.
     fn append(&mut self, cmd: Option<Command>) -> Result<(), Errno> {
         let Some(cmd) = cmd else { return Ok(()) };
@@ -101,10 +101,10 @@ impl Cx<'_> {
             }
             Err(e) => {
                 tracing::error!(
-                    "dat-mirror folder: could not write {cmd:?} to the command log: {e}; \
-                     nothing changed, try again once the log is writable"
+                    "dat-mirror folder: could not write {cmd:?} to the command log, so nothing \
+                     changed: {e}"
                 );
-                Err(Errno::EIO)
+                Err(e.errno())
             }
         }
     }
@@ -132,6 +132,16 @@ impl Cx<'_> {
         Ok(())
     }
 
+    /// `touch`/`create` of a site that is being removed, or whose removal every mirror has
+    /// acknowledged while the kernel still holds its inode: mirror it again (keeping its
+    /// alias while the view still has it). Appends nothing for a site that is mirrored.
+    pub(crate) fn keep_if_removing(&mut self, key: Key) -> Result<(), Errno> {
+        match self.view.site(&key) {
+            Some(s) if !s.removing => Ok(()),
+            _ => self.mirror(key, AliasWish::Keep),
+        }
+    }
+
     fn unmirror(&mut self, key: Key) -> Result<(), Errno> {
         let removing = self.view.site(&key).is_some_and(|s| s.removing);
         self.append((!removing).then_some(Command::Unmirror { key }))
@@ -151,7 +161,12 @@ impl Cx<'_> {
             _ => match self.t.nodes.get(&ino) {
                 Some(Node::Site(k)) | Some(Node::SiteDir(k)) => {
                     let (k, dir) = (*k, matches!(self.t.nodes.get(&ino), Some(Node::SiteDir(_))));
-                    self.view.site(&k).ok_or(Errno::ENOENT)?;
+                    // Never ENOENT for a site inode: the kernel asks only for inodes it
+                    // holds (a cached entry, an open file), and a site whose removal was
+                    // acknowledged a moment ago is still one of those. Its permission check
+                    // before `touch`'s open and `touch`'s setattr through the fd both come
+                    // here; ENOENT made them fail. A gone site no longer resolves by name
+                    // (lookup, listing), so it leaves the folder all the same.
                     Ok(self.site_attr(ino, k, dir))
                 }
                 Some(Node::Mem(_)) => self.t.mem_attr(ino).ok_or(Errno::ENOENT),
@@ -194,7 +209,10 @@ impl Cx<'_> {
         self.target_attr(target)
     }
 
-    /// `touch <key>`, `echo ... > <name>`, `cp x.url .`, editors' temp files.
+    /// `touch <key>`, `echo ... > <name>`, `cp x.url .`, editors' temp files. A site name
+    /// created means "mirror it", decided here and now: an entry shown as removing gets its
+    /// `Mirror` before the kernel's next callback, so a removal acknowledged meanwhile
+    /// cannot make the entry vanish under the file the kernel just opened.
     pub(crate) fn create(
         &mut self,
         parent: u64,
@@ -207,6 +225,9 @@ impl Cx<'_> {
         if let Some(target) = self.resolve(name) {
             if excl {
                 return Err(Errno::EEXIST);
+            }
+            if let Target::Site(k) = target {
+                self.keep_if_removing(k)?;
             }
             return self.open_target(target, flags);
         }

@@ -12,7 +12,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
-use super::{mount, require_fuse_or_skip, ControlBackend};
+use super::{mount, AppendError, ControlBackend};
+use crate::fs::require_fuse_or_skip;
 use crate::model::command::{Command, CommandError};
 use crate::model::keys::Key;
 use crate::model::status::{StatusEntry, StatusEvent};
@@ -46,9 +47,9 @@ impl ControlBackend for FakeBackend {
         fold(ME, &log, &[mirror], now_ms())
     }
 
-    fn append(&self, command: Command) -> Result<u64, String> {
+    fn append(&self, command: Command) -> Result<u64, AppendError> {
         if self.fail.load(std::sync::atomic::Ordering::SeqCst) {
-            return Err("disk full".into());
+            return Err(AppendError::Write("the fake log fails".into()));
         }
         let mut log = self.log.lock().unwrap();
         log.push(Ok(command));

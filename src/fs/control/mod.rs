@@ -1,0 +1,126 @@
+//! The laptop's control folder as a FUSE filesystem: `ControlFs` (one table behind one lock,
+//! and the `ControlBackend` it talks to), the `mount` entry point, and the rooms it is made
+//! of. Arrows point one way: `callbacks` (the `fuser::Filesystem` glue: callback → one
+//! [`ops::FolderOp`] → reply through `fs::fuse`) → `ops` (what names do: which become
+//! `Mirror`/`Unmirror` commands) and `handles` (open files, setattr, listings, xattrs) →
+//! `table` (inodes, handles, name → site) → `names` (what a name means; pure).
+//!
+//! Mount: `fsname=dat-mirror` plus the common options of `fs::fuse`; ACL `Owner`; one
+//! session thread.
+//!
+//! Shell commands → callbacks (measured, kernel 6.18): `touch new` = lookup, create,
+//! flush, setattr(times), flush, release; `touch existing` = lookup, open(O_WRONLY), flush,
+//! setattr(times), flush, release; `echo x > new` (bash) = lookup, create(O_TRUNC), flush
+//! (empty: bash dup2s and closes the first fd), write, flush, release; `cp a dir/` =
+//! lookup, create(O_EXCL), write, flush, release; `cp a existing` = lookup, open(O_WRONLY,
+//! no O_TRUNC), setattr(size 0, no fh), write, flush, release; vim saving in place =
+//! `.x.swp` create/write/fsync, open(O_WRONLY), setattr(size 0, fh), write, fsync,
+//! setattr(mode), flush, release, setxattr(posix_acl); `mv` = rename; `rm` = unlink;
+//! `mkdir` = lookup, mkdir; `rmdir` = rmdir (only while the directory returned by mkdir is
+//! cached; later the kernel answers ENOTDIR itself, since entries are files);
+//! `getfattr -d` = listxattr(0), listxattr(n), then getxattr(0)/getxattr(n) per name.
+//! Hence commands are decided on flush (release is asynchronous) and an empty flush is a
+//! no-op — except that a name touched or created means "mirror it", decided in `create`
+//! and `setattr(times)` (see `ops.rs`).
+//!
+//! Caching: entries are cached for 1 s; attributes of site entries and `STATUS` are not
+//! cached (they change under the user); generated text is opened with `direct_io` so `cat`
+//! reads all of it whatever size `ls -l` shows (the bytes the mirror holds).
+
+mod callbacks;
+mod handles;
+pub mod names;
+mod ops;
+mod table;
+#[cfg(test)]
+mod tests;
+#[cfg(test)]
+mod tests_edit;
+#[cfg(test)]
+mod tests_race;
+
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+
+use crate::model::command::Command;
+use crate::model::view::StatusView;
+use table::Table;
+
+/// What the control folder needs from the rest of the laptop side.
+pub trait ControlBackend: Send + Sync + 'static {
+    /// The current status view; cheap (called on lookup/readdir/getattr/read).
+    fn view(&self) -> StatusView;
+    /// Appends to the laptop's command log (blocking) and returns the entry's seq. After it
+    /// returns, `view()` must show the command.
+    fn append(&self, command: Command) -> Result<u64, AppendError>;
+}
+
+/// Why a command could not be appended to the command log. Nothing was appended; the user
+/// sees `ENOSPC` or `EIO` and the log line says what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum AppendError {
+    /// The disk holding the data folder is full.
+    #[error("the disk is full ({0}); free some space and try again")]
+    DiskFull(String),
+    /// Any other failure to write the log.
+    #[error("{0}; try again once the command log is writable")]
+    Write(String),
+}
+
+impl AppendError {
+    /// Classifies an error from writing the log: `DiskFull` if any cause in its chain is
+    /// an I/O error saying so, else `Write`; the message is the whole chain.
+    pub fn from_chain(err: &(dyn std::error::Error + 'static), message: String) -> AppendError {
+        let mut cause = Some(err);
+        while let Some(e) = cause {
+            if let Some(io) = e.downcast_ref::<std::io::Error>() {
+                if io.kind() == std::io::ErrorKind::StorageFull
+                    || io.raw_os_error() == Some(libc::ENOSPC)
+                {
+                    return AppendError::DiskFull(message);
+                }
+            }
+            cause = e.source();
+        }
+        AppendError::Write(message)
+    }
+
+    /// What the user's system call gets.
+    pub(crate) fn errno(&self) -> fuser::Errno {
+        match self {
+            AppendError::DiskFull(_) => fuser::Errno::ENOSPC,
+            AppendError::Write(_) => fuser::Errno::EIO,
+        }
+    }
+}
+
+/// The filesystem: one table behind one lock, and the backend.
+pub struct ControlFs {
+    table: Mutex<Table>,
+    backend: Arc<dyn ControlBackend>,
+}
+
+impl ControlFs {
+    pub fn new(backend: Arc<dyn ControlBackend>) -> ControlFs {
+        ControlFs {
+            table: Mutex::new(Table::new()),
+            backend,
+        }
+    }
+}
+
+/// Mounts the control folder at `mountpoint` and serves it on a background thread until
+/// the returned session is dropped (or `umount_and_join`ed). A stale mount left by a
+/// crashed run ("Transport endpoint is not connected") is detached first.
+pub fn mount(
+    mountpoint: &Path,
+    backend: Arc<dyn ControlBackend>,
+) -> std::io::Result<fuser::BackgroundSession> {
+    let spec = super::fuse::MountSpec {
+        what: "the dat-mirror folder",
+        fsname: "dat-mirror",
+        read_only: false,
+        threads: 1,
+    };
+    super::fuse::spawn_mount(ControlFs::new(backend), mountpoint, &spec)
+}
