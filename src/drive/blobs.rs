@@ -40,9 +40,18 @@ pub fn blob_blocks(
     })
 }
 
+/// The length hyperblobs gives block `rel` (counted from the file's first block) of a file
+/// of `byte_length` bytes: [`BLOCK_SIZE`], the last one the rest.
+pub fn block_len(byte_length: u64, rel: u64) -> u64 {
+    byte_length
+        .saturating_sub(rel.saturating_mul(BLOCK_SIZE))
+        .min(BLOCK_SIZE)
+}
+
 /// Reads bytes `byte_range` of `blob` (clamped to the file). Errors with
 /// [`DriveError::Missing`] if a block is not held locally and [`DriveError::Corrupt`] if a
-/// block is shorter than the blob says.
+/// block's length is not the one the blob's shape gives it ([`block_len`]): only bytes of
+/// the blob's own blocks, at their places, are ever returned.
 pub async fn read_range<S: BlockSource>(
     blobs: &mut S,
     blob: &BlobRef,
@@ -51,13 +60,17 @@ pub async fn read_range<S: BlockSource>(
     let mut out = Vec::new();
     for (index, slice) in blob_blocks(blob, byte_range) {
         let block = need_block(blobs, CoreKind::Blobs, index).await?;
-        let bytes = block.get(slice.clone()).ok_or_else(|| {
-            DriveError::corrupt(
-                CoreKind::Blobs,
-                index,
-                format!("block has {} bytes, the file needs {slice:?}", block.len()),
-            )
-        })?;
+        let want = block_len(blob.byte_length, index - blob.block_offset);
+        let bytes = block
+            .get(slice.clone())
+            .filter(|_| block.len() as u64 == want)
+            .ok_or_else(|| {
+                DriveError::corrupt(
+                    CoreKind::Blobs,
+                    index,
+                    format!("block has {} bytes, the file needs {want}", block.len()),
+                )
+            })?;
         out.extend_from_slice(bytes);
     }
     Ok(out)
