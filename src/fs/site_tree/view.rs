@@ -156,7 +156,7 @@ pub struct Listed {
 
 /// The directory `dir` at `version`: its files and immediate subdirectories, in key order.
 /// Names that are not valid single path components (empty, `.`, `..`, too long, not UTF-8,
-/// or making the path longer than [`MAX_PATH`]) are left out, as are entries whose value
+/// or making the path longer than [`MAX_PATH`](crate::site::paths::MAX_PATH)) are left out, as are entries whose value
 /// does not decode (with a warning); a name that is both a file and a directory is shown as
 /// the file (as [`resolve`] does).
 pub async fn list_dir(db: &Arc<Core>, version: u64, dir: &str) -> Result<Vec<Listed>, DriveError> {
