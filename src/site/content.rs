@@ -9,9 +9,11 @@
 //! `blockOffset` is `byteOffset`, the file has the shape hyperblobs writes (64 KiB blocks,
 //! the last one shorter), and each block's length in the tree is the length that shape
 //! gives it. An entry that disagrees is refused ([`ContentError::Inconsistent`]: HTTP 502,
-//! FUSE `EIO`, with the reason in the log); one whose tree nodes are not held yet is
-//! [`DriveError::Missing`] (not synced yet). After that, the bytes of a range are those of
-//! the held blocks [`blob_blocks`] names, at their verified places.
+//! FUSE `EIO`, with the reason in the log); one whose blocks lie beyond the core is
+//! [`DriveError::Missing`] (not synced yet). When the tree file does not hold the nodes the
+//! check needs, the file is read block by block through hypercore instead
+//! ([`FileContent::straight`] is false): that path never uses the entry's byte offset, and
+//! checks every block's length, so it too serves only the entry's own verified blocks.
 //!
 //! Why the tree file is read here: hypercore 0.14 keeps every verified Merkle node in the
 //! core's `tree` file (40 bytes per flat-tree index: the subtree's byte length, u64 LE, then
@@ -61,6 +63,9 @@ impl ContentError {
 pub struct FileContent {
     blobs: Arc<Core>,
     blob: BlobRef,
+    /// The placement was checked against the tree: bytes may be read straight from the
+    /// data file ([`FileContent::read_held`]).
+    straight: bool,
 }
 
 /// Leaves read from the tree file per read call while checking a file's blocks.
@@ -73,10 +78,32 @@ impl FileContent {
     /// Reads the tree file on a blocking thread.
     pub async fn open(blobs: Arc<Core>, blob: BlobRef) -> Result<FileContent, ContentError> {
         let core = blobs.clone();
-        tokio::task::spawn_blocking(move || check_placement(&core, &blob))
+        let straight = tokio::task::spawn_blocking(move || check_placement(&core, &blob))
             .await
             .map_err(|e| ContentError::Io(std::io::Error::other(e.to_string())))??;
-        Ok(FileContent { blobs, blob })
+        Ok(FileContent {
+            blobs,
+            blob,
+            straight,
+        })
+    }
+
+    /// May bytes be read straight from the data file ([`FileContent::read_held`])? Else
+    /// only block by block ([`FileContent::read`]).
+    pub fn straight(&self) -> bool {
+        self.straight
+    }
+
+    /// Reads bytes `range` (clamped to the file) of held blocks the fastest safe way:
+    /// straight from the data file when the placement was checked, else block by block.
+    pub async fn read_any(&self, range: Range<u64>) -> std::io::Result<Vec<u8>> {
+        if self.straight {
+            let this = self.clone();
+            return tokio::task::spawn_blocking(move || this.read_held(range))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        self.read(range).await.map_err(std::io::Error::other)
     }
 
     pub fn blob(&self) -> &BlobRef {
@@ -111,8 +138,14 @@ impl FileContent {
 
     /// Reads bytes `range` of the file (clamped to it) straight from the blobs core's data
     /// file, where hypercore keeps each verified block at its byte offset. Only for ranges
-    /// [`FileContent::held`] accepted. Blocks the calling thread.
+    /// [`FileContent::held`] accepted, of a file whose placement was checked
+    /// ([`FileContent::straight`]; an error otherwise). Blocks the calling thread.
     pub fn read_held(&self, range: Range<u64>) -> std::io::Result<Vec<u8>> {
+        if !self.straight {
+            return Err(std::io::Error::other(
+                "this file's placement is not checked yet; read it block by block",
+            ));
+        }
         let range = self.clamp(range);
         if range.is_empty() {
             return Ok(Vec::new());
@@ -138,10 +171,11 @@ pub fn clamp(blob: &BlobRef, range: Range<u64>) -> Range<u64> {
     range.start.min(end)..end
 }
 
-/// The checks of [`FileContent::open`], on the calling thread.
-pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<(), ContentError> {
+/// The checks of [`FileContent::open`], on the calling thread: `Ok(true)` when the entry
+/// agrees with the tree, `Ok(false)` when the tree file lacks a node the check needs.
+pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<bool, ContentError> {
     if blob.byte_length == 0 && blob.block_length == 0 {
-        return Ok(());
+        return Ok(true);
     }
     let inconsistent = |why: String| Err(ContentError::Inconsistent(why));
     if blob.block_length != blob.byte_length.div_ceil(BLOCK_SIZE) {
@@ -172,14 +206,12 @@ pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<(), ContentError>
         ));
     }
     let tree = blobs.dir().join("tree");
-    let missing = |index| {
-        Err(ContentError::from(DriveError::Missing {
-            core: CoreKind::Blobs,
-            index,
-        }))
+    let unknown = |index| {
+        tracing::debug!("blobs tree node for block {index} not on disk; reading block by block");
+        Ok(false)
     };
     let Some(offset) = tree_byte_offset(&tree, blob.block_offset)? else {
-        return missing(blob.block_offset);
+        return unknown(blob.block_offset);
     };
     if offset != blob.byte_offset {
         return inconsistent(format!(
@@ -195,7 +227,7 @@ pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<(), ContentError>
         for (i, len) in lengths.into_iter().enumerate() {
             let r = rel + i as u64;
             let Some(len) = len else {
-                return missing(first + i as u64);
+                return unknown(first + i as u64);
             };
             let want = (blob.byte_length - r * BLOCK_SIZE).min(BLOCK_SIZE);
             if len != want {
@@ -207,7 +239,7 @@ pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<(), ContentError>
         }
         rel += n;
     }
-    Ok(())
+    Ok(true)
 }
 
 /// The byte offset of block `index` by the Merkle tree in the core's tree file: the sum of
@@ -366,6 +398,7 @@ mod tests {
     async fn consistent_entries_are_served() {
         let (_t, core, a, b) = two_files().await;
         let ca = FileContent::open(core.clone(), a).await.unwrap();
+        assert!(ca.straight(), "a writer's tree file holds every node");
         assert!(ca.all_held().await);
         let bytes = ca.read_held(2 * BLOCK_SIZE - 1..u64::MAX).unwrap();
         assert_eq!(bytes[0], 2);

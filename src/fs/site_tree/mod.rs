@@ -463,7 +463,7 @@ impl SiteTree {
             (_, None) => Reading::Empty,
             (None, Some(_)) => Reading::NoCore,
             (Some(core), Some(b)) => match self.block_on(FileContent::open(core.clone(), b))? {
-                Ok(c) if self.block_on(c.all_held())? => Reading::Straight(c),
+                Ok(c) if c.straight() && self.block_on(c.all_held())? => Reading::Straight(c),
                 Ok(c) => Reading::Blocks(c),
                 Err(e) if e.is_missing() => Reading::Pending(core.clone(), b),
                 Err(e) => {

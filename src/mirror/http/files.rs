@@ -221,8 +221,9 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
 /// Bytes read per chunk of a streamed response.
 const CHUNK: u64 = 256 * 1024;
 
-/// The bytes `range` of a file, in chunks read straight from the blobs core's data file
-/// (the caller has checked that every block of the range is held, so verified).
+/// The bytes `range` of a file, in chunks read straight from the blobs core's data file, or
+/// block by block when its placement could not be checked ([`FileContent::read_any`]); the
+/// caller has checked that every block of the range is held, so verified.
 fn block_stream(
     content: FileContent,
     range: Range<u64>,
@@ -234,15 +235,13 @@ fn block_stream(
         let content = content.clone();
         let chunk = start..start.saturating_add(CHUNK).min(end);
         async move {
-            let read = tokio::task::spawn_blocking(move || content.read_held(chunk)).await;
-            match read {
-                Ok(Ok(bytes)) => Ok(Bytes::from(bytes)),
-                Ok(Err(e)) => {
+            content
+                .read_any(chunk)
+                .await
+                .map(Bytes::from)
+                .inspect_err(|e| {
                     tracing::warn!("response body cut short: {e}");
-                    Err(e)
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            }
+                })
         }
     })
 }
