@@ -12,5 +12,6 @@ pub mod laptop;
 pub mod logging;
 pub mod mirror;
 pub mod net;
+pub mod site;
 pub mod store;
 pub mod util;

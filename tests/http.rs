@@ -423,3 +423,64 @@ async fn hostile_requests_and_partial_sites() {
     assert_eq!(f.get(&f.url("/index.html"), &[]).await.status(), 200);
     f.stop().await;
 }
+
+/// #14 items 8 and 9: entries whose byte offset disagrees with the blocks they name (or lies
+/// near `u64::MAX`) are refused with 502; the file they copy is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn inconsistent_entries_are_refused() {
+    use dat_mirror::drive::bee::Editor;
+    use dat_mirror::drive::{encode_entry, file_key, get_entry, Entry};
+    use dat_mirror::store::CoreReader;
+
+    let f = Fixture::new(&[], None).await;
+    let db = f
+        .laptop
+        .inner
+        .store
+        .open_existing(&f.key)
+        .await
+        .unwrap()
+        .unwrap();
+    let mut reader = CoreReader::new(db.clone());
+    let version = db.info().length;
+    let big = get_entry(&mut reader, version, "/data/big.bin")
+        .await
+        .unwrap()
+        .unwrap()
+        .blob
+        .unwrap();
+    let lie = |byte_offset| {
+        encode_entry(&Entry {
+            blob: Some(dat_mirror::drive::BlobRef { byte_offset, ..big }),
+            ..Entry::default()
+        })
+    };
+    let mut ed = Editor::open(&mut reader).await.unwrap();
+    ed.put(&file_key("/shifted.bin"), &lie(big.byte_offset + 1))
+        .await
+        .unwrap();
+    ed.put(&file_key("/far.bin"), &lie(u64::MAX - 10))
+        .await
+        .unwrap();
+    let blocks = ed.into_blocks();
+    db.append_batch(&blocks).await.unwrap();
+
+    let url = f.url("/far.bin");
+    wait_until("the hostile version to be served", || {
+        let (f, url) = (&f, url.clone());
+        async move { (f.get(&url, &[]).await.status() != 404).then_some(()) }
+    })
+    .await;
+    for path in ["/shifted.bin", "/far.bin"] {
+        let r = f.get(&f.url(path), &[]).await;
+        assert_eq!(r.status(), 502, "{path}");
+        let r = f
+            .get(&f.url(path), &[("range", "bytes=300000-300009")])
+            .await;
+        assert_eq!(r.status(), 502, "{path} (range)");
+    }
+    let r = f.get(&f.url("/data/big.bin"), &[]).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.bytes().await.unwrap().len() as u64, big.byte_length);
+    f.stop().await;
+}

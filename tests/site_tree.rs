@@ -482,6 +482,19 @@ async fn hostile_entries_are_shown_safely_or_not_at_all() {
             })
         }),
         (file_key("/bad-json"), b"{nope".to_vec()),
+        // #14 item 8: block 0 holds index.html ("fine"), but the entry starts a byte later.
+        (
+            file_key("/shifted"),
+            encode_entry(&Entry {
+                blob: Some(BlobRef {
+                    block_offset: 0,
+                    block_length: 1,
+                    byte_offset: 1,
+                    byte_length: 3,
+                }),
+                ..Entry::default()
+            }),
+        ),
         (file_key("/both"), file(4)),
         (file_key("/both/inner"), file(4)),
         (file_key("/abs-link"), link("/etc/passwd")),
@@ -524,6 +537,7 @@ async fn hostile_entries_are_shown_safely_or_not_at_all() {
             "dot",
             "a",
             "huge.bin",
+            "shifted",
             "both",
             "abs-link",
             "up-link",
@@ -558,6 +572,10 @@ async fn hostile_entries_are_shown_safely_or_not_at_all() {
         let mut f = std::fs::File::open(r.join("huge.bin")).unwrap();
         let mut buf = [0u8; 16];
         let e = std::io::Read::read(&mut f, &mut buf).unwrap_err();
+        assert_eq!(e.raw_os_error(), Some(libc::EIO));
+        // Offsets that disagree with the blocks named: a size, and EIO on reading.
+        assert_eq!(std::fs::metadata(r.join("shifted")).unwrap().len(), 3);
+        let e = std::fs::read(r.join("shifted")).unwrap_err();
         assert_eq!(e.raw_os_error(), Some(libc::EIO));
         // Bad JSON: not listed, EIO if named.
         let e = std::fs::metadata(r.join("bad-json")).unwrap_err();

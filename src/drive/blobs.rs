@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::messages::BlobRef;
+use super::messages::{decode_header, BlobRef};
 use super::{need_block, BlockSource, CoreKind, DriveError};
 
 /// Hyperblobs' default block size (64 KiB).
@@ -40,9 +40,34 @@ pub fn blob_blocks(
     })
 }
 
+/// The key of the blobs core a drive's db core names: `contentFeed` in its header (block
+/// 0). [`DriveError::Missing`] while block 0 is not held; [`DriveError::NotHyperdrive`] for a
+/// header that names none (hyperdrive 12/13 manifest-keyed drives derive it instead, which
+/// dat-mirror cannot verify yet). The one lookup of it: every reader of a drive's blobs key
+/// should call this.
+pub async fn blobs_key<S: BlockSource>(db: &mut S) -> Result<[u8; 32], DriveError> {
+    let block0 = need_block(db, CoreKind::Db, 0).await?;
+    decode_header(&block0)?.content_feed.ok_or_else(|| {
+        DriveError::NotHyperdrive(
+            "the header names no contentFeed (a manifest-keyed drive, hyperdrive 12/13); \
+             dat-mirror can only verify compat-key drives so far"
+                .into(),
+        )
+    })
+}
+
+/// The length hyperblobs gives block `rel` (counted from the file's first block) of a file
+/// of `byte_length` bytes: [`BLOCK_SIZE`], the last one the rest.
+pub fn block_len(byte_length: u64, rel: u64) -> u64 {
+    byte_length
+        .saturating_sub(rel.saturating_mul(BLOCK_SIZE))
+        .min(BLOCK_SIZE)
+}
+
 /// Reads bytes `byte_range` of `blob` (clamped to the file). Errors with
 /// [`DriveError::Missing`] if a block is not held locally and [`DriveError::Corrupt`] if a
-/// block is shorter than the blob says.
+/// block's length is not the one the blob's shape gives it ([`block_len`]): only bytes of
+/// the blob's own blocks, at their places, are ever returned.
 pub async fn read_range<S: BlockSource>(
     blobs: &mut S,
     blob: &BlobRef,
@@ -51,13 +76,17 @@ pub async fn read_range<S: BlockSource>(
     let mut out = Vec::new();
     for (index, slice) in blob_blocks(blob, byte_range) {
         let block = need_block(blobs, CoreKind::Blobs, index).await?;
-        let bytes = block.get(slice.clone()).ok_or_else(|| {
-            DriveError::corrupt(
-                CoreKind::Blobs,
-                index,
-                format!("block has {} bytes, the file needs {slice:?}", block.len()),
-            )
-        })?;
+        let want = block_len(blob.byte_length, index - blob.block_offset);
+        let bytes = block
+            .get(slice.clone())
+            .filter(|_| block.len() as u64 == want)
+            .ok_or_else(|| {
+                DriveError::corrupt(
+                    CoreKind::Blobs,
+                    index,
+                    format!("block has {} bytes, the file needs {want}", block.len()),
+                )
+            })?;
         out.extend_from_slice(bytes);
     }
     Ok(out)
@@ -134,6 +163,35 @@ mod tests {
         // empty file, exactly-64-KiB file
         assert!(blocks(&blob(0), 0..10).is_empty());
         assert_eq!(blocks(&blob(BLOCK_SIZE), 0..u64::MAX), vec![(10, 0..B)]);
+    }
+
+    /// A one-block source for [`blobs_key`].
+    struct Block0(Option<Vec<u8>>);
+
+    impl BlockSource for Block0 {
+        fn length(&self) -> u64 {
+            1
+        }
+
+        async fn block(&mut self, _: u64) -> Result<Option<Vec<u8>>, DriveError> {
+            Ok(self.0.clone())
+        }
+    }
+
+    #[tokio::test]
+    async fn blobs_key_from_the_header() {
+        let header = super::super::encode_header(&[7; 32]);
+        assert_eq!(blobs_key(&mut Block0(Some(header))).await.unwrap(), [7; 32]);
+        let missing = blobs_key(&mut Block0(None)).await;
+        assert!(
+            matches!(missing, Err(DriveError::Missing { .. })),
+            "{missing:?}"
+        );
+        let junk = blobs_key(&mut Block0(Some(b"junk".to_vec()))).await;
+        assert!(
+            matches!(junk, Err(DriveError::NotHyperdrive(_))),
+            "{junk:?}"
+        );
     }
 
     #[test]

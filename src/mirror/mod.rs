@@ -13,6 +13,7 @@ pub mod http;
 pub mod invites;
 pub mod laptops;
 pub mod site;
+mod site_source;
 pub mod status_log;
 pub mod storage_cap;
 

@@ -1,16 +1,19 @@
 //! The mirror's read-only FUSE tree (`dat-mirror serve --mount DIR`): every mirrored site as
-//! plain files, read straight from its verified cores.
+//! plain files, read straight from its verified cores. It reads through [`crate::site`],
+//! as the HTTP gateway does: sites come from an `Arc<dyn SiteSource>`, and the version,
+//! symlink and content rules are the shared ones.
 //!
-//! Layout: `DIR/<hex key>/<site paths>` for every site in the mirror set, and `DIR/<alias>`
+//! Layout: `DIR/<hex key>/<site paths>` for every site the source holds, and `DIR/<alias>`
 //! a symlink to `<hex key>` for sites with an alias (an alias that is not a valid name, or
 //! spells a key, is not shown; of two sites with the same alias the lower key gets it).
 //! Directories come from the site's db (a Hyperbee) at the version shown; file bytes come
-//! from the blobs core, only the range asked: straight from its data file when every block
-//! of the file is held (verified) at open, else block by block through hypercore, where a
-//! block not held yet gives `EIO` and a warning (as the HTTP gateway answers 503). Entries
-//! with a `linkname` are symlinks whose targets are kept inside the site
-//! ([`view::link_target`]). Names that are not valid single path components, and paths
-//! longer than 4096 bytes, are not shown.
+//! from the blobs core, only the range asked and only once the entry's offsets were checked
+//! against the blobs core's Merkle tree at open ([`crate::site::content`]; an inconsistent
+//! entry reads as `EIO`): straight from its data file when every block of the file is held
+//! (verified) at open, else block by block through hypercore, where a block not held yet
+//! gives `EIO` and a warning (as the HTTP gateway answers 503). Entries with a `linkname`
+//! are symlinks whose targets are kept inside the site ([`view::link_target`]). Names that
+//! are not valid single path components, and paths longer than 4096 bytes, are not shown.
 //!
 //! What `stat` shows: files `0444` (`0555` if `executable`), size = the entry's
 //! `byteLength`; directories `0555`; owner = the mirror process's user. Times: a file's
@@ -20,8 +23,8 @@
 //! links show the mount time ([`view::SiteClock`]).
 //!
 //! Updates without remounting: every operation reads the mirror's current site set and each
-//! site's current version ([`view::pick_version`]: the newest version whose db blocks are all
-//! held); the kernel caches entries and attributes for at most [`TTL`] (1 s) and negative
+//! site's current version ([`crate::site::pick_version`]: the newest version whose db blocks
+//! are all held); the kernel caches entries and attributes for at most [`TTL`] (1 s) and negative
 //! lookups not at all, and a watcher thread ([`watch`]) tells the kernel to drop what it
 //! caches of a site as soon as its version changes or it leaves the set. So new, changed and
 //! removed files, and sites added or removed, show at once (within a second at worst).
@@ -51,8 +54,9 @@ use fuser::{Errno, FileAttr, FileType, FopenFlags, INodeNo, MountOption};
 use tokio::runtime::Handle;
 
 use crate::drive::{BlobRef, DriveError};
-use crate::mirror::MirrorInner;
 use crate::model::keys::Key;
+use crate::site::SiteSource;
+use crate::site::{ContentError, FileContent};
 use crate::store::Core;
 use inodes::{ContentId, Inodes, NodeId, OpenMode, ROOT};
 use view::{Found, Kind, SiteClock};
@@ -65,13 +69,13 @@ const THREADS: usize = 4;
 /// blocks) go through the FUSE page cache faster than the 128 KiB they use by default.
 const BLKSIZE: u32 = 1024 * 1024;
 
-/// Mounts the read-only tree of every site `mirror` holds at `mountpoint` and serves it on
+/// Mounts the read-only tree of every site `sites` holds at `mountpoint` and serves it on
 /// background threads until the returned session is dropped (or `umount_and_join`ed).
 /// Must be called within a tokio runtime (it captures the handle to read the cores). A
 /// dead mount left by a crashed run ("Transport endpoint is not connected") is detached
 /// first.
 pub fn mount(
-    mirror: Arc<MirrorInner>,
+    sites: Arc<dyn SiteSource>,
     mountpoint: &Path,
 ) -> std::io::Result<fuser::BackgroundSession> {
     let rt = Handle::try_current().map_err(|_| {
@@ -91,7 +95,7 @@ pub fn mount(
     ];
     config.n_threads = Some(THREADS);
     config.clone_fd = true;
-    let tree = Arc::new(SiteTree::new(mirror, rt));
+    let tree = Arc::new(SiteTree::new(sites, rt));
     let watched = Arc::downgrade(&tree);
     let session = fuser::spawn_mount(TreeFs(tree), mountpoint, &config).map_err(|e| {
         std::io::Error::new(
@@ -124,7 +128,7 @@ impl std::ops::Deref for TreeFs {
 
 /// The filesystem.
 pub struct SiteTree {
-    mirror: Arc<MirrorInner>,
+    sites: Arc<dyn SiteSource>,
     rt: Handle,
     uid: u32,
     gid: u32,
@@ -151,13 +155,27 @@ impl State {
 /// An open file: the content it was opened on (a later version does not change it).
 struct OpenFile {
     ino: u64,
-    blobs: Option<Arc<Core>>,
     blob: Option<BlobRef>,
     content: ContentId,
     mode: OpenMode,
-    /// Every block of the file was held at open: read its bytes straight from the blobs
-    /// core's data file ([`view::read_held`]) instead of block by block through hypercore.
-    straight: bool,
+    reading: Reading,
+}
+
+/// How an open file's bytes are read.
+#[derive(Clone)]
+enum Reading {
+    /// No content (an entry without a blob).
+    Empty,
+    /// The site's blobs core is not known yet: `EIO` ("try again later").
+    NoCore,
+    /// The entry's offsets disagree with the blobs core ([`crate::site::content`]): `EIO`.
+    Refused,
+    /// Checked, and every block was held at open: straight from the blobs core's data file.
+    Straight(FileContent),
+    /// Checked; blocks read one by one through hypercore (`EIO` for one not held yet).
+    Blocks(FileContent),
+    /// Not checkable yet (tree nodes still arriving): checked again at every read.
+    Pending(Arc<Core>, BlobRef),
 }
 
 struct DirItem {
@@ -196,12 +214,23 @@ fn drive_errno(what: &str, e: DriveError) -> Errno {
     Errno::EIO
 }
 
+/// Logs why a file's content cannot be read and maps it to `EIO`.
+fn content_errno(what: &str, e: ContentError) -> Errno {
+    match e {
+        ContentError::Drive(e) => drive_errno(what, e),
+        other => {
+            tracing::warn!("site tree: {what}: {other}");
+            Errno::EIO
+        }
+    }
+}
+
 impl SiteTree {
-    fn new(mirror: Arc<MirrorInner>, rt: Handle) -> SiteTree {
+    fn new(sites: Arc<dyn SiteSource>, rt: Handle) -> SiteTree {
         // SAFETY: geteuid/getegid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         SiteTree {
-            mirror,
+            sites,
             rt,
             uid,
             gid,
@@ -228,22 +257,26 @@ impl SiteTree {
     /// The site `key` if the mirror holds it, with the version to show now.
     fn site_now(&self, key: &Key) -> Option<SiteNow> {
         let mut st = self.st();
-        let Some((db, blobs)) = self.mirror.site(key) else {
+        let Some(site) = self.sites.site_handle(key) else {
             st.clocks.remove(key);
             return None;
         };
         let version = st
             .clocks
             .entry(*key)
-            .or_insert_with(|| SiteClock::new(&db))
-            .observe(&db, SystemTime::now());
-        Some(SiteNow { db, blobs, version })
+            .or_insert_with(|| SiteClock::new(&site.db))
+            .observe(&site.db, SystemTime::now());
+        Some(SiteNow {
+            db: site.db,
+            blobs: site.blobs,
+            version,
+        })
     }
 
     /// Every shown alias and its site.
     fn aliases(&self) -> BTreeMap<String, Key> {
         let mut out = BTreeMap::new();
-        for site in self.mirror.sites() {
+        for site in self.sites.site_list() {
             let Some(alias) = site.alias else { continue };
             if view::valid_name(alias.as_bytes()) && Key::parse(&alias).is_err() {
                 out.entry(alias).or_insert(site.key);
@@ -426,9 +459,18 @@ impl SiteTree {
             Kind::Symlink { .. } => return Err(Errno::ELOOP),
         };
         let blobs = self.site_now(key).and_then(|s| s.blobs);
-        let straight = match (&blobs, &blob) {
-            (Some(core), Some(b)) => self.block_on(view::all_held(core, b))?,
-            _ => false,
+        let reading = match (&blobs, blob) {
+            (_, None) => Reading::Empty,
+            (None, Some(_)) => Reading::NoCore,
+            (Some(core), Some(b)) => match self.block_on(FileContent::open(core.clone(), b))? {
+                Ok(c) if c.straight() && self.block_on(c.all_held())? => Reading::Straight(c),
+                Ok(c) => Reading::Blocks(c),
+                Err(e) if e.is_missing() => Reading::Pending(core.clone(), b),
+                Err(e) => {
+                    tracing::warn!("site tree: refusing {id:?}: {e}");
+                    Reading::Refused
+                }
+            },
         };
         let content = ContentId {
             blobs: blobs.as_ref().map(|b| b.key()),
@@ -445,11 +487,10 @@ impl SiteTree {
             fh,
             OpenFile {
                 ino,
-                blobs,
                 blob,
                 content,
                 mode,
-                straight,
+                reading,
             },
         );
         let flags = match mode {
@@ -462,11 +503,11 @@ impl SiteTree {
 
     fn do_read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         tracing::trace!("site tree: read fh {fh} at {offset}, {size} bytes");
-        let (blobs, blob, straight) = {
+        let (blob, reading) = {
             let mut st = self.st();
             let f = st.files.get(&fh).ok_or(Errno::EBADF)?;
             let (ino, content, mode) = (f.ino, f.content, f.mode);
-            let out = (f.blobs.clone(), f.blob, f.straight);
+            let out = (f.blob, f.reading.clone());
             if let Some(node) = st.inodes.get_mut(ino) {
                 node.note_read(content, mode);
             }
@@ -478,17 +519,31 @@ impl SiteTree {
         if offset >= blob.byte_length || size == 0 {
             return Ok(Vec::new());
         }
-        let Some(blobs) = blobs else {
-            tracing::warn!("site tree: the site's content core is not known yet; try again later");
-            return Err(Errno::EIO);
+        let range = offset..offset.saturating_add(u64::from(size));
+        let content = match reading {
+            Reading::Empty => return Ok(Vec::new()),
+            Reading::NoCore => {
+                tracing::warn!(
+                    "site tree: the site's content core is not known yet; try again later"
+                );
+                return Err(Errno::EIO);
+            }
+            Reading::Refused => {
+                tracing::debug!("site tree: read of a refused entry (see the warning at open)");
+                return Err(Errno::EIO);
+            }
+            Reading::Straight(c) => {
+                return c.read_held(range).map_err(|e| {
+                    tracing::warn!("site tree: reading a file: {e}");
+                    Errno::EIO
+                });
+            }
+            Reading::Blocks(c) => c,
+            Reading::Pending(core, b) => self
+                .block_on(FileContent::open(core, b))?
+                .map_err(|e| content_errno("reading a file", e))?,
         };
-        if straight {
-            return view::read_held(&blobs, &blob, offset, size).map_err(|e| {
-                tracing::warn!("site tree: reading a file: {e}");
-                Errno::EIO
-            });
-        }
-        self.block_on(view::read_file_range(&blobs, &blob, offset, size))?
+        self.block_on(content.read(range))?
             .map_err(|e| drive_errno("reading a file", e))
     }
 
@@ -506,7 +561,7 @@ impl SiteTree {
     }
 
     fn root_items(&self) -> Vec<DirItem> {
-        let sites = self.mirror.sites();
+        let sites = self.sites.site_list();
         let aliases = self.aliases();
         let mut st = self.st();
         st.clocks.retain(|k, _| sites.iter().any(|s| s.key == *k));
@@ -589,7 +644,7 @@ impl SiteTree {
     }
 
     fn statfs_numbers(&self) -> (u64, u64) {
-        let sites = self.mirror.sites();
+        let sites = self.sites.site_list();
         let bytes: u64 = sites
             .iter()
             .map(|s| {

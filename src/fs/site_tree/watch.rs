@@ -49,7 +49,7 @@ pub fn run(tree: Weak<SiteTree>, notifier: Notifier) {
 
 /// One look; `false` once the kernel no longer takes notifications (unmounted).
 fn tick(tree: &Arc<SiteTree>, notifier: &Notifier, seen: &mut HashMap<Key, Seen>) -> bool {
-    let sites = tree.mirror.sites();
+    let sites = tree.sites.site_list();
     let mut now: HashMap<Key, Seen> = HashMap::new();
     let mut changed: Vec<Key> = Vec::new();
     let mut root_names: Vec<String> = Vec::new();

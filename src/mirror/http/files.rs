@@ -1,8 +1,10 @@
 //! File responses: conditional requests (ETag / If-None-Match, Last-Modified /
 //! If-Modified-Since → 304), byte ranges (206 single or multipart/byteranges, 416), HEAD,
-//! and streaming straight from the verified blobs core, one block at a time — a large file
-//! is never held in memory. A range whose blocks are not all held yet answers 503 with
-//! `Retry-After` instead of starting a response it could not finish.
+//! and streaming straight from the verified blobs core, one chunk at a time — a large file
+//! is never held in memory. Content is read through [`crate::site::content`]: an entry whose
+//! offsets disagree with the blobs core's Merkle tree answers 502 (the reason goes to the
+//! log), and a range whose blocks are not all held yet answers 503 with `Retry-After`
+//! instead of starting a response it could not finish.
 
 use std::ops::Range;
 use std::sync::Arc;
@@ -14,7 +16,8 @@ use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
 use super::request::{none_match, not_modified_since, ranges, Ranges};
-use crate::drive::{self, BlobRef, Entry};
+use crate::drive::Entry;
+use crate::site::{ContentError, FileContent};
 use crate::store::Core;
 
 /// How a file is to be answered.
@@ -64,6 +67,21 @@ pub fn unavailable(what: &str) -> Response {
         .into_response();
     r.headers_mut()
         .insert(header::RETRY_AFTER, HeaderValue::from_static("5"));
+    r.headers_mut().insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_static("text/plain; charset=utf-8"),
+    );
+    r
+}
+
+/// An entry the gateway will not serve: its offsets disagree with the site's content.
+fn refused(path: &str, e: ContentError) -> Response {
+    tracing::warn!("refusing to serve {path}: {e}");
+    let mut r = (
+        StatusCode::BAD_GATEWAY,
+        format!("{path}: this file's entry is inconsistent with the site's content; it cannot be served\n"),
+    )
+        .into_response();
     r.headers_mut().insert(
         header::CONTENT_TYPE,
         HeaderValue::from_static("text/plain; charset=utf-8"),
@@ -142,27 +160,29 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
         }
     };
 
-    // Everything we are about to promise must be held (and so verified).
-    let blob = file.entry.blob;
-    if let Some(blob) = blob.filter(|b| b.byte_length > 0) {
-        let Some(blobs) = blobs.as_ref() else {
-            return unavailable("this file");
-        };
-        let hc = blobs.lock().await;
-        let length = hc.info().length;
-        let missing = parts
-            .iter()
-            .flat_map(|r| drive::blob_blocks(&blob, r.clone()))
-            .any(|(index, _)| index >= length || !hc.has(index));
-        if missing {
-            return unavailable("this file");
+    // Only bytes of blocks verified for this entry, and everything we are about to promise
+    // must be held (and so verified).
+    let content = match (file.entry.blob.filter(|b| b.byte_length > 0), blobs) {
+        (None, _) => None,
+        (Some(_), None) => return unavailable("this file"),
+        (Some(blob), Some(blobs)) => match FileContent::open(blobs, blob).await {
+            Ok(c) => Some(c),
+            Err(e) if e.is_missing() => return unavailable("this file"),
+            Err(e) => return refused(file.path, e),
+        },
+    };
+    if let Some(c) = &content {
+        for r in &parts {
+            if !c.held(r.clone()).await {
+                return unavailable("this file");
+            }
         }
     }
 
-    let mut response = match (&wanted, blob, blobs) {
-        (Ranges::Parts(p), Some(blob), Some(blobs)) if p.len() == 1 => {
+    let mut response = match (&wanted, content) {
+        (Ranges::Parts(p), Some(content)) if p.len() == 1 => {
             let r = p[0].clone();
-            let mut resp = Response::new(Body::from_stream(block_stream(blobs, blob, r.clone())));
+            let mut resp = Response::new(Body::from_stream(block_stream(content, r.clone())));
             *resp.status_mut() = StatusCode::PARTIAL_CONTENT;
             set(
                 resp.headers_mut(),
@@ -174,9 +194,9 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
             resp
         }
-        (Ranges::Parts(p), Some(blob), Some(blobs)) => multipart(blobs, blob, p, size, &ctype),
-        (_, Some(blob), Some(blobs)) => {
-            let mut resp = Response::new(Body::from_stream(block_stream(blobs, blob, 0..size)));
+        (Ranges::Parts(p), Some(content)) => multipart(content, p, size, &ctype),
+        (_, Some(content)) => {
+            let mut resp = Response::new(Body::from_stream(block_stream(content, 0..size)));
             *resp.status_mut() = file.status;
             set(resp.headers_mut(), header::CONTENT_TYPE, &ctype);
             resp.headers_mut()
@@ -201,42 +221,33 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
 /// Bytes read per chunk of a streamed response.
 const CHUNK: u64 = 256 * 1024;
 
-/// The bytes `range` of a file, in chunks read straight from the blobs core's data file
-/// (the caller has checked that every block of the range is held, so verified).
+/// The bytes `range` of a file, in chunks read straight from the blobs core's data file, or
+/// block by block when its placement could not be checked ([`FileContent::read_any`]); the
+/// caller has checked that every block of the range is held, so verified.
 fn block_stream(
-    blobs: Arc<Core>,
-    blob: BlobRef,
+    content: FileContent,
     range: Range<u64>,
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
-    let end = range.end.min(blob.byte_length);
+    let range = content.clamp(range);
+    let end = range.end;
     let starts: Vec<u64> = (range.start..end).step_by(CHUNK as usize).collect();
     futures::stream::iter(starts).then(move |start| {
-        let blobs = blobs.clone();
-        let len = (end - start).min(CHUNK) as usize;
-        let offset = blob.byte_offset + start;
+        let content = content.clone();
+        let chunk = start..start.saturating_add(CHUNK).min(end);
         async move {
-            let read =
-                tokio::task::spawn_blocking(move || blobs.read_bytes_blocking(offset, len)).await;
-            match read {
-                Ok(Ok(bytes)) => Ok(Bytes::from(bytes)),
-                Ok(Err(e)) => {
+            content
+                .read_any(chunk)
+                .await
+                .map(Bytes::from)
+                .inspect_err(|e| {
                     tracing::warn!("response body cut short: {e}");
-                    Err(e)
-                }
-                Err(e) => Err(std::io::Error::other(e.to_string())),
-            }
+                })
         }
     })
 }
 
 /// A `multipart/byteranges` answer for several ranges.
-fn multipart(
-    blobs: Arc<Core>,
-    blob: BlobRef,
-    parts: &[Range<u64>],
-    size: u64,
-    ctype: &str,
-) -> Response {
+fn multipart(content: FileContent, parts: &[Range<u64>], size: u64, ctype: &str) -> Response {
     let parts: Vec<Range<u64>> = parts.to_vec();
     let boundary = format!("dat-mirror-{:016x}", rand::random::<u64>());
     let heads: Vec<Bytes> = parts
@@ -252,12 +263,16 @@ fn multipart(
         })
         .collect();
     let tail = Bytes::from(format!("\r\n--{boundary}--\r\n"));
-    let length: u64 = heads.iter().map(|h| h.len() as u64).sum::<u64>()
-        + parts.iter().map(|r| r.end - r.start).sum::<u64>()
-        + tail.len() as u64;
+    // Saturating: the ranges come from the client and the size from the site's author.
+    let length: u64 = heads
+        .iter()
+        .map(|h| h.len() as u64)
+        .chain(parts.iter().map(|r| r.end.saturating_sub(r.start)))
+        .chain(std::iter::once(tail.len() as u64))
+        .fold(0, u64::saturating_add);
     let streams = parts.into_iter().zip(heads).map(move |(r, head)| {
         futures::stream::once(async move { Ok(head) })
-            .chain(block_stream(blobs.clone(), blob, r))
+            .chain(block_stream(content.clone(), r))
             .boxed()
     });
     let body = futures::stream::iter(streams)

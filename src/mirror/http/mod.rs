@@ -37,8 +37,11 @@ use hyper_util::rt::{TokioIo, TokioTimer};
 use serde::Deserialize;
 
 use super::MirrorInner;
-use crate::drive::{self, BlockSource, DriveError, Entry};
+use crate::drive::{self, DriveError, Entry};
 use crate::model::keys::Key;
+use crate::site::paths::link_destination;
+use crate::site::version::Shown;
+use crate::site::SiteSource;
 use crate::store::CoreReader;
 use access::{StatusAccess, StatusToken};
 use files::{reply, unavailable, FileReply};
@@ -92,6 +95,10 @@ pub struct SiteConfig {
 
 struct Gateway {
     mirror: Arc<MirrorInner>,
+    /// The sites, as every site reader sees them ([`crate::site`]).
+    sites: Arc<dyn SiteSource>,
+    /// The version shown of each site ([`crate::site::version`]).
+    shown: Shown,
     configs: Mutex<HashMap<(Key, u64), SiteConfig>>,
     config: GatewayConfig,
     counters: Arc<HttpCounters>,
@@ -114,7 +121,9 @@ pub async fn serve(
     let counters = Arc::new(HttpCounters::default());
     let registry = limits::Registry::new(config.limits.clone(), counters.clone());
     let gateway = Arc::new(Gateway {
+        sites: mirror.clone(),
         mirror,
+        shown: Shown::default(),
         configs: Mutex::new(HashMap::new()),
         config,
         counters: counters.clone(),
@@ -297,10 +306,10 @@ async fn route(gw: &Gateway, req: &axum::http::request::Parts, conn: Conn) -> Re
         .and_then(|h| h.to_str().ok())
         .unwrap_or("");
     let base = gw.config.base_host.as_ref();
-    let domains = gw.mirror.domains();
+    let domains = gw.sites.custom_domains();
     let vhost = match base {
         Some(b) if request::is_base_host(host, b) => None,
-        _ => site_for_host(host, &domains, |a| gw.mirror.site_by_alias(a)),
+        _ => site_for_host(host, &domains, |a| gw.sites.key_for_alias(a)),
     };
     if let Some(key) = vhost {
         let r = match clean_path(raw_path) {
@@ -389,22 +398,23 @@ async fn serve_site(
     version: Option<u64>,
     req: &HeaderMap,
 ) -> Response {
-    let Some(site) = gw.mirror.site_snapshot(&key) else {
+    let Some(site) = gw.sites.site_handle(&key) else {
         return text(StatusCode::NOT_FOUND, "this site is not mirrored here\n");
     };
     let mut db = CoreReader::new(site.db.clone());
-    let current = db.length();
-    if current == 0 {
+    let length = site.db.info().length;
+    let shown = gw.shown.pick(&key, &site.db);
+    if shown == 0 {
         return unavailable("this site");
     }
-    let at = version.unwrap_or(current);
-    if at > current {
+    let at = version.unwrap_or(shown);
+    if at > length {
         return text(
             StatusCode::NOT_FOUND,
-            format!("this site has no version {at} yet (latest: {current})\n"),
+            format!("this site has no version {at} yet (latest: {shown})\n"),
         );
     }
-    let last_modified_ms = if at == current { site.updated_ms } else { None };
+    let last_modified_ms = if at == length { site.updated_ms } else { None };
     let config = match gw.site_config(key, &mut db, at, site.blobs.clone()).await {
         Ok(c) => c,
         Err(e) => return drive_error(e),
@@ -511,13 +521,9 @@ async fn resolve_file(
     let Some(link) = entry.linkname.clone() else {
         return Ok(Some((path.to_string(), entry)));
     };
-    let target = if link.starts_with('/') {
-        link
-    } else {
-        let dir = path.rsplit_once('/').map(|(d, _)| d).unwrap_or("");
-        format!("{dir}/{link}")
+    let Some(target) = link_destination(path, &link) else {
+        return Ok(None);
     };
-    let target = drive::normalize_path(&target);
     match drive::get_entry(db, at, &target).await? {
         Some(e) if e.linkname.is_none() => Ok(Some((target, e))),
         _ => Ok(None),

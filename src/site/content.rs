@@ -1,0 +1,498 @@
+//! A file's bytes, served only from blocks verified for that file — the one content reader
+//! (and range computation) of the HTTP gateway and the site tree.
+//!
+//! An entry names its content twice: blocks `[blockOffset, blockOffset + blockLength)` of
+//! the blobs core, and bytes `[byteOffset, byteOffset + byteLength)` of the core's byte
+//! stream. Both come from the site's author. The fast path reads bytes straight from the
+//! core's data file by byte offset, so before any byte is served [`FileContent::open`]
+//! checks that the two agree with the blobs core's own Merkle tree: the tree's byte offset of
+//! `blockOffset` is `byteOffset`, the file has the shape hyperblobs writes (64 KiB blocks,
+//! the last one shorter), and each block's length in the tree is the length that shape
+//! gives it. An entry that disagrees is refused ([`ContentError::Inconsistent`]: HTTP 502,
+//! FUSE `EIO`, with the reason in the log); one whose blocks lie beyond the core is
+//! [`DriveError::Missing`] (not synced yet). When the tree file does not hold the nodes the
+//! check needs, the file is read block by block through hypercore instead
+//! ([`FileContent::straight`] is false): that path never uses the entry's byte offset, and
+//! checks every block's length, so it too serves only the entry's own verified blocks.
+//!
+//! Why the tree file is read here: hypercore 0.14 keeps every verified Merkle node in the
+//! core's `tree` file (40 bytes per flat-tree index: the subtree's byte length, u64 LE, then
+//! its BLAKE2b hash) but offers no public byte-offset lookup; `Core::read_bytes_blocking`
+//! reads its `data` file the same way. A node that is not there (short file, zero hash)
+//! counts as not held. When the store grows its own engine, `Core::byte_offset(index)` and
+//! `Core::block_length(index)` should replace [`tree_node_length`].
+//!
+//! Sums of author-controlled numbers are checked or saturating: an entry near `u64::MAX`
+//! is refused or clamped, never wraps.
+
+use std::ops::Range;
+use std::os::unix::fs::FileExt;
+use std::path::Path;
+use std::sync::Arc;
+
+use crate::drive::{blob_blocks, read_range, BlobRef, CoreKind, DriveError, BLOCK_SIZE};
+use crate::store::{Core, CoreReader};
+
+/// Why a file's content cannot be served.
+#[derive(Debug, thiserror::Error)]
+pub enum ContentError {
+    /// A block or tree node is not held yet ([`DriveError::Missing`]: retry after syncing),
+    /// or the drive cannot be read.
+    #[error(transparent)]
+    Drive(#[from] DriveError),
+    /// The entry's offsets or lengths disagree with the blobs core's Merkle tree: the site's
+    /// author wrote an inconsistent entry. Nothing of it is served.
+    #[error(
+        "the entry does not match the site's content ({0}); the site's author must republish it"
+    )]
+    Inconsistent(String),
+    /// Reading the core's files failed.
+    #[error("reading the site's content: {0}")]
+    Io(#[from] std::io::Error),
+}
+
+impl ContentError {
+    /// Not synced yet (a later try may succeed).
+    pub fn is_missing(&self) -> bool {
+        matches!(self, ContentError::Drive(DriveError::Missing { .. }))
+    }
+}
+
+/// The bytes of one file entry whose placement was checked against the blobs core's tree.
+#[derive(Clone)]
+pub struct FileContent {
+    blobs: Arc<Core>,
+    blob: BlobRef,
+    /// The placement was checked against the tree: bytes may be read straight from the
+    /// data file ([`FileContent::read_held`]).
+    straight: bool,
+}
+
+/// Leaves read from the tree file per read call while checking a file's blocks.
+const LEAVES_PER_READ: u64 = 4096;
+/// Bytes per Merkle tree node in hypercore 0.14's `tree` file.
+const NODE_SIZE: u64 = 40;
+
+impl FileContent {
+    /// Checks `blob` against `blobs` (see the module header) and returns its content.
+    /// Reads the tree file on a blocking thread.
+    pub async fn open(blobs: Arc<Core>, blob: BlobRef) -> Result<FileContent, ContentError> {
+        let core = blobs.clone();
+        let straight = tokio::task::spawn_blocking(move || check_placement(&core, &blob))
+            .await
+            .map_err(|e| ContentError::Io(std::io::Error::other(e.to_string())))??;
+        Ok(FileContent {
+            blobs,
+            blob,
+            straight,
+        })
+    }
+
+    /// May bytes be read straight from the data file ([`FileContent::read_held`])? Else
+    /// only block by block ([`FileContent::read`]).
+    pub fn straight(&self) -> bool {
+        self.straight
+    }
+
+    /// Reads bytes `range` (clamped to the file) of held blocks the fastest safe way:
+    /// straight from the data file when the placement was checked, else block by block.
+    pub async fn read_any(&self, range: Range<u64>) -> std::io::Result<Vec<u8>> {
+        if self.straight {
+            let this = self.clone();
+            return tokio::task::spawn_blocking(move || this.read_held(range))
+                .await
+                .map_err(|e| std::io::Error::other(e.to_string()))?;
+        }
+        self.read(range).await.map_err(std::io::Error::other)
+    }
+
+    pub fn blob(&self) -> &BlobRef {
+        &self.blob
+    }
+
+    /// The file's size in bytes.
+    pub fn len(&self) -> u64 {
+        self.blob.byte_length
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.blob.byte_length == 0
+    }
+
+    /// `range` clamped to the file (empty if it starts past the end).
+    pub fn clamp(&self, range: Range<u64>) -> Range<u64> {
+        clamp(&self.blob, range)
+    }
+
+    /// Is every block that holds bytes `range` of the file held (so verified)?
+    pub async fn held(&self, range: Range<u64>) -> bool {
+        let hc = self.blobs.lock().await;
+        let length = hc.info().length;
+        blob_blocks(&self.blob, range).all(|(index, _)| index < length && hc.has(index))
+    }
+
+    /// Is every block of the file held?
+    pub async fn all_held(&self) -> bool {
+        self.held(0..self.blob.byte_length).await
+    }
+
+    /// Reads bytes `range` of the file (clamped to it) straight from the blobs core's data
+    /// file, where hypercore keeps each verified block at its byte offset. Only for ranges
+    /// [`FileContent::held`] accepted, of a file whose placement was checked
+    /// ([`FileContent::straight`]; an error otherwise). Blocks the calling thread.
+    pub fn read_held(&self, range: Range<u64>) -> std::io::Result<Vec<u8>> {
+        if !self.straight {
+            return Err(std::io::Error::other(
+                "this file's placement is not checked yet; read it block by block",
+            ));
+        }
+        let range = self.clamp(range);
+        if range.is_empty() {
+            return Ok(Vec::new());
+        }
+        // `open` checked byte_offset + byte_length against the core: no overflow here.
+        let start = self.blob.byte_offset.saturating_add(range.start);
+        let len = usize::try_from(range.end - range.start)
+            .map_err(|_| std::io::Error::other("range too large for memory"))?;
+        self.blobs.read_bytes_blocking(start, len)
+    }
+
+    /// Reads bytes `range` of the file (clamped to it) block by block through hypercore; a
+    /// block not held yet is [`DriveError::Missing`].
+    pub async fn read(&self, range: Range<u64>) -> Result<Vec<u8>, DriveError> {
+        let mut reader = CoreReader::new(self.blobs.clone());
+        read_range(&mut reader, &self.blob, range).await
+    }
+}
+
+/// `range` clamped to the file `blob` (empty, at the end, if it starts past it).
+pub fn clamp(blob: &BlobRef, range: Range<u64>) -> Range<u64> {
+    let end = range.end.min(blob.byte_length);
+    range.start.min(end)..end
+}
+
+/// The checks of [`FileContent::open`], on the calling thread: `Ok(true)` when the entry
+/// agrees with the tree, `Ok(false)` when the tree file lacks a node the check needs.
+pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<bool, ContentError> {
+    if blob.byte_length == 0 && blob.block_length == 0 {
+        return Ok(true);
+    }
+    let inconsistent = |why: String| Err(ContentError::Inconsistent(why));
+    if blob.block_length != blob.byte_length.div_ceil(BLOCK_SIZE) {
+        return inconsistent(format!(
+            "{} bytes cannot be {} blocks of 64 KiB",
+            blob.byte_length, blob.block_length
+        ));
+    }
+    let (Some(end_block), Some(end_byte)) = (
+        blob.block_offset.checked_add(blob.block_length),
+        blob.byte_offset.checked_add(blob.byte_length),
+    ) else {
+        return inconsistent("offsets beyond 2^64".into());
+    };
+    let info = blobs.info();
+    if end_block > info.length {
+        // The core may still grow to hold it.
+        return Err(DriveError::Missing {
+            core: CoreKind::Blobs,
+            index: end_block - 1,
+        }
+        .into());
+    }
+    if end_byte > info.byte_length {
+        return inconsistent(format!(
+            "bytes up to {end_byte}, the content core has {}",
+            info.byte_length
+        ));
+    }
+    let tree = blobs.dir().join("tree");
+    let unknown = |index| {
+        tracing::debug!("blobs tree node for block {index} not on disk; reading block by block");
+        Ok(false)
+    };
+    let Some(offset) = tree_byte_offset(&tree, blob.block_offset)? else {
+        return unknown(blob.block_offset);
+    };
+    if offset != blob.byte_offset {
+        return inconsistent(format!(
+            "byte offset {}, but block {} starts at byte {offset}",
+            blob.byte_offset, blob.block_offset
+        ));
+    }
+    let mut rel = 0;
+    while rel < blob.block_length {
+        let n = (blob.block_length - rel).min(LEAVES_PER_READ);
+        let first = blob.block_offset + rel;
+        let lengths = leaf_lengths(&tree, first, n)?;
+        for (i, len) in lengths.into_iter().enumerate() {
+            let r = rel + i as u64;
+            let Some(len) = len else {
+                return unknown(first + i as u64);
+            };
+            let want = (blob.byte_length - r * BLOCK_SIZE).min(BLOCK_SIZE);
+            if len != want {
+                return inconsistent(format!(
+                    "block {} has {len} bytes, the entry needs {want}",
+                    blob.block_offset + r
+                ));
+            }
+        }
+        rel += n;
+    }
+    Ok(true)
+}
+
+/// The byte offset of block `index` by the Merkle tree in the core's tree file: the sum of
+/// the byte lengths of the full subtrees left of it. `None` if one is not held.
+fn tree_byte_offset(tree: &Path, index: u64) -> std::io::Result<Option<u64>> {
+    let Some(leaf) = index.checked_mul(2) else {
+        return Ok(None);
+    };
+    let file = match std::fs::File::open(tree) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
+        Err(e) => return Err(e),
+    };
+    let mut offset: u64 = 0;
+    for node in full_roots(leaf) {
+        match tree_node_length(&file, node)? {
+            Some(len) => offset = offset.saturating_add(len),
+            None => return Ok(None),
+        }
+    }
+    Ok(Some(offset))
+}
+
+/// The byte lengths of blocks `[first, first + n)` by their leaves in the tree file (`None`
+/// for a leaf not held). One read for all of them.
+fn leaf_lengths(tree: &Path, first: u64, n: u64) -> std::io::Result<Vec<Option<u64>>> {
+    let file = match std::fs::File::open(tree) {
+        Ok(f) => f,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![None; n as usize]),
+        Err(e) => return Err(e),
+    };
+    // Leaf i is flat-tree node 2i; the nodes between are parents, read along and skipped.
+    let start = first.saturating_mul(2).saturating_mul(NODE_SIZE);
+    let span = (2 * n - 1) * NODE_SIZE;
+    let mut buf = vec![0u8; span as usize];
+    let got = read_at_most(&file, &mut buf, start)?;
+    Ok((0..n)
+        .map(|i| {
+            let at = (2 * i * NODE_SIZE) as usize;
+            buf.get(at..at + NODE_SIZE as usize)
+                .filter(|_| at + NODE_SIZE as usize <= got)
+                .and_then(decode_node)
+        })
+        .collect())
+}
+
+/// The byte length of flat-tree node `index`, or `None` if the tree file does not hold it.
+pub(crate) fn tree_node_length(file: &std::fs::File, index: u64) -> std::io::Result<Option<u64>> {
+    let mut buf = [0u8; NODE_SIZE as usize];
+    let Some(at) = index.checked_mul(NODE_SIZE) else {
+        return Ok(None);
+    };
+    if read_at_most(file, &mut buf, at)? < buf.len() {
+        return Ok(None);
+    }
+    Ok(decode_node(&buf))
+}
+
+/// A stored node: length (u64 LE) then hash; an all-zero hash is a slot never written.
+fn decode_node(node: &[u8]) -> Option<u64> {
+    let (len, hash) = node.split_at(8);
+    if hash.iter().all(|&b| b == 0) {
+        return None;
+    }
+    Some(u64::from_le_bytes(len.try_into().ok()?))
+}
+
+/// Reads into `buf` at `at` until it is full or the file ends; the number of bytes read.
+fn read_at_most(file: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
+    let mut got = 0;
+    while got < buf.len() {
+        match file.read_at(&mut buf[got..], at.saturating_add(got as u64)) {
+            Ok(0) => break,
+            Ok(n) => got += n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(got)
+}
+
+/// The flat-tree indexes of the full subtrees left of `index` (flat-tree's `fullRoots`):
+/// the nodes whose byte lengths sum to the byte offset of leaf `index`. Ten lines, so not
+/// worth the `flat-tree` crate as a direct dependency.
+fn full_roots(index: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut leaves = index / 2;
+    let mut offset: u64 = 0;
+    while leaves > 0 {
+        let factor = 1u64 << (63 - leaves.leading_zeros());
+        out.push(offset + factor - 1);
+        offset += 2 * factor;
+        leaves -= factor;
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn full_roots_match_flat_tree() {
+        // flat-tree: fullRoots(0) = [], fullRoots(2) = [0], fullRoots(8) = [3],
+        // fullRoots(16) = [7], fullRoots(18) = [7, 16], fullRoots(22) = [7, 17, 20]
+        assert_eq!(full_roots(0), Vec::<u64>::new());
+        assert_eq!(full_roots(2), vec![0]);
+        assert_eq!(full_roots(8), vec![3]);
+        assert_eq!(full_roots(16), vec![7]);
+        assert_eq!(full_roots(18), vec![7, 16]);
+        assert_eq!(full_roots(22), vec![7, 17, 20]);
+        assert_eq!(full_roots(u64::MAX - 1).len(), 63);
+    }
+
+    #[test]
+    fn clamp_near_u64_max() {
+        let blob = BlobRef {
+            block_offset: 0,
+            block_length: u64::MAX.div_ceil(BLOCK_SIZE),
+            byte_offset: u64::MAX - 1,
+            byte_length: u64::MAX,
+        };
+        assert_eq!(clamp(&blob, u64::MAX - 5..u64::MAX), u64::MAX - 5..u64::MAX);
+        #[allow(clippy::reversed_empty_ranges)]
+        let inverted = 10..5;
+        assert_eq!(clamp(&blob, inverted), 5..5);
+    }
+
+    /// A blobs core holding two files the way hyperblobs writes them: `a` (3 blocks,
+    /// 64 KiB + 64 KiB + 10 bytes) then `b` (1 block, 7 bytes).
+    async fn two_files() -> (tempfile::TempDir, Arc<Core>, BlobRef, BlobRef) {
+        let tmp = tempfile::tempdir().unwrap();
+        let store = crate::store::CoreStore::new(tmp.path()).unwrap();
+        let core = store
+            .open_or_create_writable(&hypercore::generate_signing_key())
+            .await
+            .unwrap();
+        let b = BLOCK_SIZE as usize;
+        core.append_batch(&[vec![1; b], vec![2; b], vec![3; 10], b"bbbbbbb".to_vec()])
+            .await
+            .unwrap();
+        let a = BlobRef {
+            block_offset: 0,
+            block_length: 3,
+            byte_offset: 0,
+            byte_length: 2 * BLOCK_SIZE + 10,
+        };
+        let bb = BlobRef {
+            block_offset: 3,
+            block_length: 1,
+            byte_offset: 2 * BLOCK_SIZE + 10,
+            byte_length: 7,
+        };
+        (tmp, core, a, bb)
+    }
+
+    #[tokio::test]
+    async fn consistent_entries_are_served() {
+        let (_t, core, a, b) = two_files().await;
+        let ca = FileContent::open(core.clone(), a).await.unwrap();
+        assert!(ca.straight(), "a writer's tree file holds every node");
+        assert!(ca.all_held().await);
+        let bytes = ca.read_held(2 * BLOCK_SIZE - 1..u64::MAX).unwrap();
+        assert_eq!(bytes[0], 2);
+        assert_eq!(&bytes[1..], &[3; 10]);
+        assert_eq!(ca.read(0..3).await.unwrap(), vec![1; 3]);
+        let cb = FileContent::open(core.clone(), b).await.unwrap();
+        assert_eq!(cb.read_held(0..100).unwrap(), b"bbbbbbb");
+        // An empty file needs nothing.
+        FileContent::open(core, BlobRef::default()).await.unwrap();
+    }
+
+    /// #14 item 8: an entry that names file b's block but a byte offset inside file a
+    /// would have the straight reader serve a's bytes as b's. Refused, as are entries whose
+    /// blocks do not have the lengths the entry's shape gives them.
+    #[tokio::test]
+    async fn inconsistent_entries_are_refused() {
+        let (_t, core, a, b) = two_files().await;
+        let refused = |r: Result<FileContent, ContentError>| match r {
+            Err(ContentError::Inconsistent(why)) => why,
+            Err(e) => panic!("refused for the wrong reason: {e}"),
+            Ok(_) => panic!("an inconsistent entry was accepted"),
+        };
+        let lying_offset = BlobRef {
+            byte_offset: 0,
+            ..b
+        };
+        let why = refused(FileContent::open(core.clone(), lying_offset).await);
+        assert!(why.contains("block 3 starts at byte 131082"), "{why}");
+        // Right start, wrong block lengths: a's first 2 blocks claimed as 64 KiB + 10 bytes.
+        let short = BlobRef {
+            block_length: 2,
+            byte_length: BLOCK_SIZE + 10,
+            ..a
+        };
+        let why = refused(FileContent::open(core.clone(), short).await);
+        assert!(why.contains("block 1 has 65536 bytes"), "{why}");
+        // A shape hyperblobs never writes.
+        let odd = BlobRef {
+            block_length: 1,
+            ..a
+        };
+        refused(FileContent::open(core.clone(), odd).await);
+        // Past the core's bytes.
+        let long = BlobRef {
+            byte_length: 7 + 1,
+            ..b
+        };
+        refused(FileContent::open(core.clone(), long).await);
+        // The block path refuses a block of the wrong length too.
+        let mut reader = CoreReader::new(core.clone());
+        let r = read_range(&mut reader, &short, 0..BLOCK_SIZE + 10).await;
+        assert!(matches!(r, Err(DriveError::Corrupt { .. })), "{r:?}");
+        // Blocks beyond the core: not synced yet.
+        let later = BlobRef {
+            block_offset: 4,
+            ..b
+        };
+        let e = FileContent::open(core, later).await.err().unwrap();
+        assert!(e.is_missing(), "{e}");
+    }
+
+    /// #14 item 9: lengths near `u64::MAX` are refused without overflowing.
+    #[tokio::test]
+    async fn huge_entries_do_not_overflow() {
+        let (_t, core, _, _) = two_files().await;
+        for blob in [
+            BlobRef {
+                block_offset: u64::MAX - 3,
+                block_length: u64::MAX,
+                byte_offset: u64::MAX,
+                byte_length: u64::MAX,
+            },
+            BlobRef {
+                block_offset: 1,
+                block_length: u64::MAX.div_ceil(BLOCK_SIZE),
+                byte_offset: 5,
+                byte_length: u64::MAX,
+            },
+            BlobRef {
+                block_offset: u64::MAX,
+                block_length: 1,
+                byte_offset: u64::MAX - 2,
+                byte_length: 3,
+            },
+        ] {
+            let r = FileContent::open(core.clone(), blob).await;
+            assert!(r.is_err(), "{blob:?}");
+        }
+        assert_eq!(
+            crate::drive::blobs::block_len(u64::MAX, u64::MAX),
+            0,
+            "no overflow in the block length rule"
+        );
+    }
+}
