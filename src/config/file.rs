@@ -185,7 +185,8 @@ pub fn parse(text: &str, path: &Path, home: Option<&Path>) -> Result<ConfigFile,
     };
     for (name, value) in root.get_ref().iter() {
         let name_str: &str = name.get_ref();
-        if let Some(s) = setting(name_str) {
+        // Top-level settings only: a quoted `"serve.listen" = …` is not `[serve] listen`.
+        if let Some(s) = setting(name_str).filter(|_| !name_str.contains('.')) {
             read(s, name.span(), value)?;
             continue;
         }

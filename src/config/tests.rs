@@ -105,6 +105,13 @@ fn unknown_keys_name_file_line_and_key() {
     let e = p("data = \"/x\"\n[srve]\nlisten = \"0.0.0.0:1\"\n").unwrap_err();
     assert_eq!(e.line, Some(2), "{e}");
     assert_eq!(e.key.as_deref(), Some("srve"), "{e}");
+
+    // A quoted dotted key is one key, not a section and a key.
+    let e = p("\"serve.listen\" = \"0.0.0.0:1\"\n").unwrap_err();
+    assert!(e.message.contains("unknown field"), "{e}");
+    // A section must be a table.
+    let e = p("serve = 1\n").unwrap_err();
+    assert_eq!((e.line, e.key.as_deref()), (Some(1), Some("serve")), "{e}");
 }
 
 #[test]
