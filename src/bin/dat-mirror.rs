@@ -41,7 +41,13 @@ struct Cli {
     config: Option<PathBuf>,
     /// Write logs to this file instead of stderr, rotated at 10 MiB, 5 old files kept
     /// [default: stderr; env: DAT_MIRROR_LOG_FILE]
-    #[arg(long, global = true, env = "DAT_MIRROR_LOG_FILE", value_name = "PATH", hide_env = true)]
+    #[arg(
+        long,
+        global = true,
+        env = "DAT_MIRROR_LOG_FILE",
+        value_name = "PATH",
+        hide_env = true
+    )]
     log_file: Option<PathBuf>,
     /// Log format: text (for people) or json (one object per event, for collectors)
     #[arg(

@@ -19,22 +19,51 @@ pub mod unpair;
 
 use crate::net::endpoint::NetworkConfig;
 
-/// Waits for Ctrl-C or SIGTERM (what `systemctl stop` sends).
-pub(crate) async fn wait_for_shutdown() {
-    use tokio::signal::unix::{signal, SignalKind};
-    match signal(SignalKind::terminate()) {
-        Ok(mut term) => {
-            tokio::select! {
-                _ = tokio::signal::ctrl_c() => {}
-                _ = term.recv() => {}
+/// Ctrl-C and SIGTERM (what `systemctl stop` sends), watched from the moment it is made:
+/// make it before starting a daemon, so a SIGTERM that arrives while the daemon starts
+/// stops it cleanly instead of killing the process (the default action).
+pub(crate) struct ShutdownSignal {
+    term: Option<tokio::signal::unix::Signal>,
+    int: Option<tokio::signal::unix::Signal>,
+}
+
+impl ShutdownSignal {
+    /// Installs the handlers (needs a tokio runtime).
+    pub(crate) fn install() -> ShutdownSignal {
+        use tokio::signal::unix::{signal, SignalKind};
+        let watch = |kind: SignalKind, name: &str| match signal(kind) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                tracing::warn!("cannot watch for {name} ({e}); stop with the other signal");
+                None
             }
-        }
-        Err(e) => {
-            tracing::warn!("cannot watch for SIGTERM ({e}); stop with Ctrl-C");
-            let _ = tokio::signal::ctrl_c().await;
+        };
+        ShutdownSignal {
+            term: watch(SignalKind::terminate(), "SIGTERM"),
+            int: watch(SignalKind::interrupt(), "Ctrl-C"),
         }
     }
-    eprintln!("shutting down");
+
+    /// Waits for either signal.
+    pub(crate) async fn wait(mut self) {
+        async fn recv(s: &mut Option<tokio::signal::unix::Signal>) {
+            match s {
+                Some(s) => {
+                    s.recv().await;
+                }
+                None => std::future::pending::<()>().await,
+            }
+        }
+        if self.term.is_none() && self.int.is_none() {
+            let _ = tokio::signal::ctrl_c().await;
+        } else {
+            tokio::select! {
+                _ = recv(&mut self.term) => {}
+                _ = recv(&mut self.int) => {}
+            }
+        }
+        eprintln!("shutting down");
+    }
 }
 
 /// The discovery routes in use, for the start-up banner.

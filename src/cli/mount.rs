@@ -29,6 +29,7 @@ pub struct Args {
 
 /// Starts the laptop daemon, mounts the control folder, and runs until Ctrl-C or SIGTERM.
 pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
+    let shutdown = super::ShutdownSignal::install();
     let network = s.network();
     let mountpoint = s.mount_mountpoint.as_ref().map(|c| c.value.clone()).context(
         "no mount point: pass one (`dat-mirror mount ~/dat-mirror`) or set `mountpoint` in the config file's [mount] table",
@@ -69,7 +70,7 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
     println!("laptop key: {}", laptop.inner.key());
     println!("control folder mounted at {}", mountpoint.display());
     super::print_network(&network);
-    super::wait_for_shutdown().await;
+    shutdown.wait().await;
     tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
     laptop.shutdown().await;
     Ok(())

@@ -16,5 +16,11 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, s: &Settings) -> anyhow::Result<()> {
-    super::peers::pair(&s.data_dir()?, &args.code, s.mount_listen.value, s.network()).await
+    super::peers::pair(
+        &s.data_dir()?,
+        &args.code,
+        s.mount_listen.value,
+        s.network(),
+    )
+    .await
 }

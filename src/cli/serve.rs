@@ -29,6 +29,7 @@ pub struct Args {
 
 /// Starts the mirror with `s` and runs it until Ctrl-C or SIGTERM.
 pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
+    let shutdown = super::ShutdownSignal::install();
     let net = s.network();
     let http = s.serve_http.value;
     let mirror = mirror::start(MirrorConfig {
@@ -86,7 +87,7 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
             println!("following laptop {a}");
         }
     }
-    super::wait_for_shutdown().await;
+    shutdown.wait().await;
     if let Some(session) = tree {
         tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
     }

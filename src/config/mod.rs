@@ -319,8 +319,10 @@ impl Inputs<'_> {
                 true => v.split(',').map(str::to_string).collect(),
                 false => vec![v],
             };
-            let value = (s.kind.from_args)(&parts)
-                .map_err(|message| SettingsError::Env { var: s.env, message })?;
+            let value = (s.kind.from_args)(&parts).map_err(|message| SettingsError::Env {
+                var: s.env,
+                message,
+            })?;
             Given::Env(s.env, value)
         } else {
             Given::Absent

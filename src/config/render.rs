@@ -19,7 +19,11 @@ impl Settings {
     pub fn render(&self) -> String {
         let mut out = String::new();
         match &self.file {
-            Some((p, true)) => line(&mut out, &format!("# config file: {}", p.display()), &"read"),
+            Some((p, true)) => line(
+                &mut out,
+                &format!("# config file: {}", p.display()),
+                &"read",
+            ),
             Some((p, false)) => line(
                 &mut out,
                 &format!("# config file: {}", p.display()),

@@ -260,19 +260,32 @@ fn resolve_layers_every_setting_by_one_path() {
     .unwrap();
     assert_eq!(s.serve_http.source, Source::Flag);
     assert_eq!(s.serve_http.value.port(), 9001);
-    assert_eq!(s.serve_listen.source, Source::Env("DAT_MIRROR_SERVE_LISTEN"));
+    assert_eq!(
+        s.serve_listen.source,
+        Source::Env("DAT_MIRROR_SERVE_LISTEN")
+    );
     assert_eq!(s.serve_allow.value.len(), 2);
     let cap = s.serve_max_storage.clone().unwrap();
-    assert_eq!((cap.value, cap.source.to_string()), (1 << 30, "/etc/dat-mirror/config.toml:3".into()));
+    assert_eq!(
+        (cap.value, cap.source.to_string()),
+        (1 << 30, "/etc/dat-mirror/config.toml:3".into())
+    );
     // An empty variable is not given.
     assert!(matches!(s.network_dht.source, Source::File { line: 5, .. }));
     assert!(!s.network().dht && !s.network().mdns);
     assert_eq!(s.mount_listen.source, Source::Default);
-    assert_eq!(s.data.unwrap().value, PathBuf::from("/home/me/.local/share/dat-mirror"));
+    assert_eq!(
+        s.data.unwrap().value,
+        PathBuf::from("/home/me/.local/share/dat-mirror")
+    );
     assert_eq!(s.serve_mount, None);
 
     let e = resolve(&Flags::default(), &[("DAT_MIRROR_SERVE_HTTP", "8080")], "").unwrap_err();
-    assert!(e.to_string().starts_with("$DAT_MIRROR_SERVE_HTTP: \"8080\" is not an IP:PORT"), "{e}");
+    assert!(
+        e.to_string()
+            .starts_with("$DAT_MIRROR_SERVE_HTTP: \"8080\" is not an IP:PORT"),
+        "{e}"
+    );
     let mut bad = Flags::default();
     bad.set("serve.max_storage", vec!["2X".into()]);
     let e = resolve(&bad, &[], "").unwrap_err();
@@ -301,13 +314,19 @@ fn render_round_trips_through_parse() {
     flags.set("serve.mount", vec!["/srv/sites".into()]);
     flags.set("serve.max_storage", vec!["1.5GiB".into()]);
     flags.set("network.relay", vec!["http://10.0.0.9:3340".into()]);
-    flags.set("network.hyperswarm_bootstrap", vec!["127.0.0.1:49737".into()]);
+    flags.set(
+        "network.hyperswarm_bootstrap",
+        vec!["127.0.0.1:49737".into()],
+    );
     let env = [
         ("DAT_MIRROR_DATA", "/var/lib/dat \"mirror\""),
         ("DAT_MIRROR_NETWORK_MDNS", "false"),
         ("DAT_MIRROR_NETWORK_DHT_BOOTSTRAP", "127.0.0.1:6881"),
         ("DAT_MIRROR_SERVE_STATUS", "public"),
-        ("DAT_MIRROR_MOUNT_MIRRORS", &format!("{LAPTOP}@10.0.0.2:7070")),
+        (
+            "DAT_MIRROR_MOUNT_MIRRORS",
+            &format!("{LAPTOP}@10.0.0.2:7070"),
+        ),
     ];
     let file = format!("[serve]\nallow = [\"{LAPTOP}\", \"{LAPTOP}\"]\n");
     let eff = resolve(&flags, &env, &file).unwrap();
@@ -315,8 +334,14 @@ fn render_round_trips_through_parse() {
     assert!(text.contains("# $DAT_MIRROR_DATA"), "{text}");
     assert!(text.contains("# /etc/dat-mirror/config.toml:2"), "{text}");
     let back = p(&text).unwrap();
-    assert_eq!(back.get(&defs::data).unwrap().value, eff.data.unwrap().value);
-    assert_eq!(back.get(&defs::serve_http).unwrap().value, eff.serve_http.value);
+    assert_eq!(
+        back.get(&defs::data).unwrap().value,
+        eff.data.unwrap().value
+    );
+    assert_eq!(
+        back.get(&defs::serve_http).unwrap().value,
+        eff.serve_http.value
+    );
     assert_eq!(back.get(&defs::serve_allow).unwrap().value, vec![key, key]);
     assert_eq!(
         back.get(&defs::serve_domains).unwrap().value,
@@ -356,7 +381,10 @@ fn network_section_parses_and_layers() {
     flags.set("network.relay", vec!["default".into()]);
     let n = resolve(&flags, &[("DAT_MIRROR_NETWORK_DHT", "false")], f).unwrap();
     assert!(!n.network_mdns.value);
-    assert!(matches!(n.network_mdns.source, Source::File { line: 2, .. }));
+    assert!(matches!(
+        n.network_mdns.source,
+        Source::File { line: 2, .. }
+    ));
     assert_eq!(n.network_dht.source, Source::Env("DAT_MIRROR_NETWORK_DHT"));
     assert_eq!(n.network_relay.value, RelayChoice::Default);
     assert_eq!(
@@ -388,7 +416,10 @@ fn new_settings_status_and_hyperswarm() {
     let s = resolve(&Flags::default(), &[], f).unwrap();
     assert_eq!(s.serve_status.value, StatusAccess::Off);
     assert!(!s.network_hyperswarm.value);
-    assert!(matches!(s.network_hyperswarm.source, Source::File { line: 5, .. }));
+    assert!(matches!(
+        s.network_hyperswarm.source,
+        Source::File { line: 5, .. }
+    ));
     assert_eq!(s.network_hyperswarm_bootstrap.value.len(), 2);
 
     // Environment and flags, by the same path as every setting.
@@ -396,19 +427,28 @@ fn new_settings_status_and_hyperswarm() {
     flags.set("network.hyperswarm", vec!["false".into()]);
     let env = [
         ("DAT_MIRROR_SERVE_STATUS", "public"),
-        ("DAT_MIRROR_NETWORK_HYPERSWARM_BOOTSTRAP", "127.0.0.1:1,127.0.0.1:2"),
+        (
+            "DAT_MIRROR_NETWORK_HYPERSWARM_BOOTSTRAP",
+            "127.0.0.1:1,127.0.0.1:2",
+        ),
     ];
     let s = resolve(&flags, &env, "").unwrap();
     assert_eq!(s.serve_status.value, StatusAccess::Public);
     assert_eq!(s.network_hyperswarm.source, Source::Flag);
-    assert_eq!(s.network_hyperswarm_bootstrap.value, vec!["127.0.0.1:1", "127.0.0.1:2"]);
+    assert_eq!(
+        s.network_hyperswarm_bootstrap.value,
+        vec!["127.0.0.1:1", "127.0.0.1:2"]
+    );
 
     // Errors name the file, the line and the key.
     let e = p("[serve]\nhttp = \"127.0.0.1:1\"\nstatus = \"private\"\n").unwrap_err();
     assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("serve.status")));
     assert!(e.message.contains("`local`"), "{e}");
     let e = p("[network]\nhyperswarm = \"yes\"\n").unwrap_err();
-    assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("network.hyperswarm")));
+    assert_eq!(
+        (e.line, e.key.as_deref()),
+        (Some(2), Some("network.hyperswarm"))
+    );
     let e = p("[network]\nhyperswarm_bootstrap = [\n  \"10.0.0.1:1\",\n  \"nohost\",\n]\n")
         .unwrap_err();
     assert_eq!(
@@ -426,7 +466,10 @@ fn new_settings_status_and_hyperswarm() {
 fn the_table_is_consistent() {
     let mut envs = std::collections::BTreeSet::new();
     for s in TABLE {
-        let want = format!("DAT_MIRROR_{}", s.key().replace('.', "_").to_ascii_uppercase());
+        let want = format!(
+            "DAT_MIRROR_{}",
+            s.key().replace('.', "_").to_ascii_uppercase()
+        );
         assert_eq!(s.env(), want);
         assert!(envs.insert(s.env()), "{} twice", s.env());
     }
