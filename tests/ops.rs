@@ -93,7 +93,14 @@ fn help_teaches_with_examples() {
         );
     }
     let serve = ok(dat_mirror(home.path()).args(["serve", "--help"]));
-    for want in ["[serve]", "DAT_MIRROR_SERVE_LISTEN", "config: serve.http"] {
+    for want in [
+        "[serve]",
+        "DAT_MIRROR_SERVE_LISTEN",
+        "config: serve.http",
+        "--status",
+        "--no-hyperswarm",
+        "--hyperswarm-bootstrap",
+    ] {
         assert!(
             serve.contains(want),
             "serve --help lacks {want:?}:\n{serve}"
@@ -266,6 +273,110 @@ fn config_errors_name_the_file_the_line_and_the_key() {
             "{body:?}: got {err}"
         );
     }
+}
+
+/// `config` and `serve` read the environment by one path: a bad variable is refused by both,
+/// with the same message naming the variable. (Before the settings table, `serve` took its
+/// environment from clap and `config` parsed it itself: two messages, two rules.)
+#[test]
+fn config_and_serve_read_the_environment_by_one_path() {
+    let home = tempfile::tempdir().unwrap();
+    let mut said = Vec::new();
+    for sub in ["config", "serve"] {
+        let out = run(dat_mirror(home.path())
+            .env("DAT_MIRROR_SERVE_HTTP", "8080")
+            .env("XDG_DATA_HOME", home.path().join("data"))
+            .arg(sub));
+        assert!(
+            !out.status.success(),
+            "{sub} accepted DAT_MIRROR_SERVE_HTTP=8080"
+        );
+        let err = text(&out.stderr);
+        assert!(
+            err.contains("$DAT_MIRROR_SERVE_HTTP: \"8080\" is not an IP:PORT address"),
+            "{sub}: {err}"
+        );
+        said.push(err);
+    }
+    assert_eq!(said[0], said[1], "config and serve disagree");
+    // A flag is checked by the same parser and named in the error.
+    let out = run(dat_mirror(home.path()).args(["serve", "--max-storage", "2X"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--max-storage: "),
+        "{}",
+        text(&out.stderr)
+    );
+}
+
+/// The settings added with the table: `[serve] status`, `[network] hyperswarm` and
+/// `hyperswarm_bootstrap`, from the file, the environment and flags, shown by `config`.
+#[test]
+fn status_and_hyperswarm_settings_show_with_their_source() {
+    let home = tempfile::tempdir().unwrap();
+    let out = ok(dat_mirror(home.path()).arg("config"));
+    assert!(
+        setting(&out, "serve", "status").contains("\"local\""),
+        "{out}"
+    );
+    assert!(
+        setting(&out, "network", "hyperswarm").contains("true"),
+        "{out}"
+    );
+    assert!(
+        setting(&out, "network", "hyperswarm_bootstrap").contains("[]"),
+        "{out}"
+    );
+
+    let file = home.path().join("c.toml");
+    std::fs::write(
+        &file,
+        "[serve]\nstatus = \"off\"\n\n[network]\nhyperswarm = false\n",
+    )
+    .unwrap();
+    let out = ok(dat_mirror(home.path())
+        .env(
+            "DAT_MIRROR_NETWORK_HYPERSWARM_BOOTSTRAP",
+            "127.0.0.1:1,127.0.0.1:2",
+        )
+        .args(["--config".as_ref(), file.as_os_str(), "config".as_ref()]));
+    let status = setting(&out, "serve", "status");
+    assert!(
+        status.contains("\"off\"") && status.ends_with(":2"),
+        "{status}"
+    );
+    assert!(
+        setting(&out, "network", "hyperswarm").contains("false"),
+        "{out}"
+    );
+    let boot = setting(&out, "network", "hyperswarm_bootstrap");
+    assert!(
+        boot.contains("\"127.0.0.1:1\", \"127.0.0.1:2\"")
+            && boot.ends_with("# $DAT_MIRROR_NETWORK_HYPERSWARM_BOOTSTRAP"),
+        "{boot}"
+    );
+
+    // Bad values name the file, the line and the key.
+    std::fs::write(&file, "[network]\nhyperswarm_bootstrap = [\"nohost\"]\n").unwrap();
+    let out =
+        run(dat_mirror(home.path()).args(["--config".as_ref(), file.as_os_str(), "id".as_ref()]));
+    let err = text(&out.stderr);
+    assert!(
+        !out.status.success()
+            && err.contains(&format!(
+                "{}:2: key `network.hyperswarm_bootstrap`",
+                file.display()
+            ))
+            && err.contains("HOST:PORT"),
+        "{err}"
+    );
+    let out = run(dat_mirror(home.path()).args(["serve", "--status", "everyone"]));
+    assert!(!out.status.success());
+    assert!(
+        text(&out.stderr).contains("--status: "),
+        "{}",
+        text(&out.stderr)
+    );
 }
 
 fn free_tcp_port() -> u16 {

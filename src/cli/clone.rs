@@ -21,6 +21,56 @@ use crate::net::node::{Node, Policy};
 use crate::net::providers::Providers;
 use crate::store::{Core, CoreReader, CoreStore};
 
+/// Fetch a site as a reader would (verified, whole history) and write it into a folder
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+dat-mirror clone hyper://<KEY> ./site --from <MIRROR_ID>@192.168.1.20:7070\n\
+The site's hypercores are kept in this data folder (every block verified against the site's \
+signature); OUT_DIR gets the files of its latest version.")]
+pub struct Args {
+    /// The site: its key or hyper:// link
+    #[arg(value_parser = crate::config::parse_key)]
+    pub key: Key,
+    /// Folder to write the files into (created; must be empty if it exists)
+    pub out_dir: PathBuf,
+    /// A peer that has the site: <ID>@<IP:PORT> (repeatable) [default: look it up by mDNS,
+    /// the DHT or a relay]
+    #[arg(long = "from", value_name = "ID@IP:PORT")]
+    pub from: Vec<PeerAddr>,
+    /// Give up after this long: 90s, 10m, 1h
+    #[arg(long, default_value = "10m", value_parser = crate::model::invite::parse_duration)]
+    pub timeout: Duration,
+    #[command(flatten)]
+    pub settings: crate::config::SettingFlags<{ crate::config::on::CLONE }>,
+}
+
+/// `dat-mirror clone`: clones the site and says what was written.
+pub async fn run(args: Args, s: &crate::config::Settings) -> anyhow::Result<()> {
+    let report = clone_site(CloneOptions {
+        data: s.data_dir()?,
+        key: args.key,
+        out: args.out_dir.clone(),
+        from: args.from,
+        listen: std::net::SocketAddr::from(([0, 0, 0, 0], 0)),
+        timeout: args.timeout,
+        network: s.network(),
+    })
+    .await?;
+    println!(
+        "cloned {} version {} into {}: {} files, {} bytes ({} blocks verified)",
+        args.key.to_link(),
+        report.version,
+        args.out_dir.display(),
+        report.files,
+        report.bytes,
+        report.blocks
+    );
+    for link in &report.skipped_links {
+        eprintln!("skipped {link} (it would point outside the folder)");
+    }
+    Ok(())
+}
+
 /// How often a reader with no `--from` asks again who has the site.
 const LOOKUP_EVERY: Duration = Duration::from_secs(10);
 

@@ -54,8 +54,35 @@ pub async fn ask_daemon(data: &Path) -> anyhow::Result<Option<StatusView>> {
     }
 }
 
-/// `dat-mirror status`, with or without `--wait`.
-pub async fn run(
+/// Show every site and mirror (the control folder's STATUS), or wait until a site is mirrored
+#[derive(clap::Args, Debug)]
+#[command(after_help = "Examples:\n  \
+dat-mirror status                          # the STATUS table, from the running `dat-mirror mount`\n  \
+dat-mirror status --json                   # the same as JSON\n  \
+dat-mirror status --wait blog --timeout 600   # progress bar until `blog` is mirrored\n\
+Without a running `dat-mirror mount`, it prints what the data folder last heard (mirrors shown offline);\n\
+--wait needs the daemon.\n\
+Exit codes: 0 ok / mirrored; 1 cannot ask; 2 the site errored, was removed or is not in the folder; 3 --timeout.")]
+pub struct Args {
+    /// Wait until this site (key, link or alias) is mirrored on at least one mirror
+    #[arg(long, value_name = "SITE")]
+    pub wait: Option<String>,
+    /// With --wait: give up after this many seconds (exit code 3) [default: wait forever]
+    #[arg(long, value_name = "SECS", requires = "wait")]
+    pub timeout: Option<u64>,
+    /// Print JSON (the whole view; with --wait, the site once mirrored)
+    #[arg(long)]
+    pub json: bool,
+}
+
+/// `dat-mirror status`: see the module docs.
+pub async fn run(args: Args, s: &crate::config::Settings) -> anyhow::Result<()> {
+    let timeout = args.timeout.map(Duration::from_secs);
+    status(&s.data_dir()?, args.wait.as_deref(), timeout, args.json).await
+}
+
+/// `dat-mirror status` on the data folder `data`, with or without `--wait`.
+pub async fn status(
     data: &Path,
     wait: Option<&str>,
     timeout: Option<Duration>,
