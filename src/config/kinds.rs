@@ -199,49 +199,33 @@ pub const HYPERSWARM_NODES: Kind<Vec<String>> = Kind {
     repeat: true,
 };
 
-/// Who may see the mirror's status page, `/.well-known/dat-mirror` (and `/metrics`).
+/// Who may see the mirror's status page, `/.well-known/dat-mirror` (and `/metrics`): the
+/// gateway's own type ([`StatusAccess`]), so the setting and its use cannot drift.
 pub const STATUS_ACCESS: Kind<StatusAccess> = Kind {
-    from_args: |v| last(v)?.parse(),
-    from_toml: |v, _| toml_one(v, str::parse::<StatusAccess>),
+    from_args: |v| parse_status_access(last(v)?),
+    from_toml: |v, _| toml_one(v, parse_status_access),
     to_toml: |s| Shown::Inline(quote(&s.to_string())),
     repeat: false,
 };
 
-/// `[serve] status`: who sees the HTTP status page and JSON (they list every site key, and a
-/// site key is its read capability).
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub enum StatusAccess {
-    /// Only clients on the mirror's own host; others get 404 for those paths.
-    #[default]
-    Local,
-    /// Everyone who can reach the HTTP gateway.
-    Public,
-    /// Nobody: the paths answer 404.
-    Off,
+pub use crate::mirror::http::access::StatusAccess;
+
+fn parse_status_access(s: &str) -> Result<StatusAccess, String> {
+    s.parse().map_err(|e: crate::mirror::http::access::BadStatusAccess| e.to_string())
 }
 
-impl std::str::FromStr for StatusAccess {
-    type Err = String;
-    fn from_str(s: &str) -> Result<StatusAccess, String> {
-        match s.trim().to_ascii_lowercase().as_str() {
-            "local" => Ok(StatusAccess::Local),
-            "public" => Ok(StatusAccess::Public),
-            "off" => Ok(StatusAccess::Off),
-            _ => Err(format!(
-                "{s:?} is not a status access: use `local` (only this machine), `public` (anyone) or `off`"
-            )),
-        }
-    }
-}
+/// `[serve] base_host`: the gateway's host name, under which each site gets its own origin.
+pub const BASE_HOST: Kind<BaseHost> = Kind {
+    from_args: |v| parse_base_host(last(v)?),
+    from_toml: |v, _| toml_one(v, parse_base_host),
+    to_toml: |b| Shown::Inline(quote(&b.to_string())),
+    repeat: false,
+};
 
-impl fmt::Display for StatusAccess {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(match self {
-            StatusAccess::Local => "local",
-            StatusAccess::Public => "public",
-            StatusAccess::Off => "off",
-        })
-    }
+pub use crate::mirror::http::request::BaseHost;
+
+fn parse_base_host(s: &str) -> Result<BaseHost, String> {
+    s.parse().map_err(|e: crate::mirror::http::request::BadBaseHost| e.to_string())
 }
 
 fn host_port(s: &str, what: &str, example: &str) -> Result<String, String> {

@@ -33,7 +33,7 @@ pub use file::{default_config_path, default_data_dir, load, parse, ConfigError, 
 pub use flags::{Flags, SettingFlags};
 pub use kinds::{
     expand_path, parse_bootstrap, parse_domain_arg, parse_domain_pair, parse_hyperswarm_bootstrap,
-    parse_key, parse_switch, StatusAccess,
+    parse_key, parse_switch, BaseHost, StatusAccess,
 };
 pub use setting::{choose, on, AnySetting, Chosen, Given, Host, Located, Setting, Source};
 
@@ -197,14 +197,23 @@ settings! {
         value_name: "SIZE", default_help: "no cap", kind: SIZE,
         default: |_| None, unset: ("# max_storage = (unset: no cap)", "default"),
     };
-    /// `[serve] status`: who sees the status page `/`, `/.well-known/dat-mirror` (and
-    /// `/metrics`). Not consumed yet: the HTTP gateway wires it.
+    /// `[serve] status`: who sees the status page `/`, `/.well-known/dat-mirror` and
+    /// `/metrics` (the owner's secret link always does).
     serve_status: Chosen<StatusAccess> = Setting {
         key: "serve.status", env: "DAT_MIRROR_SERVE_STATUS", flag: flag("status", on::SERVE),
         help: "Who sees the HTTP status page and JSON, which list every site key: `local` \
                (clients on this machine), `public` (anyone) or `off`",
         value_name: "local|public|off", default_help: "local", kind: STATUS_ACCESS,
         default: |_| Some(StatusAccess::Local), unset: ("", ""),
+    };
+    /// `[serve] base_host`: the host name the gateway is reached by; each site then gets its
+    /// own origin `<z32-key>.<base_host>` and `/<key>/…` redirects there.
+    serve_base_host: Option<Chosen<BaseHost>> = Setting {
+        key: "serve.base_host", env: "DAT_MIRROR_SERVE_BASE_HOST", flag: flag("base-host", on::SERVE),
+        help: "Give every site its own origin <z32-key>.HOST (subdomain gateway): HOST is the name \
+               this gateway is reached by, e.g. pi.lan:8080 (needs a wildcard DNS entry)",
+        value_name: "HOST[:PORT]", default_help: "none: sites are served by path, sandboxed", kind: BASE_HOST,
+        default: |_| None, unset: ("# base_host = \"pi.lan:8080\"", "unset: sites by path"),
     };
     /// `[mount] mountpoint`: where `dat-mirror mount` mounts the control folder.
     mount_mountpoint: Option<Chosen<PathBuf>> = Setting {
