@@ -579,13 +579,13 @@ async fn run(matches: &ArgMatches, cli: Cli) -> anyhow::Result<()> {
                 http: Some(http),
                 allow,
                 network: net.clone(),
+                domains: domains.clone(),
+                max_storage,
             })
             .await?;
             for (host, key) in &domains {
                 println!("custom domain {host} serves {key}");
             }
-            mirror.inner.set_domains(domains);
-            mirror.inner.set_max_storage(max_storage);
             if let Some(cap) = max_storage {
                 println!(
                     "storage cap: {} (new sites wait while stored data is over it)",

@@ -4,6 +4,8 @@
 //! `&mut self`) and publishes a `CoreInfo` on a watch channel after every change, which is
 //! how replication learns that there is something new to send or fetch.
 
+pub mod log;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
