@@ -11,6 +11,7 @@
 //! | `mirrors.json` | laptop | paired mirrors |
 //! | `allow.json`, `revoked.json` | mirror | paired and unpaired laptops |
 //! | `invites.json`, `invites.lock` | mirror | the invite book and its lock |
+//! | `laptop-addrs.json` | mirror | where each paired laptop was last seen (dialled at start) |
 //! | `deletions.json` | mirror | sites whose data an applied `Unmirror` is deleting |
 //! | `trash/` | mirror | site data no command explains, moved aside instead of deleted |
 //!
@@ -82,6 +83,9 @@ impl DataDir {
     }
     pub fn invites_lock(&self) -> PathBuf {
         self.root.join("invites.lock")
+    }
+    pub fn laptop_addrs(&self) -> PathBuf {
+        self.root.join("laptop-addrs.json")
     }
     pub fn deletions(&self) -> PathBuf {
         self.root.join("deletions.json")

@@ -8,7 +8,7 @@
 //! part of its log is still folded at start) until a laptop unmirrors them; pairing the same
 //! laptop again resumes following where the mirror left off.
 
-use std::collections::{BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap};
 use std::net::SocketAddr;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::{Duration, Instant};
@@ -25,6 +25,7 @@ use crate::model::command::Command;
 use crate::model::invite::Invite;
 use crate::model::keys::Key;
 use crate::net::endpoint::{Identity, PeerAddr};
+use crate::net::node::PeerEvent;
 use crate::net::pairing;
 use crate::store::log::TypedLog;
 use crate::util::clock::now_ms;
@@ -37,6 +38,14 @@ fn allow_file(data: &DataDir) -> StateFile {
     StateFile::new(
         data.allow(),
         "every laptop must pair again with a new invite",
+        true,
+    )
+}
+
+fn addrs_file(data: &DataDir) -> StateFile {
+    StateFile::new(
+        data.laptop_addrs(),
+        "a restarted mirror finds its laptops by id only",
         true,
     )
 }
@@ -370,18 +379,58 @@ impl MirrorInner {
         }
     }
 
-    /// Dials every paired laptop once at start (by id: address lookup finds it), so a
-    /// laptop still holding a connection to this mirror's previous process replaces it at
-    /// once instead of at the idle timeout.
+    /// Dials every paired laptop once at start (at the address it was last seen at, else by
+    /// id for address lookup), so a laptop still holding a connection to this mirror's
+    /// previous process replaces it at once instead of at the idle timeout (iroh's
+    /// stateless-reset key is random per process). Then remembers where laptops connect from.
     pub(super) fn dial_known_laptops(self: &Arc<Self>) {
+        let seen: BTreeMap<Key, SocketAddr> = addrs_file(&self.data).load().unwrap_or_else(|e| {
+            tracing::warn!("{e}");
+            BTreeMap::new()
+        });
         for laptop in self.laptops.allowed() {
             let node = self.node.clone();
+            let addr = PeerAddr {
+                id: laptop,
+                addr: seen.get(&laptop).copied(),
+            };
             self.tasks.spawn(async move {
-                if let Err(e) = node.connect(&PeerAddr::id_only(laptop)).await {
+                if let Err(e) = node.connect(&addr).await {
                     tracing::debug!(laptop = %laptop.short(), "cannot dial at start: {e:#}");
                 }
             });
         }
+        let inner = Arc::downgrade(self);
+        let mut events = self.node.subscribe();
+        self.tasks.spawn(async move {
+            let mut seen = seen;
+            while let Ok(event) = events.recv().await {
+                let PeerEvent::Connected(peer) = event else {
+                    continue;
+                };
+                let Some(inner) = inner.upgrade() else { return };
+                if !inner.laptops.is_allowed(&peer) {
+                    continue;
+                }
+                let Ok(id) = iroh::EndpointId::from_bytes(&peer.0) else {
+                    continue;
+                };
+                let Some(info) = inner.node.endpoint().remote_info(id).await else {
+                    continue;
+                };
+                let ip = info.addrs().find_map(|a| match a.addr() {
+                    iroh::TransportAddr::Ip(ip) => Some(*ip),
+                    _ => None,
+                });
+                if let Some(ip) = ip {
+                    if seen.insert(peer, ip) != Some(ip) {
+                        if let Err(e) = addrs_file(&inner.data).save(&seen) {
+                            tracing::warn!("{e}");
+                        }
+                    }
+                }
+            }
+        });
     }
 
     /// Every laptop this mirror knows, paired first.

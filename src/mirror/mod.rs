@@ -324,8 +324,16 @@ impl MirrorInner {
         for log in self.laptops.known() {
             let core = self.store.open_or_create_replica(&log).await?;
             let commands = TypedLog::<Command>::new(core);
-            let from = acked.next.get(&log).copied().unwrap_or(0);
-            let from = from.min(commands.len());
+            let acked_to = acked.next.get(&log).copied().unwrap_or(0);
+            if commands.len() < acked_to {
+                damage.push(format!(
+                    "the copy of laptop {}'s command log holds {} entries, but {acked_to} were \
+                     applied; it is fetched again from the laptop",
+                    log.short(),
+                    commands.len()
+                ));
+            }
+            let from = acked_to.min(commands.len());
             for (seq, entry) in commands.entries(0..commands.len()).await {
                 match entry {
                     Ok(cmd) => {
