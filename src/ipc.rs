@@ -195,7 +195,11 @@ mod tests {
             .await
             .unwrap();
         assert!(out.status.success(), "{out:?}");
-        assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0", "refused: no answer");
+        assert_eq!(
+            String::from_utf8_lossy(&out.stdout).trim(),
+            "0",
+            "refused: no answer"
+        );
         tasks.shutdown().await;
     }
 }

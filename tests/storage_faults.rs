@@ -265,7 +265,9 @@ async fn damaged_logs_and_a_deleted_allow_list_never_delete_wanted_sites() {
     assert!(m.inner.store.exists(&blobs), "site blobs kept");
     let problems = m.inner.problems();
     assert!(
-        problems.iter().any(|p| p.contains("command log holds 0 entries")),
+        problems
+            .iter()
+            .any(|p| p.contains("command log holds 0 entries")),
         "{problems:?}"
     );
     // The laptop comes back: its log is fetched again and the site served again.

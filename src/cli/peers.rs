@@ -6,18 +6,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-
+use crate::host::DataDir;
 use crate::ipc;
 use crate::laptop::control_socket::{self as laptop_socket, Answer, MirrorRow, Request};
-use crate::host::DataDir;
 use crate::laptop::{load_mirrors, Laptop, LaptopConfig};
 use crate::mirror::control_socket::{MirrorAnswer, MirrorRequest};
 use crate::mirror::laptops::{self, LaptopRow};
 use crate::model::invite::Invite;
 use crate::model::keys::Key;
 use crate::model::view::{ago, format_utc};
-use crate::net::endpoint::NetworkConfig;
 use crate::net::endpoint::Identity;
+use crate::net::endpoint::NetworkConfig;
 use crate::util::clock::now_ms;
 
 /// Which side a data folder belongs to, from the files its daemon keeps.

@@ -152,8 +152,7 @@ impl Opened {
         network: &NetworkConfig,
         policy: Arc<dyn Policy>,
     ) -> anyhow::Result<Host> {
-        let Bound { endpoint, lookups } =
-            endpoint::bind(&self.identity, listen, network).await?;
+        let Bound { endpoint, lookups } = endpoint::bind(&self.identity, listen, network).await?;
         let bound = endpoint
             .bound_sockets()
             .into_iter()

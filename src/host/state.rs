@@ -169,7 +169,10 @@ mod tests {
         std::fs::write(f.path(), b"").unwrap();
         let e = f.load::<BTreeSet<u32>>().unwrap_err().to_string();
         assert!(e.contains("list.json is unreadable (it is empty)"), "{e}");
-        assert!(e.contains("cp ") && e.contains("list.json.last-good"), "{e}");
+        assert!(
+            e.contains("cp ") && e.contains("list.json.last-good"),
+            "{e}"
+        );
         // No last-good copy: fix or delete.
         std::fs::remove_file(f.last_good()).unwrap();
         let e = f.load::<BTreeSet<u32>>().unwrap_err().to_string();

@@ -66,7 +66,10 @@ mod tests {
         // Without one, the message names the file and what to do.
         std::fs::remove_file(data.root().join("mirrors.json.last-good")).unwrap();
         let e = load_mirrors(&data).unwrap_err().to_string();
-        assert!(e.contains("mirrors.json is unreadable (it is empty)"), "{e}");
+        assert!(
+            e.contains("mirrors.json is unreadable (it is empty)"),
+            "{e}"
+        );
         assert!(e.contains("fix or delete it"), "{e}");
     }
 }

@@ -150,10 +150,7 @@ impl Laptop {
         }
         inner.announce_published().await;
         control_socket::spawn(&inner)?;
-        Ok(Laptop {
-            inner,
-            _lock: lock,
-        })
+        Ok(Laptop { inner, _lock: lock })
     }
 
     /// Stops every task, removes the control socket and closes the endpoint.

@@ -255,7 +255,10 @@ mod damaged_book {
         .unwrap();
         std::fs::write(data.invites(), b"").unwrap();
         let e = with_book(&data, |_| Ok(())).unwrap_err().to_string();
-        assert!(e.contains("invites.json is unreadable (it is empty)"), "{e}");
+        assert!(
+            e.contains("invites.json is unreadable (it is empty)"),
+            "{e}"
+        );
         assert!(e.contains("invites.json.last-good"), "{e}");
     }
 }

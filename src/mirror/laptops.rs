@@ -96,9 +96,7 @@ pub fn unpair_offline(data: &DataDir, id: Key) -> anyhow::Result<()> {
     let _lock = DataLock::acquire(data.root())?;
     let mut lists = Lists::load(data)?;
     if !lists.allowed.remove(&id) {
-        anyhow::bail!(
-            "{id} is not a paired laptop of this mirror (`dat-mirror peers` lists them)"
-        );
+        anyhow::bail!("{id} is not a paired laptop of this mirror (`dat-mirror peers` lists them)");
     }
     lists.revoked.insert(id);
     lists.save(data)
@@ -492,7 +490,10 @@ mod tests {
         }
         assert!(!limit.allow(Key([1; 32]), t0), "one more is refused");
         assert!(limit.allow(Key([2; 32]), t0), "another laptop is not");
-        assert!(limit.allow(Key([1; 32]), t0 + PAIRING_WINDOW), "a minute later");
+        assert!(
+            limit.allow(Key([1; 32]), t0 + PAIRING_WINDOW),
+            "a minute later"
+        );
     }
 
     #[test]

@@ -302,7 +302,15 @@ async fn follow(log: TypedLog<Command>, from: u64, tx: mpsc::Sender<LogEntry>) {
     let key = log.key();
     let mut entries = Box::pin(log.follow(from));
     while let Some((seq, entry)) = entries.next().await {
-        if tx.send(LogEntry { log: key, seq, entry }).await.is_err() {
+        if tx
+            .send(LogEntry {
+                log: key,
+                seq,
+                entry,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
     }
@@ -441,7 +449,11 @@ impl MirrorInner {
         let (wanted, running): (BTreeMap<Key, Option<String>>, Vec<Key>) = {
             let sites = self.sites.lock().unwrap();
             (
-                sites.set.iter().map(|(k, w)| (*k, w.alias.clone())).collect(),
+                sites
+                    .set
+                    .iter()
+                    .map(|(k, w)| (*k, w.alias.clone()))
+                    .collect(),
                 sites.running.keys().copied().collect(),
             )
         };

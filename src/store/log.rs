@@ -91,7 +91,9 @@ impl<E> Clone for TypedLog<E> {
 async fn read_one<E: LogEntry>(core: &Core, seq: u64) -> Result<E, EntryError<E::Error>> {
     match core.get(seq).await {
         Ok(Some(bytes)) => E::from_bytes(&bytes).map_err(EntryError::Undecodable),
-        Ok(None) => Err(EntryError::Unreadable("the block is not on this machine".into())),
+        Ok(None) => Err(EntryError::Unreadable(
+            "the block is not on this machine".into(),
+        )),
         Err(e) => Err(EntryError::Unreadable(e.to_string())),
     }
 }
