@@ -92,6 +92,7 @@ async fn main() -> Result<()> {
         http: None,
         allow: vec![laptop_id],
         network: NetworkConfig::offline(),
+        ..Default::default()
     })
     .await?;
     let laptop = Laptop::start(LaptopConfig {

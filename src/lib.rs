@@ -7,6 +7,7 @@ pub mod config;
 pub mod drive;
 pub mod fs;
 pub mod fuzzing;
+pub mod host;
 pub mod ipc;
 pub mod laptop;
 pub mod logging;

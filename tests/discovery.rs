@@ -72,6 +72,7 @@ async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
         http: None,
         allow: vec![node_id(&lap_dir)],
         network: net.clone(),
+        ..Default::default()
     })
     .await
     .expect("mirror starts");

@@ -132,7 +132,7 @@ async fn invite_pair_mirror_unpair_and_refusals() {
     // An expired code: the mirror's record says it expired (the laptop trusts the code's
     // own expiry, so age the record, as a clock running ahead on the mirror would).
     let code2 = invite_code(&pi_dir, &["--expires", "1h"]).await;
-    with_book(&pi_dir, |b| {
+    with_book(&dat_mirror::host::DataDir::new(&pi_dir), |b| {
         b.invites.last_mut().unwrap().expires = 1;
         Ok(())
     })

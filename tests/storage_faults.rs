@@ -216,3 +216,82 @@ async fn the_storage_cap_stops_fetching_and_refuses_new_sites() {
     let blobs = blobs_key(&laptop.inner.store, &big.key).await;
     assert_same_core(&mirror.inner.store, &laptop.inner.store, &blobs).await;
 }
+
+/// Where a core's files are: in the store, or moved aside to `DATA/trash/`.
+fn core_kept(pi_dir: &Path, key: &Key) -> bool {
+    let hex = key.to_hex();
+    pi_dir.join("cores").join(&hex).join("oplog").exists()
+        || std::fs::read_dir(pi_dir.join("trash")).is_ok_and(|rd| {
+            rd.filter_map(|e| e.ok())
+                .any(|e| e.file_name().to_string_lossy().starts_with(&hex))
+        })
+}
+
+/// Issue 14, item 1: a damaged command-log replica, a lost status log or a deleted
+/// `allow.json` never makes a restarted mirror delete a site the laptop still wants.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn damaged_logs_and_a_deleted_allow_list_never_delete_wanted_sites() {
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let (pi_dir, lap_dir, site_dir) = (
+        tmp.path().join("pi"),
+        tmp.path().join("lap"),
+        tmp.path().join("site"),
+    );
+    let laptop_id = node_id(&lap_dir);
+    let mirror = start_mirror(&pi_dir, "127.0.0.1:0".parse().unwrap(), vec![]).await;
+    mirror.inner.pair_laptop(laptop_id).await.unwrap();
+    let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
+    make_site(&site_dir, 200_000);
+    let site = publish(&laptop, &site_dir, None).await;
+    laptop
+        .inner
+        .append(Command::Mirror {
+            key: site.key,
+            alias: None,
+        })
+        .await
+        .unwrap();
+    wait_state(&laptop, &site.key, "mirrored").await;
+    let blobs = blobs_key(&laptop.inner.store, &site.key).await;
+    laptop.shutdown().await;
+    mirror.shutdown().await;
+    let restart = || start_mirror(&pi_dir, "127.0.0.1:0".parse().unwrap(), vec![]);
+
+    // 1. The mirror's copy of the command log is lost (damaged beyond opening).
+    std::fs::remove_dir_all(pi_dir.join("cores").join(laptop_id.to_hex())).unwrap();
+    let m = restart().await;
+    assert!(m.inner.store.exists(&site.key), "site db kept");
+    assert!(m.inner.store.exists(&blobs), "site blobs kept");
+    let problems = m.inner.problems();
+    assert!(
+        problems
+            .iter()
+            .any(|p| p.contains("command log holds 0 entries")),
+        "{problems:?}"
+    );
+    // The laptop comes back: its log is fetched again and the site served again.
+    let laptop = start_laptop(&lap_dir, vec![mirror_addr(&m)]).await;
+    wait_until("the mirror to serve the site again", || async {
+        m.inner.site(&site.key).map(|_| ())
+    })
+    .await;
+    wait_state(&laptop, &site.key, "mirrored").await;
+    laptop.shutdown().await;
+    m.shutdown().await;
+
+    // 2. The status log is lost (every acknowledgement gone).
+    let own = node_id(&pi_dir);
+    std::fs::remove_dir_all(pi_dir.join("cores").join(own.to_hex())).unwrap();
+    let m = restart().await;
+    assert!(m.inner.store.exists(&site.key), "site db kept");
+    assert!(m.inner.store.exists(&blobs), "site blobs kept");
+    m.shutdown().await;
+
+    // 3. allow.json is deleted: the site is kept or moved aside, never deleted.
+    std::fs::remove_file(pi_dir.join("allow.json")).unwrap();
+    let m = restart().await;
+    m.shutdown().await;
+    assert!(core_kept(&pi_dir, &site.key), "site db kept or in trash/");
+    assert!(core_kept(&pi_dir, &blobs), "site blobs kept or in trash/");
+}

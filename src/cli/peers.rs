@@ -6,18 +6,17 @@ use std::net::SocketAddr;
 use std::path::Path;
 use std::time::Duration;
 
-use anyhow::Context;
-
+use crate::host::DataDir;
 use crate::ipc;
 use crate::laptop::control_socket::{self as laptop_socket, Answer, MirrorRow, Request};
-use crate::laptop::{load_mirrors, save_mirrors, Laptop, LaptopConfig};
+use crate::laptop::{load_mirrors, Laptop, LaptopConfig};
 use crate::mirror::control_socket::{MirrorAnswer, MirrorRequest};
-use crate::mirror::laptops::{self, LaptopRow, ALLOW_FILE, REVOKED_FILE};
+use crate::mirror::laptops::{self, LaptopRow};
 use crate::model::invite::Invite;
 use crate::model::keys::Key;
 use crate::model::view::{ago, format_utc};
+use crate::net::endpoint::Identity;
 use crate::net::endpoint::NetworkConfig;
-use crate::net::endpoint::{DataLock, Identity};
 use crate::util::clock::now_ms;
 
 /// Which side a data folder belongs to, from the files its daemon keeps.
@@ -30,8 +29,9 @@ pub enum Role {
 }
 
 pub fn role_of(data: &Path) -> anyhow::Result<Role> {
-    let laptop = data.join("mirrors.json").exists();
-    let mirror = data.join(ALLOW_FILE).exists();
+    let dir = DataDir::new(data);
+    let laptop = dir.has_laptop_files();
+    let mirror = dir.has_mirror_files();
     match (laptop, mirror) {
         (true, true) => anyhow::bail!(
             "{} holds both a laptop's and a mirror's files (mirrors.json and allow.json); \
@@ -62,8 +62,7 @@ pub async fn invite(data: &Path, ttl: Duration, addrs: Vec<SocketAddr>) -> anyho
         Some(MirrorAnswer::Error(e)) => anyhow::bail!("{e}"),
         Some(other) => anyhow::bail!("unexpected answer from the mirror: {other:?}"),
         None => {
-            let identity = Identity::load_or_create(data)?;
-            let inv = laptops::make_invite(data, identity.key(), ttl, addrs.clone())?;
+            let inv = laptops::invite_offline(&DataDir::new(data), ttl, addrs.clone())?;
             eprintln!("note: no mirror is running on {}; start `dat-mirror serve` before the laptop pairs.", data.display());
             if addrs.is_empty() {
                 eprintln!("note: the code carries no address (the mirror is not running); the laptop will look the mirror up by id. Pass --addr IP:PORT to include one.");
@@ -173,22 +172,7 @@ fn render_laptops(data: &Path, rows: Option<Vec<LaptopRow>>, now: u64) -> anyhow
     let running = rows.is_some();
     let rows = match rows {
         Some(r) => r,
-        None => {
-            let allowed = laptops::load_list(data, ALLOW_FILE)?;
-            let revoked = laptops::load_list(data, REVOKED_FILE)?;
-            let row = |id, state: &str| LaptopRow {
-                id,
-                state: state.into(),
-                online: false,
-                last_seen_ms: None,
-                commands: 0,
-            };
-            allowed
-                .into_iter()
-                .map(|id| row(id, "paired"))
-                .chain(revoked.into_iter().map(|id| row(id, "unpaired")))
-                .collect()
-        }
+        None => laptops::rows_offline(&DataDir::new(data))?,
     };
     let mut out = format!("LAPTOPS ({})\n", rows.len());
     for r in &rows {
@@ -214,7 +198,7 @@ fn render_mirrors(data: &Path, rows: Option<Vec<MirrorRow>>, now: u64) -> anyhow
     let running = rows.is_some();
     let rows = match rows {
         Some(r) => r,
-        None => load_mirrors(data)?
+        None => load_mirrors(&DataDir::new(data))?
             .into_iter()
             .map(|addr| MirrorRow {
                 addr,
@@ -243,17 +227,7 @@ pub async fn unpair(data: &Path, id: Key) -> anyhow::Result<()> {
                 Some(MirrorAnswer::Unpaired) => {}
                 Some(MirrorAnswer::Error(e)) => anyhow::bail!("{e}"),
                 Some(other) => anyhow::bail!("unexpected answer from the mirror: {other:?}"),
-                None => {
-                    let _lock = DataLock::acquire(data)?;
-                    let mut allowed = laptops::load_list(data, ALLOW_FILE)?;
-                    let mut revoked = laptops::load_list(data, REVOKED_FILE)?;
-                    if !allowed.remove(&id) {
-                        anyhow::bail!("{id} is not a paired laptop of this mirror (`dat-mirror peers` lists them)");
-                    }
-                    revoked.insert(id);
-                    laptops::save_list(data, REVOKED_FILE, &revoked)?;
-                    laptops::save_list(data, ALLOW_FILE, &allowed)?;
-                }
+                None => laptops::unpair_offline(&DataDir::new(data), id)?,
             }
             println!("unpaired laptop {id}");
             eprintln!("The mirror no longer follows its commands nor shows it its status; the sites it asked for stay until unmirrored. If `serve` is started with --allow {} (or the config's allow list names it), it is paired again.", id.short());
@@ -263,16 +237,7 @@ pub async fn unpair(data: &Path, id: Key) -> anyhow::Result<()> {
                 Some(Answer::Unpaired) => {}
                 Some(Answer::Error(e)) => anyhow::bail!("{e}"),
                 Some(other) => anyhow::bail!("unexpected answer from the laptop daemon: {other:?}"),
-                None => {
-                    let _lock = DataLock::acquire(data)?;
-                    let mut list = load_mirrors(data)?;
-                    let before = list.len();
-                    list.retain(|m| m.id != id);
-                    if list.len() == before {
-                        anyhow::bail!("{id} is not a paired mirror of this laptop (`dat-mirror peers` lists them)");
-                    }
-                    save_mirrors(data, &list).context("cannot save the mirror list")?;
-                }
+                None => crate::laptop::mirrors::unpair_offline(&DataDir::new(data), id)?,
             }
             println!("unpaired mirror {id}");
             eprintln!("This laptop no longer dials it nor lets it read its commands; run `dat-mirror unpair` on the mirror too to drop this laptop there.");

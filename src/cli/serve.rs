@@ -32,22 +32,23 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
     let shutdown = super::ShutdownSignal::install();
     let net = s.network();
     let http = s.serve_http.value;
+    let domains = s.serve_domains.value.clone();
+    let max_storage = s.serve_max_storage.as_ref().map(|c| c.value);
     let mirror = mirror::start(MirrorConfig {
         data: s.data_dir()?,
         listen: s.serve_listen.value,
         http: Some(http),
         allow: s.serve_allow.value.clone(),
         network: net.clone(),
+        domains: domains.clone(),
+        max_storage,
+        status: s.serve_status.value,
+        base_host: s.serve_base_host.as_ref().map(|c| c.value.clone()),
     })
     .await?;
-    let domains = s.serve_domains.value.clone();
     for (host, key) in &domains {
         println!("custom domain {host} serves {key}");
     }
-    // The daemons' engineer moves these two into `MirrorConfig` (fixed at merge).
-    mirror.inner.set_domains(domains);
-    let max_storage = s.serve_max_storage.as_ref().map(|c| c.value);
-    mirror.inner.set_max_storage(max_storage);
     if let Some(cap) = max_storage {
         println!(
             "storage cap: {} (new sites wait while stored data is over it)",

@@ -1,16 +1,12 @@
-//! The laptop daemon's control socket (`DATA/control.sock`): the CLI's `publish` hands its
-//! work to the running daemon here, and `status` asks it for the status view, because only
-//! one process may hold a data folder's hypercores. One JSON request per line, one JSON
-//! answer per line.
+//! The laptop daemon's control socket (`DATA/control.sock`, served by [`crate::ipc`]): the
+//! CLI's `publish` hands its work to the running daemon here, and `status` asks it for the
+//! status view, because only one process may hold a data folder's hypercores. Also the
+//! status view read from disk when no daemon runs.
 
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
-use anyhow::Context;
 use serde::{Deserialize, Serialize};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
-use tokio::net::{UnixListener, UnixStream};
-use tokio::task::JoinHandle;
 
 use super::publish::{publish_dir, Published};
 use super::LaptopInner;
@@ -26,9 +22,6 @@ pub struct MirrorRow {
     pub online: bool,
     pub last_seen_ms: Option<u64>,
 }
-
-/// Longest request line accepted.
-const MAX_REQUEST: usize = 64 * 1024;
 
 #[derive(Debug, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
@@ -62,84 +55,55 @@ pub enum Answer {
 }
 
 pub fn path(data: &Path) -> PathBuf {
-    data.join("control.sock")
+    crate::ipc::socket_path(data)
 }
 
-pub fn spawn(inner: Arc<LaptopInner>) -> anyhow::Result<JoinHandle<()>> {
-    let path = path(&inner.data);
-    // We hold the data folder's lock, so a socket file left here is stale.
-    let _ = std::fs::remove_file(&path);
-    let listener =
-        UnixListener::bind(&path).with_context(|| format!("cannot create {}", path.display()))?;
-    Ok(tokio::spawn(async move {
-        while let Ok((stream, _)) = listener.accept().await {
-            let inner = inner.clone();
-            tokio::spawn(async move {
-                if let Err(e) = handle(inner, stream).await {
-                    tracing::warn!("control socket: {e:#}");
+pub fn spawn(inner: &Arc<LaptopInner>) -> anyhow::Result<()> {
+    let weak = Arc::downgrade(inner);
+    crate::ipc::serve(
+        &inner.data,
+        &inner.tasks,
+        move |request: Result<Request, String>| {
+            let inner = weak.upgrade();
+            async move {
+                match (inner, request) {
+                    (None, _) => Answer::Error("the laptop daemon is shutting down".into()),
+                    (_, Err(e)) => Answer::Error(e),
+                    (Some(inner), Ok(r)) => handle(inner, r).await,
                 }
-            });
-        }
-    }))
+            }
+        },
+    )
 }
 
-async fn handle(inner: Arc<LaptopInner>, stream: UnixStream) -> anyhow::Result<()> {
-    let (read, mut write) = stream.into_split();
-    let mut line = String::new();
-    let mut reader = BufReader::new(read).take(MAX_REQUEST as u64);
-    reader.read_line(&mut line).await?;
-    let answer = match serde_json::from_str::<Request>(&line) {
-        Err(e) => Answer::Error(format!("malformed request: {e}")),
-        Ok(Request::Publish { dir, key }) => match publish_dir(&inner.store, &dir, key).await {
+async fn handle(inner: Arc<LaptopInner>, request: Request) -> Answer {
+    match request {
+        Request::Publish { dir, key } => match publish_dir(&inner.store, &dir, key).await {
             Ok(p) => {
                 inner.providers.announce(p.key.discovery_key());
                 Answer::Published(p)
             }
             Err(e) => Answer::Error(format!("{e:#}")),
         },
-        Ok(Request::Status) => Answer::Status(Box::new(inner.view())),
-        Ok(Request::Pair { code }) => match Invite::decode(&code) {
+        Request::Status => Answer::Status(Box::new(inner.view())),
+        Request::Pair { code } => match Invite::decode(&code) {
             Err(e) => Answer::Error(e.to_string()),
             Ok(invite) => match inner.pair(&invite).await {
                 Ok(peer) => Answer::Paired(peer),
                 Err(e) => Answer::Error(format!("{e:#}")),
             },
         },
-        Ok(Request::Mirrors) => Answer::Mirrors(inner.mirror_rows()),
-        Ok(Request::Unpair { id }) => match inner.remove_mirror(&id) {
+        Request::Mirrors => Answer::Mirrors(inner.mirror_rows()),
+        Request::Unpair { id } => match inner.remove_mirror(&id) {
             Ok(()) => Answer::Unpaired,
             Err(e) => Answer::Error(format!("{e:#}")),
         },
-    };
-    let mut out = serde_json::to_vec(&answer)?;
-    out.push(b'\n');
-    write.write_all(&out).await?;
-    Ok(())
+    }
 }
 
 /// Sends a request to the daemon of `data`. `Ok(None)` if no daemon is listening.
 pub async fn call(data: &Path, request: &Request) -> anyhow::Result<Option<Answer>> {
-    let stream = match UnixStream::connect(path(data)).await {
-        Ok(s) => s,
-        Err(e)
-            if matches!(
-                e.kind(),
-                std::io::ErrorKind::NotFound | std::io::ErrorKind::ConnectionRefused
-            ) =>
-        {
-            return Ok(None)
-        }
-        Err(e) => return Err(e).context("cannot reach the running dat-mirror"),
-    };
-    let (read, mut write) = stream.into_split();
-    let mut line = serde_json::to_vec(request)?;
-    line.push(b'\n');
-    write.write_all(&line).await?;
-    let mut answer = String::new();
-    BufReader::new(read).read_line(&mut answer).await?;
-    Ok(Some(serde_json::from_str(&answer).context(
-        "the running dat-mirror sent a malformed answer",
-    )?))
+    crate::ipc::call(data, request).await
 }
 
 /// The status view from what the data folder holds, for `dat-mirror status` when no daemon
@@ -148,45 +112,36 @@ pub async fn call(data: &Path, request: &Request) -> anyhow::Result<Option<Answe
 /// it fails (saying why) if another dat-mirror process is using the folder. Creates nothing:
 /// a folder no laptop has run in is an error.
 pub async fn view_from_disk(data: &Path) -> anyhow::Result<StatusView> {
-    use crate::model::command::Command;
-    use crate::model::status::StatusEntry;
-    use crate::model::view::{fold, MirrorInput};
-    use crate::store::{Core, CoreStore};
+    use crate::host::DataDir;
+    use crate::model::view::{fold, note_unreadable, MirrorInput};
+    use crate::store::log::TypedLog;
+    use crate::store::CoreStore;
     use crate::util::clock::now_ms;
 
-    if !data.join("identity").exists() {
+    let dir = DataDir::new(data);
+    if !dir.identity().exists() {
         anyhow::bail!(
             "{} holds no laptop yet (no identity): run `dat-mirror --data {} mount MOUNTPOINT --mirror ID@IP:PORT` first",
             data.display(),
             data.display()
         );
     }
-    let _lock = crate::net::endpoint::DataLock::acquire(data)?;
+    let _lock = crate::host::DataLock::acquire(data)?;
     let me = crate::net::endpoint::Identity::load_or_create(data)?.key();
     let store = CoreStore::new(data)?;
-    async fn entries(core: Option<Arc<Core>>) -> Vec<Vec<u8>> {
-        let Some(core) = core else { return vec![] };
-        let mut out = Vec::new();
-        for seq in 0..core.info().contiguous_length {
-            match core.get(seq).await {
-                Ok(Some(bytes)) => out.push(bytes),
-                _ => break,
-            }
-        }
-        out
+    let cache = std::sync::RwLock::new(super::logs::ViewCache::default());
+    if let Some(core) = store.open_existing(&me).await? {
+        super::logs::load_commands(&cache, &TypedLog::new(core)).await;
     }
-    let commands = entries(store.open_existing(&me).await?)
-        .await
-        .iter()
-        .map(|b| Command::decode(b))
-        .collect::<Vec<_>>();
+    let commands = cache.into_inner().unwrap_or_default().commands;
     let mut inputs = Vec::new();
-    for m in super::load_mirrors(data)? {
-        let status = entries(store.open_existing(&m.id).await?)
-            .await
-            .iter()
-            .filter_map(|b| StatusEntry::decode(b).ok())
-            .collect();
+    let mut notes = Vec::new();
+    for m in super::load_mirrors(&dir)? {
+        let (status, note) = match store.open_existing(&m.id).await? {
+            Some(core) => super::logs::read_status(&TypedLog::new(core)).await,
+            None => (vec![], None),
+        };
+        notes.extend(note.map(|n| (m.id, n)));
         inputs.push(MirrorInput {
             mirror: m.id,
             status,
@@ -194,5 +149,9 @@ pub async fn view_from_disk(data: &Path) -> anyhow::Result<StatusView> {
             last_seen_ms: None,
         });
     }
-    Ok(fold(me, &commands, &inputs, now_ms()))
+    let mut view = fold(me, &commands, &inputs, now_ms());
+    for (m, n) in notes {
+        note_unreadable(&mut view, m, n);
+    }
+    Ok(view)
 }

@@ -2,34 +2,36 @@
 //! signs), follows the status log of every paired mirror, stays connected to the mirrors
 //! (dialling again whenever a connection drops, so a command written offline is delivered
 //! when the mirror is back), seeds the sites published here, and answers `publish` requests
-//! from the CLI on a Unix socket in the data folder.
+//! from the CLI on the control socket ([`crate::ipc`]). Start-up and shutdown are the shared
+//! ones of [`crate::host`].
 //!
 //! It is the control folder's backend: [`LaptopInner::view`] folds the logs into the status
 //! view the folder shows, [`LaptopInner::append`] writes a command.
 
 pub mod control_socket;
+pub mod logs;
+pub mod mirrors;
 pub mod publish;
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::{Arc, RwLock};
 
-use anyhow::Context;
-use tokio::task::JoinHandle;
-
-use crate::model::command::{Command, CommandError};
+use crate::host::{DataDir, DataLock, Host, Tasks};
+use crate::model::command::Command;
 use crate::model::invite::Invite;
 use crate::model::keys::Key;
-use crate::model::status::StatusEntry;
 use crate::model::view::{self, MirrorInput, StatusView};
-use crate::net::endpoint::{self, Bound, NetworkConfig};
-use crate::net::endpoint::{DataLock, Identity, PeerAddr};
+use crate::net::endpoint::{Identity, NetworkConfig, PeerAddr};
 use crate::net::node::{Node, Policy};
 use crate::net::pairing;
 use crate::net::providers::Providers;
-use crate::store::{Core, CoreStore};
+use crate::store::log::TypedLog;
+use crate::store::CoreStore;
 use crate::util::clock::now_ms;
+use logs::{CommandLog, ViewCache};
+pub use mirrors::{load_mirrors, save_mirrors};
 
 #[derive(Debug, Clone)]
 pub struct LaptopConfig {
@@ -60,206 +62,102 @@ impl Policy for LaptopPolicy {
     }
 }
 
-#[derive(Default)]
-struct ViewCache {
-    commands: Vec<Result<Command, CommandError>>,
-    status: BTreeMap<Key, Vec<StatusEntry>>,
-}
-
 pub struct LaptopInner {
     pub identity: Identity,
     pub store: Arc<CoreStore>,
     pub node: Arc<Node>,
     /// Announces the sites published here (DHT) and finds who holds a site.
     pub providers: Arc<Providers>,
-    pub data: PathBuf,
-    commands: Arc<Core>,
+    pub data: DataDir,
+    commands: CommandLog,
     mirrors: Arc<RwLock<Vec<PeerAddr>>>,
-    cache: RwLock<ViewCache>,
+    cache: Arc<RwLock<ViewCache>>,
     /// Per paired mirror: the tasks following its status log and keeping it connected.
-    mirror_tasks: std::sync::Mutex<HashMap<Key, Vec<JoinHandle<()>>>>,
+    mirror_tasks: std::sync::Mutex<HashMap<Key, Tasks>>,
     /// The last view computed, with the inputs' fingerprint.
     last_view: std::sync::Mutex<Option<(Vec<u64>, StatusView)>>,
     runtime: tokio::runtime::Handle,
+    tasks: Tasks,
 }
 
 pub struct Laptop {
     pub inner: Arc<LaptopInner>,
-    tasks: Vec<JoinHandle<()>>,
     _lock: DataLock,
-}
-
-pub fn load_mirrors(data: &Path) -> anyhow::Result<Vec<PeerAddr>> {
-    let path = data.join("mirrors.json");
-    match std::fs::read(&path) {
-        Ok(bytes) => {
-            let list: Vec<String> = serde_json::from_slice(&bytes).with_context(|| {
-                format!(
-                    "{} is not a list of ID or ID@IP:PORT; fix or delete it",
-                    path.display()
-                )
-            })?;
-            list.iter()
-                .map(|s| {
-                    s.parse::<PeerAddr>()
-                        .map_err(|e| anyhow::anyhow!("{}: {e}", path.display()))
-                })
-                .collect()
-        }
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(vec![]),
-        Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
-    }
-}
-
-pub fn save_mirrors(data: &Path, mirrors: &[PeerAddr]) -> anyhow::Result<()> {
-    let list: Vec<String> = mirrors.iter().map(|m| m.to_string()).collect();
-    let tmp = data.join("mirrors.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&list)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, data.join("mirrors.json"))?;
-    Ok(())
 }
 
 impl Laptop {
     pub async fn start(config: LaptopConfig) -> anyhow::Result<Laptop> {
-        let lock = DataLock::acquire(&config.data)?;
-        let identity = Identity::load_or_create(&config.data)?;
-        let store = Arc::new(CoreStore::new(&config.data)?);
-        let commands = store
-            .open_or_create_writable(&identity.signing_key())
-            .await?;
-
-        let mut mirrors = load_mirrors(&config.data)?;
+        let data = DataDir::new(&config.data);
+        let opened = Host::open(data.clone()).await?;
+        let mut mirrors = load_mirrors(&data)?;
         for m in &config.mirrors {
             mirrors.retain(|x| x.id != m.id);
             mirrors.push(m.clone());
         }
-        save_mirrors(&config.data, &mirrors)?;
+        save_mirrors(&data, &mirrors)?;
         let mirrors = Arc::new(RwLock::new(mirrors));
 
         // Open every site published here so the policy (and seeding) knows them.
-        for key in store.keys_on_disk() {
-            if let Err(e) = store.open_existing(&key).await {
+        for key in opened.store.keys_on_disk() {
+            if let Err(e) = opened.store.open_existing(&key).await {
                 tracing::warn!("cannot open core {key}: {e}");
             }
         }
-
-        let Bound { endpoint, lookups } =
-            endpoint::bind(&identity, config.listen, &config.network).await?;
         let policy = LaptopPolicy {
-            own: identity.key(),
+            own: opened.identity.key(),
             mirrors: mirrors.clone(),
-            store: store.clone(),
+            store: opened.store.clone(),
         };
-        let node = Node::start(endpoint, store.clone(), Arc::new(policy));
-        let providers = Providers::start(node.clone(), &lookups, &identity);
-
+        let Host {
+            data,
+            lock,
+            identity,
+            store,
+            own_log,
+            node,
+            providers,
+            tasks,
+            ..
+        } = opened
+            .connect(config.listen, &config.network, Arc::new(policy), |node| node)
+            .await?;
+        let commands = CommandLog::new(own_log);
         let inner = Arc::new(LaptopInner {
             identity,
             store,
             node,
             providers,
-            data: config.data.clone(),
+            data,
             commands: commands.clone(),
             mirrors: mirrors.clone(),
-            cache: RwLock::new(ViewCache::default()),
+            cache: Arc::new(RwLock::new(ViewCache::default())),
             mirror_tasks: std::sync::Mutex::new(HashMap::new()),
             last_view: std::sync::Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
+            tasks,
         });
 
-        let mut tasks = Vec::new();
         // The whole log is in the view before anyone can look (the folder is mounted after
         // this returns): a listing right after a restart shows every command written.
-        load_commands(&inner, &commands, commands.info().contiguous_length).await;
-        tasks.push(tokio::spawn(watch_commands(inner.clone(), commands)));
+        logs::load_commands(&inner.cache, commands.typed()).await;
+        inner.tasks.spawn(logs::watch_commands(
+            inner.cache.clone(),
+            commands.typed().clone(),
+        ));
         let list: Vec<PeerAddr> = mirrors.read().unwrap().clone();
         for m in list {
             inner.start_mirror_tasks(m).await?;
         }
         inner.announce_published().await;
-        tasks.push(control_socket::spawn(inner.clone())?);
-        Ok(Laptop {
-            inner,
-            tasks,
-            _lock: lock,
-        })
+        control_socket::spawn(&inner)?;
+        Ok(Laptop { inner, _lock: lock })
     }
 
+    /// Stops every task, removes the control socket and closes the endpoint.
     pub async fn shutdown(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        for (_, ts) in self.inner.mirror_tasks.lock().unwrap().drain() {
-            ts.iter().for_each(JoinHandle::abort);
-        }
-        let _ = std::fs::remove_file(control_socket::path(&self.inner.data));
+        self.inner.tasks.shutdown().await;
+        let _ = std::fs::remove_file(self.inner.data.control_socket());
         self.inner.node.endpoint().close().await;
-    }
-}
-
-/// Reads the command log entries the cache does not have yet, up to `length`.
-async fn load_commands(inner: &LaptopInner, core: &Core, length: u64) {
-    let have = inner.cache.read().unwrap().commands.len() as u64;
-    for seq in have..length {
-        let entry = match core.get(seq).await {
-            Ok(Some(bytes)) => Command::decode(&bytes),
-            Ok(None) => break,
-            Err(e) => {
-                tracing::error!(seq, "cannot read the command log: {e}");
-                break;
-            }
-        };
-        let mut cache = inner.cache.write().unwrap();
-        if cache.commands.len() as u64 == seq {
-            cache.commands.push(entry);
-        }
-    }
-}
-
-/// Keeps the cached command list up to date with the log.
-async fn watch_commands(inner: Arc<LaptopInner>, core: Arc<Core>) {
-    let mut rx = core.subscribe();
-    loop {
-        let length = rx.borrow_and_update().contiguous_length;
-        load_commands(&inner, &core, length).await;
-        if rx.changed().await.is_err() {
-            return;
-        }
-    }
-}
-
-/// Keeps the cached status entries of one mirror up to date with its (replicated) log.
-async fn watch_status(inner: Arc<LaptopInner>, core: Arc<Core>) {
-    let mirror = core.key();
-    let mut rx = core.subscribe();
-    let mut next = 0u64;
-    loop {
-        let length = rx.borrow_and_update().contiguous_length;
-        while next < length {
-            match core.get(next).await {
-                Ok(Some(bytes)) => {
-                    match StatusEntry::decode(&bytes) {
-                        Ok(e) => inner
-                            .cache
-                            .write()
-                            .unwrap()
-                            .status
-                            .entry(mirror)
-                            .or_default()
-                            .push(e),
-                        Err(e) => {
-                            tracing::warn!(mirror = %mirror.short(), "status entry {next} skipped: {e}")
-                        }
-                    }
-                    next += 1;
-                }
-                _ => break,
-            }
-        }
-        if rx.changed().await.is_err() {
-            return;
-        }
     }
 }
 
@@ -268,12 +166,14 @@ impl LaptopInner {
     async fn start_mirror_tasks(self: &Arc<Self>, m: PeerAddr) -> anyhow::Result<()> {
         let status = self.store.open_or_create_replica(&m.id).await?;
         self.node.want(status.clone());
-        let tasks = vec![
-            tokio::spawn(watch_status(self.clone(), status)),
-            self.node.keep_connected(m.clone()),
-        ];
+        let tasks = self.tasks.child();
+        tasks.spawn(logs::watch_status(
+            self.cache.clone(),
+            TypedLog::new(status),
+        ));
+        tasks.abort_on_cancel(self.node.keep_connected(m.clone()));
         if let Some(old) = self.mirror_tasks.lock().unwrap().insert(m.id, tasks) {
-            old.iter().for_each(JoinHandle::abort);
+            old.cancel();
         }
         Ok(())
     }
@@ -317,11 +217,13 @@ impl LaptopInner {
             *mirrors = list;
         }
         if let Some(tasks) = self.mirror_tasks.lock().unwrap().remove(id) {
-            tasks.iter().for_each(JoinHandle::abort);
+            tasks.cancel();
         }
         self.node.unwant(id);
         self.node.disconnect(id, "unpaired");
-        self.cache.write().unwrap().status.remove(id);
+        let mut cache = self.cache.write().unwrap();
+        cache.status.remove(id);
+        cache.notes.remove(id);
         Ok(())
     }
 
@@ -373,7 +275,8 @@ impl LaptopInner {
             .iter()
             .map(|m| (self.node.is_connected(&m.id), self.node.last_seen(&m.id)))
             .collect();
-        let fingerprint: Vec<u64> = [cache.commands.len() as u64, now / 1000]
+        let notes = cache.notes.len() as u64 + u64::from(cache.command_note.is_some());
+        let fingerprint: Vec<u64> = [cache.commands.len() as u64, now / 1000, notes]
             .into_iter()
             .chain(mirrors.iter().zip(&online).flat_map(|(m, (on, seen))| {
                 let len = cache.status.get(&m.id).map_or(0, |s| s.len() as u64);
@@ -395,7 +298,15 @@ impl LaptopInner {
                 last_seen_ms,
             })
             .collect();
-        let view = view::fold(self.key(), &cache.commands, &inputs, now);
+        let mut view = view::fold(self.key(), &cache.commands, &inputs, now);
+        for (m, note) in &cache.notes {
+            view::note_unreadable(&mut view, *m, note.clone());
+        }
+        if let Some(note) = &cache.command_note {
+            for m in &mirrors {
+                view::note_unreadable(&mut view, m.id, note.clone());
+            }
+        }
         *self.last_view.lock().unwrap() = Some((fingerprint, view.clone()));
         view
     }
@@ -409,12 +320,9 @@ impl LaptopInner {
 
     /// Appends a command, and shows it in the view at once.
     pub async fn append(&self, command: Command) -> anyhow::Result<u64> {
-        let seq = self.commands.append(&command.encode()).await?;
+        let seq = self.commands.append(&command).await?;
         tracing::info!(seq, "command appended: {command:?}");
-        let mut cache = self.cache.write().unwrap();
-        if cache.commands.len() as u64 == seq {
-            cache.commands.push(Ok(command));
-        }
+        logs::push_command(&mut self.cache.write().unwrap(), seq, Ok(command));
         Ok(seq)
     }
 }

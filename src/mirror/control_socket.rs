@@ -1,12 +1,11 @@
 //! The mirror daemon's control socket (`DATA/control.sock`, see [`crate::ipc`]): `invite`,
-//! `peers` and `unpair` run by the CLI while `serve` holds the data folder.
+//! `peers`, `unpair` and `empty-trash` run by the CLI while `serve` holds the data folder.
 
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
-use tokio::task::JoinHandle;
 
 use super::laptops::{make_invite, LaptopRow};
 use super::MirrorInner;
@@ -24,6 +23,8 @@ pub enum MirrorRequest {
     Unpair {
         id: Key,
     },
+    /// Delete everything in `DATA/trash/` now.
+    EmptyTrash,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -32,24 +33,28 @@ pub enum MirrorAnswer {
     Invite { code: String, expires: u64 },
     Laptops(Vec<LaptopRow>),
     Unpaired,
+    TrashEmptied(usize),
     Error(String),
 }
 
-pub fn spawn(inner: Arc<MirrorInner>) -> anyhow::Result<JoinHandle<()>> {
-    let data = inner.data.clone();
-    let weak = Arc::downgrade(&inner);
-    crate::ipc::serve(&data, move |request: Result<MirrorRequest, String>| {
-        let inner = weak.upgrade();
-        async move {
-            let Some(inner) = inner else {
-                return MirrorAnswer::Error("the mirror is shutting down".into());
-            };
-            match request {
-                Err(e) => MirrorAnswer::Error(e),
-                Ok(r) => handle(&inner, r).await,
+pub fn spawn(inner: &Arc<MirrorInner>) -> anyhow::Result<()> {
+    let weak = Arc::downgrade(inner);
+    crate::ipc::serve(
+        &inner.data,
+        &inner.tasks,
+        move |request: Result<MirrorRequest, String>| {
+            let inner = weak.upgrade();
+            async move {
+                let Some(inner) = inner else {
+                    return MirrorAnswer::Error("the mirror is shutting down".into());
+                };
+                match request {
+                    Err(e) => MirrorAnswer::Error(e),
+                    Ok(r) => handle(&inner, r).await,
+                }
             }
-        }
-    })
+        },
+    )
 }
 
 async fn handle(inner: &Arc<MirrorInner>, request: MirrorRequest) -> MirrorAnswer {
@@ -76,6 +81,9 @@ async fn handle(inner: &Arc<MirrorInner>, request: MirrorRequest) -> MirrorAnswe
             .unpair_laptop(id)
             .await
             .map(|()| MirrorAnswer::Unpaired),
+        MirrorRequest::EmptyTrash => {
+            super::leftovers::empty_trash(&inner.data, None).map(MirrorAnswer::TrashEmptied)
+        }
     };
     result.unwrap_or_else(|e| MirrorAnswer::Error(format!("{e:#}")))
 }

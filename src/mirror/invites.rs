@@ -9,11 +9,12 @@
 
 use std::fs::OpenOptions;
 use std::os::unix::io::AsRawFd;
-use std::path::Path;
 
 use anyhow::Context;
 use serde::{Deserialize, Serialize};
 
+use crate::host::state::StateFile;
+use crate::host::DataDir;
 use crate::model::invite::{secret_hash, Invite};
 use crate::model::keys::Key;
 
@@ -115,14 +116,22 @@ fn human_secs(s: u64) -> String {
     }
 }
 
+fn book_file(data: &DataDir) -> StateFile {
+    StateFile::new(
+        data.invites(),
+        "open invites are lost, paired laptops stay paired",
+        // An older book could let a used invite in again.
+        false,
+    )
+}
+
 /// Runs `f` on the book in `data`, under the book's lock, and saves it if `f` returns Ok.
 pub fn with_book<T>(
-    data: &Path,
+    data: &DataDir,
     f: impl FnOnce(&mut InviteBook) -> anyhow::Result<T>,
 ) -> anyhow::Result<T> {
-    std::fs::create_dir_all(data)
-        .with_context(|| format!("cannot create the data folder {}", data.display()))?;
-    let lock_path = data.join("invites.lock");
+    data.create_private()?;
+    let lock_path = data.invites_lock();
     let lock = OpenOptions::new()
         .create(true)
         .truncate(false)
@@ -134,22 +143,10 @@ pub fn with_book<T>(
         return Err(std::io::Error::last_os_error())
             .with_context(|| format!("cannot lock {}", lock_path.display()));
     }
-    let path = data.join("invites.json");
-    let mut book = match std::fs::read(&path) {
-        Ok(bytes) => serde_json::from_slice::<InviteBook>(&bytes).with_context(|| {
-            format!(
-                "{} is damaged; delete it (open invites are lost, paired laptops stay paired)",
-                path.display()
-            )
-        })?,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => InviteBook::default(),
-        Err(e) => return Err(e).with_context(|| format!("cannot read {}", path.display())),
-    };
+    let file = book_file(data);
+    let mut book: InviteBook = file.load()?;
     let out = f(&mut book)?;
-    let tmp = data.join("invites.json.tmp");
-    std::fs::write(&tmp, serde_json::to_vec_pretty(&book)?)
-        .with_context(|| format!("cannot write {}", tmp.display()))?;
-    std::fs::rename(&tmp, &path).with_context(|| format!("cannot write {}", path.display()))?;
+    file.save(&book)?;
     drop(lock);
     Ok(out)
 }
@@ -217,21 +214,51 @@ mod tests {
     #[test]
     fn the_file_round_trips_under_the_lock() {
         let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
         let inv = Invite::new(MIRROR, [3; 16], u64::MAX, vec![]);
-        with_book(dir.path(), |b| {
+        with_book(&data, |b| {
             b.add(&inv, 1);
             Ok(())
         })
         .unwrap();
-        let r = with_book(dir.path(), |b| {
+        let r = with_book(&data, |b| {
             b.redeem(&MIRROR, &inv.secret, LAPTOP, 2)
                 .map_err(anyhow::Error::from)
         });
         assert!(r.is_ok());
-        let again = with_book(dir.path(), |b| {
+        let again = with_book(&data, |b| {
             b.redeem(&MIRROR, &inv.secret, OTHER, 3)
                 .map_err(anyhow::Error::from)
         });
         assert!(again.unwrap_err().to_string().contains("already used"));
+    }
+}
+
+#[cfg(test)]
+mod damaged_book {
+    use super::*;
+
+    #[test]
+    fn a_zero_length_book_is_named_and_not_replaced_by_an_older_one() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        let inv = Invite::new(Key([9; 32]), [3; 16], u64::MAX, vec![]);
+        with_book(&data, |b| {
+            b.add(&inv, 1);
+            Ok(())
+        })
+        .unwrap();
+        with_book(&data, |b| {
+            b.redeem(&Key([9; 32]), &inv.secret, Key([1; 32]), 2)
+                .map_err(anyhow::Error::from)
+        })
+        .unwrap();
+        std::fs::write(data.invites(), b"").unwrap();
+        let e = with_book(&data, |_| Ok(())).unwrap_err().to_string();
+        assert!(
+            e.contains("invites.json is unreadable (it is empty)"),
+            "{e}"
+        );
+        assert!(e.contains("invites.json.last-good"), "{e}");
     }
 }

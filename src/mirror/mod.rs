@@ -2,41 +2,48 @@
 //! folds them into the mirror set, replicates and seeds every site in the set, writes its
 //! status log, and serves the sites over HTTP.
 //!
-//! Desired state vs. running state: the mirror set (pure fold, [`crate::model::mirror_set`]) says what
-//! should be mirrored; [`MirrorInner::reconcile`] starts and stops site tasks ([`site`]) to
-//! match. On start, the already-acknowledged part of every log is folded first and reconciled
-//! once; later entries are applied one by one, each acknowledged in the status log after its
-//! effect is in place. Everything lives in the data folder, so a restarted mirror resumes.
+//! Desired state vs. running state: the mirror set (pure fold, [`crate::model::mirror_set`])
+//! says what should be mirrored; [`MirrorInner::reconcile`] starts and stops site tasks
+//! ([`site`]) to match. On start, the already-acknowledged part of every log is folded first
+//! and reconciled once; later entries are applied one by one, each acknowledged in the
+//! status log after its effect is in place. Site data is deleted only for an applied
+//! `Unmirror` ([`leftovers`]). Everything lives in the data folder, so a restarted mirror
+//! resumes. Start-up and shutdown are the shared ones of [`crate::host`].
 
 pub mod control_socket;
 pub mod http;
 pub mod invites;
 pub mod laptops;
+pub mod leftovers;
 pub mod site;
 mod site_source;
 pub mod status_log;
 pub mod storage_cap;
 
-use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
 
 use anyhow::Context;
+use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 use crate::drive;
+use crate::host::{DataDir, Host, Tasks};
 use crate::model::command::Command;
 use crate::model::keys::Key;
 use crate::model::mirror_set::MirrorSet;
 use crate::model::status::StatusEvent;
-use crate::net::endpoint::{self, Bound, NetworkConfig};
-use crate::net::endpoint::{DataLock, Identity};
+use crate::net::endpoint::{Identity, NetworkConfig};
 use crate::net::node::{Node, Policy};
 use crate::net::providers::Providers;
+use crate::store::log::{EntryError, TypedLog};
 use crate::store::{Core, CoreInfo, CoreStore};
+use site::{SiteCx, SiteEvent, SiteMessage};
 use status_log::StatusLog;
+use storage_cap::StorageCap;
 
 /// How `dat-mirror serve` was asked to run.
 #[derive(Debug, Clone)]
@@ -50,15 +57,42 @@ pub struct MirrorConfig {
     pub allow: Vec<Key>,
     /// Discovery routes (mDNS, DHT, relays); `NetworkConfig::offline()` for none.
     pub network: NetworkConfig,
+    /// Custom domains of the HTTP gateway: host name → site.
+    pub domains: BTreeMap<String, Key>,
+    /// `serve --max-storage` in bytes (None: no cap).
+    pub max_storage: Option<u64>,
+    /// `[serve] status`: who sees the gateway's own pages (status, JSON, metrics).
+    pub status: http::access::StatusAccess,
+    /// `[serve] base_host`: each site on its own origin `<z32-key>.<base_host>`.
+    pub base_host: Option<http::request::BaseHost>,
+}
+
+impl Default for MirrorConfig {
+    fn default() -> MirrorConfig {
+        MirrorConfig {
+            data: PathBuf::new(),
+            listen: SocketAddr::from(([0, 0, 0, 0], 0)),
+            http: None,
+            allow: vec![],
+            network: NetworkConfig::offline(),
+            domains: BTreeMap::new(),
+            max_storage: None,
+            status: http::access::StatusAccess::default(),
+            base_host: None,
+        }
+    }
 }
 
 /// A running site.
-pub struct SiteRuntime {
-    pub alias: Option<String>,
-    pub db: Arc<Core>,
-    pub blobs: Option<Arc<Core>>,
+struct SiteRuntime {
+    alias: Option<String>,
+    db: Arc<Core>,
+    blobs: Option<Arc<Core>>,
     /// (db length, unix ms when the mirror first saw that length).
     seen: (u64, u64),
+    /// Which start of this site (its events carry it).
+    run: u64,
+    tasks: Tasks,
     task: JoinHandle<()>,
 }
 
@@ -107,32 +141,34 @@ impl Policy for MirrorPolicy {
     }
 }
 
+/// The desired and the running sites.
+struct Sites {
+    set: MirrorSet,
+    running: BTreeMap<Key, SiteRuntime>,
+    next_run: u64,
+}
+
 /// The state shared by the mirror's tasks.
 pub struct MirrorInner {
     pub identity: Identity,
-    pub data: PathBuf,
+    pub data: DataDir,
     pub store: Arc<CoreStore>,
     pub node: Arc<Node>,
     /// Announces the mirrored sites (DHT) and finds who holds a site.
     pub providers: Arc<Providers>,
     pub status: StatusLog,
     pub http_url: Option<String>,
-    allowed: Arc<RwLock<BTreeSet<Key>>>,
-    /// Unpaired laptops: their logs are kept (and folded up to what was acknowledged, so
-    /// the sites they asked for stay) but no longer followed or answered.
-    revoked: RwLock<BTreeSet<Key>>,
-    /// The follower task of each allowed laptop's command log.
-    followers: StdMutex<HashMap<Key, JoinHandle<()>>>,
-    /// Where followers send the entries they read (to the controller).
-    entries: mpsc::Sender<LogEntry>,
+    laptops: laptops::Laptops,
+    /// Cores anyone may fetch (the running sites' db and blobs cores).
     served: Arc<RwLock<HashSet<Key>>>,
-    set: StdMutex<MirrorSet>,
-    sites: StdMutex<BTreeMap<Key, SiteRuntime>>,
-    /// Custom domains of the HTTP gateway: host name → site.
-    /// Replaced whole (rarely); read on every HTTP request, so handed out as an `Arc`.
+    sites: StdMutex<Sites>,
+    /// Custom domains of the HTTP gateway (read on every request, so handed out as an `Arc`).
     domains: RwLock<Arc<BTreeMap<String, Key>>>,
-    /// `serve --max-storage` in bytes (0: no cap).
-    max_storage: std::sync::atomic::AtomicU64,
+    cap: StorageCap,
+    /// Problems found at start that need the owner (unreadable log entries).
+    problems: StdMutex<Vec<String>>,
+    tasks: Tasks,
+    site_events: mpsc::UnboundedSender<SiteMessage>,
 }
 
 /// A started mirror (for the CLI and tests).
@@ -142,8 +178,7 @@ pub struct Mirror {
     pub listen: SocketAddr,
     /// The bound HTTP address.
     pub http: Option<SocketAddr>,
-    tasks: Vec<JoinHandle<()>>,
-    _lock: DataLock,
+    _lock: crate::host::DataLock,
 }
 
 impl Mirror {
@@ -151,61 +186,41 @@ impl Mirror {
         self.inner.identity.key()
     }
 
-    /// Stops every task and closes the endpoint.
+    /// Stops every task (sites, followers, HTTP, control socket) and closes the endpoint.
     pub async fn shutdown(self) {
-        for t in &self.tasks {
-            t.abort();
-        }
-        let sites: Vec<SiteRuntime> = std::mem::take(&mut *self.inner.sites.lock().unwrap())
-            .into_values()
-            .collect();
-        for s in sites {
-            s.task.abort();
-        }
-        for (_, f) in self.inner.followers.lock().unwrap().drain() {
-            f.abort();
-        }
-        let _ = std::fs::remove_file(crate::ipc::socket_path(&self.inner.data));
+        self.inner.tasks.shutdown().await;
+        self.inner.sites.lock().unwrap().running.clear();
+        let _ = std::fs::remove_file(self.inner.data.control_socket());
         self.inner.node.endpoint().close().await;
     }
+}
+
+fn lower_domains(domains: BTreeMap<String, Key>) -> BTreeMap<String, Key> {
+    domains
+        .into_iter()
+        .map(|(h, k)| (h.trim_end_matches('.').to_ascii_lowercase(), k))
+        .collect()
 }
 
 /// Starts a mirror: binds the peer endpoint and the HTTP gateway, replays the logs, and runs
 /// until [`Mirror::shutdown`] (or the process ends).
 pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
-    let lock = DataLock::acquire(&config.data)?;
-    let identity = Identity::load_or_create(&config.data)?;
-    let store = Arc::new(CoreStore::new(&config.data)?);
-    let status_core = store
-        .open_or_create_writable(&identity.signing_key())
-        .await?;
-
-    let mut allowed = laptops::load_list(&config.data, laptops::ALLOW_FILE)?;
-    let mut revoked = laptops::load_list(&config.data, laptops::REVOKED_FILE)?;
-    allowed.extend(config.allow.iter().copied());
-    revoked.retain(|k| !allowed.contains(k));
-    laptops::save_list(&config.data, laptops::ALLOW_FILE, &allowed)?;
-    laptops::save_list(&config.data, laptops::REVOKED_FILE, &revoked)?;
-    let allowed = Arc::new(RwLock::new(allowed));
+    let data = DataDir::new(&config.data);
+    let opened = Host::open(data.clone()).await?;
+    let lists = laptops::Lists::load_for_start(&data, &config.allow)?;
+    let allowed = Arc::new(RwLock::new(lists.allowed.clone()));
     let served = Arc::new(RwLock::new(HashSet::new()));
-
-    let Bound { endpoint, lookups } =
-        endpoint::bind(&identity, config.listen, &config.network).await?;
-    let listen = endpoint
-        .bound_sockets()
-        .into_iter()
-        .next()
-        .unwrap_or(config.listen);
     let policy = MirrorPolicy {
-        own: identity.key(),
+        own: opened.identity.key(),
         allowed: allowed.clone(),
         served: served.clone(),
     };
     let pairing = crate::net::pairing::Pairing::new();
-    let node = Node::builder(endpoint, store.clone(), Arc::new(policy))
-        .accept(crate::net::pairing::PAIR_ALPN, pairing.clone())
-        .spawn();
-    let providers = Providers::start(node.clone(), &lookups, &identity);
+    let host = opened
+        .connect(config.listen, &config.network, Arc::new(policy), |node| {
+            node.accept(crate::net::pairing::PAIR_ALPN, pairing.clone())
+        })
+        .await?;
 
     let http_listener =
         match config.http {
@@ -217,69 +232,62 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     let http = http_listener.as_ref().and_then(|l| l.local_addr().ok());
     let http_url = http.map(|a| format!("http://{a}"));
 
-    let (entries, rx) = mpsc::channel::<LogEntry>(256);
+    let (commands, commands_rx) = mpsc::channel::<LogEntry>(256);
+    let (site_events, site_events_rx) = mpsc::unbounded_channel();
+    let Host {
+        data,
+        lock,
+        identity,
+        store,
+        own_log,
+        node,
+        providers,
+        listen,
+        tasks,
+    } = host;
     let inner = Arc::new(MirrorInner {
         identity,
-        data: config.data.clone(),
+        data,
+        cap: StorageCap::new(store.clone(), config.max_storage),
         store,
         node,
         providers,
-        status: StatusLog::new(status_core),
+        status: StatusLog::new(own_log),
         http_url: http_url.clone(),
-        allowed,
-        revoked: RwLock::new(revoked),
-        followers: StdMutex::new(HashMap::new()),
-        entries,
+        laptops: laptops::Laptops::new(allowed, lists.revoked, commands),
         served,
-        set: StdMutex::new(MirrorSet::new()),
-        sites: StdMutex::new(BTreeMap::new()),
-        domains: RwLock::new(Arc::new(BTreeMap::new())),
-        max_storage: std::sync::atomic::AtomicU64::new(0),
+        sites: StdMutex::new(Sites {
+            set: MirrorSet::new(),
+            running: BTreeMap::new(),
+            next_run: 0,
+        }),
+        domains: RwLock::new(Arc::new(lower_domains(config.domains))),
+        problems: StdMutex::new(Vec::new()),
+        tasks,
+        site_events,
     });
     inner
         .status
         .record(StatusEvent::Online { http: http_url })
         .await;
 
-    let mut tasks = Vec::new();
     if let Some(listener) = http_listener {
-        // [serve] status / base_host are wired here by the settings work (defaults for now).
-        let gateway = http::GatewayConfig::with_token_in(&config.data)?;
+        let mut gateway = http::GatewayConfig::with_token_in(&config.data)?;
+        gateway.status = config.status;
+        gateway.base_host = config.base_host.clone();
         let inner2 = inner.clone();
-        tasks.push(tokio::spawn(async move {
-            http::serve(inner2, listener, gateway).await
-        }));
+        inner.tasks.spawn(http::serve(inner2, listener, gateway));
     }
+    let events = inner.clone();
+    inner.tasks.spawn(events.site_events(site_events_rx));
 
-    // Replay what was already acknowledged (of unpaired laptops' logs too), then follow
-    // every allowed log live.
-    let next_unacked = inner.status.next_unacked().await?;
-    let mut logs: Vec<Key> = inner.allowed();
-    logs.extend(inner.revoked.read().unwrap().iter().copied());
-    for log in logs {
-        let core = inner.store.open_or_create_replica(&log).await?;
-        let from = next_unacked
-            .get(&log)
-            .copied()
-            .unwrap_or(0)
-            .min(core.info().contiguous_length);
-        for seq in 0..from {
-            if let Some(bytes) = core.get(seq).await? {
-                if let Ok(cmd) = Command::decode(&bytes) {
-                    inner.set.lock().unwrap().apply(log, &cmd);
-                }
-            }
-        }
-        if inner.allowed.read().unwrap().contains(&log) {
-            inner.follow_laptop(core, from);
-        }
-    }
-    inner.remove_leftovers().await;
+    inner.replay().await?;
     inner.reconcile().await;
     let controller = inner.clone();
-    tasks.push(tokio::spawn(async move { controller.control(rx).await }));
+    inner.tasks.spawn(controller.control(commands_rx));
     laptops::accept_pairings(&inner, &pairing);
-    tasks.push(control_socket::spawn(inner.clone())?);
+    control_socket::spawn(&inner)?;
+    inner.dial_known_laptops();
 
     tracing::info!(
         "mirror {} listening on {listen}{}",
@@ -291,7 +299,6 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         inner,
         listen,
         http,
-        tasks,
         _lock: lock,
     })
 }
@@ -300,61 +307,98 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
 struct LogEntry {
     log: Key,
     seq: u64,
-    bytes: Vec<u8>,
+    entry: Result<Command, EntryError<crate::model::command::CommandError>>,
 }
 
 /// Reads a command log in order as its entries arrive, from `from` on.
-async fn follow(core: Arc<Core>, from: u64, tx: mpsc::Sender<LogEntry>) {
-    let log = core.key();
-    let mut next = from;
-    let mut rx = core.subscribe();
-    loop {
-        let contiguous = rx.borrow_and_update().contiguous_length;
-        while next < contiguous {
-            match core.get(next).await {
-                Ok(Some(bytes)) => {
-                    if tx
-                        .send(LogEntry {
-                            log,
-                            seq: next,
-                            bytes,
-                        })
-                        .await
-                        .is_err()
-                    {
-                        return;
-                    }
-                    next += 1;
-                }
-                Ok(None) => break,
-                Err(e) => {
-                    tracing::error!(log = %log.short(), "cannot read command {next}: {e}");
-                    break;
-                }
-            }
-        }
-        if rx.changed().await.is_err() {
+async fn follow(log: TypedLog<Command>, from: u64, tx: mpsc::Sender<LogEntry>) {
+    let key = log.key();
+    let mut entries = Box::pin(log.follow(from));
+    while let Some((seq, entry)) = entries.next().await {
+        if tx
+            .send(LogEntry {
+                log: key,
+                seq,
+                entry,
+            })
+            .await
+            .is_err()
+        {
             return;
         }
     }
 }
 
 impl MirrorInner {
+    /// Folds what was already acknowledged (of unpaired laptops' logs too), starts following
+    /// every allowed log live, and settles data left on disk ([`leftovers`]).
+    async fn replay(self: &Arc<Self>) -> anyhow::Result<()> {
+        let acked = self.status.acknowledged().await;
+        let mut damage: Vec<String> = acked
+            .unreadable
+            .iter()
+            .map(|(seq, e)| format!("status entry {seq} of this mirror {e}"))
+            .collect();
+        // Every site any held entry asks for, acknowledged or not: those are kept on disk
+        // (the unacknowledged ones are applied live in a moment).
+        let mut any_entry = MirrorSet::new();
+        for log in self.laptops.known() {
+            let core = self.store.open_or_create_replica(&log).await?;
+            let commands = TypedLog::<Command>::new(core);
+            let acked_to = acked.next.get(&log).copied().unwrap_or(0);
+            if commands.len() < acked_to {
+                damage.push(format!(
+                    "the copy of laptop {}'s command log holds {} entries, but {acked_to} were \
+                     applied; it is fetched again from the laptop",
+                    log.short(),
+                    commands.len()
+                ));
+            }
+            let from = acked_to.min(commands.len());
+            for (seq, entry) in commands.entries(0..commands.len()).await {
+                match entry {
+                    Ok(cmd) => {
+                        if seq < from {
+                            self.sites.lock().unwrap().set.apply(log, &cmd);
+                        }
+                        any_entry.apply(log, &cmd);
+                    }
+                    Err(EntryError::Undecodable(_)) if acked.rejected.contains(&(log, seq)) => {}
+                    Err(e) if seq < from => damage.push(format!(
+                        "command {seq} of laptop {} (already applied) {e}",
+                        log.short()
+                    )),
+                    Err(e) => tracing::warn!(log = %log.short(), seq, "command {e}"),
+                }
+            }
+            if self.laptops.is_allowed(&log) {
+                self.follow_laptop(commands, from);
+            }
+        }
+        for d in &damage {
+            tracing::error!("{d}");
+        }
+        leftovers::settle(self, &any_entry, &damage).await;
+        *self.problems.lock().unwrap() = damage;
+        Ok(())
+    }
+
     /// Applies live command-log entries one at a time: fold, reconcile, acknowledge.
     async fn control(self: Arc<Self>, mut rx: mpsc::Receiver<LogEntry>) {
-        while let Some(LogEntry { log, seq, bytes }) = rx.recv().await {
-            if !self.allowed.read().unwrap().contains(&log) {
+        let mut stalled: HashSet<(Key, u64)> = HashSet::new();
+        while let Some(LogEntry { log, seq, entry }) = rx.recv().await {
+            if !self.laptops.is_allowed(&log) {
                 // Read just before its laptop was unpaired: left for a later pairing.
                 continue;
             }
-            match Command::decode(&bytes) {
+            match entry {
                 Ok(cmd) => {
                     tracing::info!(log = %log.short(), seq, "command: {cmd:?}");
-                    self.set.lock().unwrap().apply(log, &cmd);
+                    self.sites.lock().unwrap().set.apply(log, &cmd);
                     self.reconcile().await;
                     self.status.record(StatusEvent::Ack { log, seq }).await;
                 }
-                Err(e) => {
+                Err(EntryError::Undecodable(e)) => {
                     tracing::warn!(log = %log.short(), seq, "skipping a command entry: {e}");
                     self.status
                         .record(StatusEvent::Rejected {
@@ -364,6 +408,50 @@ impl MirrorInner {
                         })
                         .await;
                 }
+                Err(e) => {
+                    // Not skipped: the follower reads it again; said once.
+                    if stalled.insert((log, seq)) {
+                        let problem = format!(
+                            "command {seq} of laptop {} {e}; later commands of this laptop \
+                             wait until it can be read",
+                            log.short()
+                        );
+                        tracing::error!("{problem}");
+                        self.problems.lock().unwrap().push(problem);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Applies what site tasks report.
+    async fn site_events(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<SiteMessage>) {
+        while let Some(SiteMessage { key, run, event }) = rx.recv().await {
+            let current = {
+                let mut sites = self.sites.lock().unwrap();
+                match sites.running.get_mut(&key) {
+                    Some(s) if s.run == run => {
+                        match &event {
+                            SiteEvent::Blobs(b) => s.blobs = Some(b.clone()),
+                            SiteEvent::Version(length) if s.seen.0 != *length => {
+                                s.seen = (*length, crate::util::clock::now_ms());
+                            }
+                            _ => {}
+                        }
+                        true
+                    }
+                    _ => false,
+                }
+            };
+            if !current {
+                continue;
+            }
+            match event {
+                SiteEvent::Blobs(b) => {
+                    self.served.write().unwrap().insert(b.key());
+                }
+                SiteEvent::Status(e) => self.status.record(e).await,
+                SiteEvent::Version(_) => {}
             }
         }
     }
@@ -371,21 +459,24 @@ impl MirrorInner {
     /// Starts a site task for every site in the set that has none, stops (and deletes) every
     /// running site that left the set, and updates aliases.
     pub async fn reconcile(self: &Arc<Self>) {
-        let wanted: BTreeMap<Key, Option<String>> = self
-            .set
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, w)| (*k, w.alias.clone()))
-            .collect();
-        let running: Vec<Key> = self.sites.lock().unwrap().keys().copied().collect();
+        let (wanted, running): (BTreeMap<Key, Option<String>>, Vec<Key>) = {
+            let sites = self.sites.lock().unwrap();
+            (
+                sites
+                    .set
+                    .iter()
+                    .map(|(k, w)| (*k, w.alias.clone()))
+                    .collect(),
+                sites.running.keys().copied().collect(),
+            )
+        };
         for key in running.iter().filter(|k| !wanted.contains_key(k)) {
             self.stop_site(key).await;
         }
         for (key, alias) in wanted {
             let exists = {
                 let mut sites = self.sites.lock().unwrap();
-                if let Some(s) = sites.get_mut(&key) {
+                if let Some(s) = sites.running.get_mut(&key) {
                     s.alias = alias.clone();
                     true
                 } else {
@@ -414,74 +505,48 @@ impl MirrorInner {
         tracing::info!(site = %key.short(), "mirroring {}", alias.as_deref().unwrap_or(""));
         self.served.write().unwrap().insert(key);
         self.providers.announce(key.discovery_key());
-        let task = tokio::spawn(site::run_site(self.clone(), key, db.clone()));
-        self.sites.lock().unwrap().insert(
+        let mut sites = self.sites.lock().unwrap();
+        sites.next_run += 1;
+        let run = sites.next_run;
+        let tasks = self.tasks.child();
+        let task = tasks.spawn(site::run_site(SiteCx {
+            key,
+            run,
+            db: db.clone(),
+            store: self.store.clone(),
+            node: self.node.clone(),
+            cap: self.cap.clone(),
+            events: self.site_events.clone(),
+        }));
+        sites.running.insert(
             key,
             SiteRuntime {
                 alias,
                 seen: (db.info().length, crate::util::clock::now_ms()),
                 db,
                 blobs: None,
+                run,
+                tasks,
                 task,
             },
         );
     }
 
-    /// Deletes site data on disk that the mirror set no longer names (left behind when the
-    /// mirror stopped between applying an `Unmirror` and deleting the data). Keeps this
-    /// mirror's own log, every allowed laptop's command log, and both cores of every site
-    /// in the set; never deletes a core this mirror can write.
-    async fn remove_leftovers(&self) {
-        let mut keep: HashSet<Key> = self.allowed().into_iter().collect();
-        keep.extend(self.revoked.read().unwrap().iter().copied());
-        keep.insert(self.identity.key());
-        let sites: Vec<Key> = self.set.lock().unwrap().keys().copied().collect();
-        for site in sites {
-            keep.insert(site);
-            if let Ok(Some(db)) = self.store.open_existing(&site).await {
-                if let Ok(Some(block0)) = db.get(0).await {
-                    if let Ok(drive::Header {
-                        content_feed: Some(blobs),
-                        ..
-                    }) = drive::decode_header(&block0)
-                    {
-                        keep.insert(Key(blobs));
-                    }
-                }
-            }
-        }
-        for key in self.store.keys_on_disk() {
-            if keep.contains(&key) {
-                continue;
-            }
-            match self.store.open_existing(&key).await {
-                Ok(Some(core)) if core.info().writable => continue,
-                _ => {}
-            }
-            tracing::info!("removing leftover data of {key} (no longer in the mirror set)");
-            if let Err(e) = self.store.delete(&key) {
-                tracing::warn!("cannot remove leftover data of {key}: {e}");
-            }
-        }
-    }
-
-    /// Called by a site task once it knows its blobs core.
-    pub(crate) fn set_blobs(&self, key: &Key, blobs: Arc<Core>) {
-        self.served.write().unwrap().insert(blobs.key());
-        if let Some(s) = self.sites.lock().unwrap().get_mut(key) {
-            s.blobs = Some(blobs);
-        }
-    }
-
+    /// Stops a site that an applied `Unmirror` removed from the set and deletes its data
+    /// (journalled first, so a crash in between finishes the deletion at the next start).
     async fn stop_site(&self, key: &Key) {
-        let Some(site) = self.sites.lock().unwrap().remove(key) else {
+        let Some(site) = self.sites.lock().unwrap().running.remove(key) else {
             return;
         };
         self.providers.withdraw(&key.discovery_key());
         let SiteRuntime {
-            db, blobs, task, ..
+            db,
+            blobs,
+            tasks,
+            task,
+            ..
         } = site;
-        task.abort();
+        tasks.cancel();
         let _ = task.await;
         let mut cores = vec![db.key()];
         // The task may have been stopped after it created the blobs core but before it
@@ -489,13 +554,7 @@ impl MirrorInner {
         // opened): the db header names it, so it is deleted too.
         let blobs = match blobs {
             Some(b) => Some(b.key()),
-            None => match db.get(0).await {
-                Ok(Some(block0)) => drive::decode_header(&block0)
-                    .ok()
-                    .and_then(|h| h.content_feed)
-                    .map(Key),
-                _ => None,
-            },
+            None => blobs_key_of(&db).await,
         };
         cores.extend(blobs);
         for core in &cores {
@@ -503,59 +562,37 @@ impl MirrorInner {
             self.node.unwant(core);
         }
         drop(db);
-        for core in &cores {
-            if let Err(e) = self.store.delete(core) {
-                tracing::error!(site = %key.short(), "cannot delete {core}: {e}");
-            }
-        }
+        leftovers::delete_unmirrored(self, key, &cores);
         tracing::info!(site = %key.short(), "removed");
         self.status.record(StatusEvent::Removed { key: *key }).await;
     }
 
     /// A snapshot of the running sites.
     pub fn sites(&self) -> Vec<SiteSnapshot> {
-        self.sites
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|(k, s)| snapshot(k, s))
-            .collect()
+        let sites = self.sites.lock().unwrap();
+        sites.running.iter().map(|(k, s)| snapshot(k, s)).collect()
     }
 
     /// The running site `key`.
     pub fn site_snapshot(&self, key: &Key) -> Option<SiteSnapshot> {
-        self.sites
-            .lock()
-            .unwrap()
-            .get(key)
-            .map(|s| snapshot(key, s))
+        let sites = self.sites.lock().unwrap();
+        sites.running.get(key).map(|s| snapshot(key, s))
     }
 
     /// The site an alias names.
     pub fn site_by_alias(&self, alias: &str) -> Option<Key> {
         let sites = self.sites.lock().unwrap();
         sites
+            .running
             .iter()
             .find(|(_, s)| s.alias.as_deref() == Some(alias))
             .map(|(k, _)| *k)
     }
 
-    /// Records that the site's db has `length` blocks (for Last-Modified and "last sync").
-    pub(crate) fn note_version(&self, key: &Key, length: u64) {
-        if let Some(s) = self.sites.lock().unwrap().get_mut(key) {
-            if s.seen.0 != length {
-                s.seen = (length, crate::util::clock::now_ms());
-            }
-        }
-    }
-
-    /// Maps custom domains (host name → site) for the HTTP gateway.
+    /// Maps custom domains (host name → site) for the HTTP gateway. (Set at start from
+    /// [`MirrorConfig::domains`]; kept for tests that change them while running.)
     pub fn set_domains(&self, domains: BTreeMap<String, Key>) {
-        let lower = domains
-            .into_iter()
-            .map(|(h, k)| (h.trim_end_matches('.').to_ascii_lowercase(), k))
-            .collect();
-        *self.domains.write().unwrap() = Arc::new(lower);
+        *self.domains.write().unwrap() = Arc::new(lower_domains(domains));
     }
 
     pub fn domains(&self) -> Arc<BTreeMap<String, Key>> {
@@ -567,26 +604,40 @@ impl MirrorInner {
         self.site_snapshot(key).map(|s| (s.db, s.blobs))
     }
 
-    /// Sets the storage cap (`serve --max-storage`; None: no cap). Site tasks check it
-    /// before they fetch, so it applies to running sites within a second or so.
+    /// Changes the storage cap while running (set at start from
+    /// [`MirrorConfig::max_storage`]). Site tasks check it before they fetch, so it applies
+    /// to running sites within a second or so.
     pub fn set_max_storage(&self, bytes: Option<u64>) {
-        self.max_storage
-            .store(bytes.unwrap_or(0), std::sync::atomic::Ordering::SeqCst);
+        self.cap.set(bytes);
     }
 
     pub fn max_storage(&self) -> Option<u64> {
-        match self.max_storage.load(std::sync::atomic::Ordering::SeqCst) {
-            0 => None,
-            n => Some(n),
-        }
+        self.cap.get()
     }
 
     /// May sites fetch more data? `Err` says why not (the storage cap is reached).
     pub fn storage_check(&self) -> Result<(), String> {
-        storage_cap::may_fetch(self.store.held_bytes(), self.max_storage())
+        self.cap.check()
     }
 
     pub fn allowed(&self) -> Vec<Key> {
-        self.allowed.read().unwrap().iter().copied().collect()
+        self.laptops.allowed()
+    }
+
+    /// Problems that need the owner: log entries that cannot be read (while there are
+    /// any, nothing on disk is deleted or moved at start). For the status page and log.
+    pub fn problems(&self) -> Vec<String> {
+        self.problems.lock().unwrap().clone()
+    }
+}
+
+/// The blobs key a site's db header names, if the header is held and readable.
+async fn blobs_key_of(db: &Core) -> Option<Key> {
+    match db.get(0).await {
+        Ok(Some(block0)) => drive::decode_header(&block0)
+            .ok()
+            .and_then(|h| h.content_feed)
+            .map(Key),
+        _ => None,
     }
 }

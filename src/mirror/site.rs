@@ -1,7 +1,10 @@
 //! One mirrored site: replicate its db core, learn the blobs core from the db header,
-//! replicate that too, and report progress to the status log (at most about once a second)
-//! until every file of the latest version is held and verified, which is reported as
-//! `Mirrored { version }`.
+//! replicate that too, and report progress (at most about once a second) until every file
+//! of the latest version is held and verified, which is reported as `Mirrored { version }`.
+//!
+//! The task owns nothing of the daemon: it gets its cores, the node and the storage cap in a
+//! [`SiteCx`], and tells the daemon what happened by [`SiteEvent`]s on a channel (status to
+//! record, blobs core known, version seen). The daemon stops it by cancelling its tasks.
 //!
 //! Two things stop a site from fetching, each reported as `Error { key, reason }` and lifted
 //! by itself: a storage fault (`disk full: …`; replication retries every few seconds and the
@@ -12,13 +15,60 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
+use tokio::sync::mpsc::UnboundedSender;
+
+use super::storage_cap::StorageCap;
 use crate::drive::{self, DirEntry};
 use crate::model::keys::Key;
 use crate::model::status::StatusEvent;
-use crate::store::Core;
+use crate::net::node::Node;
+use crate::store::{Core, CoreReader, CoreStore};
 
-use super::MirrorInner;
-use crate::store::CoreReader;
+/// What a site task tells the daemon.
+#[derive(Debug)]
+pub enum SiteEvent {
+    /// Record this in the status log (progress, mirrored, error).
+    Status(StatusEvent),
+    /// The blobs core is known (and open): serve it.
+    Blobs(Arc<Core>),
+    /// The db has this many blocks (for Last-Modified and "last sync").
+    Version(u64),
+}
+
+/// A [`SiteEvent`] with the site (and the run of it) it comes from.
+#[derive(Debug)]
+pub struct SiteMessage {
+    pub key: Key,
+    /// Which start of the site sent it (events of a stopped run are dropped).
+    pub run: u64,
+    pub event: SiteEvent,
+}
+
+/// What a site task needs.
+pub struct SiteCx {
+    pub key: Key,
+    pub run: u64,
+    pub db: Arc<Core>,
+    pub store: Arc<CoreStore>,
+    pub node: Arc<Node>,
+    pub cap: StorageCap,
+    pub events: UnboundedSender<SiteMessage>,
+}
+
+impl SiteCx {
+    fn send(&self, event: SiteEvent) {
+        // The daemon is stopping if nobody listens; the task is cancelled right after.
+        let _ = self.events.send(SiteMessage {
+            key: self.key,
+            run: self.run,
+            event,
+        });
+    }
+
+    fn status(&self, event: StatusEvent) {
+        self.send(SiteEvent::Status(event));
+    }
+}
 
 /// Smallest interval between two `Progress` entries of one site.
 pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
@@ -26,37 +76,36 @@ pub const PROGRESS_INTERVAL: Duration = Duration::from_secs(1);
 pub const CAP_POLL: Duration = Duration::from_secs(2);
 
 /// Records `Error { key, reason }` unless it is the error last recorded by this site.
-async fn report(mirror: &MirrorInner, key: Key, reason: String, last: &mut Option<String>) {
+fn report(cx: &SiteCx, reason: String, last: &mut Option<String>) {
     if last.as_deref() == Some(reason.as_str()) {
         return;
     }
-    tracing::warn!(site = %key.short(), "{reason}");
-    mirror
-        .status
-        .record(StatusEvent::Error {
-            key,
-            reason: reason.clone(),
-        })
-        .await;
+    tracing::warn!(site = %cx.key.short(), "{reason}");
+    cx.status(StatusEvent::Error {
+        key: cx.key,
+        reason: reason.clone(),
+    });
     *last = Some(reason);
 }
 
 /// Waits until the mirror is under its storage cap, reporting the cap once if it is not.
-async fn wait_for_room(mirror: &MirrorInner, key: Key, last_error: &mut Option<String>) {
-    while let Err(reason) = mirror.storage_check() {
-        report(mirror, key, reason, last_error).await;
+async fn wait_for_room(cx: &SiteCx, last_error: &mut Option<String>) {
+    while let Err(reason) = cx.cap.check() {
+        report(cx, reason, last_error);
         tokio::time::sleep(CAP_POLL).await;
     }
 }
 
-/// Runs until aborted (when the site leaves the mirror set).
-pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
+/// Runs until cancelled (when the site leaves the mirror set).
+pub async fn run_site(cx: SiteCx) {
+    let key = cx.key;
+    let db = cx.db.clone();
     let mut last_error: Option<String> = None;
     // A new site does not start while the mirror is over its storage cap.
     if db.info().length == 0 {
-        wait_for_room(&mirror, key, &mut last_error).await;
+        wait_for_room(&cx, &mut last_error).await;
     }
-    mirror.node.want(db.clone());
+    cx.node.want(db.clone());
     let mut db_rx = db.subscribe();
     let mut db_fault = db.subscribe_fault();
 
@@ -70,21 +119,15 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
                         let reason = "this drive has no contentFeed in its header (a newer \
                                       manifest-keyed drive); dat-mirror can only verify compat-key drives"
                             .to_string();
-                        mirror
-                            .status
-                            .record(StatusEvent::Error { key, reason })
-                            .await;
+                        cx.status(StatusEvent::Error { key, reason });
                         return;
                     }
                 },
                 Err(e) => {
-                    mirror
-                        .status
-                        .record(StatusEvent::Error {
-                            key,
-                            reason: e.to_string(),
-                        })
-                        .await;
+                    cx.status(StatusEvent::Error {
+                        key,
+                        reason: e.to_string(),
+                    });
                     return;
                 }
             },
@@ -93,39 +136,40 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
         }
         let fault = db_fault.borrow_and_update().clone();
         if let Some(reason) = fault {
-            report(&mirror, key, reason, &mut last_error).await;
+            report(&cx, reason, &mut last_error);
         }
         tokio::select! {
             r = db_rx.changed() => if r.is_err() { return },
             r = db_fault.changed() => if r.is_err() { return },
         }
     };
-    let blobs = match mirror.store.open_or_create_replica(&blobs_key).await {
+    let blobs = match cx.store.open_or_create_replica(&blobs_key).await {
         Ok(b) => b,
         Err(e) => {
-            mirror
-                .status
-                .record(StatusEvent::Error {
-                    key,
-                    reason: format!("cannot store the site: {e}"),
-                })
-                .await;
+            cx.status(StatusEvent::Error {
+                key,
+                reason: format!("cannot store the site: {e}"),
+            });
             return;
         }
     };
-    mirror.set_blobs(&key, blobs.clone());
-    mirror.node.want(blobs.clone());
+    cx.send(SiteEvent::Blobs(blobs.clone()));
+    cx.node.want(blobs.clone());
     let mut blobs_rx = blobs.subscribe();
     let mut blobs_fault = blobs.subscribe_fault();
 
     let mut last_progress: Option<(Instant, StatusEvent)> = None;
     let mut mirrored_version: Option<u64> = None;
+    let mut seen_version: Option<u64> = None;
     loop {
         let d = db.info();
         let b = blobs.info();
-        let peers = mirror.node.peers_for(&key);
+        let peers = cx.node.peers_for(&key);
         let version = d.length;
-        mirror.note_version(&key, version);
+        if Some(version) != seen_version {
+            cx.send(SiteEvent::Version(version));
+            seen_version = Some(version);
+        }
         let in_sync = super::cores_in_sync(&d, &b);
 
         // A storage fault (disk full): report it; replication retries by itself, and the
@@ -135,7 +179,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
             .clone()
             .or_else(|| blobs_fault.borrow_and_update().clone());
         if let Some(reason) = fault {
-            report(&mirror, key, reason, &mut last_error).await;
+            report(&cx, reason, &mut last_error);
             last_progress = None;
             tokio::select! {
                 r = db_fault.changed() => if r.is_err() { return },
@@ -144,12 +188,12 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
             continue;
         }
         // Over the storage cap: stop fetching until there is room again.
-        if !in_sync && mirror.storage_check().is_err() {
-            mirror.node.unwant(&key);
-            mirror.node.unwant(&blobs.key());
-            wait_for_room(&mirror, key, &mut last_error).await;
-            mirror.node.want(db.clone());
-            mirror.node.want(blobs.clone());
+        if !in_sync && cx.cap.check().is_err() {
+            cx.node.unwant(&key);
+            cx.node.unwant(&blobs.key());
+            wait_for_room(&cx, &mut last_error).await;
+            cx.node.want(db.clone());
+            cx.node.want(blobs.clone());
             last_progress = None;
             continue;
         }
@@ -165,7 +209,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
                 bytes: d.byte_length + b.byte_length,
                 peers,
             };
-            mirror.status.record(event).await;
+            cx.status(event);
             mirrored_version = Some(version);
             last_progress = None;
             last_error = None;
@@ -184,7 +228,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
                 .is_none_or(|(at, _)| at.elapsed() >= PROGRESS_INTERVAL);
             let changed = last_progress.as_ref().is_none_or(|(_, e)| *e != event);
             if changed && due {
-                mirror.status.record(event.clone()).await;
+                cx.status(event.clone());
                 last_progress = Some((Instant::now(), event));
                 last_error = None;
             } else if changed {
@@ -197,7 +241,7 @@ pub async fn run_site(mirror: Arc<MirrorInner>, key: Key, db: Arc<Core>) {
         }
         // While fetching under a cap, look again now and then (stored data grows with
         // every block, which wakes this loop anyway; the poll covers other sites' growth).
-        if wake_in.is_none() && !in_sync && mirror.max_storage().is_some() {
+        if wake_in.is_none() && !in_sync && cx.cap.get().is_some() {
             wake_in = Some(CAP_POLL);
         }
         tokio::select! {

@@ -1,31 +1,47 @@
-//! The mirror's status log: a hypercore signed by the mirror, read by its paired laptops.
-//! This module appends entries and remembers which command-log entries were already
-//! acknowledged, so a restarted mirror neither re-acknowledges nor forgets anything.
+//! The mirror's status log: a hypercore signed by the mirror, read by its paired laptops
+//! (a [`TypedLog`] of [`StatusEntry`]). This module appends entries and reads back which
+//! command-log entries were already acknowledged or rejected, so a restarted mirror neither
+//! re-acknowledges nor forgets anything, and says which of its own entries it could not read.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Arc;
 
 use crate::model::keys::Key;
 use crate::model::status::{StatusEntry, StatusEvent};
+use crate::store::log::TypedLog;
 use crate::store::{Core, StoreError};
 use crate::util::clock::now_ms;
 
+#[derive(Clone)]
 pub struct StatusLog {
-    core: Arc<Core>,
+    log: TypedLog<StatusEntry>,
+}
+
+/// What the status log says was done with the command logs.
+#[derive(Debug, Default)]
+pub struct Acknowledged {
+    /// Per command log, the next sequence number neither acknowledged nor rejected.
+    pub next: HashMap<Key, u64>,
+    /// Command entries the mirror rejected (they do not decode): skipping them is right.
+    pub rejected: BTreeSet<(Key, u64)>,
+    /// Status entries that could not be read or decoded, with why.
+    pub unreadable: Vec<(u64, String)>,
 }
 
 impl StatusLog {
     pub fn new(core: Arc<Core>) -> StatusLog {
-        StatusLog { core }
+        StatusLog {
+            log: TypedLog::new(core),
+        }
     }
 
     pub fn core(&self) -> &Arc<Core> {
-        &self.core
+        self.log.core()
     }
 
     pub async fn append(&self, event: StatusEvent) -> Result<u64, StoreError> {
         let entry = StatusEntry::new(now_ms(), event);
-        let seq = self.core.append(&entry.encode()).await?;
+        let seq = self.log.append(&entry).await?;
         tracing::debug!(seq, "status: {:?}", entry.event);
         Ok(seq)
     }
@@ -40,27 +56,34 @@ impl StatusLog {
         }
     }
 
-    /// For each command log, the next sequence number that has not been acknowledged
-    /// (or rejected) yet, read from the log itself.
-    pub async fn next_unacked(&self) -> Result<HashMap<Key, u64>, StoreError> {
-        let length = self.core.info().length;
-        let mut next = HashMap::new();
-        for seq in 0..length {
-            let Some(bytes) = self.core.get(seq).await? else {
-                continue;
-            };
-            match StatusEntry::decode(&bytes) {
-                Ok(StatusEntry {
-                    event: StatusEvent::Ack { log, seq } | StatusEvent::Rejected { log, seq, .. },
-                    ..
-                }) => {
-                    let n = next.entry(log).or_insert(0);
-                    *n = (*n).max(seq + 1);
+    /// Reads the whole log back (see [`Acknowledged`]).
+    pub async fn acknowledged(&self) -> Acknowledged {
+        let mut out = Acknowledged::default();
+        let length = self.log.core().info().length;
+        for (seq, entry) in self.log.entries(0..length).await {
+            match entry {
+                Ok(StatusEntry { event, .. }) => match event {
+                    StatusEvent::Ack { log, seq } | StatusEvent::Rejected { log, seq, .. } => {
+                        if matches!(event, StatusEvent::Rejected { .. }) {
+                            out.rejected.insert((log, seq));
+                        }
+                        let n = out.next.entry(log).or_insert(0);
+                        *n = (*n).max(seq + 1);
+                    }
+                    _ => {}
+                },
+                Err(e) => {
+                    tracing::error!("status entry {seq} of this mirror is unreadable: {e}");
+                    out.unreadable.push((seq, e.to_string()));
                 }
-                Ok(_) => {}
-                Err(e) => tracing::warn!("status entry {seq} is unreadable: {e}"),
             }
         }
-        Ok(next)
+        // Entries past the readable part (a damaged tail) are unreadable too.
+        let held = self.log.len();
+        if held < length {
+            out.unreadable
+                .push((held, format!("entries {held}..{length} are missing")));
+        }
+        out
     }
 }

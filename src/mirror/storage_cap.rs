@@ -1,8 +1,13 @@
 //! The mirror's storage cap (`serve --max-storage SIZE`): deciding whether a site may fetch
-//! more. Pure: the caller measures what is stored. Sizes are parsed and shown by
-//! [`crate::model::units`].
+//! more. [`may_fetch`] is the pure rule; [`StorageCap`] is the handle site tasks hold (the
+//! store's measured size against the cap, which the owner may change while running). Sizes
+//! are parsed and shown by [`crate::model::units`].
+
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::Arc;
 
 use crate::model::units::format_size;
+use crate::store::CoreStore;
 
 /// The message shown when the cap stops a site. Starts with `storage cap reached`.
 pub fn cap_reason(used: u64, cap: u64) -> String {
@@ -19,6 +24,38 @@ pub fn may_fetch(used: u64, cap: Option<u64>) -> Result<(), String> {
     match cap {
         Some(cap) if used >= cap => Err(cap_reason(used, cap)),
         _ => Ok(()),
+    }
+}
+
+/// The cap as site tasks see it: shared, changeable at run time (0 stored: no cap).
+#[derive(Clone)]
+pub struct StorageCap {
+    store: Arc<CoreStore>,
+    max: Arc<AtomicU64>,
+}
+
+impl StorageCap {
+    pub fn new(store: Arc<CoreStore>, max: Option<u64>) -> StorageCap {
+        StorageCap {
+            store,
+            max: Arc::new(AtomicU64::new(max.unwrap_or(0))),
+        }
+    }
+
+    pub fn set(&self, max: Option<u64>) {
+        self.max.store(max.unwrap_or(0), Ordering::SeqCst);
+    }
+
+    pub fn get(&self) -> Option<u64> {
+        match self.max.load(Ordering::SeqCst) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    /// May sites fetch more? `Err` says why not.
+    pub fn check(&self) -> Result<(), String> {
+        may_fetch(self.store.held_bytes(), self.get())
     }
 }
 

@@ -13,7 +13,6 @@
 //! [`NetworkConfig::offline`] switches every route off. Who holds a site is
 //! [`super::providers`]' business (above the node).
 
-use std::io::Write;
 use std::net::SocketAddr;
 use std::path::Path;
 
@@ -64,20 +63,8 @@ impl Identity {
             }
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                 let secret = SecretKey::from_bytes(&rand::random::<[u8; 32]>());
-                let tmp = path.with_extension("tmp");
-                {
-                    use std::os::unix::fs::OpenOptionsExt;
-                    let mut f = std::fs::OpenOptions::new()
-                        .write(true)
-                        .create(true)
-                        .truncate(true)
-                        .mode(0o600)
-                        .open(&tmp)
-                        .with_context(|| format!("cannot write {}", tmp.display()))?;
-                    f.write_all(&secret.to_bytes())?;
-                    f.sync_all()?;
-                }
-                std::fs::rename(&tmp, &path)?;
+                crate::util::atomic::write_atomic(&path, &secret.to_bytes())
+                    .with_context(|| format!("cannot write {}", path.display()))?;
                 Ok(Identity { secret })
             }
             Err(e) => Err(e).with_context(|| format!("cannot read {}", path.display())),
@@ -421,36 +408,9 @@ mod tests {
     }
 }
 
-/// An exclusive lock on a data folder (`DATA/lock`, flock), so two dat-mirror processes
-/// never open the same hypercores. Released when dropped or when the process dies.
-#[derive(Debug)]
-pub struct DataLock {
-    _file: std::fs::File,
-}
-
-impl DataLock {
-    pub fn acquire(data_dir: &Path) -> anyhow::Result<DataLock> {
-        use std::os::fd::AsRawFd;
-        std::fs::create_dir_all(data_dir)
-            .with_context(|| format!("cannot create the data folder {}", data_dir.display()))?;
-        let path = data_dir.join("lock");
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .truncate(false)
-            .write(true)
-            .open(&path)
-            .with_context(|| format!("cannot open {}", path.display()))?;
-        // SAFETY: flock on a file descriptor we own; no memory is shared.
-        let rc = unsafe { libc::flock(file.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) };
-        if rc != 0 {
-            anyhow::bail!(
-                "another dat-mirror process is using {}; stop it first (or use another --data folder)",
-                data_dir.display()
-            );
-        }
-        Ok(DataLock { _file: file })
-    }
-}
+/// Moved to [`crate::host::DataLock`]; re-exported here until every caller imports it from
+/// there.
+pub use crate::host::DataLock;
 
 #[cfg(test)]
 mod network_config_tests {

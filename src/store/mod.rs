@@ -14,6 +14,8 @@ mod core;
 mod reader;
 mod space;
 
+pub mod log;
+
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};

@@ -68,6 +68,7 @@ pub async fn start_mirror(data: &Path, listen: SocketAddr, allow: Vec<Key>) -> M
         http: Some("127.0.0.1:0".parse().unwrap()),
         allow,
         network: NetworkConfig::offline(),
+        ..Default::default()
     })
     .await
     .expect("mirror starts")

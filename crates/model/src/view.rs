@@ -185,6 +185,10 @@ pub struct MirrorSummary {
     pub sites_held: usize,
     /// How many sites it reports mirrored in all (other laptops' sites too).
     pub sites_held_all: usize,
+    /// Why this view of the mirror may be incomplete: a status entry that could not be
+    /// read or decoded (set by [`note_unreadable`]).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub unreadable: Option<String>,
 }
 
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -193,6 +197,14 @@ pub struct StatusView {
     pub mirrors: Vec<MirrorSummary>,
     /// The `now_ms` the view was folded at.
     pub at_ms: u64,
+}
+
+/// Notes on `mirror`'s summary that its status log has an entry the laptop cannot use
+/// (the fold itself only sees the readable entries).
+pub fn note_unreadable(view: &mut StatusView, mirror: Key, note: String) {
+    if let Some(m) = view.mirrors.iter_mut().find(|m| m.mirror == mirror) {
+        m.unreadable = Some(note);
+    }
 }
 
 impl StatusView {
@@ -310,6 +322,7 @@ pub fn fold(
                 })
                 .count(),
             sites_held_all: sites_held_all(m),
+            unreadable: None,
         })
         .collect();
     StatusView {

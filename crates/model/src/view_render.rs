@@ -166,6 +166,13 @@ pub fn render_status_table(view: &StatusView, now_ms: u64) -> String {
         ]);
     }
     out += &table(&rows);
+    for m in view.mirrors.iter().filter(|m| m.unreadable.is_some()) {
+        out += &format!(
+            "warning: mirror {}: {}\n",
+            m.mirror.short(),
+            m.unreadable.as_deref().unwrap_or_default()
+        );
+    }
     if view.mirrors.is_empty() {
         out += "(no mirror paired: run `dat-mirror serve` on the always-on machine and pair it)\n";
     }

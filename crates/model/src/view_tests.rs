@@ -426,6 +426,16 @@ fn renderers() {
         ..v.clone()
     };
     assert!(render_status_table(&offline, 1_000_000).contains("2 min ago"));
+    // A status entry the laptop cannot use is said, not passed over in silence.
+    let mut noted = v.clone();
+    note_unreadable(
+        &mut noted,
+        M1,
+        "status entry 7 cannot be read: damaged".into(),
+    );
+    assert!(
+        render_status_table(&noted, 1_000_000).contains("status entry 7 cannot be read: damaged")
+    );
     let x = xattrs(s);
     let names: Vec<&str> = x.iter().map(|(n, _)| n.as_str()).collect();
     assert_eq!(

@@ -1,0 +1,221 @@
+//! A typed log: a hypercore whose entries are versioned entries of one kind (a laptop's
+//! command log holds [`Command`]s, a mirror's status log [`StatusEntry`]s). One
+//! implementation of appending, reading a range and following a log as it grows, used by
+//! both daemons and the offline `status` path; nothing else reads log entries by hand.
+//!
+//! Reading never skips silently: every position yields either its entry or why it has none
+//! ([`EntryError`]: the store could not read it, or it does not decode). A follower that
+//! meets an unreadable position reports it and tries the same position again later (it
+//! never moves past an entry it could not read); one that does not decode is reported and
+//! passed (its bytes are what they are).
+
+use std::marker::PhantomData;
+use std::ops::Range;
+use std::sync::Arc;
+use std::time::Duration;
+
+use futures::Stream;
+
+use super::{Core, StoreError};
+use crate::model::command::{Command, CommandError};
+use crate::model::envelope::Versioned;
+use crate::model::keys::Key;
+use crate::model::status::{StatusEntry, StatusError};
+
+/// How long a follower waits before reading an unreadable position again (unless the log
+/// changes first).
+pub const RETRY_UNREADABLE: Duration = Duration::from_secs(5);
+
+/// An entry kind with its own decoding (and decode error).
+pub trait LogEntry: Versioned + Send + Sync + 'static {
+    type Error: std::fmt::Display + Clone + Send + Sync + 'static;
+    fn to_bytes(&self) -> Vec<u8>;
+    fn from_bytes(bytes: &[u8]) -> Result<Self, Self::Error>;
+}
+
+impl LogEntry for Command {
+    type Error = CommandError;
+    fn to_bytes(&self) -> Vec<u8> {
+        self.encode()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, CommandError> {
+        Command::decode(bytes)
+    }
+}
+
+impl LogEntry for StatusEntry {
+    type Error = StatusError;
+    fn to_bytes(&self) -> Vec<u8> {
+        self.encode()
+    }
+    fn from_bytes(bytes: &[u8]) -> Result<Self, StatusError> {
+        StatusEntry::decode(bytes)
+    }
+}
+
+/// Why a position of a log yields no entry.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum EntryError<D> {
+    /// The store could not read it (damaged files, I/O error, block missing).
+    #[error("cannot be read: {0}")]
+    Unreadable(String),
+    /// Its bytes are not an entry of this kind (or this version).
+    #[error("{0}")]
+    Undecodable(D),
+}
+
+impl<D> EntryError<D> {
+    pub fn is_unreadable(&self) -> bool {
+        matches!(self, EntryError::Unreadable(_))
+    }
+}
+
+/// One position of a log: its sequence number and its entry (or why there is none).
+pub type Read<E> = (u64, Result<E, EntryError<<E as LogEntry>::Error>>);
+
+/// A hypercore of entries of kind `E`.
+pub struct TypedLog<E> {
+    core: Arc<Core>,
+    _kind: PhantomData<fn() -> E>,
+}
+
+impl<E> Clone for TypedLog<E> {
+    fn clone(&self) -> Self {
+        TypedLog {
+            core: self.core.clone(),
+            _kind: PhantomData,
+        }
+    }
+}
+
+async fn read_one<E: LogEntry>(core: &Core, seq: u64) -> Result<E, EntryError<E::Error>> {
+    match core.get(seq).await {
+        Ok(Some(bytes)) => E::from_bytes(&bytes).map_err(EntryError::Undecodable),
+        Ok(None) => Err(EntryError::Unreadable(
+            "the block is not on this machine".into(),
+        )),
+        Err(e) => Err(EntryError::Unreadable(e.to_string())),
+    }
+}
+
+impl<E: LogEntry> TypedLog<E> {
+    pub fn new(core: Arc<Core>) -> TypedLog<E> {
+        TypedLog {
+            core,
+            _kind: PhantomData,
+        }
+    }
+
+    pub fn core(&self) -> &Arc<Core> {
+        &self.core
+    }
+
+    pub fn key(&self) -> Key {
+        self.core.key()
+    }
+
+    /// Entries held here without a gap (readable from the start).
+    pub fn len(&self) -> u64 {
+        self.core.info().contiguous_length
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    /// Appends an entry (the log must be this node's own); returns its sequence number.
+    pub async fn append(&self, entry: &E) -> Result<u64, StoreError> {
+        self.core.append(&entry.to_bytes()).await
+    }
+
+    /// The positions of `range` that are held (up to [`Self::len`]), in order.
+    pub async fn entries(&self, range: Range<u64>) -> Vec<Read<E>> {
+        let end = range.end.min(self.len());
+        let mut out = Vec::with_capacity(end.saturating_sub(range.start) as usize);
+        for seq in range.start..end {
+            out.push((seq, read_one::<E>(&self.core, seq).await));
+        }
+        out
+    }
+
+    /// Every position from `from` on, as the log grows; ends when the core is closed.
+    /// An unreadable position is yielded, then read again after the log changes or
+    /// [`RETRY_UNREADABLE`] (it is yielded again if it still fails).
+    pub fn follow(&self, from: u64) -> impl Stream<Item = Read<E>> + Send + 'static {
+        struct State {
+            core: Arc<Core>,
+            rx: tokio::sync::watch::Receiver<super::CoreInfo>,
+            next: u64,
+            failed: bool,
+        }
+        let state = State {
+            rx: self.core.subscribe(),
+            core: self.core.clone(),
+            next: from,
+            failed: false,
+        };
+        futures::stream::unfold(state, |mut st| async move {
+            loop {
+                let held = st.rx.borrow_and_update().contiguous_length;
+                if st.next < held && !st.failed {
+                    let seq = st.next;
+                    let read = read_one::<E>(&st.core, seq).await;
+                    match &read {
+                        Err(EntryError::Unreadable(_)) => st.failed = true,
+                        _ => st.next += 1,
+                    }
+                    return Some(((seq, read), st));
+                }
+                if st.failed {
+                    // Try the same position again when the log changes or after a while.
+                    tokio::select! {
+                        r = st.rx.changed() => if r.is_err() { return None },
+                        _ = tokio::time::sleep(RETRY_UNREADABLE) => {}
+                    }
+                    st.failed = false;
+                    continue;
+                }
+                if st.rx.changed().await.is_err() {
+                    return None;
+                }
+            }
+        })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::store::CoreStore;
+    use futures::StreamExt;
+
+    fn mirror_cmd(n: u8) -> Command {
+        Command::Mirror {
+            key: Key([n; 32]),
+            alias: None,
+        }
+    }
+
+    #[tokio::test]
+    async fn append_read_and_follow() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = CoreStore::new(dir.path()).unwrap();
+        let core = store
+            .open_or_create_writable(&hypercore::generate_signing_key())
+            .await
+            .unwrap();
+        let log = TypedLog::<Command>::new(core.clone());
+        assert_eq!(log.append(&mirror_cmd(1)).await.unwrap(), 0);
+        // Not a command: yielded as such, and passed.
+        core.append(b"{\"v\":1,\"op\":\"explode\"}").await.unwrap();
+        let got = log.entries(0..10).await;
+        assert_eq!(got.len(), 2);
+        assert_eq!(got[0], (0, Ok(mirror_cmd(1))));
+        assert!(matches!(got[1].1, Err(EntryError::Undecodable(_))));
+
+        let mut follow = Box::pin(log.follow(1));
+        assert_eq!(follow.next().await.unwrap().0, 1);
+        log.append(&mirror_cmd(2)).await.unwrap();
+        assert_eq!(follow.next().await.unwrap(), (2, Ok(mirror_cmd(2))));
+    }
+}
