@@ -211,7 +211,8 @@ pub const STATUS_ACCESS: Kind<StatusAccess> = Kind {
 pub use crate::mirror::http::access::StatusAccess;
 
 fn parse_status_access(s: &str) -> Result<StatusAccess, String> {
-    s.parse().map_err(|e: crate::mirror::http::access::BadStatusAccess| e.to_string())
+    s.parse()
+        .map_err(|e: crate::mirror::http::access::BadStatusAccess| e.to_string())
 }
 
 /// `[serve] base_host`: the gateway's host name, under which each site gets its own origin.
@@ -225,7 +226,8 @@ pub const BASE_HOST: Kind<BaseHost> = Kind {
 pub use crate::mirror::http::request::BaseHost;
 
 fn parse_base_host(s: &str) -> Result<BaseHost, String> {
-    s.parse().map_err(|e: crate::mirror::http::request::BadBaseHost| e.to_string())
+    s.parse()
+        .map_err(|e: crate::mirror::http::request::BadBaseHost| e.to_string())
 }
 
 fn host_port(s: &str, what: &str, example: &str) -> Result<String, String> {

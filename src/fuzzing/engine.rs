@@ -546,7 +546,7 @@ pub fn engine_proof_create(data: &[u8]) {
     let Ok(proof) = store.create_proof(&key, &req) else {
         return;
     };
-    if !proof.upgrade.as_ref().is_some_and(|u| u.start == 0) {
+    if proof.upgrade.as_ref().is_none_or(|u| u.start != 0) {
         return;
     }
     // a bare upgrade carrying what the replica needs to verify it (a manifest-keyed core's

@@ -119,7 +119,9 @@ impl Laptop {
             tasks,
             ..
         } = opened
-            .connect(config.listen, &config.network, Arc::new(policy), |node| node)
+            .connect(config.listen, &config.network, Arc::new(policy), |node| {
+                node
+            })
             .await?;
         let commands = CommandLog::new(own_log);
         let inner = Arc::new(LaptopInner {
