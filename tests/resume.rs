@@ -95,6 +95,11 @@ async fn mirror_killed_mid_transfer_resumes() {
     let mut events = laptop.inner.node.subscribe();
     for _round in 0..3 {
         while events.try_recv().is_ok() {}
+        // The mirror dials the laptops it knows at start (where each was last seen), which
+        // replaces the laptop's stale connection at once; without the address it cannot
+        // (every discovery route is off), so the laptop only reconnects after noticing, and
+        // what the mirror holds first is what it kept on disk.
+        let _ = std::fs::remove_file(pi_dir.join("laptop-addrs.json"));
         let serve = spawn_serve(&pi_dir, port, http, laptop.inner.key());
         // After a restart the mirror holds what it had before the laptop reconnects
         // (the laptop needs seconds to notice the old connection died).

@@ -14,9 +14,10 @@ use std::time::{Duration, Instant};
 use anyhow::Context;
 
 use crate::drive::{self, DirEntry};
+use crate::host::DataLock;
 use crate::model::keys::Key;
 use crate::net::endpoint::{self, NetworkConfig, RelayChoice};
-use crate::net::endpoint::{DataLock, Identity, PeerAddr};
+use crate::net::endpoint::{Identity, PeerAddr};
 use crate::net::node::{Node, Policy};
 use crate::net::providers::Providers;
 use crate::store::{Core, CoreReader, CoreStore};
@@ -183,11 +184,8 @@ async fn fetch(
     let mut db_rx = db.subscribe();
     let blobs_key = loop {
         if let Some(block0) = db.get(0).await? {
-            let header = drive::decode_header(&block0)
-                .with_context(|| format!("{key} is not a site (hyperdrive)"))?;
-            break Key(header.content_feed.context(
-                "this drive has no contentFeed in its header (a newer manifest-keyed drive); dat-mirror can only verify compat-key drives",
-            )?);
+            break Key(drive::blobs::blobs_key_in_header(&block0)
+                .with_context(|| format!("{key} is not a site dat-mirror can mirror"))?);
         }
         db_rx.changed().await?;
     };

@@ -1,10 +1,19 @@
 //! `dat-mirror invite`: on the mirror, prints a one-time invite code for one laptop. The
-//! work is in [`super::peers::invite`].
+//! work is in [`invite`] below.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
 use crate::config::Settings;
+use std::path::Path;
+
+use super::peers::{role_of, Role};
+use crate::host::DataDir;
+use crate::ipc;
+use crate::mirror::control_socket::{MirrorAnswer, MirrorRequest};
+use crate::mirror::laptops;
+use crate::model::invite::Invite;
+use crate::model::units::format_utc;
 
 /// On the mirror: print a one-time invite code for one laptop to pair with
 #[derive(clap::Args, Debug)]
@@ -23,5 +32,46 @@ pub struct Args {
 }
 
 pub async fn run(args: Args, s: &Settings) -> anyhow::Result<()> {
-    super::peers::invite(&s.data_dir()?, args.expires, args.addrs).await
+    invite(&s.data_dir()?, args.expires, args.addrs).await
+}
+
+/// `dat-mirror invite`: prints a one-time code for one laptop.
+pub async fn invite(data: &Path, ttl: Duration, addrs: Vec<SocketAddr>) -> anyhow::Result<()> {
+    if role_of(data)? == Role::Laptop {
+        anyhow::bail!(
+            "{} is a laptop's data folder; run `dat-mirror invite` on the mirror, then \
+             `dat-mirror pair CODE` here",
+            data.display()
+        );
+    }
+    let request = MirrorRequest::Invite {
+        ttl_secs: ttl.as_secs(),
+        addrs: addrs.clone(),
+    };
+    let (code, expires) = match ipc::call::<_, MirrorAnswer>(data, &request).await? {
+        Some(MirrorAnswer::Invite { code, expires }) => (code, expires),
+        Some(MirrorAnswer::Error(e)) => anyhow::bail!("{e}"),
+        Some(other) => anyhow::bail!("unexpected answer from the mirror: {other:?}"),
+        None => {
+            let inv = laptops::invite_offline(&DataDir::new(data), ttl, addrs.clone())?;
+            eprintln!("note: no mirror is running on {}; start `dat-mirror serve` before the laptop pairs.", data.display());
+            if addrs.is_empty() {
+                eprintln!("note: the code carries no address (the mirror is not running); the laptop will look the mirror up by id. Pass --addr IP:PORT to include one.");
+            }
+            (inv.encode(), inv.expires)
+        }
+    };
+    println!("{code}");
+    let invite = Invite::decode(&code)?;
+    eprintln!(
+        "Invite for one laptop to pair with mirror {}, valid until {} (single use).\n\
+         On the laptop: dat-mirror pair {code}",
+        invite.mirror.short(),
+        format_utc(expires.saturating_mul(1000))
+    );
+    if !invite.addrs.is_empty() {
+        let list: Vec<String> = invite.addrs.iter().map(|a| a.to_string()).collect();
+        eprintln!("The laptop will dial: {}", list.join(", "));
+    }
+    Ok(())
 }

@@ -8,10 +8,10 @@ use std::path::PathBuf;
 use anyhow::Context;
 
 use crate::config::{parse_key, Settings};
+use crate::host::DataLock;
 use crate::laptop::control_socket::{self, Answer, Request};
 use crate::laptop::publish::{publish_dir, Published};
 use crate::model::keys::Key;
-use crate::net::endpoint::DataLock;
 use crate::store::CoreStore;
 
 /// Publish a folder as a site (or, with --key, a new version of one) and print its link

@@ -443,7 +443,7 @@ fn new_settings_status_and_hyperswarm() {
     // Errors name the file, the line and the key.
     let e = p("[serve]\nhttp = \"127.0.0.1:1\"\nstatus = \"private\"\n").unwrap_err();
     assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("serve.status")));
-    assert!(e.message.contains("`local`"), "{e}");
+    assert!(e.message.contains("\"local\""), "{e}");
     let e = p("[network]\nhyperswarm = \"yes\"\n").unwrap_err();
     assert_eq!(
         (e.line, e.key.as_deref()),

@@ -47,7 +47,13 @@ pub fn blob_blocks(
 /// should call this.
 pub async fn blobs_key<S: BlockSource>(db: &mut S) -> Result<[u8; 32], DriveError> {
     let block0 = need_block(db, CoreKind::Db, 0).await?;
-    decode_header(&block0)?.content_feed.ok_or_else(|| {
+    blobs_key_in_header(&block0)
+}
+
+/// The blobs key named by a drive's header (`block0`, the db core's first block), for
+/// callers that hold that block already (or wait for it themselves).
+pub fn blobs_key_in_header(block0: &[u8]) -> Result<[u8; 32], DriveError> {
+    decode_header(block0)?.content_feed.ok_or_else(|| {
         DriveError::NotHyperdrive(
             "the header names no contentFeed (a manifest-keyed drive, hyperdrive 12/13); \
              dat-mirror can only verify compat-key drives so far"

@@ -139,6 +139,7 @@ impl Host {
     pub async fn shutdown(&self) {
         self.tasks.shutdown().await;
         let _ = std::fs::remove_file(self.data.control_socket());
+        self.node.shutdown().await;
         self.node.endpoint().close().await;
     }
 }

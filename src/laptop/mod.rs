@@ -8,6 +8,7 @@
 //! It is the control folder's backend: [`LaptopInner::view`] folds the logs into the status
 //! view the folder shows, [`LaptopInner::append`] writes a command.
 
+pub mod backend;
 pub mod control_socket;
 pub mod logs;
 pub mod mirrors;
@@ -159,6 +160,7 @@ impl Laptop {
     pub async fn shutdown(self) {
         self.inner.tasks.shutdown().await;
         let _ = std::fs::remove_file(self.inner.data.control_socket());
+        self.inner.node.shutdown().await;
         self.inner.node.endpoint().close().await;
     }
 }
@@ -329,14 +331,14 @@ impl LaptopInner {
     }
 }
 
-impl crate::fs::ControlBackend for LaptopInner {
+impl backend::ControlBackend for LaptopInner {
     fn view(&self) -> StatusView {
         LaptopInner::view(self)
     }
 
-    fn append(&self, command: Command) -> Result<u64, crate::fs::AppendError> {
+    fn append(&self, command: Command) -> Result<u64, backend::AppendError> {
         self.runtime.block_on(self.append(command)).map_err(|e| {
-            crate::fs::AppendError::from_chain(
+            backend::AppendError::from_chain(
                 e.as_ref(),
                 format!("cannot write to the command log: {e:#}"),
             )

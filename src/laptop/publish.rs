@@ -35,8 +35,7 @@ pub async fn open_site(
     let Some(block0) = db.get(0).await? else {
         return Ok(None);
     };
-    let header = drive::decode_header(&block0)?;
-    let Some(blobs_key) = header.content_feed else {
+    let Ok(blobs_key) = drive::blobs::blobs_key_in_header(&block0) else {
         return Ok(None);
     };
     let Some(blobs) = store.open_existing(&Key(blobs_key)).await? else {

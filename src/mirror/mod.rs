@@ -2,6 +2,9 @@
 //! folds them into the mirror set, replicates and seeds every site in the set, writes its
 //! status log, and serves the sites over HTTP.
 //!
+//! (Over 600 lines: the daemon's state, its start-up and its reconcile loop read best
+//! together; the parts that stand alone are already rooms of their own below.)
+//!
 //! Desired state vs. running state: the mirror set (pure fold, [`crate::model::mirror_set`])
 //! says what should be mirrored; [`MirrorInner::reconcile`] starts and stops site tasks
 //! ([`site`]) to match. On start, the already-acknowledged part of every log is folded first
@@ -191,6 +194,7 @@ impl Mirror {
         self.inner.tasks.shutdown().await;
         self.inner.sites.lock().unwrap().running.clear();
         let _ = std::fs::remove_file(self.inner.data.control_socket());
+        self.inner.node.shutdown().await;
         self.inner.node.endpoint().close().await;
     }
 }
@@ -634,10 +638,7 @@ impl MirrorInner {
 /// The blobs key a site's db header names, if the header is held and readable.
 async fn blobs_key_of(db: &Core) -> Option<Key> {
     match db.get(0).await {
-        Ok(Some(block0)) => drive::decode_header(&block0)
-            .ok()
-            .and_then(|h| h.content_feed)
-            .map(Key),
+        Ok(Some(block0)) => drive::blobs::blobs_key_in_header(&block0).ok().map(Key),
         _ => None,
     }
 }

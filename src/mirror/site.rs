@@ -112,17 +112,8 @@ pub async fn run_site(cx: SiteCx) {
     // The db header names the blobs core.
     let blobs_key = loop {
         match db.get(0).await {
-            Ok(Some(block0)) => match drive::decode_header(&block0) {
-                Ok(header) => match header.content_feed {
-                    Some(k) => break Key(k),
-                    None => {
-                        let reason = "this drive has no contentFeed in its header (a newer \
-                                      manifest-keyed drive); dat-mirror can only verify compat-key drives"
-                            .to_string();
-                        cx.status(StatusEvent::Error { key, reason });
-                        return;
-                    }
-                },
+            Ok(Some(block0)) => match drive::blobs::blobs_key_in_header(&block0) {
+                Ok(k) => break Key(k),
                 Err(e) => {
                     cx.status(StatusEvent::Error {
                         key,

@@ -408,10 +408,6 @@ mod tests {
     }
 }
 
-/// Moved to [`crate::host::DataLock`]; re-exported here until every caller imports it from
-/// there.
-pub use crate::host::DataLock;
-
 #[cfg(test)]
 mod network_config_tests {
     use super::*;

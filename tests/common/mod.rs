@@ -62,16 +62,28 @@ pub fn free_udp_port() -> u16 {
 }
 
 pub async fn start_mirror(data: &Path, listen: SocketAddr, allow: Vec<Key>) -> Mirror {
-    mirror::start(MirrorConfig {
-        data: data.to_path_buf(),
-        listen,
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        allow,
-        network: NetworkConfig::offline(),
-        ..Default::default()
-    })
-    .await
-    .expect("mirror starts")
+    // A port from `free_udp_port` can be taken for a moment by another test's ephemeral
+    // socket (tests run in parallel): retry a bounded number of times, then fail.
+    let mut attempt = 0;
+    loop {
+        let started = mirror::start(MirrorConfig {
+            data: data.to_path_buf(),
+            listen,
+            http: Some("127.0.0.1:0".parse().unwrap()),
+            allow: allow.clone(),
+            network: NetworkConfig::offline(),
+            ..Default::default()
+        })
+        .await;
+        match started {
+            Ok(m) => return m,
+            Err(e) if attempt < 20 && format!("{e:#}").contains("Address already in use") => {
+                attempt += 1;
+                tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+            }
+            Err(e) => panic!("mirror starts: {e:?}"),
+        }
+    }
 }
 
 pub async fn start_laptop(data: &Path, mirrors: Vec<PeerAddr>) -> Laptop {

@@ -1,5 +1,6 @@
 //! Storage and proofs end to end: a writer appends, a replica in another data folder fetches
 //! everything through proofs, both survive reopening; Node's proofs apply to our replicas.
+//! (Over 600 lines: each scenario is a whole story — write, replicate, reopen, compare.)
 
 mod common;
 

@@ -1,4 +1,5 @@
 //! Tests of the status view fold and its renderers.
+//! (Over 600 lines: one table-like test per state transition of the fold.)
 
 use super::*;
 use StatusEvent as E;

@@ -42,55 +42,15 @@ mod tests_race;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 
-use crate::model::command::Command;
-use crate::model::view::StatusView;
 use table::Table;
 
-/// What the control folder needs from the rest of the laptop side.
-pub trait ControlBackend: Send + Sync + 'static {
-    /// The current status view; cheap (called on lookup/readdir/getattr/read).
-    fn view(&self) -> StatusView;
-    /// Appends to the laptop's command log (blocking) and returns the entry's seq. After it
-    /// returns, `view()` must show the command.
-    fn append(&self, command: Command) -> Result<u64, AppendError>;
-}
+pub use crate::laptop::backend::{AppendError, ControlBackend};
 
-/// Why a command could not be appended to the command log. Nothing was appended; the user
-/// sees `ENOSPC` or `EIO` and the log line says what to do.
-#[derive(Debug, thiserror::Error)]
-pub enum AppendError {
-    /// The disk holding the data folder is full.
-    #[error("the disk is full ({0}); free some space and try again")]
-    DiskFull(String),
-    /// Any other failure to write the log.
-    #[error("{0}; try again once the command log is writable")]
-    Write(String),
-}
-
-impl AppendError {
-    /// Classifies an error from writing the log: `DiskFull` if any cause in its chain is
-    /// an I/O error saying so, else `Write`; the message is the whole chain.
-    pub fn from_chain(err: &(dyn std::error::Error + 'static), message: String) -> AppendError {
-        let mut cause = Some(err);
-        while let Some(e) = cause {
-            if let Some(io) = e.downcast_ref::<std::io::Error>() {
-                if io.kind() == std::io::ErrorKind::StorageFull
-                    || io.raw_os_error() == Some(libc::ENOSPC)
-                {
-                    return AppendError::DiskFull(message);
-                }
-            }
-            cause = e.source();
-        }
-        AppendError::Write(message)
-    }
-
-    /// What the user's system call gets.
-    pub(crate) fn errno(&self) -> fuser::Errno {
-        match self {
-            AppendError::DiskFull(_) => fuser::Errno::ENOSPC,
-            AppendError::Write(_) => fuser::Errno::EIO,
-        }
+/// What the user's system call gets when appending failed.
+pub(crate) fn errno(e: &AppendError) -> fuser::Errno {
+    match e {
+        AppendError::DiskFull(_) => fuser::Errno::ENOSPC,
+        AppendError::Write(_) => fuser::Errno::EIO,
     }
 }
 

@@ -104,7 +104,7 @@ impl FolderOp<'_> {
                     "dat-mirror folder: could not write {cmd:?} to the command log, so nothing \
                      changed: {e}"
                 );
-                Err(e.errno())
+                Err(super::errno(&e))
             }
         }
     }

@@ -1,24 +1,21 @@
 //! The `fuser::Filesystem` glue: each kernel callback calls one [`SiteTree`] operation and
 //! replies; every write-like callback answers `EROFS`.
 
+use crate::fs::fuse;
 use std::ffi::OsStr;
 use std::path::Path;
 use std::time::SystemTime;
 
 use fuser::{
-    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags,
-    Generation, INodeNo, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
-    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
-    Request, TimeOrNow,
+    AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, INodeNo,
+    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
+    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
 };
 
 use super::{view, TreeFs, TTL};
 
 fn entry_reply(reply: ReplyEntry, result: Result<FileAttr, Errno>) {
-    match result {
-        Ok(attr) => reply.entry(&TTL, &attr, Generation(0)),
-        Err(e) => reply.error(e),
-    }
+    fuse::reply_entry(reply, result, TTL, TTL);
 }
 
 impl Filesystem for TreeFs {
@@ -31,10 +28,7 @@ impl Filesystem for TreeFs {
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, _fh: Option<FileHandle>, reply: ReplyAttr) {
-        match self.do_getattr(ino.0) {
-            Ok(attr) => reply.attr(&TTL, &attr),
-            Err(e) => reply.error(e),
-        }
+        fuse::reply_attr(reply, self.do_getattr(ino.0), TTL);
     }
 
     fn setattr(
@@ -59,10 +53,7 @@ impl Filesystem for TreeFs {
     }
 
     fn readlink(&self, _req: &Request, ino: INodeNo, reply: ReplyData) {
-        match self.do_readlink(ino.0) {
-            Ok(target) => reply.data(&target),
-            Err(e) => reply.error(e),
-        }
+        fuse::reply_data(reply, self.do_readlink(ino.0));
     }
 
     fn mknod(
@@ -134,10 +125,7 @@ impl Filesystem for TreeFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        match self.do_open(ino.0, flags.0) {
-            Ok((fh, flags)) => reply.opened(FileHandle(fh), flags),
-            Err(e) => reply.error(e),
-        }
+        fuse::reply_open(reply, self.do_open(ino.0, flags.0));
     }
 
     fn read(
@@ -151,10 +139,7 @@ impl Filesystem for TreeFs {
         _lock_owner: Option<LockOwner>,
         reply: ReplyData,
     ) {
-        match self.do_read(fh.0, offset, size) {
-            Ok(data) => reply.data(&data),
-            Err(e) => reply.error(e),
-        }
+        fuse::reply_data(reply, self.do_read(fh.0, offset, size));
     }
 
     fn write(
@@ -209,10 +194,10 @@ impl Filesystem for TreeFs {
     }
 
     fn opendir(&self, _req: &Request, ino: INodeNo, _flags: OpenFlags, reply: ReplyOpen) {
-        match self.do_opendir(ino.0) {
-            Ok(fh) => reply.opened(FileHandle(fh), FopenFlags::empty()),
-            Err(e) => reply.error(e),
-        }
+        fuse::reply_open(
+            reply,
+            self.do_opendir(ino.0).map(|fh| (fh, FopenFlags::empty())),
+        );
     }
 
     fn readdir(

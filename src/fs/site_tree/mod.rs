@@ -3,6 +3,9 @@
 //! as the HTTP gateway does: sites come from an `Arc<dyn SiteSource>`, and the version,
 //! symlink and content rules are the shared ones.
 //!
+//! (Over 600 lines: its header is the specification of the tree — layout, `stat` rules,
+//! caches and TTLs — kept next to the mount code it governs.)
+//!
 //! Layout: `DIR/<hex key>/<site paths>` for every site the source holds, and `DIR/<alias>`
 //! a symlink to `<hex key>` for sites with an alias (an alias that is not a valid name, or
 //! spells a key, is not shown; of two sites with the same alias the lower key gets it).
@@ -50,7 +53,7 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, SystemTime};
 
-use fuser::{Errno, FileAttr, FileType, FopenFlags, INodeNo, MountOption};
+use fuser::{Errno, FileAttr, FileType, FopenFlags, INodeNo};
 use tokio::runtime::Handle;
 
 use crate::drive::{BlobRef, DriveError};
@@ -81,32 +84,18 @@ pub fn mount(
     let rt = Handle::try_current().map_err(|_| {
         std::io::Error::other("the site tree must be mounted from within the tokio runtime")
     })?;
-    crate::fs::detach_stale(mountpoint);
-    let mut config = fuser::Config::default();
-    config.mount_options = vec![
-        MountOption::FSName("dat-mirror-sites".into()),
-        MountOption::Subtype("dat-mirror".into()),
-        MountOption::RO,
-        MountOption::DefaultPermissions,
-        MountOption::NoDev,
-        MountOption::NoSuid,
-        MountOption::NoExec,
-        MountOption::NoAtime,
-    ];
-    config.n_threads = Some(THREADS);
-    config.clone_fd = true;
     let tree = Arc::new(SiteTree::new(sites, rt));
     let watched = Arc::downgrade(&tree);
-    let session = fuser::spawn_mount(TreeFs(tree), mountpoint, &config).map_err(|e| {
-        std::io::Error::new(
-            e.kind(),
-            format!(
-                "cannot mount the site tree at {}: {e}; check that the folder exists and is \
-                 empty, and that FUSE works here (/dev/fuse, or fusermount3 for non-root users)",
-                mountpoint.display()
-            ),
-        )
-    })?;
+    let session = crate::fs::fuse::spawn_mount(
+        TreeFs(tree),
+        mountpoint,
+        &crate::fs::fuse::MountSpec {
+            what: "the site tree",
+            fsname: "dat-mirror-sites",
+            read_only: true,
+            threads: THREADS,
+        },
+    )?;
     let notifier = session.notifier();
     std::thread::Builder::new()
         .name("site-tree-watch".into())
