@@ -150,7 +150,12 @@ impl Engine {
             }
             let engine = self.clone();
             let link = link.clone();
-            tokio::spawn(async move { engine.serve_stream(&link, session, send, recv).await });
+            tokio::spawn(async move {
+                tokio::select! {
+                    () = engine.serve_stream(&link, session, send, recv) => {}
+                    () = link.closed() => {}
+                }
+            });
         }
     }
 
@@ -231,6 +236,13 @@ impl Engine {
     /// Replicates `core` from the peer at the other end of `link` (the reader side of
     /// `session`), session after session, until the link closes or the peer misbehaves.
     pub async fn pull_core<L: Link>(&self, link: L, session: Session, core: Arc<Core>) {
+        tokio::select! {
+            () = self.pull_core_until_closed(&link, session, core) => {}
+            () = link.closed() => {}
+        }
+    }
+
+    async fn pull_core_until_closed<L: Link>(&self, link: &L, session: Session, core: Arc<Core>) {
         let key = core.key();
         let peer = session.server;
         let cap = capability::capability(&key, &session);
@@ -256,7 +268,7 @@ impl Engine {
                         ReplicationError::BadProof(_) => close_code::BAD_DATA,
                         _ => close_code::PROTOCOL,
                     };
-                    self.disconnect_misbehaving(&link, code, &e.to_string());
+                    self.disconnect_misbehaving(link, code, &e.to_string());
                     return;
                 }
                 Err(ReplicationError::Storage(e)) => {

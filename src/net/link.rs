@@ -30,6 +30,10 @@ pub trait Link: Clone + Send + Sync + 'static {
     /// Closes the link with an application code ([`super::node::close_code`]) and a reason.
     fn close(&self, code: u32, reason: &str);
     fn is_closed(&self) -> bool;
+    /// Resolves once the link is closed (by either end, or with its endpoint). Every task
+    /// working for a link ends with it: a task that outlives its link keeps the endpoint's
+    /// socket bound, and a restarted daemon then cannot listen on its address.
+    fn closed(&self) -> impl Future<Output = ()> + Send;
 }
 
 /// The capability session of a link as seen by `me`: who serves and who reads, bound to the
@@ -79,5 +83,9 @@ impl Link for Connection {
 
     fn is_closed(&self) -> bool {
         self.close_reason().is_some()
+    }
+
+    async fn closed(&self) {
+        Connection::closed(self).await;
     }
 }

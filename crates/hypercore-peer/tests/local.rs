@@ -8,7 +8,9 @@ use hypercore_peer::{EngineCore, FramedIo, LinkInfo, Peer, PeerConfig};
 use hypercore_wire::session::{CoreOptions, Limits, Session, SessionConfig};
 use hypercore_wire::store::{Applied, CoreInfo, CoreStore, StoreError};
 use hypercore_wire::{Data, Request};
-use std::time::Duration;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 use tokio::io::DuplexStream;
 
 fn link(is_initiator: bool, hh: u8) -> LinkInfo {
@@ -95,8 +97,8 @@ async fn replica_fetches_everything_and_follows_live_appends() {
     hb.abort();
 }
 
-/// A core that answers requests with forged block bytes.
-struct Forger(EngineCore);
+/// A core that answers requests with forged block bytes, counting the forged answers.
+struct Forger(EngineCore, Arc<AtomicUsize>);
 
 impl CoreStore for Forger {
     fn info(&self) -> CoreInfo {
@@ -110,6 +112,7 @@ impl CoreStore for Forger {
         if let Some(b) = d.as_mut().and_then(|d| d.block.as_mut()) {
             if let Some(x) = b.value.first_mut() {
                 *x ^= 1;
+                self.1.fetch_add(1, Ordering::SeqCst);
             }
         }
         Ok(d)
@@ -161,7 +164,10 @@ async fn forged_proofs_and_bad_capabilities_are_closed_and_a_good_peer_still_ser
 
     // 1. forged block bytes: closed as hostile, nothing stored
     let (x, y) = pipe(1);
-    let forger = Box::new(Forger(EngineCore::new(a_store.clone(), key)));
+    let forger = Box::new(Forger(
+        EngineCore::new(a_store.clone(), key),
+        Arc::default(),
+    ));
     let h = tokio::spawn(hostile_side(x, vec![1; 64], forger, key));
     let end = tokio::time::timeout(Duration::from_secs(20), victim.run(y))
         .await
@@ -187,13 +193,28 @@ async fn forged_proofs_and_bad_capabilities_are_closed_and_a_good_peer_still_ser
     assert_eq!(victim.store().info(&key).unwrap().held_blocks, 0);
     h.abort();
 
-    // 3. a forger and a good peer at once: the good one delivers everything
+    // 3. a forger and a good peer at once: the good one delivers everything. The good peer
+    // joins once the forger has sent a forged answer (else, on a loaded machine, the good
+    // peer may deliver everything before the victim asks the forger anything, and there is
+    // nothing to close the forger for).
     let good = Peer::new(a_store.clone(), config());
     good.add_core(key, false).unwrap();
     let (x1, y1) = pipe(4);
-    let forger = Box::new(Forger(EngineCore::new(a_store.clone(), key)));
+    let forged = Arc::new(AtomicUsize::new(0));
+    let forger = Box::new(Forger(
+        EngineCore::new(a_store.clone(), key),
+        forged.clone(),
+    ));
     let h1 = tokio::spawn(hostile_side(x1, vec![4; 64], forger, key));
     let bad_conn = victim.spawn(y1);
+    let asked = Instant::now();
+    while forged.load(Ordering::SeqCst) == 0 {
+        assert!(
+            asked.elapsed() < Duration::from_secs(20),
+            "the victim never asked the forger"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let (x2, y2) = pipe(5);
     let g = good.spawn(x2);
     let v = victim.spawn(y2);
