@@ -36,7 +36,7 @@ pub use messages::{
     Header, FILES_PREFIX,
 };
 pub use publish::{publish, PublishReport};
-pub use tree::{get_entry, list, normalize_path, DirEntry};
+pub use tree::{find_entry, get_entry, list, normalize_path, DirEntry};
 
 /// Which of a drive's two cores an error is about.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -322,13 +322,22 @@ pub async fn get_entry<S: BlockSource>(
     version: u64,
     path: &str,
 ) -> Result<Option<Entry>, DriveError> {
+    Ok(find_entry(db, version, path).await?.map(|(_, entry)| entry))
+}
+
+/// [`get_entry`], with the db block (`seq`) the entry was written in: the one point lookup.
+pub async fn find_entry<S: BlockSource>(
+    db: &mut S,
+    version: u64,
+    path: &str,
+) -> Result<Option<(u64, Entry)>, DriveError> {
     let path = normalize_path(path);
     if path == "/" {
         return Ok(None);
     }
     let mut tree = Tree::new(db, version)?;
     match tree.get(&file_key(&path)).await? {
-        Some(seq) => Ok(Some(tree.entry(seq).await?)),
+        Some(seq) => Ok(Some((seq, tree.entry(seq).await?))),
         None => Ok(None),
     }
 }

@@ -7,6 +7,8 @@
 //!   held, keep the one shown while a newer one arrives; a file of that version whose
 //!   content is not held yet is "not synced yet" (HTTP 503 + `Retry-After`, FUSE `EIO`).
 //!   An explicit `?version=N` (HTTP) is served if the db has it.
+//! - [`lookup`]: a file by path (following one symlink for readers that serve bytes) and a
+//!   directory's entries, at one version — one lookup for both readers.
 //! - [`paths`]: names, path bounds, and the one symlink rule (links resolve inside the site).
 //! - [`content`]: a file's bytes, only from blocks verified for that file (its entry's
 //!   offsets are checked against the blobs core's Merkle tree first), and the one range
@@ -16,6 +18,7 @@
 //! `mirror` implements [`SiteSource`] (`mirror/site_source.rs`).
 
 pub mod content;
+pub mod lookup;
 pub mod paths;
 pub mod source;
 pub mod version;

@@ -60,7 +60,7 @@ use crate::drive::{BlobRef, DriveError};
 use crate::model::keys::Key;
 use crate::site::SiteSource;
 use crate::site::{ContentError, FileContent};
-use crate::store::Core;
+use crate::store::{Core, CoreReader};
 use inodes::{ContentId, Inodes, NodeId, OpenMode, ROOT};
 use view::{Found, Kind, SiteClock};
 
@@ -311,7 +311,11 @@ impl SiteTree {
         let found = match cached {
             Some(f) => f,
             None => self
-                .block_on(view::resolve(&site.db, site.version, path))?
+                .block_on(view::resolve(
+                    &mut CoreReader::new(site.db.clone()),
+                    site.version,
+                    path,
+                ))?
                 .map_err(|e| drive_errno(&format!("{}{path}", key.short()), e))?
                 .ok_or(Errno::ENOENT)?,
         };
@@ -593,7 +597,11 @@ impl SiteTree {
             }
         }
         let listing = self
-            .block_on(view::list_dir(&site.db, site.version, dir))?
+            .block_on(view::list_dir(
+                &mut CoreReader::new(site.db.clone()),
+                site.version,
+                dir,
+            ))?
             .map_err(|e| drive_errno(&format!("listing {}{dir}", key.short()), e))?;
         let st = self.st();
         let parent = if dir == "/" {

@@ -39,7 +39,7 @@ use serde::Deserialize;
 use super::MirrorInner;
 use crate::drive::{self, DriveError, Entry};
 use crate::model::keys::Key;
-use crate::site::paths::link_destination;
+use crate::site::lookup;
 use crate::site::version::Shown;
 use crate::site::SiteSource;
 use crate::store::CoreReader;
@@ -436,7 +436,7 @@ async fn serve_site(
 
     // A file?
     if !full.ends_with('/') {
-        match resolve_file(&mut db, at, &full).await {
+        match lookup::file_following_link(&mut db, at, &full).await {
             Ok(Some((p, entry))) => {
                 return reply(site.blobs.clone(), file(&p, &entry, StatusCode::OK), req).await
             }
@@ -462,7 +462,7 @@ async fn serve_site(
         Ok(None) => {}
         Err(e) => return drive_error(e),
     }
-    match drive::list(&mut db, at, &format!("{dir}/"), false).await {
+    match lookup::list_dir(&mut db, at, &drive::normalize_path(dir)).await {
         Ok(entries) if !entries.is_empty() || dir.is_empty() => {
             if !full.ends_with('/') {
                 return redirect(&with_slash(raw_path, version));
@@ -506,27 +506,6 @@ fn with_slash(raw_path: &str, version: Option<u64>) -> String {
     match version {
         Some(v) => format!("{raw_path}/?version={v}"),
         None => format!("{raw_path}/"),
-    }
-}
-
-/// The entry at `path`, following one symlink (hyperdrive `linkname`) inside the site.
-async fn resolve_file(
-    db: &mut CoreReader,
-    at: u64,
-    path: &str,
-) -> Result<Option<(String, Entry)>, DriveError> {
-    let Some(entry) = drive::get_entry(db, at, path).await? else {
-        return Ok(None);
-    };
-    let Some(link) = entry.linkname.clone() else {
-        return Ok(Some((path.to_string(), entry)));
-    };
-    let Some(target) = link_destination(path, &link) else {
-        return Ok(None);
-    };
-    match drive::get_entry(db, at, &target).await? {
-        Some(e) if e.linkname.is_none() => Ok(Some((target, e))),
-        _ => Ok(None),
     }
 }
 

@@ -10,9 +10,9 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::request::{subdomain_url, BaseHost};
-use crate::drive::DirEntry;
 use crate::mirror::MirrorInner;
 use crate::model::view::{ago, human_bytes};
+use crate::site::lookup::{Kind, Listed};
 
 pub fn wants_json(req: &HeaderMap) -> bool {
     req.get(header::ACCEPT)
@@ -62,32 +62,20 @@ struct ListingEntry {
     size: Option<u64>,
 }
 
-/// A directory's entries (`entries` from a non-recursive `drive::list`).
-pub fn listing(path: &str, version: u64, entries: &[DirEntry], req: &HeaderMap) -> Response {
+/// A directory's entries (from [`crate::site::lookup::list_dir`]).
+pub fn listing(path: &str, version: u64, entries: &[Listed], req: &HeaderMap) -> Response {
     let items: Vec<ListingEntry> = entries
         .iter()
         .map(|e| {
-            let name = e
-                .path()
-                .rsplit('/')
-                .find(|s| !s.is_empty())
-                .unwrap_or_default()
-                .to_string();
-            match e {
-                DirEntry::Dir { .. } => ListingEntry {
-                    name,
-                    kind: "directory",
-                    size: None,
-                },
-                DirEntry::File { entry, .. } => ListingEntry {
-                    name,
-                    kind: if entry.linkname.is_some() {
-                        "symlink"
-                    } else {
-                        "file"
-                    },
-                    size: Some(entry.blob.map(|b| b.byte_length).unwrap_or(0)),
-                },
+            let (kind, size) = match &e.found.kind {
+                Kind::Dir => ("directory", None),
+                Kind::Symlink { .. } => ("symlink", Some(0)),
+                Kind::File { blob, .. } => ("file", Some(blob.map_or(0, |b| b.byte_length))),
+            };
+            ListingEntry {
+                name: e.name.clone(),
+                kind,
+                size,
             }
         })
         .collect();
