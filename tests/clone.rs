@@ -68,6 +68,7 @@ async fn a_reader_clones_a_site_from_the_mirror_after_the_laptop_left() {
         .await
         .unwrap();
     let inner = pair.laptop.inner.clone();
+    let v2_version = v2.version;
     wait_until("site mirrored at v2", || {
         let inner = inner.clone();
         async move {
@@ -75,7 +76,7 @@ async fn a_reader_clones_a_site_from_the_mirror_after_the_laptop_left() {
                 (s.key == key
                     && s.state
                         == SiteState::Mirrored {
-                            version: v2.version,
+                            version: v2_version,
                         })
                 .then_some(())
             })

@@ -67,4 +67,10 @@ fn print_published(p: &Published) {
         "version {}: {} files ({} added, {} changed, {} removed, {} bytes new)",
         p.version, p.files, p.added, p.changed, p.removed, p.bytes_appended
     );
+    for skipped in &p.skipped {
+        eprintln!(
+            "skipped {} (neither a file, a folder nor a symlink)",
+            skipped.display()
+        );
+    }
 }

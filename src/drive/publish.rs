@@ -25,7 +25,7 @@ const BLOBS_BATCH: usize = 16;
 const DB_BATCH: usize = 4096;
 
 /// What one [`publish`] did.
-#[derive(Debug, Clone, Default, PartialEq, Eq)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct PublishReport {
     /// The drive version (db core length) after publishing.
     pub version: u64,

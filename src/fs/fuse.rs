@@ -23,8 +23,9 @@ use std::path::Path;
 use std::time::Duration;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, MountOption, ReplyAttr,
-    ReplyData, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr,
+    Errno, FileAttr, FileHandle, FileType, Filesystem, FopenFlags, Generation, INodeNo,
+    MountOption, ReplyAttr, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen,
+    ReplyWrite, ReplyXattr,
 };
 
 /// `Ok` if this process can mount FUSE filesystems: `/dev/fuse` opens read-write and, for
@@ -223,4 +224,20 @@ pub fn reply_xattr(reply: ReplyXattr, value: &[u8], size: u32) {
     } else {
         reply.data(value);
     }
+}
+
+/// Answers a `readdir` from a listing made at `opendir`: the items from `offset` on, as many
+/// as fit in the reply (the kernel asks again with the offset of the last one it took).
+pub fn reply_listing<'a, N: AsRef<std::ffi::OsStr> + 'a>(
+    mut reply: ReplyDirectory,
+    offset: u64,
+    items: impl Iterator<Item = (u64, FileType, &'a N)>,
+) {
+    let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+    for (i, (ino, kind, name)) in items.enumerate().skip(skip) {
+        if reply.add(INodeNo(ino), i as u64 + 1, kind, name) {
+            break;
+        }
+    }
+    reply.ok();
 }

@@ -12,16 +12,20 @@ use crate::drive::{self, PublishReport};
 use crate::model::keys::Key;
 use crate::store::{Core, CoreStore};
 
-/// A published site and what the publish did.
+/// A published site (`key`) and what the publish did (the drive's report, read through
+/// `Deref`: `published.version`, `published.files`, …). Sent over the control socket.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize)]
 pub struct Published {
     pub key: Key,
-    pub version: u64,
-    pub files: u64,
-    pub added: u64,
-    pub changed: u64,
-    pub removed: u64,
-    pub bytes_appended: u64,
+    #[serde(flatten)]
+    pub report: PublishReport,
+}
+
+impl std::ops::Deref for Published {
+    type Target = PublishReport;
+    fn deref(&self) -> &PublishReport {
+        &self.report
+    }
 }
 
 /// The cores of a site published from this data folder, if `key` is one.
@@ -93,11 +97,6 @@ pub async fn publish_dir(
     };
     Ok(Published {
         key: db.key(),
-        version: report.version,
-        files: report.files,
-        added: report.added,
-        changed: report.changed,
-        removed: report.removed,
-        bytes_appended: report.bytes_appended,
+        report,
     })
 }

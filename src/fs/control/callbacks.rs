@@ -204,18 +204,14 @@ impl Filesystem for ControlFs {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         let op = FolderOp::lite(self);
         let Some(HandleKind::Dir(entries)) = op.t.handles.get(&fh.0).map(|h| &h.kind) else {
             return reply.error(Errno::EBADF);
         };
-        for (i, (ino, kind, name)) in entries.iter().enumerate().skip(offset as usize) {
-            if reply.add(INodeNo(*ino), i as u64 + 1, *kind, name) {
-                break;
-            }
-        }
-        reply.ok();
+        let items = entries.iter().map(|(ino, kind, name)| (*ino, *kind, name));
+        crate::fs::fuse::reply_listing(reply, offset, items);
     }
 
     fn releasedir(

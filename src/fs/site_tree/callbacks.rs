@@ -206,19 +206,14 @@ impl Filesystem for TreeFs {
         _ino: INodeNo,
         fh: FileHandle,
         offset: u64,
-        mut reply: ReplyDirectory,
+        reply: ReplyDirectory,
     ) {
         let st = self.st();
         let Some(items) = st.dirs.get(&fh.0) else {
             return reply.error(Errno::EBADF);
         };
-        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-        for (i, item) in items.iter().enumerate().skip(skip) {
-            if reply.add(INodeNo(item.ino), i as u64 + 1, item.kind, &item.name) {
-                break;
-            }
-        }
-        reply.ok();
+        let items = items.iter().map(|item| (item.ino, item.kind, &item.name));
+        fuse::reply_listing(reply, offset, items);
     }
 
     fn releasedir(
