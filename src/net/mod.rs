@@ -3,14 +3,16 @@
 //! iroh's `Router` with one `ProtocolHandler` per ALPN), the replication [`engine`] that runs
 //! over any [`link::Link`] (the seam another transport plugs into: [`replicate`] over [`wire`]
 //! with [`capability`], paced by [`rate`]), [`pairing`] (a second protocol handler), and
-//! [`providers`] (who holds a site: content routing, above the node). Nothing here knows the
-//! daemons.
+//! [`providers`] (who holds a site: content routing, above the node), and [`hypernet`] (the
+//! second plane: sites replicated with hyper:// browsers and Node peers over the HyperDHT,
+//! through `hypercore-peer` and `hyperswarm-bridge`). Nothing here knows the daemons.
 //!
 //! Arrows: endpoint ← link ← engine ← node ← providers; pairing ← endpoint only.
 
 pub mod capability;
 pub mod endpoint;
 pub mod engine;
+pub mod hypernet;
 pub mod link;
 pub mod node;
 pub mod pairing;

@@ -14,12 +14,23 @@ use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader, Lines};
 use tokio::process::{Child, ChildStdin, ChildStdout, Command};
 use tokio_util::sync::CancellationToken;
 
+/// This crate's folder, also when the harness is included by another workspace member's
+/// tests (`#[path]`; e.g. the daemon's `tests/hypernet.rs`).
+fn peer_crate_dir() -> PathBuf {
+    let here = PathBuf::from(env!("CARGO_MANIFEST_DIR"));
+    if here.ends_with("hypercore-peer") {
+        here
+    } else {
+        here.join("crates/hypercore-peer")
+    }
+}
+
 pub fn node_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("tests/node")
+    peer_crate_dir().join("tests/node")
 }
 
 pub fn bridge_js_dir() -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR")).join("../hyperswarm-bridge/js")
+    peer_crate_dir().join("../hyperswarm-bridge/js")
 }
 
 /// Whether Node and every pinned package folder are installed. Without them: a panic in CI
