@@ -10,7 +10,7 @@
 # Ports: DEMO_PEER_PORT (default 7471, UDP) and DEMO_HTTP_PORT (default 8471, TCP).
 set -euo pipefail
 # Nothing may leave this machine: mDNS, the DHT and relays off (peers meet on 127.0.0.1).
-export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off
+export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
 cd "$(dirname "$0")/.."
 
 say() { printf '\033[1m==> %s\033[0m\n' "$*"; }

@@ -41,7 +41,7 @@ command -v curl >/dev/null || { echo "soak: curl is needed" >&2; exit 2; }
 work=$(mktemp -d /tmp/dat-mirror-soak-data.XXXXXX)
 pi=$work/pi lap=$work/lap mnt=$work/mnt sites=$work/sites
 mkdir -p "$mnt" "$sites"
-export HOME=$work/home DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off
+export HOME=$work/home DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
 export RUST_LOG=${RUST_LOG:-dat_mirror=info,warn}
 unset DAT_MIRROR_DATA DAT_MIRROR_CONFIG XDG_CONFIG_HOME
 mkdir -p "$HOME"

@@ -27,6 +27,7 @@ async fn clone_cli(reader: &Path, args: Vec<String>) -> Output {
             .env_remove("DAT_MIRROR_CONFIG")
             .env("DAT_MIRROR_NETWORK_MDNS", "false")
             .env("DAT_MIRROR_NETWORK_DHT", "false")
+            .env("DAT_MIRROR_NETWORK_HYPERSWARM", "false")
             .env("DAT_MIRROR_NETWORK_RELAY", "off")
             .output()
             .expect("run dat-mirror clone")

@@ -34,6 +34,8 @@ fn dht_only(bootstrap: &[String]) -> NetworkConfig {
         dht: true,
         dht_bootstrap: bootstrap.to_vec(),
         relay: RelayChoice::Off,
+        hyperswarm: false,
+        hyperswarm_bootstrap: vec![],
     }
 }
 
@@ -160,6 +162,7 @@ async fn dht_connects_by_id_alone_and_finds_the_sites_holders() {
             .env_remove("DAT_MIRROR_CONFIG")
             .env("DAT_MIRROR_NETWORK_MDNS", "false")
             .env("DAT_MIRROR_NETWORK_DHT", "true")
+            .env("DAT_MIRROR_NETWORK_HYPERSWARM", "false")
             .env("DAT_MIRROR_NETWORK_DHT_BOOTSTRAP", &bootstrap)
             .env("DAT_MIRROR_NETWORK_RELAY", "off")
             .output()
@@ -389,6 +392,7 @@ async fn mdns_finds_the_mirror_by_id_alone_across_namespaces() {
         &[
             ("DAT_MIRROR_NETWORK_MDNS", "true"),
             ("DAT_MIRROR_NETWORK_DHT", "false"),
+            ("DAT_MIRROR_NETWORK_HYPERSWARM", "false"),
             ("DAT_MIRROR_NETWORK_RELAY", "off"),
         ],
     )
@@ -481,6 +485,7 @@ async fn relay_carries_the_sync_when_the_direct_path_is_blocked() {
         &[
             ("DAT_MIRROR_NETWORK_MDNS", "false"),
             ("DAT_MIRROR_NETWORK_DHT", "false"),
+            ("DAT_MIRROR_NETWORK_HYPERSWARM", "false"),
             ("DAT_MIRROR_NETWORK_RELAY", &url),
         ],
     )

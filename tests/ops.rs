@@ -30,6 +30,7 @@ fn dat_mirror(home: &Path) -> Command {
     // Nothing may leave the machine: every discovery route off.
     c.env("DAT_MIRROR_NETWORK_MDNS", "false")
         .env("DAT_MIRROR_NETWORK_DHT", "false")
+        .env("DAT_MIRROR_NETWORK_HYPERSWARM", "false")
         .env("DAT_MIRROR_NETWORK_RELAY", "off");
     c
 }

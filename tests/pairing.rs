@@ -25,6 +25,7 @@ fn cli(data: &Path, args: &[&str]) -> Output {
         .env_remove("DAT_MIRROR_CONFIG")
         .env("DAT_MIRROR_NETWORK_MDNS", "false")
         .env("DAT_MIRROR_NETWORK_DHT", "false")
+        .env("DAT_MIRROR_NETWORK_HYPERSWARM", "false")
         .env("DAT_MIRROR_NETWORK_RELAY", "off")
         .output()
         .expect("run dat-mirror")

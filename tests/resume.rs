@@ -34,6 +34,7 @@ fn spawn_serve(data: &std::path::Path, port: u16, http: u16, allow: Key) -> Serv
         .args(["--allow", &allow.to_hex()])
         .env("DAT_MIRROR_NETWORK_MDNS", "false")
         .env("DAT_MIRROR_NETWORK_DHT", "false")
+        .env("DAT_MIRROR_NETWORK_HYPERSWARM", "false")
         .env("DAT_MIRROR_NETWORK_RELAY", "off")
         .stdout(Stdio::null())
         .stderr(Stdio::null())

@@ -21,6 +21,7 @@ async fn cli(data: &Path, args: &[&str]) -> Output {
         .env("RUST_LOG", "warn")
         .env("DAT_MIRROR_NETWORK_MDNS", "false")
         .env("DAT_MIRROR_NETWORK_DHT", "false")
+        .env("DAT_MIRROR_NETWORK_HYPERSWARM", "false")
         .env("DAT_MIRROR_NETWORK_RELAY", "off")
         .kill_on_drop(true);
     tokio::time::timeout(TIMEOUT * 2, cmd.output())

@@ -14,7 +14,7 @@
 # Needs: cargo, curl, /dev/fuse (root, or fuse3 for fusermount3).
 set -euo pipefail
 # Nothing may leave this machine: mDNS, the DHT and relays off (peers meet on 127.0.0.1).
-export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off
+export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
 
 ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 TIMEOUT=${BENCH_TIMEOUT:-600}

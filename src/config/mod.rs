@@ -394,13 +394,15 @@ impl Settings {
         })
     }
 
-    /// The discovery routes of the private plane (iroh), as the endpoint takes them.
+    /// The discovery routes of the private plane (iroh) and the hypercore network plane.
     pub fn network(&self) -> NetworkConfig {
         NetworkConfig {
             mdns: self.network_mdns.value,
             dht: self.network_dht.value,
             dht_bootstrap: self.network_dht_bootstrap.value.clone(),
             relay: self.network_relay.value.clone(),
+            hyperswarm: self.network_hyperswarm.value,
+            hyperswarm_bootstrap: self.network_hyperswarm_bootstrap.value.clone(),
         }
     }
 }

@@ -178,6 +178,11 @@ pub struct NetworkConfig {
     /// DHT bootstrap nodes as `HOST:PORT`; empty = the DHT crate's default public ones.
     pub dht_bootstrap: Vec<String>,
     pub relay: RelayChoice,
+    /// Join the hypercore network (the HyperDHT, through Node's hyperswarm): the second
+    /// plane ([`super::hypernet`]), where hyper:// browsers and Node peers are.
+    pub hyperswarm: bool,
+    /// HyperDHT bootstrap nodes as `HOST:PORT`; empty = hyperdht's public ones.
+    pub hyperswarm_bootstrap: Vec<String>,
 }
 
 impl NetworkConfig {
@@ -189,6 +194,8 @@ impl NetworkConfig {
             dht: false,
             dht_bootstrap: vec![],
             relay: RelayChoice::Off,
+            hyperswarm: false,
+            hyperswarm_bootstrap: vec![],
         }
     }
 
@@ -199,6 +206,8 @@ impl NetworkConfig {
             dht: true,
             dht_bootstrap: vec![],
             relay: RelayChoice::Default,
+            hyperswarm: true,
+            hyperswarm_bootstrap: vec![],
         }
     }
 

@@ -16,9 +16,10 @@ use dat_mirror::store::CoreStore;
 pub const BIN: &str = env!("CARGO_BIN_EXE_dat-mirror");
 
 /// The environment every spawned process gets: only direct addresses, nothing public.
-pub const NO_DISCOVERY: [(&str, &str); 3] = [
+pub const NO_DISCOVERY: [(&str, &str); 4] = [
     ("DAT_MIRROR_NETWORK_MDNS", "false"),
     ("DAT_MIRROR_NETWORK_DHT", "false"),
+    ("DAT_MIRROR_NETWORK_HYPERSWARM", "false"),
     ("DAT_MIRROR_NETWORK_RELAY", "off"),
 ];
 
