@@ -56,7 +56,7 @@ impl CoreInfo {
 pub struct Core {
     key: Key,
     discovery_key: [u8; 32],
-    engine: engine::Store,
+    engine: Arc<engine::Store>,
     info: watch::Sender<CoreInfo>,
     cache: Arc<BlockCache>,
     /// The last write to this core failed (and why); cleared by the next successful write.
@@ -87,7 +87,7 @@ impl Core {
     /// Shares core `key` of `engine` (it must be in the store).
     pub(super) fn new(
         key: Key,
-        engine: engine::Store,
+        engine: Arc<engine::Store>,
         cache: Arc<BlockCache>,
         reserve: Arc<SpaceReserve>,
     ) -> Core {

@@ -158,7 +158,7 @@ fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
 #[derive(Debug)]
 pub struct CoreStore {
     root: PathBuf,
-    engine: engine::Store,
+    engine: Arc<engine::Store>,
     cache: Arc<BlockCache>,
     open: StdMutex<HashMap<Key, Arc<Core>>>,
     /// Discovery key → key of every core in the store: built once when the store is opened,
@@ -170,18 +170,7 @@ pub struct CoreStore {
 impl CoreStore {
     /// Opens the engine store of `data_dir` (`data_dir/engine`), creating it if needed.
     pub fn new(data_dir: &Path) -> Result<CoreStore, StoreError> {
-        let dir = data_dir.join(ENGINE_DIR);
-        let engine = engine::Store::open(&dir).map_err(|e| StoreError::Io {
-            path: dir.clone(),
-            source: std::io::Error::other(e.to_string()),
-        })?;
-        let report = engine.report();
-        if !report.repairs.is_empty() {
-            tracing::warn!(
-                "the store was repaired when it opened: {:?}",
-                report.repairs
-            );
-        }
+        let engine = open_engine(&data_dir.join(ENGINE_DIR))?;
         let store = CoreStore {
             root: data_dir.to_path_buf(),
             cache: Arc::new(BlockCache::new(BlockCache::DEFAULT_BYTES)),
@@ -313,6 +302,47 @@ impl CoreStore {
             .sum()
     }
 
+    /// Moves a core out of the store into a store of its own at `to` (its signed tree and
+    /// every held block, each copied as a proof the new store verifies), then deletes it
+    /// here. What `to` holds opens with `hypercore_engine::Store::open`. Blocking.
+    pub fn move_out(&self, key: &Key, to: &Path) -> Result<(), StoreError> {
+        let err = |e| StoreError::engine(key, e);
+        let dst = engine::Store::open(to).map_err(err)?;
+        let info = self.engine.info(&key.0).map_err(err)?;
+        dst.open_replica(key.0, info.manifest.clone())
+            .map_err(err)?;
+        if info.length > 0 {
+            let upgrade = engine::Request {
+                upgrade: Some(engine::RequestUpgrade {
+                    start: 0,
+                    length: info.length,
+                }),
+                ..Default::default()
+            };
+            let proof = self.engine.create_proof(&key.0, &upgrade).map_err(err)?;
+            dst.apply_proof(&key.0, proof).map_err(err)?;
+            let mut batch = engine::Batch::new();
+            for (start, end) in self.engine.held_ranges(&key.0).map_err(err)? {
+                for index in start..end {
+                    let nodes = dst.missing_nodes(&key.0, index).map_err(err)?;
+                    let req = engine::Request {
+                        block: Some(engine::RequestBlock { index, nodes }),
+                        ..Default::default()
+                    };
+                    batch.apply(key.0, self.engine.create_proof(&key.0, &req).map_err(err)?);
+                    if batch.len() >= 64 {
+                        dst.commit(std::mem::take(&mut batch)).map_err(err)?;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                dst.commit(batch).map_err(err)?;
+            }
+        }
+        drop(dst);
+        self.delete(key)
+    }
+
     /// Forgets a core and deletes its data. Holders of the `Arc<Core>` keep a handle, but
     /// its reads fail from now on and nothing new can reach it.
     pub fn delete(&self, key: &Key) -> Result<(), StoreError> {
@@ -322,6 +352,57 @@ impl CoreStore {
         self.engine
             .remove_core(&key.0)
             .map_err(|e| StoreError::engine(key, e))
+    }
+}
+
+/// Engine stores open in this process, by folder: a daemon restarted in the same process
+/// (tests, or a restart after a failed start) shares the store that is still open, since
+/// the database can be open only once (another process is kept out by the data folder's lock).
+static OPEN: StdMutex<Vec<(PathBuf, std::sync::Weak<engine::Store>)>> = StdMutex::new(Vec::new());
+
+/// How long opening waits for a store being closed in this process (its last handles are
+/// dropped by work finishing on the blocking pool).
+const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn open_engine(dir: &Path) -> Result<Arc<engine::Store>, StoreError> {
+    let io = |source: std::io::Error| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let canonical = dir.canonicalize().map_err(io)?;
+    let started = std::time::Instant::now();
+    loop {
+        let mut open = lock(&OPEN);
+        open.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(store) = open
+            .iter()
+            .find(|(p, _)| *p == canonical)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return Ok(store);
+        }
+        match engine::Store::open(&canonical) {
+            Ok(store) => {
+                let report = store.report();
+                if report.database.is_some() || !report.repairs.is_empty() {
+                    tracing::warn!(
+                        "{}: the store was repaired when it opened: {:?} {:?}",
+                        canonical.display(),
+                        report.database,
+                        report.repairs
+                    );
+                }
+                let store = Arc::new(store);
+                open.push((canonical, Arc::downgrade(&store)));
+                return Ok(store);
+            }
+            Err(e) if e.to_string().contains("already open") && started.elapsed() < OPEN_WAIT => {
+                drop(open);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(io(std::io::Error::other(e.to_string()))),
+        }
     }
 }
 
