@@ -368,3 +368,49 @@ async fn an_empty_data_folder_migrates_to_an_empty_engine() {
     assert_eq!(report.cores, 0);
     assert!(migrate::is_migrated(tmp.path()));
 }
+
+/// A laptop whose data folder has the previous layout (hypercore 0.14 files) starts as a
+/// daemon: the folder is converted at start-up (the old files kept aside), its command log
+/// goes on, and its site reaches a mirror and is served over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_data_folder_starts_as_a_daemon_and_serves_its_sites() {
+    common::init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let lap = tmp.path().join("lap");
+    let made = laptop_folder(&lap, 300_000).await;
+    let mirror = common::start_mirror(
+        &tmp.path().join("pi"),
+        "127.0.0.1:0".parse().unwrap(),
+        vec![made.log],
+    )
+    .await;
+    let laptop = common::start_laptop(&lap, vec![common::mirror_addr(&mirror)]).await;
+    assert!(migrate::is_migrated(&lap));
+    assert!(!lap.join("cores").exists(), "0.14 files moved aside");
+    assert!(lap.join(migrate::RETIRED_DIR).exists(), "and kept");
+    for key in [made.log, made.site, made.blobs] {
+        assert!(laptop.inner.store.exists(&key), "{key} converted");
+    }
+    let seq = laptop
+        .inner
+        .append(Command::Mirror {
+            key: made.site,
+            alias: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(seq, 12, "the converted command log goes on");
+    let url = format!(
+        "{}/{}/index.html",
+        common::http_base(&mirror),
+        made.site.to_hex()
+    );
+    let body = common::wait_until("the mirror to serve the site", || async {
+        let (status, _, body) = common::http_get(&url).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(body, b"<h1>second version</h1>");
+    laptop.shutdown().await;
+    mirror.shutdown().await;
+}
