@@ -27,7 +27,7 @@ async fn log(laptop: &Laptop) -> Vec<Command> {
 }
 
 fn new_key() -> Key {
-    Key(hypercore::generate_signing_key().verifying_key().to_bytes())
+    Key(hypercore_engine::KeyPair::generate().unwrap().public_key)
 }
 
 fn getxattr(path: &Path, name: &str) -> Option<String> {

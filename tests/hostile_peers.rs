@@ -13,10 +13,10 @@ use dat_mirror::net::endpoint::NetworkConfig;
 use dat_mirror::net::endpoint::{self, Identity, PeerAddr, ALPN};
 use dat_mirror::net::node::{close_code, Node, Policy};
 use dat_mirror::net::wire::{
-    read_message, write_message, BlockRequest, Message, WireProof, MAX_FRAME, MAX_READER_FRAME,
+    engine_request, read_message, write_message, BlockRequest, Message, UpgradeRequest, WireProof,
+    MAX_FRAME, MAX_READER_FRAME,
 };
 use dat_mirror::store::{Core, CoreStore};
-use hypercore::{RequestBlock, RequestUpgrade};
 use iroh::endpoint::{Connection, ConnectionError};
 
 use common::{init_tracing, pseudo_random, TIMEOUT};
@@ -64,7 +64,7 @@ async fn peer() -> Peer {
 async fn source_core(p: &Peer, n: usize, seed: u64) -> Arc<Core> {
     let core = p
         .store
-        .open_or_create_writable(&hypercore::generate_signing_key())
+        .open_or_create_writable(&hypercore_engine::KeyPair::generate().unwrap())
         .await
         .unwrap();
     let blocks: Vec<Vec<u8>> = (0..n)
@@ -178,23 +178,8 @@ fn serve_badly(conn: Connection, how: Serving, genuine: Arc<Core>, impostor: Arc
                 while let Ok(Some(Message::Request { id, block, upgrade })) =
                     read_message(&mut recv, MAX_FRAME).await
                 {
-                    let mut hc = source.lock().await;
-                    let proof = hc
-                        .create_proof(
-                            block.map(|b| RequestBlock {
-                                index: b.index,
-                                nodes: b.nodes,
-                            }),
-                            None,
-                            None,
-                            upgrade.map(|u| RequestUpgrade {
-                                start: u.start,
-                                length: u.length,
-                            }),
-                        )
-                        .await;
-                    drop(hc);
-                    let Ok(Some(mut proof)) = proof else {
+                    let proof = source.create_proof_blocking(&engine_request(block, upgrade, 64));
+                    let Ok(mut proof) = proof else {
                         let _ = write_message(&mut send, &Message::NoData { id }).await;
                         continue;
                     };
@@ -233,21 +218,16 @@ async fn bad_server_case(how: Serving, pre_upgrade: bool, expect_code: u32) {
         .unwrap();
     if pre_upgrade {
         // The victim already knows the length (signed tree) but holds no block.
-        let mut hc = genuine.lock().await;
-        let proof = hc
-            .create_proof(
+        let proof = genuine
+            .create_proof_blocking(&engine_request(
                 None,
-                None,
-                None,
-                Some(RequestUpgrade {
+                Some(UpgradeRequest {
                     start: 0,
                     length: BLOCKS,
                 }),
-            )
-            .await
-            .unwrap()
+                0,
+            ))
             .unwrap();
-        drop(hc);
         assert!(replica.apply_proof(proof).await.unwrap());
     }
     let before = replica.info();
@@ -444,11 +424,11 @@ async fn wrong_capability_absent_core_and_refusal_look_the_same() {
         addr: Some(ep.bound_sockets()[0]),
     };
     let store = Arc::new(CoreStore::new(&tmp.path().join("data")).unwrap());
-    let signing = hypercore::generate_signing_key();
+    let signing = hypercore_engine::KeyPair::generate().unwrap();
     let refused = store.open_or_create_writable(&signing).await.unwrap();
     refused.append(b"secret").await.unwrap();
     let served = store
-        .open_or_create_writable(&hypercore::generate_signing_key())
+        .open_or_create_writable(&hypercore_engine::KeyPair::generate().unwrap())
         .await
         .unwrap();
     served.append(b"public").await.unwrap();

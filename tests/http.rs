@@ -410,8 +410,17 @@ async fn hostile_requests_and_partial_sites() {
         let blob = entry.blob.unwrap();
         let last = blob.block_offset + blob.block_length - 1;
         let blobs = blobs.unwrap();
-        let mut hc = blobs.lock().await;
-        hc.clear(last, last + 1).await.unwrap();
+        // Damage the block's bytes on disk; the engine's scrub then drops it.
+        use std::os::unix::fs::FileExt;
+        let bf = blobs.block_file(last).unwrap().unwrap();
+        let f = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&bf.path)
+            .unwrap();
+        f.write_all_at(&vec![0xee; bf.location.len as usize], bf.location.offset)
+            .unwrap();
+        blobs.engine().scrub(&blobs.key().0).unwrap();
+        blobs.refresh_info();
     }
     let r = f.get(&f.url("/data/big.bin"), &[]).await;
     assert_eq!(r.status(), 503);

@@ -2,20 +2,13 @@
 //! `tests/interop/package.json`: hypercore 10.31.12 and 10.38.2, hyperbee 2.27.3,
 //! hyperblobs 2.12.1, hyperdrive 11.13.4, corestore 6.18.4; `npm ci` runs here when needed).
 //!
-//! - **Node reads dat-mirror**: `dat-mirror publish` (the real binary) makes a site with nested
-//!   folders, an empty file, a 64 KiB-exact file, a multi-MiB file, unicode names, symlinks, an
-//!   executable, 200 small files, then a second version. `read-drive.js` opens the two cores
-//!   from dat-mirror's data folder with hypercore 10.31.12 + hyperbee + hyperblobs, with
-//!   hypercore 10.38.2 + hyperbee + hyperblobs, and with hyperdrive 11 on corestore 6; each
-//!   lists and reads every file of both versions (the old one by checkout). Every listing must
-//!   equal the source folders' (path, sha256, executable bit, link target), in B-tree order.
-//!   Node also replicates both cores (its own protocol, Node to Node) from dat-mirror's files
-//!   into empty cores that know only the key: every block verifies against dat-mirror's
-//!   signature and Merkle tree.
+//! - **Node reads dat-mirror** from disk is gone: dat-mirror stores cores in its own engine
+//!   (disk formats diverge on purpose); Node and dat-mirror meet on the wire instead.
 //! - **dat-mirror reads Node**: `write-drive.js` writes a compat-key drive in hypercore 10.31.12
-//!   storage, straight into a dat-mirror data folder, either with hyperbee + hyperblobs or with
-//!   hyperdrive 11 itself, and with batches, overwrites and deletions. dat-mirror opens the
-//!   cores from disk (`CoreStore`, `open_site`) and reads both versions with its drive reader
+//!   storage, straight into a data folder of the previous (hypercore 0.14) layout, either with
+//!   hyperbee + hyperblobs or with hyperdrive 11 itself, and with batches, overwrites and
+//!   deletions. dat-mirror converts the folder into its engine (`store::migrate`, every block
+//!   verified), opens the cores (`CoreStore`, `open_site`) and reads both versions with its drive reader
 //!   (`list`, `get_entry`, `read_file`): byte-identical to the source folders. It then
 //!   replicates both cores with its own verified replication into an empty store and reads
 //!   them again there — Node's signatures verified by the Rust crate.
@@ -43,10 +36,9 @@ use dat_mirror::laptop::publish::open_site;
 use dat_mirror::model::keys::Key;
 use dat_mirror::net::replicate::{pull, serve};
 use dat_mirror::net::wire::{read_message, MAX_READER_FRAME};
-use dat_mirror::store::{Core, CoreStore};
+use dat_mirror::store::{migrate, Core, CoreReader, CoreStore};
 use sha2::{Digest, Sha256};
 
-const BIN: &str = env!("CARGO_BIN_EXE_dat-mirror");
 const NODE_TIMEOUT: Duration = Duration::from_secs(120);
 
 fn in_ci() -> bool {
@@ -258,14 +250,6 @@ fn local_listing(root: &Path) -> Vec<String> {
     out.into_values().collect()
 }
 
-fn json_lines(v: &serde_json::Value) -> Vec<String> {
-    v.as_array()
-        .unwrap_or_else(|| panic!("not a list: {v}"))
-        .iter()
-        .map(|l| l.as_str().unwrap().to_string())
-        .collect()
-}
-
 fn assert_same_listing(what: &str, got: &[String], want: &[String]) {
     if got == want {
         return;
@@ -275,72 +259,6 @@ fn assert_same_listing(what: &str, got: &[String], want: &[String]) {
     panic!(
         "{what}: listing differs from the source folder\n  missing: {missing:#?}\n  unexpected: {extra:#?}\n  (order differs if both are empty)"
     );
-}
-
-/// The version (db length) `dat-mirror publish` reports on stderr: "version N: ...".
-fn publish(data: &Path, site: &Path, key: Option<&str>) -> (String, u64) {
-    let mut c = Command::new(BIN);
-    c.arg("--data").arg(data).arg("publish").arg(site);
-    if let Some(k) = key {
-        c.args(["--key", k]);
-    }
-    let out = c.env("RUST_LOG", "warn").output().unwrap();
-    let (stdout, stderr) = (
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr),
-    );
-    assert!(out.status.success(), "publish failed: {stderr}");
-    let link = stdout.trim().to_string();
-    let version = stderr
-        .split("version ")
-        .nth(1)
-        .and_then(|s| s.split(':').next())
-        .and_then(|n| n.parse().ok())
-        .unwrap_or_else(|| panic!("no version in {stderr:?}"));
-    (link, version)
-}
-
-#[test]
-fn node_reads_every_file_of_every_version_dat_mirror_publishes() {
-    let Some(dir) = node_ready() else { return };
-    let tmp = tempfile::tempdir().unwrap();
-    let (v1, v2) = make_sites(tmp.path());
-    let data = tmp.path().join("data");
-    let (link, version1) = publish(&data, &v1, None);
-    let key = Key::parse_link(&link).unwrap();
-    let (link2, version2) = publish(&data, &v2, Some(&link));
-    assert_eq!(link, link2);
-    assert!(version2 > version1);
-
-    let result = node(
-        &dir,
-        "read-drive.js",
-        &[
-            data.to_str().unwrap(),
-            &key.to_hex(),
-            &version1.to_string(),
-            &version2.to_string(),
-        ],
-    );
-    let readers = result["readers"].as_object().unwrap();
-    assert_eq!(readers.len(), 3, "{result}");
-    let want = [
-        (version1, local_listing(&v1)),
-        (version2, local_listing(&v2)),
-    ];
-    for (reader, by_version) in readers {
-        for (version, want) in &want {
-            let got = json_lines(&by_version[version.to_string()]);
-            assert_same_listing(&format!("{reader}, version {version}"), &got, want);
-        }
-        eprintln!("ok: {reader} read versions {version1} and {version2}");
-    }
-    assert_eq!(
-        result["verified"],
-        serde_json::json!({"db": true, "blobs": true}),
-        "{result}"
-    );
-    eprintln!("node checks: {}", result["checks"]);
 }
 
 /// Serves `from` to `to` through in-memory pipes with dat-mirror's replication.
@@ -358,20 +276,20 @@ fn replicate(from: Arc<Core>, to: Arc<Core>) {
 }
 
 /// Reads a version of a drive with dat-mirror's reader, in the scripts' listing format.
-async fn rust_listing(db: &Core, blobs: &Core, version: u64) -> Vec<String> {
-    let mut db = db.lock().await;
-    let mut blobs = blobs.lock().await;
+async fn rust_listing(db: &Arc<Core>, blobs: &Arc<Core>, version: u64) -> Vec<String> {
+    let mut db = CoreReader::new(db.clone());
+    let mut blobs = CoreReader::new(blobs.clone());
     let mut lines = Vec::new();
-    for item in drive::list(&mut *db, version, "/", true).await.unwrap() {
+    for item in drive::list(&mut db, version, "/", true).await.unwrap() {
         let DirEntry::File { path, entry } = item else {
             panic!("a recursive listing holds files only");
         };
-        let again = drive::get_entry(&mut *db, version, &path).await.unwrap();
+        let again = drive::get_entry(&mut db, version, &path).await.unwrap();
         assert_eq!(again.as_ref(), Some(&entry), "get_entry({path}) != list");
         let line = match (&entry.linkname, &entry.blob) {
             (Some(target), _) => format!("{path}\t-> {target}"),
             (None, Some(blob)) => {
-                let data = drive::read_file(&mut *blobs, blob).await.unwrap();
+                let data = drive::read_file(&mut blobs, blob).await.unwrap();
                 assert_eq!(data.len() as u64, blob.byte_length);
                 let exec = if entry.executable { "x" } else { "-" };
                 format!("{path}\t{}\t{exec}", sha256_hex(&data))
@@ -411,7 +329,14 @@ async fn dat_mirror_reads_a_drive_node_wrote(mode: &str) {
         written["packages"]
     );
 
-    // Straight from Node's files, as the mirror's store opens cores.
+    // Node's files, converted into the engine the way a data folder of the 0.14 layout
+    // is at start-up (every block verified), then opened as the mirror's store opens cores.
+    let dir2 = data.clone();
+    let report = tokio::task::spawn_blocking(move || migrate::migrate(&dir2))
+        .await
+        .unwrap()
+        .unwrap();
+    assert!(report.failures.is_empty(), "{report:?}");
     let store = CoreStore::new(&data).unwrap();
     let (db, blobs) = open_site(&store, &key)
         .await
@@ -428,7 +353,7 @@ async fn dat_mirror_reads_a_drive_node_wrote(mode: &str) {
             want,
         );
     }
-    let top = drive::list(&mut *db.lock().await, versions[1], "/", false)
+    let top = drive::list(&mut CoreReader::new(db.clone()), versions[1], "/", false)
         .await
         .unwrap();
     assert!(top

@@ -7,12 +7,11 @@ mod common;
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use dat_mirror::laptop::publish::publish_dir;
+use dat_mirror::drive::{self, EngineCore};
 use dat_mirror::model::command::Command;
 use dat_mirror::model::keys::Key;
 use dat_mirror::net::endpoint::Identity;
 use dat_mirror::store::migrate::{self, MigrateError, MigrateOptions, MigrationReport};
-use dat_mirror::store::CoreStore;
 use hypercore_engine::Store;
 
 use common::{make_site, pseudo_random};
@@ -23,15 +22,48 @@ struct Made {
     blobs: Key,
 }
 
-/// A laptop's data folder as the current release writes it: the command log (keyed by
-/// `DATA/identity`) with entries, and a site published twice (its history kept).
-async fn laptop_folder(data: &Path, big: usize) -> Made {
-    let identity = Identity::load_or_create(data).unwrap();
-    let store = CoreStore::new(data).unwrap();
-    let log = store
-        .open_or_create_writable(&identity.signing_key())
+/// The folder of core `key` in the 0.14 layout.
+fn old_dir(data: &Path, key: &Key) -> PathBuf {
+    data.join("cores").join(key.to_hex())
+}
+
+/// Creates a 0.14 core in `data`: writable with `seed`, or a replica of `public`.
+async fn old_create(data: &Path, public: [u8; 32], seed: Option<[u8; 32]>) -> hypercore::Hypercore {
+    let dir = old_dir(data, &Key(public));
+    std::fs::create_dir_all(&dir).unwrap();
+    let storage = hypercore::Storage::new_disk(&dir, false).await.unwrap();
+    let secret = seed.map(|s| hypercore::SigningKey::from_bytes(&s));
+    hypercore::HypercoreBuilder::new(storage)
+        .key_pair(hypercore::PartialKeypair {
+            public: hypercore::VerifyingKey::from_bytes(&public).unwrap(),
+            secret,
+        })
+        .build()
+        .await
+        .unwrap()
+}
+
+/// Opens the 0.14 core in `dir`.
+async fn old_open(dir: &Path) -> hypercore::Hypercore {
+    let storage = hypercore::Storage::new_disk(&dir.to_path_buf(), false)
         .await
         .unwrap();
+    hypercore::HypercoreBuilder::new(storage)
+        .open(true)
+        .build()
+        .await
+        .unwrap()
+}
+
+/// A laptop's data folder as the previous release wrote it (hypercore 0.14 files in
+/// `DATA/cores/`): the command log (keyed by `DATA/identity`) with entries, and a site
+/// published twice (its history kept: the two versions are two signed appends). The drive's
+/// blocks are made by today's publish in a scratch engine store with the same key pairs.
+async fn laptop_folder(data: &Path, big: usize) -> Made {
+    let identity = Identity::load_or_create(data).unwrap();
+    let seed = identity.secret().to_bytes();
+    let log_key = Key(identity.signing_key().public_key);
+    let mut log = old_create(data, log_key.0, Some(seed)).await;
     for i in 0..12u8 {
         let cmd = Command::Mirror {
             key: Key([i; 32]),
@@ -39,35 +71,67 @@ async fn laptop_folder(data: &Path, big: usize) -> Made {
         };
         log.append(&cmd.encode()).await.unwrap();
     }
+    let scratch = data.parent().unwrap().join("scratch-engine");
+    let store = Store::open(&scratch).unwrap();
+    let seeds: [[u8; 32]; 2] = [rand_seed(), rand_seed()];
+    let kps = seeds.map(|s| hypercore_engine::KeyPair::from_seed(&s));
+    let keys = kps.clone().map(|kp| {
+        store
+            .create_writer(&kp, hypercore_engine::CoreKind::Compat)
+            .unwrap()
+    });
+    let mut db = EngineCore::new(store.clone(), keys[0]);
+    let mut blobs = EngineCore::new(store.clone(), keys[1]);
     let site_dir = data.parent().unwrap().join("site");
     make_site(&site_dir, big);
-    let v1 = publish_dir(&store, &site_dir, None).await.unwrap();
+    let v1 = drive::publish(&mut db, &mut blobs, &site_dir)
+        .await
+        .unwrap();
+    let blobs_v1 = store.info(&keys[1]).unwrap().length;
     std::fs::write(site_dir.join("index.html"), b"<h1>second version</h1>").unwrap();
     std::fs::write(site_dir.join("new.bin"), pseudo_random(200_000, 9)).unwrap();
     std::fs::remove_file(site_dir.join("css/site.css")).unwrap();
-    let v2 = publish_dir(&store, &site_dir, Some(v1.key)).await.unwrap();
-    assert!(v2.version > v1.version);
-    let (_, blobs) = dat_mirror::laptop::publish::open_site(&store, &v1.key)
+    let v2 = drive::publish(&mut db, &mut blobs, &site_dir)
         .await
-        .unwrap()
         .unwrap();
+    assert!(v2.version > v1.version);
+    for ((key, seed), split) in keys.iter().zip(seeds).zip([v1.version, blobs_v1]) {
+        let mut old = old_create(data, *key, Some(seed)).await;
+        let length = store.info(key).unwrap().length;
+        let all: Vec<Vec<u8>> = (0..length)
+            .map(|i| store.get(key, i).unwrap().unwrap())
+            .collect();
+        let (first, second) = all.split_at(split as usize);
+        for part in [first, second] {
+            if !part.is_empty() {
+                old.append_batch(part).await.unwrap();
+            }
+        }
+    }
+    drop((db, blobs, store));
+    std::fs::remove_dir_all(&scratch).unwrap();
     Made {
-        log: log.key(),
-        site: v1.key,
-        blobs: blobs.key(),
+        log: log_key,
+        site: Key(keys[0]),
+        blobs: Key(keys[1]),
     }
 }
 
+fn rand_seed() -> [u8; 32] {
+    hypercore_engine::KeyPair::generate()
+        .unwrap()
+        .secret_key()
+        .unwrap()[..32]
+        .try_into()
+        .unwrap()
+}
+
 /// A mirror's data folder: replicas of `from`'s cores holding every other block (verified
-/// with the 0.14 crate, as replication does).
+/// with the 0.14 crate, as replication did).
 async fn mirror_folder(from: &Path, data: &Path, keys: &[Key]) {
-    let src = CoreStore::new(from).unwrap();
-    let dst = CoreStore::new(data).unwrap();
     for key in keys {
-        let w = src.open_existing(key).await.unwrap().unwrap();
-        let r = dst.open_or_create_replica(key).await.unwrap();
-        let mut w = w.lock().await;
-        let mut r = r.lock().await;
+        let mut w = old_open(&old_dir(from, key)).await;
+        let mut r = old_create(data, key.0, None).await;
         let len = w.info().length;
         for i in (0..len).step_by(2) {
             let upgrade = (i == 0).then_some(hypercore::RequestUpgrade {
@@ -121,11 +185,11 @@ async fn run(data: &Path, opts: MigrateOptions) -> Result<MigrationReport, Migra
 /// Every block the 0.14 core holds is byte-identical in the engine (except `damaged`);
 /// lengths and byte lengths agree. Returns the blocks compared.
 async fn compare(data: &Path, engine: &Store, damaged: &[(Key, u64)]) -> u64 {
-    let old = CoreStore::new(data).unwrap();
     let mut compared = 0;
-    for key in old.keys_on_disk() {
-        let core = old.open_existing(&key).await.unwrap().unwrap();
-        let mut hc = core.lock().await;
+    for entry in std::fs::read_dir(data.join("cores")).unwrap() {
+        let entry = entry.unwrap();
+        let key = Key::parse(&entry.file_name().to_string_lossy()).unwrap();
+        let mut hc = old_open(&entry.path()).await;
         let info = engine.info(&key.0).unwrap();
         assert_eq!(info.length, hc.info().length, "{key} length");
         assert_eq!(info.byte_length, hc.info().byte_length, "{key} byte length");
@@ -303,4 +367,50 @@ async fn an_empty_data_folder_migrates_to_an_empty_engine() {
     let report = run(tmp.path(), MigrateOptions::default()).await.unwrap();
     assert_eq!(report.cores, 0);
     assert!(migrate::is_migrated(tmp.path()));
+}
+
+/// A laptop whose data folder has the previous layout (hypercore 0.14 files) starts as a
+/// daemon: the folder is converted at start-up (the old files kept aside), its command log
+/// goes on, and its site reaches a mirror and is served over HTTP.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_old_data_folder_starts_as_a_daemon_and_serves_its_sites() {
+    common::init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let lap = tmp.path().join("lap");
+    let made = laptop_folder(&lap, 300_000).await;
+    let mirror = common::start_mirror(
+        &tmp.path().join("pi"),
+        "127.0.0.1:0".parse().unwrap(),
+        vec![made.log],
+    )
+    .await;
+    let laptop = common::start_laptop(&lap, vec![common::mirror_addr(&mirror)]).await;
+    assert!(migrate::is_migrated(&lap));
+    assert!(!lap.join("cores").exists(), "0.14 files moved aside");
+    assert!(lap.join(migrate::RETIRED_DIR).exists(), "and kept");
+    for key in [made.log, made.site, made.blobs] {
+        assert!(laptop.inner.store.exists(&key), "{key} converted");
+    }
+    let seq = laptop
+        .inner
+        .append(Command::Mirror {
+            key: made.site,
+            alias: None,
+        })
+        .await
+        .unwrap();
+    assert_eq!(seq, 12, "the converted command log goes on");
+    let url = format!(
+        "{}/{}/index.html",
+        common::http_base(&mirror),
+        made.site.to_hex()
+    );
+    let body = common::wait_until("the mirror to serve the site", || async {
+        let (status, _, body) = common::http_get(&url).await;
+        (status == 200).then_some(body)
+    })
+    .await;
+    assert_eq!(body, b"<h1>second version</h1>");
+    laptop.shutdown().await;
+    mirror.shutdown().await;
 }

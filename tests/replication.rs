@@ -40,7 +40,7 @@ async fn big_and_small_blocks_over_iroh_with_live_appends() {
     let (a, a_store) = node(&tmp.path().join("a"), Only(None)).await;
     let (b, b_store) = node(&tmp.path().join("b"), Only(None)).await;
     let writer = a_store
-        .open_or_create_writable(&hypercore::generate_signing_key())
+        .open_or_create_writable(&hypercore_engine::KeyPair::generate().unwrap())
         .await
         .unwrap();
     let blocks: Vec<Vec<u8>> = (0..96)
@@ -88,7 +88,7 @@ async fn policy_refuses_unknown_readers_without_revealing_the_core() {
     let (friend, friend_store) = node(&friend_dir, Only(None)).await;
     let (stranger, stranger_store) = node(&tmp.path().join("stranger"), Only(None)).await;
     let writer = a_store
-        .open_or_create_writable(&hypercore::generate_signing_key())
+        .open_or_create_writable(&hypercore_engine::KeyPair::generate().unwrap())
         .await
         .unwrap();
     writer.append(b"secret").await.unwrap();

@@ -39,7 +39,7 @@ async fn log(laptop: &Laptop) -> Vec<Command> {
 }
 
 fn new_key() -> Key {
-    Key(hypercore::generate_signing_key().verifying_key().to_bytes())
+    Key(hypercore_engine::KeyPair::generate().unwrap().public_key)
 }
 
 fn touch(path: &std::path::Path) -> Result<(), String> {

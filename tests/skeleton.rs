@@ -152,7 +152,7 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
     };
     make_site(&site_dir, 40 << 20);
     let site = publish(&laptop, &site_dir, None).await;
-    let nobody = Key(hypercore::generate_signing_key().verifying_key().to_bytes()); // a site no peer has
+    let nobody = Key(hypercore_engine::KeyPair::generate().unwrap().public_key); // a site no peer has
 
     // Mirror down: queued (and stays so).
     let (m, k, n) = (mnt.path.clone(), site.key.to_hex(), nobody.to_hex());
@@ -302,7 +302,7 @@ async fn unallowed_laptop_is_not_followed_and_reads_nothing() {
 
     // The allowed laptop's command is a barrier: once it is acknowledged, the mirror has
     // had every chance to act on the other laptop's command too.
-    let barrier = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
+    let barrier = Key(hypercore_engine::KeyPair::generate().unwrap().public_key);
     good.inner
         .append(dat_mirror::model::command::Command::Mirror {
             key: barrier,
@@ -399,7 +399,7 @@ async fn leftover_site_data_is_removed_on_start_and_kept_sites_survive() {
         async move { (http_get(&url).await.0 == 200).then_some(()) }
     })
     .await;
-    let stray = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
+    let stray = Key(hypercore_engine::KeyPair::generate().unwrap().public_key);
     mirror
         .inner
         .store

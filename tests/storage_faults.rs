@@ -217,10 +217,10 @@ async fn the_storage_cap_stops_fetching_and_refuses_new_sites() {
     assert_same_core(&mirror.inner.store, &laptop.inner.store, &blobs).await;
 }
 
-/// Where a core's files are: in the store, or moved aside to `DATA/trash/`.
-fn core_kept(pi_dir: &Path, key: &Key) -> bool {
+/// Where a core's data is: in the store, or moved aside to `DATA/trash/`.
+fn core_kept(store: &CoreStore, pi_dir: &Path, key: &Key) -> bool {
     let hex = key.to_hex();
-    pi_dir.join("cores").join(&hex).join("oplog").exists()
+    store.exists(key)
         || std::fs::read_dir(pi_dir.join("trash")).is_ok_and(|rd| {
             rd.filter_map(|e| e.ok())
                 .any(|e| e.file_name().to_string_lossy().starts_with(&hex))
@@ -255,11 +255,13 @@ async fn damaged_logs_and_a_deleted_allow_list_never_delete_wanted_sites() {
     wait_state(&laptop, &site.key, "mirrored").await;
     let blobs = blobs_key(&laptop.inner.store, &site.key).await;
     laptop.shutdown().await;
+    let store = mirror.inner.store.clone();
     mirror.shutdown().await;
     let restart = || start_mirror(&pi_dir, "127.0.0.1:0".parse().unwrap(), vec![]);
 
     // 1. The mirror's copy of the command log is lost (damaged beyond opening).
-    std::fs::remove_dir_all(pi_dir.join("cores").join(laptop_id.to_hex())).unwrap();
+    store.delete(&laptop_id).unwrap();
+    drop(store);
     let m = restart().await;
     assert!(m.inner.store.exists(&site.key), "site db kept");
     assert!(m.inner.store.exists(&blobs), "site blobs kept");
@@ -278,11 +280,13 @@ async fn damaged_logs_and_a_deleted_allow_list_never_delete_wanted_sites() {
     .await;
     wait_state(&laptop, &site.key, "mirrored").await;
     laptop.shutdown().await;
+    let store = m.inner.store.clone();
     m.shutdown().await;
 
     // 2. The status log is lost (every acknowledgement gone).
     let own = node_id(&pi_dir);
-    std::fs::remove_dir_all(pi_dir.join("cores").join(own.to_hex())).unwrap();
+    store.delete(&own).unwrap();
+    drop(store);
     let m = restart().await;
     assert!(m.inner.store.exists(&site.key), "site db kept");
     assert!(m.inner.store.exists(&blobs), "site blobs kept");
@@ -291,7 +295,14 @@ async fn damaged_logs_and_a_deleted_allow_list_never_delete_wanted_sites() {
     // 3. allow.json is deleted: the site is kept or moved aside, never deleted.
     std::fs::remove_file(pi_dir.join("allow.json")).unwrap();
     let m = restart().await;
+    let store = m.inner.store.clone();
     m.shutdown().await;
-    assert!(core_kept(&pi_dir, &site.key), "site db kept or in trash/");
-    assert!(core_kept(&pi_dir, &blobs), "site blobs kept or in trash/");
+    assert!(
+        core_kept(&store, &pi_dir, &site.key),
+        "site db kept or in trash/"
+    );
+    assert!(
+        core_kept(&store, &pi_dir, &blobs),
+        "site blobs kept or in trash/"
+    );
 }

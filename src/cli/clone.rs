@@ -123,6 +123,7 @@ pub async fn clone_site(opts: CloneOptions) -> anyhow::Result<CloneReport> {
     }
     let _lock = DataLock::acquire(&opts.data)?;
     let identity = Identity::load_or_create(&opts.data)?;
+    crate::host::migrate_old_layout(&opts.data).await?;
     let store = Arc::new(CoreStore::new(&opts.data)?);
     let bound = endpoint::bind(&identity, opts.listen, net).await?;
     let endpoint = bound.endpoint;

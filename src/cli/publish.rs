@@ -53,6 +53,7 @@ pub async fn run(args: Args, s: &Settings) -> anyhow::Result<()> {
         ),
         None => {
             let _lock = DataLock::acquire(&data)?;
+            crate::host::migrate_old_layout(&data).await?;
             let store = CoreStore::new(&data)?;
             publish_dir(&store, &dir, args.key).await?
         }

@@ -89,9 +89,9 @@ pub enum DriveError {
         #[source]
         source: std::io::Error,
     },
-    /// Error from the hypercore crate.
+    /// Error from the hypercore engine.
     #[error("hypercore: {0}")]
-    Hypercore(#[from] hypercore::HypercoreError),
+    Engine(#[from] hypercore_engine::Error),
     /// The block source could not read a block (its storage failed).
     #[error("reading a block: {0}")]
     Storage(#[source] Box<dyn std::error::Error + Send + Sync>),
@@ -114,8 +114,8 @@ impl DriveError {
     }
 }
 
-/// Random access to the blocks of one core. Implemented for [`hypercore::Hypercore`];
-/// a replication layer can implement it for its own handles (e.g. a locked core).
+/// Random access to the blocks of one core. Implemented for [`EngineCore`] (a core of an
+/// engine store); the store implements it for its shared cores (`store::CoreReader`).
 pub trait BlockSource {
     /// Number of blocks in the core (its length, whether or not they are held locally).
     fn length(&self) -> u64;
@@ -126,16 +126,30 @@ pub trait BlockSource {
     ) -> impl Future<Output = Result<Option<Vec<u8>>, DriveError>> + Send;
 }
 
-impl BlockSource for hypercore::Hypercore {
+/// One core of a `hypercore_engine::Store`, read directly (each read verifies the block
+/// against its tree node; it blocks briefly on disk I/O).
+#[derive(Clone, Debug)]
+pub struct EngineCore {
+    pub store: hypercore_engine::Store,
+    pub key: [u8; 32],
+}
+
+impl EngineCore {
+    pub fn new(store: hypercore_engine::Store, key: [u8; 32]) -> EngineCore {
+        EngineCore { store, key }
+    }
+}
+
+impl BlockSource for EngineCore {
     fn length(&self) -> u64 {
-        self.info().length
+        self.store.info(&self.key).map_or(0, |i| i.length)
     }
 
     async fn block(&mut self, index: u64) -> Result<Option<Vec<u8>>, DriveError> {
-        if index >= self.info().length {
+        if index >= self.length() {
             return Ok(None);
         }
-        Ok(self.get(index).await?)
+        Ok(self.store.get(&self.key, index)?)
     }
 }
 

@@ -10,19 +10,18 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hypercore::Hypercore;
+use hypercore_engine::Batch;
 use tokio::io::AsyncReadExt;
 
 use super::bee::Editor;
 use super::blobs::BLOCK_SIZE;
 use super::messages::{decode_header, encode_entry, encode_header, file_key, BlobRef, Entry};
 use super::tree::{list, DirEntry};
-use super::{need_block, BlockSource, CoreKind, DriveError};
+use super::{need_block, BlockSource, CoreKind, DriveError, EngineCore};
 
-/// Blocks appended to the blobs core per `append_batch` (1 MiB at 64 KiB blocks).
-const BLOBS_BATCH: usize = 16;
-/// Db blocks appended per `append_batch`.
-const DB_BATCH: usize = 4096;
+/// Content staged before it is committed on its own (a publish step): the last step
+/// commits what is left of the content with the db blocks, in one atomic commit.
+const STAGE_BYTES: u64 = 32 << 20;
 
 /// What one [`publish`] did.
 #[derive(Debug, Clone, Default, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
@@ -130,7 +129,7 @@ async fn read_full(file: &mut tokio::fs::File, buf: &mut [u8]) -> std::io::Resul
 
 /// Whether the local file has exactly the content of `blob` (false if a block is missing).
 async fn same_content(
-    blobs: &mut Hypercore,
+    blobs: &mut EngineCore,
     blob: &BlobRef,
     abs: &Path,
 ) -> Result<bool, DriveError> {
@@ -160,19 +159,50 @@ async fn same_content(
     Ok(remaining == 0 && extra == 0)
 }
 
-/// Streams a local file into the blobs core in 64 KiB blocks, 16 blocks per append.
-async fn append_file(blobs: &mut Hypercore, abs: &Path) -> Result<BlobRef, DriveError> {
-    let info = blobs.info();
+/// Content of one publish not committed yet, and the blobs core's length and byte length
+/// once it is.
+struct Staged {
+    blocks: Vec<Vec<u8>>,
+    bytes: u64,
+    length: u64,
+    byte_length: u64,
+}
+
+/// Commits `batch` (one durable, atomic engine commit) on the blocking pool.
+async fn commit(store: &hypercore_engine::Store, batch: Batch) -> Result<(), DriveError> {
+    let store = store.clone();
+    tokio::task::spawn_blocking(move || store.commit(batch))
+        .await
+        .map_err(|e| DriveError::Storage(e.to_string().into()))??;
+    Ok(())
+}
+
+/// Commits the staged content on its own when it has grown past [`STAGE_BYTES`].
+async fn flush_if_full(blobs: &EngineCore, staged: &mut Staged) -> Result<(), DriveError> {
+    if staged.bytes < STAGE_BYTES {
+        return Ok(());
+    }
+    let mut batch = Batch::new();
+    batch.append(blobs.key, std::mem::take(&mut staged.blocks));
+    staged.bytes = 0;
+    commit(&blobs.store, batch).await
+}
+
+/// Stages a local file for the blobs core in 64 KiB blocks.
+async fn append_file(
+    blobs: &EngineCore,
+    staged: &mut Staged,
+    abs: &Path,
+) -> Result<BlobRef, DriveError> {
     let mut blob = BlobRef {
-        block_offset: info.length,
+        block_offset: staged.length,
         block_length: 0,
-        byte_offset: info.byte_length,
+        byte_offset: staged.byte_length,
         byte_length: 0,
     };
     let mut file = tokio::fs::File::open(abs)
         .await
         .map_err(|e| DriveError::io(abs, e))?;
-    let mut batch: Vec<Vec<u8>> = Vec::with_capacity(BLOBS_BATCH);
     loop {
         let mut buf = vec![0u8; BLOCK_SIZE as usize];
         let n = read_full(&mut file, &mut buf)
@@ -182,11 +212,11 @@ async fn append_file(blobs: &mut Hypercore, abs: &Path) -> Result<BlobRef, Drive
             buf.truncate(n);
             blob.block_length += 1;
             blob.byte_length += n as u64;
-            batch.push(buf);
-        }
-        if batch.len() >= BLOBS_BATCH || (n < BLOCK_SIZE as usize && !batch.is_empty()) {
-            blobs.append_batch(&batch).await?;
-            batch.clear();
+            staged.length += 1;
+            staged.byte_length += n as u64;
+            staged.bytes += n as u64;
+            staged.blocks.push(buf);
+            flush_if_full(blobs, staged).await?;
         }
         if n < BLOCK_SIZE as usize {
             return Ok(blob);
@@ -204,14 +234,15 @@ enum Op {
 ///
 /// On an empty db this writes the header (`contentFeed` = the blobs core key) and every
 /// file; otherwise it writes one db block per added, changed or removed entry (nothing at
-/// all if nothing changed). Content is appended to the blobs core before the db blocks
-/// that reference it, so a crash in between leaves at worst unreferenced blob blocks.
+/// all if nothing changed). Content is committed in steps of [`STAGE_BYTES`]; the last
+/// step commits the rest of the content with the db blocks in one atomic commit, so a crash
+/// leaves at worst unreferenced blob blocks, never an entry without its content.
 pub async fn publish(
-    db: &mut Hypercore,
-    blobs: &mut Hypercore,
+    db: &mut EngineCore,
+    blobs: &mut EngineCore,
     dir: &Path,
 ) -> Result<PublishReport, DriveError> {
-    let blobs_key = blobs.key_pair().public.to_bytes();
+    let blobs_key = blobs.key;
     let owned = dir.to_path_buf();
     let (local, skipped) = tokio::task::spawn_blocking(move || scan(&owned))
         .await
@@ -307,13 +338,20 @@ pub async fn publish(
     }
 
     // Content first, in path order.
-    let before = blobs.info().byte_length;
+    let info = blobs.store.info(&blobs.key)?;
+    let before = info.byte_length;
+    let mut staged = Staged {
+        blocks: Vec::new(),
+        bytes: 0,
+        length: info.length,
+        byte_length: info.byte_length,
+    };
     for op in ops.values_mut() {
         if let Op::Put(entry, Some(abs)) = op {
-            entry.blob = Some(append_file(blobs, abs).await?);
+            entry.blob = Some(append_file(blobs, &mut staged, abs).await?);
         }
     }
-    report.bytes_appended = blobs.info().byte_length - before;
+    report.bytes_appended = staged.byte_length - before;
 
     let mut blocks = Vec::new();
     if length == 0 {
@@ -330,8 +368,22 @@ pub async fn publish(
         }
     }
     blocks.extend(editor.into_blocks());
-    for chunk in blocks.chunks(DB_BATCH) {
-        db.append_batch(chunk).await?;
+    let mut batch = Batch::new();
+    if !staged.blocks.is_empty() {
+        batch.append(blobs.key, staged.blocks);
+    }
+    if db.store.dir() != blobs.store.dir() {
+        // Cores of two stores (tests): content first, then the db.
+        if !batch.is_empty() {
+            commit(&blobs.store, batch).await?;
+        }
+        batch = Batch::new();
+    }
+    if !blocks.is_empty() {
+        batch.append(db.key, blocks);
+    }
+    if !batch.is_empty() {
+        commit(&db.store, batch).await?;
     }
     report.version = db.length();
     Ok(report)

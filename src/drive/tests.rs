@@ -4,33 +4,66 @@
 use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
-use hypercore::{generate_signing_key, Hypercore, HypercoreBuilder, PartialKeypair, Storage};
-
 use super::bee::Editor;
 use super::tree::Tree;
 use super::*;
 
-pub(super) async fn new_core(dir: &Path) -> Hypercore {
-    let storage = Storage::new_disk(&dir.to_path_buf(), false).await.unwrap();
-    let sk = generate_signing_key();
-    let kp = PartialKeypair {
-        public: sk.verifying_key(),
-        secret: Some(sk),
-    };
-    HypercoreBuilder::new(storage)
-        .key_pair(kp)
-        .build()
-        .await
-        .unwrap()
+/// A writable core in a store of its own at `dir`.
+pub(super) async fn new_core(dir: &Path) -> EngineCore {
+    let store = hypercore_engine::Store::open(dir).unwrap();
+    let kp = hypercore_engine::KeyPair::generate().unwrap();
+    let key = store
+        .create_writer(&kp, hypercore_engine::CoreKind::Compat)
+        .unwrap();
+    EngineCore::new(store, key)
 }
 
-pub(super) async fn reopen(dir: &Path) -> Hypercore {
-    let storage = Storage::new_disk(&dir.to_path_buf(), false).await.unwrap();
-    HypercoreBuilder::new(storage)
-        .open(true)
-        .build()
-        .await
-        .unwrap()
+/// The core of the store at `dir`, opened again.
+pub(super) async fn reopen(dir: &Path) -> EngineCore {
+    let store = hypercore_engine::Store::open(dir).unwrap();
+    let key = store.cores()[0];
+    EngineCore::new(store, key)
+}
+
+/// What the tests do to a core besides reading it as a block source.
+#[allow(async_fn_in_trait)]
+pub(super) trait TestOps {
+    fn info(&self) -> hypercore_engine::Info;
+    async fn append(&mut self, block: &[u8]) -> Result<u64, DriveError>;
+    async fn append_batch(&mut self, blocks: &[Vec<u8>]) -> Result<u64, DriveError>;
+    async fn get(&mut self, index: u64) -> Result<Option<Vec<u8>>, DriveError>;
+    /// Makes blocks `[start, end)` not held (their bytes damaged, then scrubbed away).
+    async fn clear(&mut self, start: u64, end: u64) -> Result<(), DriveError>;
+}
+
+impl TestOps for EngineCore {
+    fn info(&self) -> hypercore_engine::Info {
+        self.store.info(&self.key).unwrap()
+    }
+    async fn append(&mut self, block: &[u8]) -> Result<u64, DriveError> {
+        Ok(self.store.append(&self.key, vec![block.to_vec()])?.length)
+    }
+    async fn append_batch(&mut self, blocks: &[Vec<u8>]) -> Result<u64, DriveError> {
+        Ok(self.store.append(&self.key, blocks.to_vec())?.length)
+    }
+    async fn get(&mut self, index: u64) -> Result<Option<Vec<u8>>, DriveError> {
+        Ok(self.store.get(&self.key, index)?)
+    }
+    async fn clear(&mut self, start: u64, end: u64) -> Result<(), DriveError> {
+        use std::os::unix::fs::FileExt;
+        for i in start..end {
+            if let Some(bf) = self.store.block_file(&self.key, i)? {
+                let f = std::fs::OpenOptions::new()
+                    .write(true)
+                    .open(&bf.path)
+                    .unwrap();
+                f.write_all_at(&vec![0xee; bf.location.len as usize], bf.location.offset)
+                    .unwrap();
+            }
+        }
+        self.store.scrub(&self.key)?;
+        Ok(())
+    }
 }
 
 /// Deterministic pseudo-random bytes.
@@ -57,8 +90,8 @@ struct Site {
     src: PathBuf,
     db_dir: PathBuf,
     blobs_dir: PathBuf,
-    db: Hypercore,
-    blobs: Hypercore,
+    db: EngineCore,
+    blobs: EngineCore,
 }
 
 async fn site() -> Site {
@@ -103,8 +136,8 @@ fn local_files(root: &Path) -> BTreeMap<String, Result<Vec<u8>, String>> {
 
 /// Asserts that `version` of the drive holds exactly `want` (Ok = content, Err = link).
 async fn assert_drive(
-    db: &mut Hypercore,
-    blobs: &mut Hypercore,
+    db: &mut EngineCore,
+    blobs: &mut EngineCore,
     version: u64,
     want: &BTreeMap<String, Result<Vec<u8>, String>>,
 ) {
@@ -168,10 +201,7 @@ async fn round_trip_folder() {
     let mut db = reopen(&s.db_dir).await;
     let mut blobs = reopen(&s.blobs_dir).await;
     let header = decode_header(&db.get(0).await.unwrap().unwrap()).unwrap();
-    assert_eq!(
-        header.content_feed,
-        Some(blobs.key_pair().public.to_bytes())
-    );
+    assert_eq!(header.content_feed, Some(blobs.key));
     assert_drive(&mut db, &mut blobs, report.version, &want).await;
 
     let run = get_entry(&mut db, report.version, "/run.sh")
@@ -376,7 +406,7 @@ async fn publish_errors() {
 }
 
 /// Walks the whole tree at `version`, checking B-tree invariants; returns (keys, depth).
-pub(super) async fn check_tree(db: &mut Hypercore, version: u64) -> (usize, usize) {
+pub(super) async fn check_tree(db: &mut EngineCore, version: u64) -> (usize, usize) {
     let mut tree = Tree::new(db, version).unwrap();
     let Some(root) = tree.root().await.unwrap() else {
         return (0, 0);
@@ -501,7 +531,7 @@ async fn editor_matches_model_at_every_version() {
 
 /// The public futures are `Send`, so an HTTP server can run them on a multi-thread runtime.
 #[allow(dead_code)]
-fn futures_are_send(db: &mut Hypercore, blobs: &mut Hypercore, blob: &BlobRef) {
+fn futures_are_send(db: &mut EngineCore, blobs: &mut EngineCore, blob: &BlobRef) {
     fn send<T: Send>(_: T) {}
     send(get_entry(db, 2, "/x"));
     send(list(db, 2, "/", false));

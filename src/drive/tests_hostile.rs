@@ -4,10 +4,8 @@
 
 use std::time::Duration;
 
-use hypercore::Hypercore;
-
 use super::messages::{encode_index, encode_node, Level};
-use super::tests::{new_core, noise};
+use super::tests::{new_core, noise, TestOps};
 use super::*;
 
 const LIMIT: Duration = Duration::from_secs(20);
@@ -28,7 +26,7 @@ fn lvl(keys: &[u64], children: &[(u64, u64)]) -> Level {
 }
 
 /// A disk db core holding a header and then `blocks`.
-async fn db_with(blocks: Vec<Vec<u8>>) -> (tempfile::TempDir, Hypercore) {
+async fn db_with(blocks: Vec<Vec<u8>>) -> (tempfile::TempDir, EngineCore) {
     let tmp = tempfile::tempdir().unwrap();
     let mut db = new_core(tmp.path()).await;
     db.append(&encode_header(&[1; 32])).await.unwrap();

@@ -6,7 +6,9 @@
 //! |---|---|---|
 //! | `identity` | both | the node's secret key (0600) |
 //! | `lock` | both | held (flock) by the one process using the folder |
-//! | `cores/` | both | every hypercore (own log, peers' logs, sites) |
+//! | `engine/` | both | every hypercore (own log, peers' logs, sites): the engine's store |
+//! | `cores/` | both | the previous release's hypercore 0.14 files (converted at start) |
+//! | `cores.pre-engine/` | both | those files after conversion, kept until the user deletes them |
 //! | `control.sock` | both | the running daemon's control socket (0600) |
 //! | `mirrors.json` | laptop | paired mirrors |
 //! | `allow.json`, `revoked.json` | mirror | paired and unpaired laptops |
@@ -63,6 +65,11 @@ impl DataDir {
     pub fn lock(&self) -> PathBuf {
         self.root.join("lock")
     }
+    /// The engine's store of every core.
+    pub fn engine(&self) -> PathBuf {
+        self.root.join(crate::store::ENGINE_DIR)
+    }
+    /// The previous release's cores (hypercore 0.14 layout), converted at start.
     pub fn cores(&self) -> PathBuf {
         self.root.join("cores")
     }

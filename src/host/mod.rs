@@ -122,6 +122,7 @@ impl Host {
     pub async fn open(data: DataDir) -> anyhow::Result<Opened> {
         let lock = DataLock::acquire(data.root())?;
         let identity = Identity::load_or_create(data.root())?;
+        migrate_old_layout(data.root()).await?;
         let store = Arc::new(CoreStore::new(data.root())?);
         let own_log = store
             .open_or_create_writable(&identity.signing_key())
@@ -174,4 +175,54 @@ impl Opened {
             tasks: Tasks::new(),
         })
     }
+}
+
+/// A data folder written by an earlier release (hypercore 0.14 files in `DATA/cores/`) is
+/// converted into the engine's store before anything opens it, then `cores/` is moved to
+/// `cores.pre-engine/` (kept until the user deletes it). A failure stops start-up.
+pub async fn migrate_old_layout(root: &std::path::Path) -> anyhow::Result<()> {
+    use crate::store::migrate;
+    if !root.join("cores").exists() {
+        return Ok(());
+    }
+    if !migrate::is_migrated(root) {
+        tracing::info!(
+            "{}: converting the data folder from the hypercore 0.14 layout to the engine \
+             (every block is verified; this runs once)",
+            root.display()
+        );
+        let dir = root.to_path_buf();
+        let report = tokio::task::spawn_blocking(move || migrate::migrate(&dir))
+            .await
+            .map_err(|e| anyhow::anyhow!("the migration task failed: {e}"))?
+            .map_err(|e| {
+                anyhow::anyhow!(
+                    "cannot convert {} to the new storage engine: {e}. Nothing was changed \
+                     in {}/cores; fix the cause (free space, permissions) and start \
+                     dat-mirror again: the conversion resumes where it stopped",
+                    root.display(),
+                    root.display()
+                )
+            })?;
+        tracing::info!(
+            cores = report.cores,
+            blocks = report.blocks,
+            bytes = report.bytes,
+            failures = report.failures.len(),
+            seconds = report.seconds,
+            "data folder converted to the engine"
+        );
+        for f in &report.failures {
+            tracing::warn!(core = %f.core, block = ?f.block, "not converted: {}", f.reason);
+        }
+    }
+    if let Some(to) = migrate::retire_old_cores(root)? {
+        tracing::info!(
+            "the hypercore 0.14 files are kept in {}; delete them with `rm -r {}` once \
+             everything works",
+            to.display(),
+            to.display()
+        );
+    }
+    Ok(())
 }

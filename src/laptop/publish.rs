@@ -1,5 +1,5 @@
 //! Publishing a folder as a site: creates the site's two cores (db + blobs, each with a key
-//! pair of its own, kept in the cores' own files) the first time, and writes a new version of
+//! pair of its own, kept by the engine store with the cores) the first time, and writes a new version of
 //! the same site on later publishes. Used in-process by the laptop daemon, or directly by
 //! `dat-mirror publish` when no daemon holds the data folder.
 
@@ -64,12 +64,8 @@ pub async fn publish_dir(
     }
     let (db, blobs) = match key {
         None => {
-            let db = store
-                .open_or_create_writable(&hypercore::generate_signing_key())
-                .await?;
-            let blobs = store
-                .open_or_create_writable(&hypercore::generate_signing_key())
-                .await?;
+            let db = store.open_or_create_writable(&new_key_pair()).await?;
+            let blobs = store.open_or_create_writable(&new_key_pair()).await?;
             (db, blobs)
         }
         Some(key) => {
@@ -83,20 +79,20 @@ pub async fn publish_dir(
         }
     };
     let report: PublishReport = {
-        let mut db_core = db.lock().await;
-        let mut blobs_core = blobs.lock().await;
+        let mut db_core = drive::EngineCore::new(store.engine().clone(), db.key().0);
+        let mut blobs_core = drive::EngineCore::new(store.engine().clone(), blobs.key().0);
         let report = drive::publish(&mut db_core, &mut blobs_core, dir).await;
-        let blobs_held = blobs_core
-            .info()
-            .length
-            .saturating_sub(blobs.info().held_blocks);
-        let db_held = db_core.info().length.saturating_sub(db.info().held_blocks);
-        blobs.publish_info(&blobs_core, blobs_held);
-        db.publish_info(&db_core, db_held);
+        blobs.refresh_info();
+        db.refresh_info();
         report?
     };
     Ok(Published {
         key: db.key(),
         report,
     })
+}
+
+/// A fresh key pair for a new core.
+fn new_key_pair() -> hypercore_engine::KeyPair {
+    hypercore_engine::KeyPair::from_seed(&rand::random::<[u8; 32]>())
 }

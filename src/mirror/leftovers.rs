@@ -116,13 +116,13 @@ pub(super) async fn settle(inner: &MirrorInner, asked: &MirrorSet, damage: &[Str
 fn move_to_trash(inner: &MirrorInner, key: &Key) -> std::io::Result<std::path::PathBuf> {
     let trash = inner.data.trash();
     std::fs::create_dir_all(&trash)?;
-    // The store keeps a core in `cores/<hex key>` (see `CoreStore`).
-    let from = inner.data.cores().join(key.to_hex());
+    // The core moves into an engine store of its own, `trash/<hex key>.<ms>/`.
     let to = trash.join(format!("{}.{}", key.to_hex(), now_ms()));
-    std::fs::rename(&from, &to)?;
+    inner
+        .store
+        .move_out(key, &to)
+        .map_err(|e| std::io::Error::other(e.to_string()))?;
     crate::util::atomic::sync_dir(&trash)?;
-    // The files are gone from `cores/`: this only makes the store forget the core.
-    let _ = inner.store.delete(key);
     Ok(to)
 }
 

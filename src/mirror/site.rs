@@ -255,12 +255,12 @@ async fn all_files_held(db: &Arc<Core>, blobs: &Arc<Core>, version: u64) -> bool
             return false;
         }
     };
-    let hc = blobs.lock().await;
+    let length = blobs.info().length;
     for e in entries {
         if let DirEntry::File { entry, .. } = e {
             if let Some(blob) = entry.blob {
                 let end = blob.block_offset.saturating_add(blob.block_length);
-                if end > hc.info().length || (blob.block_offset..end).any(|i| !hc.has(i)) {
+                if end > length || (blob.block_offset..end).any(|i| !blobs.has(i)) {
                     return false;
                 }
             }

@@ -75,9 +75,9 @@ impl Identity {
         Key(*self.secret.public().as_bytes())
     }
 
-    /// The same key pair as hypercore wants it, to sign this node's own log.
-    pub fn signing_key(&self) -> hypercore::SigningKey {
-        hypercore::SigningKey::from_bytes(&self.secret.to_bytes())
+    /// The same key pair as the hypercore engine wants it, to sign this node's own log.
+    pub fn signing_key(&self) -> hypercore_engine::KeyPair {
+        hypercore_engine::KeyPair::from_seed(&self.secret.to_bytes())
     }
 
     pub fn secret(&self) -> &SecretKey {
@@ -390,7 +390,7 @@ mod tests {
         let a = Identity::load_or_create(dir.path()).unwrap();
         let b = Identity::load_or_create(dir.path()).unwrap();
         assert_eq!(a.key(), b.key());
-        assert_eq!(a.signing_key().verifying_key().to_bytes(), a.key().0);
+        assert_eq!(a.signing_key().public_key, a.key().0);
         assert_eq!(
             Key(*a.secret.public().as_bytes()).to_z32(),
             a.secret.public().to_z32()

@@ -1,7 +1,7 @@
 //! One core's replication session over one bidirectional stream: the *reader* opens the stream
 //! with `Open{discovery_key, capability}` (checked by [`super::engine`]), the *server* answers `Opened{length}` (or `NotFound`) and then
-//! answers requests with hypercore proofs built by `create_proof`, which the reader checks with
-//! `verify_and_apply_proof` before anything is stored. Many requests are in flight at once;
+//! answers requests with proofs built by the engine's `create_proof`, which the reader's
+//! engine verifies (`apply_proof`) before anything is stored. Many requests are in flight at once;
 //! the server pushes `Length` when its core grows, so new versions flow without reconnecting;
 //! a reader that restarts simply asks again for the blocks its bitfield lacks.
 
@@ -10,13 +10,12 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
-use hypercore::{RequestBlock, RequestUpgrade};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::sync::{mpsc, Notify};
 
 use super::wire::{
-    read_message, write_message, BlockRequest, Message, UpgradeRequest, WireError, WireProof,
-    MAX_FRAME, MAX_READER_FRAME,
+    engine_request, read_message, write_message, BlockRequest, Message, UpgradeRequest, WireError,
+    WireProof, MAX_FRAME, MAX_READER_FRAME,
 };
 use crate::store::{Core, StoreError};
 
@@ -56,14 +55,7 @@ pub enum ReplicationError {
 /// A proof that fails its signature or hash check: the peer sent data the core's key did not
 /// sign. (Other failures can be a race with another peer and are judged by the caller.)
 fn is_forgery(e: &StoreError) -> bool {
-    matches!(
-        e,
-        StoreError::Hypercore {
-            source: hypercore::HypercoreError::InvalidSignature { .. }
-                | hypercore::HypercoreError::InvalidChecksum { .. },
-            ..
-        }
-    )
+    e.is_forgery()
 }
 
 impl ReplicationError {
@@ -154,14 +146,13 @@ where
 }
 
 async fn answer(
-    core: &Core,
+    core: &Arc<Core>,
     id: u64,
     block: Option<BlockRequest>,
     upgrade: Option<UpgradeRequest>,
 ) -> Result<Message, ReplicationError> {
-    let mut hc = core.lock().await;
-    let length = hc.info().length;
-    let block_ok = block.is_none_or(|b| b.index < length && hc.has(b.index));
+    let length = core.info().length;
+    let block_ok = block.is_none_or(|b| b.index < length && core.has(b.index));
     let upgrade_ok = upgrade.is_none_or(|u| {
         u.length > 0
             && u.start <= length
@@ -172,20 +163,16 @@ async fn answer(
     if !block_ok || !upgrade_ok || (block.is_none() && upgrade.is_none()) {
         return Ok(Message::NoData { id });
     }
-    let block = block.map(|b| RequestBlock {
-        index: b.index,
-        nodes: b.nodes.min(MAX_REQUEST_NODES),
-    });
-    let upgrade = upgrade.map(|u| RequestUpgrade {
-        start: u.start,
-        length: u.length,
-    });
-    match hc.create_proof(block, None, None, upgrade).await {
-        Ok(Some(proof)) => Ok(Message::Data {
+    let req = engine_request(block, upgrade, MAX_REQUEST_NODES);
+    let c = core.clone();
+    let proof = tokio::task::spawn_blocking(move || c.create_proof_blocking(&req))
+        .await
+        .map_err(|e| ReplicationError::Storage(StoreError::Task(e.to_string())))?;
+    match proof {
+        Ok(proof) => Ok(Message::Data {
             id,
             proof: WireProof::from_proof(&proof),
         }),
-        Ok(None) => Ok(Message::NoData { id }),
         Err(e) => {
             tracing::debug!(core = %core.key().short(), "cannot answer request {id}: {e}");
             Ok(Message::NoData { id })
@@ -290,8 +277,7 @@ where
     loop {
         // Send what we can: an upgrade when idle and behind, else block requests.
         {
-            let mut hc = core.lock().await;
-            let local_length = hc.info().length;
+            let local_length = core.info().length;
             if pending.is_empty() && remote_length > local_length && !upgrade_refused {
                 let id = next_id;
                 next_id += 1;
@@ -301,7 +287,6 @@ where
                 };
                 pending.insert(id, Pending::Upgrade);
                 sent_at.insert(id, local_length);
-                drop(hc);
                 write_message(
                     &mut send,
                     &Message::Request {
@@ -316,18 +301,15 @@ where
                 while pending.len() + batch.len() < WINDOW && cursor < local_length {
                     let index = cursor;
                     cursor += 1;
-                    if hc.has(index) || requested.contains(&index) || unavailable.contains(&index) {
+                    if core.has(index) || requested.contains(&index) || unavailable.contains(&index)
+                    {
                         continue;
                     }
-                    let nodes = hc.missing_nodes(index).await.map_err(|e| {
-                        ReplicationError::Storage(StoreError::Hypercore {
-                            key: core.key().short(),
-                            source: e,
-                        })
-                    })?;
+                    let nodes = core
+                        .missing_nodes(index)
+                        .map_err(ReplicationError::Storage)?;
                     batch.push((index, nodes));
                 }
-                drop(hc);
                 for (index, nodes) in batch {
                     let id = next_id;
                     next_id += 1;
@@ -434,7 +416,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let a = CoreStore::new(&dir.path().join("a")).unwrap();
         let b = CoreStore::new(&dir.path().join("b")).unwrap();
-        let signing = hypercore::generate_signing_key();
+        let signing = hypercore_engine::KeyPair::generate().unwrap();
         let writer = a.open_or_create_writable(&signing).await.unwrap();
         let reader = b.open_or_create_replica(&writer.key()).await.unwrap();
         (dir, writer, reader)
@@ -516,7 +498,7 @@ mod tests {
         let dir2 = tempfile::tempdir().unwrap();
         let other_store = CoreStore::new(dir2.path()).unwrap();
         let impostor = other_store
-            .open_or_create_writable(&hypercore::generate_signing_key())
+            .open_or_create_writable(&hypercore_engine::KeyPair::generate().unwrap())
             .await
             .unwrap();
         writer.append(b"real").await.unwrap();
@@ -538,7 +520,7 @@ mod tests {
     async fn reader_resumes_after_restart() {
         let dir = tempfile::tempdir().unwrap();
         let a = CoreStore::new(&dir.path().join("a")).unwrap();
-        let signing = hypercore::generate_signing_key();
+        let signing = hypercore_engine::KeyPair::generate().unwrap();
         let writer = a.open_or_create_writable(&signing).await.unwrap();
         let blocks: Vec<Vec<u8>> = (0..300).map(|i| vec![(i % 251) as u8; 65536]).collect();
         writer.append_batch(&blocks).await.unwrap();
@@ -556,9 +538,16 @@ mod tests {
             .unwrap()
             .unwrap();
             session.abort();
+            let _ = session.await;
         }
-        // "Restart": a new store over the same folder.
-        let b = CoreStore::new(&dir.path().join("b")).unwrap();
+        // "Restart": a new store over the same folder (once the old one is closed: a
+        // write the aborted session started finishes on the blocking pool first).
+        let b = loop {
+            match CoreStore::new(&dir.path().join("b")) {
+                Ok(b) => break b,
+                Err(_) => tokio::time::sleep(Duration::from_millis(20)).await,
+            }
+        };
         let reader = b.open_existing(&key).await.unwrap().unwrap();
         let held_before = reader.info().held_blocks;
         assert!(held_before >= 50, "held {held_before}");

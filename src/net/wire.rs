@@ -1,11 +1,13 @@
 //! The wire format of core replication: length-prefixed frames (u32 big-endian length, then
-//! a postcard-encoded `Message`), and the codec for hypercore proofs. Encoding proofs uses
-//! hypercore's own compact encoding; decoding is our own bounded parser, because proofs come
-//! from the network and the crate's decoder pre-allocates from length fields. Nothing here
-//! panics or allocates more than the frame it was given.
+//! a postcard-encoded `Message`), and the codec for hypercore proofs. A proof's block and
+//! upgrade parts are the bytes of those parts of hypercore's `data` message (the compact
+//! encoding `hypercore_wire`'s codec writes, byte for byte), written with `hypercore_wire`'s
+//! encoder and read by our own bounded parser into the engine's `Proof`. Requests map field
+//! for field onto the engine's `Request` ([`Message::engine_request`]). Nothing here panics
+//! or allocates more than the frame it was given.
 
-use hypercore::encoding::{CompactEncoding, HypercoreState};
-use hypercore::{DataBlock, DataUpgrade, Node, Proof};
+use hypercore_engine::{DataBlock, DataUpgrade, Node, Proof};
+use hypercore_wire::encoding::{put_buffer, put_uint};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 
@@ -132,25 +134,60 @@ pub async fn read_message<R: AsyncRead + Unpin>(
     Message::decode(&body).map(Some)
 }
 
-fn compact<T: std::fmt::Debug>(value: &T) -> Vec<u8>
-where
-    HypercoreState: CompactEncoding<T>,
-{
-    let mut state = HypercoreState::new();
-    state.preencode(value).expect("preencode of a proof part");
-    let mut buf = vec![0u8; state.end()];
-    state
-        .encode(value, &mut buf)
-        .expect("encode of a proof part");
-    buf
+fn put_nodes(out: &mut Vec<u8>, nodes: &[Node]) {
+    put_uint(out, nodes.len() as u64);
+    for n in nodes {
+        put_uint(out, n.index);
+        put_uint(out, n.size);
+        out.extend_from_slice(&n.hash);
+    }
+}
+
+/// A block request and/or an upgrade request as the engine's `Request` (fork 0: our cores
+/// never truncate; `nodes` capped at `max_nodes`).
+pub fn engine_request(
+    block: Option<BlockRequest>,
+    upgrade: Option<UpgradeRequest>,
+    max_nodes: u64,
+) -> hypercore_engine::Request {
+    hypercore_engine::Request {
+        fork: 0,
+        block: block.map(|b| hypercore_engine::RequestBlock {
+            index: b.index,
+            nodes: b.nodes.min(max_nodes),
+        }),
+        hash: None,
+        seek: None,
+        upgrade: upgrade.map(|u| hypercore_engine::RequestUpgrade {
+            start: u.start,
+            length: u.length,
+        }),
+        manifest: false,
+    }
 }
 
 impl WireProof {
+    /// Encodes the block and upgrade parts of `proof` (its hash, seek and manifest parts
+    /// are not carried: our readers never ask for them).
     pub fn from_proof(proof: &Proof) -> WireProof {
         WireProof {
             fork: proof.fork,
-            block: proof.block.as_ref().map(compact),
-            upgrade: proof.upgrade.as_ref().map(compact),
+            block: proof.block.as_ref().map(|b| {
+                let mut out = Vec::with_capacity(b.value.len() + 16 + 40 * b.nodes.len());
+                put_uint(&mut out, b.index);
+                put_buffer(&mut out, &b.value);
+                put_nodes(&mut out, &b.nodes);
+                out
+            }),
+            upgrade: proof.upgrade.as_ref().map(|u| {
+                let mut out = Vec::new();
+                put_uint(&mut out, u.start);
+                put_uint(&mut out, u.length);
+                put_nodes(&mut out, &u.nodes);
+                put_nodes(&mut out, &u.additional_nodes);
+                put_buffer(&mut out, u.signature.as_deref().unwrap_or_default());
+                out
+            }),
         }
     }
 
@@ -179,7 +216,8 @@ impl WireProof {
                 let length = c.uint()?;
                 let nodes = c.nodes()?;
                 let additional_nodes = c.nodes()?;
-                let signature = c.buffer()?.to_vec();
+                let signature = c.buffer()?;
+                let signature = (!signature.is_empty()).then(|| signature.to_vec());
                 c.finish()?;
                 Some(DataUpgrade {
                     start,
@@ -196,6 +234,7 @@ impl WireProof {
             hash: None,
             seek: None,
             upgrade,
+            manifest: None,
         })
     }
 }
@@ -214,17 +253,21 @@ impl<'a> Cursor<'a> {
     fn take(&mut self, n: usize) -> Result<&'a [u8], WireError> {
         let end = self.pos.checked_add(n).filter(|&e| e <= self.buf.len());
         let end = end.ok_or_else(|| WireError::Malformed("proof is truncated".into()))?;
-        let out = &self.buf[self.pos..end];
+        let out = self
+            .buf
+            .get(self.pos..end)
+            .ok_or_else(|| WireError::Malformed("proof is truncated".into()))?;
         self.pos = end;
         Ok(out)
     }
 
     fn uint(&mut self) -> Result<u64, WireError> {
-        let first = self.take(1)?[0];
+        let le = |b: &[u8]| b.iter().rev().fold(0u64, |n, &x| (n << 8) | x as u64);
+        let first = self.take(1)?.first().copied().unwrap_or_default();
         Ok(match first {
-            0xfd => u16::from_le_bytes(self.take(2)?.try_into().expect("2 bytes")) as u64,
-            0xfe => u32::from_le_bytes(self.take(4)?.try_into().expect("4 bytes")) as u64,
-            0xff => u64::from_le_bytes(self.take(8)?.try_into().expect("8 bytes")),
+            0xfd => le(self.take(2)?),
+            0xfe => le(self.take(4)?),
+            0xff => le(self.take(8)?),
             n => n as u64,
         })
     }
@@ -238,7 +281,7 @@ impl<'a> Cursor<'a> {
     fn nodes(&mut self) -> Result<Vec<Node>, WireError> {
         let count = usize::try_from(self.uint()?).unwrap_or(usize::MAX);
         // Each node takes at least 34 bytes; refuse counts the buffer cannot hold.
-        if count > MAX_NODES || count.saturating_mul(34) > self.buf.len() - self.pos {
+        if count > MAX_NODES || count.saturating_mul(34) > self.buf.len().saturating_sub(self.pos) {
             return Err(WireError::Malformed(format!(
                 "proof claims {count} tree nodes"
             )));
@@ -246,16 +289,16 @@ impl<'a> Cursor<'a> {
         let mut nodes = Vec::with_capacity(count);
         for _ in 0..count {
             let index = self.uint()?;
-            // hypercore's `Node::new` computes the parent index with shifts that overflow
-            // for nodes this high (depth ≥ 62): no real tree has them.
+            // No real tree has nodes this high (depth ≥ 62); the engine refuses them too.
             if index > MAX_NODE_INDEX {
                 return Err(WireError::Malformed(format!(
                     "proof names tree node {index}, beyond any tree"
                 )));
             }
-            let length = self.uint()?;
-            let hash = self.take(32)?.to_vec();
-            nodes.push(Node::new(index, hash, length));
+            let size = self.uint()?;
+            let mut hash = [0u8; 32];
+            hash.copy_from_slice(self.take(32)?);
+            nodes.push(Node { index, size, hash });
         }
         Ok(nodes)
     }
@@ -271,32 +314,28 @@ impl<'a> Cursor<'a> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use hypercore::{HypercoreBuilder, RequestBlock, RequestUpgrade, Storage};
 
-    #[tokio::test]
-    async fn proofs_survive_the_wire() {
-        let mut core = HypercoreBuilder::new(Storage::new_memory().await.unwrap())
-            .build()
-            .await
+    #[test]
+    fn proofs_survive_the_wire() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = hypercore_engine::Store::open(dir.path().join("w")).unwrap();
+        let kp = hypercore_engine::KeyPair::generate().unwrap();
+        let key = store
+            .create_writer(&kp, hypercore_engine::CoreKind::Compat)
             .unwrap();
-        for i in 0..20u32 {
-            core.append(&vec![i as u8; 1000 + i as usize])
-                .await
-                .unwrap();
-        }
-        let proof = core
-            .create_proof(
-                Some(RequestBlock { index: 5, nodes: 0 }),
-                None,
-                None,
-                Some(RequestUpgrade {
-                    start: 0,
-                    length: 20,
-                }),
-            )
-            .await
-            .unwrap()
-            .unwrap();
+        let blocks = (0..20u32)
+            .map(|i| vec![i as u8; 1000 + i as usize])
+            .collect();
+        store.append(&key, blocks).unwrap();
+        let req = engine_request(
+            Some(BlockRequest { index: 5, nodes: 0 }),
+            Some(UpgradeRequest {
+                start: 0,
+                length: 20,
+            }),
+            64,
+        );
+        let proof = store.create_proof(&key, &req).unwrap();
         let wire = WireProof::from_proof(&proof);
         let msg = Message::Data {
             id: 7,
@@ -306,19 +345,34 @@ mod tests {
         assert_eq!(back, msg);
         let decoded = wire.to_proof().unwrap();
         assert_eq!(decoded, proof);
+        // The parts are the bytes of hypercore's own `data` message.
+        let data = hypercore_wire::Message::Data(Box::new(hypercore_wire::Data {
+            request: 7,
+            fork: 0,
+            block: proof.block.as_ref().map(|b| hypercore_wire::DataBlock {
+                index: b.index,
+                value: b.value.clone(),
+                nodes: b
+                    .nodes
+                    .iter()
+                    .map(|n| hypercore_wire::TreeNode {
+                        index: n.index,
+                        size: n.size,
+                        hash: n.hash,
+                    })
+                    .collect(),
+            }),
+            ..Default::default()
+        }))
+        .to_bytes();
+        let block_part = wire.block.as_ref().unwrap();
+        assert!(data.ends_with(block_part), "byte-exact block part");
 
         // A replica accepts the decoded proof.
-        let public = core.key_pair().public;
-        let mut replica = HypercoreBuilder::new(Storage::new_memory().await.unwrap())
-            .key_pair(hypercore::PartialKeypair {
-                public,
-                secret: None,
-            })
-            .build()
-            .await
-            .unwrap();
-        assert!(replica.verify_and_apply_proof(&decoded).await.unwrap());
-        assert_eq!(replica.get(5).await.unwrap().unwrap(), vec![5u8; 1005]);
+        let replica = hypercore_engine::Store::open(dir.path().join("r")).unwrap();
+        replica.open_replica(key, None).unwrap();
+        replica.apply_proof(&key, decoded).unwrap();
+        assert_eq!(replica.get(&key, 5).unwrap().unwrap(), vec![5u8; 1005]);
     }
 
     #[test]

@@ -10,24 +10,19 @@
 //! the last one shorter), and each block's length in the tree is the length that shape
 //! gives it. An entry that disagrees is refused ([`ContentError::Inconsistent`]: HTTP 502,
 //! FUSE `EIO`, with the reason in the log); one whose blocks lie beyond the core is
-//! [`DriveError::Missing`] (not synced yet). When the tree file does not hold the nodes the
-//! check needs, the file is read block by block through hypercore instead
+//! [`DriveError::Missing`] (not synced yet). When the store does not hold the tree nodes the
+//! check needs, the file is read block by block through the engine instead
 //! ([`FileContent::straight`] is false): that path never uses the entry's byte offset, and
 //! checks every block's length, so it too serves only the entry's own verified blocks.
 //!
-//! Why the tree file is read here: hypercore 0.14 keeps every verified Merkle node in the
-//! core's `tree` file (40 bytes per flat-tree index: the subtree's byte length, u64 LE, then
-//! its BLAKE2b hash) but offers no public byte-offset lookup; `Core::read_bytes_blocking`
-//! reads its `data` file the same way. A node that is not there (short file, zero hash)
-//! counts as not held. When the store grows its own engine, `Core::byte_offset(index)` and
-//! `Core::block_length(index)` should replace [`tree_node_length`].
+//! The tree comes from the engine: `Core::byte_offset_blocking` (the full roots left of a
+//! block) and `Core::tree_node` (a leaf's byte length). The straight path reads each block's
+//! bytes at its `BlockLocation` in the core's data file (`Core::read_span_blocking`).
 //!
 //! Sums of author-controlled numbers are checked or saturating: an entry near `u64::MAX`
 //! is refused or clamped, never wraps.
 
 use std::ops::Range;
-use std::os::unix::fs::FileExt;
-use std::path::Path;
 use std::sync::Arc;
 
 use crate::drive::{blob_blocks, read_range, BlobRef, CoreKind, DriveError, BLOCK_SIZE};
@@ -67,11 +62,6 @@ pub struct FileContent {
     /// data file ([`FileContent::read_held`]).
     straight: bool,
 }
-
-/// Leaves read from the tree file per read call while checking a file's blocks.
-const LEAVES_PER_READ: u64 = 4096;
-/// Bytes per Merkle tree node in hypercore 0.14's `tree` file.
-const NODE_SIZE: u64 = 40;
 
 impl FileContent {
     /// Checks `blob` against `blobs` (see the module header) and returns its content.
@@ -126,9 +116,8 @@ impl FileContent {
 
     /// Is every block that holds bytes `range` of the file held (so verified)?
     pub async fn held(&self, range: Range<u64>) -> bool {
-        let hc = self.blobs.lock().await;
-        let length = hc.info().length;
-        blob_blocks(&self.blob, range).all(|(index, _)| index < length && hc.has(index))
+        let length = self.blobs.info().length;
+        blob_blocks(&self.blob, range).all(|(index, _)| index < length && self.blobs.has(index))
     }
 
     /// Is every block of the file held?
@@ -137,7 +126,7 @@ impl FileContent {
     }
 
     /// Reads bytes `range` of the file (clamped to it) straight from the blobs core's data
-    /// file, where hypercore keeps each verified block at its byte offset. Only for ranges
+    /// file, at each verified block's recorded location. Only for ranges
     /// [`FileContent::held`] accepted, of a file whose placement was checked
     /// ([`FileContent::straight`]; an error otherwise). Blocks the calling thread.
     pub fn read_held(&self, range: Range<u64>) -> std::io::Result<Vec<u8>> {
@@ -154,10 +143,16 @@ impl FileContent {
         let start = self.blob.byte_offset.saturating_add(range.start);
         let len = usize::try_from(range.end - range.start)
             .map_err(|_| std::io::Error::other("range too large for memory"))?;
-        self.blobs.read_bytes_blocking(start, len)
+        // The block holding the first byte, and where it starts (the placement check
+        // proved blocks of the file are 64 KiB each from `byte_offset`).
+        let rel = range.start / BLOCK_SIZE;
+        let block = self.blob.block_offset.saturating_add(rel);
+        let block_start = self.blob.byte_offset.saturating_add(rel * BLOCK_SIZE);
+        self.blobs
+            .read_span_blocking(block, block_start, start, len)
     }
 
-    /// Reads bytes `range` of the file (clamped to it) block by block through hypercore; a
+    /// Reads bytes `range` of the file (clamped to it) block by block through the engine; a
     /// block not held yet is [`DriveError::Missing`].
     pub async fn read(&self, range: Range<u64>) -> Result<Vec<u8>, DriveError> {
         let mut reader = CoreReader::new(self.blobs.clone());
@@ -205,12 +200,14 @@ pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<bool, ContentErro
             info.byte_length
         ));
     }
-    let tree = blobs.dir().join("tree");
     let unknown = |index| {
-        tracing::debug!("blobs tree node for block {index} not on disk; reading block by block");
+        tracing::debug!("blobs tree node for block {index} not stored; reading block by block");
         Ok(false)
     };
-    let Some(offset) = tree_byte_offset(&tree, blob.block_offset)? else {
+    let offset = blobs
+        .byte_offset_blocking(blob.block_offset)
+        .map_err(|e| ContentError::Io(std::io::Error::other(e.to_string())))?;
+    let Some(offset) = offset else {
         return unknown(blob.block_offset);
     };
     if offset != blob.byte_offset {
@@ -219,127 +216,29 @@ pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<bool, ContentErro
             blob.byte_offset, blob.block_offset
         ));
     }
-    let mut rel = 0;
-    while rel < blob.block_length {
-        let n = (blob.block_length - rel).min(LEAVES_PER_READ);
-        let first = blob.block_offset + rel;
-        let lengths = leaf_lengths(&tree, first, n)?;
-        for (i, len) in lengths.into_iter().enumerate() {
-            let r = rel + i as u64;
-            let Some(len) = len else {
-                return unknown(first + i as u64);
-            };
-            let want = (blob.byte_length - r * BLOCK_SIZE).min(BLOCK_SIZE);
-            if len != want {
-                return inconsistent(format!(
-                    "block {} has {len} bytes, the entry needs {want}",
-                    blob.block_offset + r
-                ));
-            }
+    for r in 0..blob.block_length {
+        let index = blob.block_offset + r;
+        let leaf = blobs
+            .tree_node(index.saturating_mul(2))
+            .map_err(|e| ContentError::Io(std::io::Error::other(e.to_string())))?;
+        let Some(leaf) = leaf else {
+            return unknown(index);
+        };
+        let want = (blob.byte_length - r * BLOCK_SIZE).min(BLOCK_SIZE);
+        if leaf.size != want {
+            return inconsistent(format!(
+                "block {index} has {} bytes, the entry needs {want}",
+                leaf.size
+            ));
         }
-        rel += n;
     }
     Ok(true)
-}
-
-/// The byte offset of block `index` by the Merkle tree in the core's tree file: the sum of
-/// the byte lengths of the full subtrees left of it. `None` if one is not held.
-fn tree_byte_offset(tree: &Path, index: u64) -> std::io::Result<Option<u64>> {
-    let Some(leaf) = index.checked_mul(2) else {
-        return Ok(None);
-    };
-    let file = match std::fs::File::open(tree) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(e),
-    };
-    let mut offset: u64 = 0;
-    for node in full_roots(leaf) {
-        match tree_node_length(&file, node)? {
-            Some(len) => offset = offset.saturating_add(len),
-            None => return Ok(None),
-        }
-    }
-    Ok(Some(offset))
-}
-
-/// The byte lengths of blocks `[first, first + n)` by their leaves in the tree file (`None`
-/// for a leaf not held). One read for all of them.
-fn leaf_lengths(tree: &Path, first: u64, n: u64) -> std::io::Result<Vec<Option<u64>>> {
-    let file = match std::fs::File::open(tree) {
-        Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![None; n as usize]),
-        Err(e) => return Err(e),
-    };
-    // Leaf i is flat-tree node 2i; the nodes between are parents, read along and skipped.
-    let start = first.saturating_mul(2).saturating_mul(NODE_SIZE);
-    let span = (2 * n - 1) * NODE_SIZE;
-    let mut buf = vec![0u8; span as usize];
-    let got = read_at_most(&file, &mut buf, start)?;
-    Ok((0..n)
-        .map(|i| {
-            let at = (2 * i * NODE_SIZE) as usize;
-            buf.get(at..at + NODE_SIZE as usize)
-                .filter(|_| at + NODE_SIZE as usize <= got)
-                .and_then(decode_node)
-        })
-        .collect())
-}
-
-/// The byte length of flat-tree node `index`, or `None` if the tree file does not hold it.
-pub(crate) fn tree_node_length(file: &std::fs::File, index: u64) -> std::io::Result<Option<u64>> {
-    let mut buf = [0u8; NODE_SIZE as usize];
-    let Some(at) = index.checked_mul(NODE_SIZE) else {
-        return Ok(None);
-    };
-    if read_at_most(file, &mut buf, at)? < buf.len() {
-        return Ok(None);
-    }
-    Ok(decode_node(&buf))
-}
-
-/// A stored node: length (u64 LE) then hash; an all-zero hash is a slot never written.
-fn decode_node(node: &[u8]) -> Option<u64> {
-    let (len, hash) = node.split_at(8);
-    if hash.iter().all(|&b| b == 0) {
-        return None;
-    }
-    Some(u64::from_le_bytes(len.try_into().ok()?))
-}
-
-/// Reads into `buf` at `at` until it is full or the file ends; the number of bytes read.
-fn read_at_most(file: &std::fs::File, buf: &mut [u8], at: u64) -> std::io::Result<usize> {
-    let mut got = 0;
-    while got < buf.len() {
-        match file.read_at(&mut buf[got..], at.saturating_add(got as u64)) {
-            Ok(0) => break,
-            Ok(n) => got += n,
-            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(got)
-}
-
-/// The flat-tree indexes of the full subtrees left of `index` (flat-tree's `fullRoots`):
-/// the nodes whose byte lengths sum to the byte offset of leaf `index`. Ten lines, so not
-/// worth the `flat-tree` crate as a direct dependency.
-fn full_roots(index: u64) -> Vec<u64> {
-    let mut out = Vec::new();
-    let mut leaves = index / 2;
-    let mut offset: u64 = 0;
-    while leaves > 0 {
-        let factor = 1u64 << (63 - leaves.leading_zeros());
-        out.push(offset + factor - 1);
-        offset += 2 * factor;
-        leaves -= factor;
-    }
-    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::full_roots;
 
     #[test]
     fn full_roots_match_flat_tree() {
@@ -374,7 +273,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let store = crate::store::CoreStore::new(tmp.path()).unwrap();
         let core = store
-            .open_or_create_writable(&hypercore::generate_signing_key())
+            .open_or_create_writable(&hypercore_engine::KeyPair::generate().unwrap())
             .await
             .unwrap();
         let b = BLOCK_SIZE as usize;

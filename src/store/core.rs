@@ -1,18 +1,18 @@
-//! One stored hypercore ([`Core`]) and what it holds ([`CoreInfo`]): the `Hypercore` behind
-//! an async mutex, a watch channel that publishes a `CoreInfo` after every change (how
-//! replication learns there is something new to send or fetch), write-fault tracking (a
-//! failed write marks the core for reopening from disk), and the one place a hypercore is
-//! opened or created ([`build_core`]). Every mutation runs to completion on a task of its own.
+//! One stored hypercore ([`Core`]) and what it holds ([`CoreInfo`]): a core of the engine
+//! store, a watch channel that publishes a `CoreInfo` after every change (how replication
+//! learns there is something new to send or fetch), and write-fault tracking. Engine calls
+//! are synchronous and each mutation is one atomic commit: they run on the blocking pool
+//! ([`super::run_blocking`]), so a dropped future never leaves a half-done write.
 
-use std::path::{Path, PathBuf};
+use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
-use hypercore::{HypercoreBuilder, HypercoreError, PartialKeypair, Storage};
-use tokio::sync::{watch, Mutex, MutexGuard};
+use hypercore_engine as engine;
+use tokio::sync::watch;
 
 use super::cache::BlockCache;
-use super::space::{available_bytes, is_storage_fault, SpaceReserve, MIN_FREE_BYTES};
-use super::StoreError;
+use super::space::{available_bytes, SpaceReserve, MIN_FREE_BYTES};
+use super::{run_blocking, StoreError};
 use crate::model::keys::Key;
 
 /// What a core holds, as last published on its watch channel.
@@ -56,17 +56,11 @@ impl CoreInfo {
 pub struct Core {
     key: Key,
     discovery_key: [u8; 32],
-    dir: PathBuf,
-    inner: Mutex<hypercore::Hypercore>,
+    engine: Arc<engine::Store>,
     info: watch::Sender<CoreInfo>,
     cache: Arc<BlockCache>,
-    /// The core's `data` file, opened read-only on first use (see [`Core::read_bytes`]).
-    data: std::sync::OnceLock<std::fs::File>,
     /// The last write to this core failed (and why); cleared by the next successful write.
     fault: watch::Sender<Option<String>>,
-    /// A write failed halfway: the in-memory hypercore may be out of step with its files,
-    /// so it is reopened from disk before the next mutation.
-    needs_reopen: std::sync::atomic::AtomicBool,
     /// The store's space reserve, released when the disk is full.
     reserve: Arc<SpaceReserve>,
 }
@@ -77,36 +71,34 @@ impl std::fmt::Debug for Core {
     }
 }
 
+fn info_of(engine: &engine::Store, key: &Key) -> Option<CoreInfo> {
+    let i = engine.info(&key.0).ok()?;
+    Some(CoreInfo {
+        length: i.length,
+        byte_length: i.byte_length,
+        contiguous_length: i.contiguous_length,
+        held_blocks: i.held_blocks.min(i.length),
+        writable: i.writable,
+        remote_length: None,
+    })
+}
+
 impl Core {
-    /// Wraps a freshly opened or created hypercore.
+    /// Shares core `key` of `engine` (it must be in the store).
     pub(super) fn new(
         key: Key,
-        dir: PathBuf,
-        hc: hypercore::Hypercore,
+        engine: Arc<engine::Store>,
         cache: Arc<BlockCache>,
         reserve: Arc<SpaceReserve>,
     ) -> Core {
-        let i = hc.info();
-        // Count held blocks once (a bitfield lookup each); afterwards it is kept up to date.
-        let held = count_held(&hc);
-        let info = CoreInfo {
-            length: i.length,
-            byte_length: i.byte_length,
-            contiguous_length: i.contiguous_length,
-            held_blocks: held,
-            writable: i.writeable,
-            remote_length: None,
-        };
+        let info = info_of(&engine, &key).unwrap_or_default();
         Core {
             key,
             discovery_key: key.discovery_key(),
-            dir,
-            inner: Mutex::new(hc),
+            engine,
             info: watch::channel(info).0,
             cache,
-            data: std::sync::OnceLock::new(),
             fault: watch::channel(None).0,
-            needs_reopen: std::sync::atomic::AtomicBool::new(false),
             reserve,
         }
     }
@@ -119,8 +111,9 @@ impl Core {
         self.discovery_key
     }
 
-    pub fn dir(&self) -> &Path {
-        &self.dir
+    /// The engine store holding this core.
+    pub fn engine(&self) -> &engine::Store {
+        &self.engine
     }
 
     /// The latest published info.
@@ -133,23 +126,20 @@ impl Core {
         self.info.subscribe()
     }
 
-    /// Exclusive access to the hypercore. Call [`Core::publish_info`] after changing it.
-    pub async fn lock(&self) -> MutexGuard<'_, hypercore::Hypercore> {
-        self.inner.lock().await
-    }
-
-    /// Recompute and publish the info from a locked core. `held_delta` is the number of
-    /// blocks that became held by the change (0 if unknown or none).
-    pub fn publish_info(&self, core: &hypercore::Hypercore, held_delta: u64) {
-        let i = core.info();
-        self.info.send_modify(|info| {
-            info.length = i.length;
-            info.byte_length = i.byte_length;
-            info.contiguous_length = i.contiguous_length;
-            info.writable = i.writeable;
-            info.held_blocks = (info.held_blocks + held_delta)
-                .max(i.contiguous_length)
-                .min(i.length);
+    /// Reads the core's state from the engine and publishes it if it changed (call after
+    /// writing to the engine directly, e.g. a publish's batches).
+    pub fn refresh_info(&self) {
+        let Some(fresh) = info_of(&self.engine, &self.key) else {
+            return;
+        };
+        self.info.send_if_modified(|info| {
+            let next = CoreInfo {
+                remote_length: info.remote_length,
+                ..fresh
+            };
+            let changed = *info != next;
+            *info = next;
+            changed
         });
     }
 
@@ -175,18 +165,56 @@ impl Core {
         self.fault.subscribe()
     }
 
-    /// `Some(disk full)` when the file system holding this core has less than `need` bytes
+    /// Is block `index` held (verified and stored)?
+    pub fn has(&self, index: u64) -> bool {
+        self.engine.has(&self.key.0, index).unwrap_or(false)
+    }
+
+    /// How many levels of proof nodes a request for block `index` must ask for.
+    pub fn missing_nodes(&self, index: u64) -> Result<u64, StoreError> {
+        self.engine
+            .missing_nodes(&self.key.0, index)
+            .map_err(|e| StoreError::engine(&self.key, e))
+    }
+
+    /// A proof answering `req` (an error for requests this core cannot answer). Reads
+    /// from disk: call it from a blocking context.
+    pub fn create_proof_blocking(
+        &self,
+        req: &engine::Request,
+    ) -> Result<engine::Proof, StoreError> {
+        self.engine
+            .create_proof(&self.key.0, req)
+            .map_err(|e| StoreError::engine(&self.key, e))
+    }
+
+    /// Where block `index`'s verified bytes are on disk (None when not held).
+    pub fn block_file(&self, index: u64) -> Result<Option<engine::BlockFile>, StoreError> {
+        self.engine
+            .block_file(&self.key.0, index)
+            .map_err(|e| StoreError::engine(&self.key, e))
+    }
+
+    /// Stored tree node `index` (flat-tree index), if the store has it.
+    pub fn tree_node(&self, index: u64) -> Result<Option<engine::Node>, StoreError> {
+        self.engine
+            .tree_node(&self.key.0, index)
+            .map_err(|e| StoreError::engine(&self.key, e))
+    }
+
+    /// `Some(disk full)` when the file system holding the store has less than `need` bytes
     /// available (to unprivileged writers).
     fn lacks_space(&self, need: u64) -> Option<StoreError> {
-        let free = available_bytes(&self.dir)?;
+        let dir = self.engine.dir();
+        let free = available_bytes(dir)?;
         (free < need).then(|| StoreError::Io {
-            path: self.dir.clone(),
+            path: dir.to_path_buf(),
             source: std::io::Error::from_raw_os_error(libc::ENOSPC),
         })
     }
 
-    /// Records the outcome of a mutation: a storage fault marks the in-memory core for
-    /// reopening; success clears a previous fault.
+    /// Records the outcome of a mutation: a storage fault is published (the engine's
+    /// commits are atomic, so nothing needs reopening); success clears a previous fault.
     fn note_write(&self, result: &Result<(), &StoreError>) {
         match result {
             Ok(()) => {
@@ -196,8 +224,6 @@ impl Core {
                 }
             }
             Err(e) if e.is_storage_fault() => {
-                self.needs_reopen
-                    .store(true, std::sync::atomic::Ordering::SeqCst);
                 let reason = if e.is_disk_full() {
                     self.reserve.release();
                     "disk full: no space left in the data folder to store this site; \
@@ -213,66 +239,18 @@ impl Core {
         }
     }
 
-    /// Reopens the hypercore from its files if a failed write left it out of step. hypercore
-    /// 0.14 writes a block's bytes, then an oplog entry, then (every few changes) bitfield,
-    /// tree and oplog header; a failure halfway leaves in-memory state (oplog offsets, tree
-    /// changes) that the files do not have. The files themselves stay consistent: the oplog
-    /// drops a trailing partial entry when it is opened, and bytes written past what the
-    /// bitfield marks as held are never read.
-    async fn reopen_if_needed(&self, hc: &mut hypercore::Hypercore) -> Result<(), StoreError> {
-        use std::sync::atomic::Ordering;
-        if !self.needs_reopen.load(Ordering::SeqCst) {
-            return Ok(());
-        }
-        let write = |source| StoreError::Write {
-            key: self.key.short(),
-            source,
-        };
-        let fresh = build_core(&self.dir, None).await.map_err(write)?;
-        *hc = fresh;
-        self.needs_reopen.store(false, Ordering::SeqCst);
-        tracing::info!(core = %self.key.short(), "reopened from disk after a failed write");
-        let held = count_held(hc);
-        let i = hc.info();
-        self.info.send_modify(|info| {
-            info.length = i.length;
-            info.byte_length = i.byte_length;
-            info.contiguous_length = i.contiguous_length;
-            info.writable = i.writeable;
-            info.held_blocks = held;
-        });
-        Ok(())
-    }
-
-    /// Appends entries (one signed batch) and returns the new length.
-    ///
-    /// Runs on a task of its own: hypercore's methods are not cancel-safe (a future dropped
-    /// halfway through a write leaves the in-memory core out of step with its files), so
-    /// every mutation completes even if the caller is cancelled.
+    /// Appends entries (one signed batch, one durable commit) and returns the new length.
     pub async fn append_batch(self: &Arc<Self>, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
-        let core = self.clone();
+        let engine = self.engine.clone();
+        let key = self.key;
         let entries = entries.to_vec();
-        detached(async move {
-            let mut hc = core.lock().await;
-            let result = match core.reopen_if_needed(&mut hc).await {
-                Ok(()) => hc.append_batch(&entries).await.map_err(|e| {
-                    if is_storage_fault(&e) {
-                        StoreError::Write {
-                            key: core.key.short(),
-                            source: e,
-                        }
-                    } else {
-                        StoreError::hc(&core.key, e)
-                    }
-                }),
-                Err(e) => Err(e),
-            };
-            core.note_write(&result.as_ref().map(|_| ()));
-            let out = result?;
-            core.publish_info(&hc, entries.len() as u64);
-            Ok(out.length)
-        })
-        .await
+        let result = run_blocking(move || engine.append(&key.0, entries))
+            .await?
+            .map_err(|e| StoreError::engine(&self.key, e));
+        self.note_write(&result.as_ref().map(|_| ()));
+        let applied = result?;
+        self.refresh_info();
+        Ok(applied.length)
     }
 
     /// Appends one entry and returns its index.
@@ -281,59 +259,35 @@ impl Core {
         Ok(len - 1)
     }
 
-    /// Verifies a proof from a peer and, if it is valid, stores what it proves. Returns
-    /// whether it was applied. Like every mutation, runs to completion on its own task.
-    /// A proof that does not verify is `StoreError::Hypercore`; a failure to store a valid
-    /// one (disk full) is `StoreError::Write`.
-    pub async fn apply_proof(
-        self: &Arc<Self>,
-        proof: hypercore::Proof,
-    ) -> Result<bool, StoreError> {
-        let core = self.clone();
-        detached(async move {
-            let mut hc = core.lock().await;
-            if let Err(e) = core.reopen_if_needed(&mut hc).await {
-                core.note_write(&Err(&e));
-                return Err(e);
+    /// Verifies a proof from a peer and, if it is valid, stores what it proves (one atomic
+    /// commit). Returns whether it was applied (`false`: valid, but overtaken by what we
+    /// already have). A proof that does not verify is `StoreError::Engine`; a failure to
+    /// store a valid one (disk full) is `StoreError::Write`.
+    pub async fn apply_proof(self: &Arc<Self>, proof: engine::Proof) -> Result<bool, StoreError> {
+        // Leave room for the few small writes that report the problem (status log): a
+        // replica does not fill the disk to the last byte.
+        let need = MIN_FREE_BYTES + proof.block.as_ref().map_or(0, |b| b.value.len() as u64);
+        if let Some(e) = self.lacks_space(need) {
+            self.note_write(&Err(&e));
+            return Err(e);
+        }
+        let engine = self.engine.clone();
+        let key = self.key;
+        let result = run_blocking(move || engine.apply_proof(&key.0, proof))
+            .await?
+            .map_err(|e| StoreError::engine(&self.key, e));
+        match &result {
+            Ok(_) => self.note_write(&Ok(())),
+            Err(e) => self.note_write(&Err(e)),
+        }
+        match result {
+            Ok(_) => {
+                self.refresh_info();
+                Ok(true)
             }
-            // Refuse before writing rather than fail halfway: a write that fails with ENOSPC
-            // inside hypercore 0.14 can leave its tree missing a node (seen as "Could not
-            // load node … blank" after reopening), so the data folder keeps MIN_FREE_BYTES.
-            let need = MIN_FREE_BYTES + proof.block.as_ref().map_or(0, |b| b.value.len() as u64);
-            if let Some(e) = core.lacks_space(need) {
-                core.note_write(&Err(&e));
-                // Nothing was written: the in-memory core is still in step with its files.
-                core.needs_reopen
-                    .store(false, std::sync::atomic::Ordering::SeqCst);
-                return Err(e);
-            }
-            let had = proof.block.as_ref().is_some_and(|b| hc.has(b.index));
-            let result = hc.verify_and_apply_proof(&proof).await.map_err(|e| {
-                if is_storage_fault(&e) {
-                    StoreError::Write {
-                        key: core.key.short(),
-                        source: e,
-                    }
-                } else {
-                    StoreError::hc(&core.key, e)
-                }
-            });
-            if matches!(result, Ok(true)) {
-                core.note_write(&Ok(()));
-            } else if let Err(e) = &result {
-                core.note_write(&Err(e));
-            }
-            let applied = result?;
-            if applied {
-                let gained = proof
-                    .block
-                    .as_ref()
-                    .is_some_and(|b| !had && hc.has(b.index));
-                core.publish_info(&hc, gained as u64);
-            }
-            Ok(applied)
-        })
-        .await
+            Err(e) if e.is_stale() => Ok(false),
+            Err(e) => Err(e),
+        }
     }
 
     /// Block `index` if it is held, from the block cache when possible.
@@ -341,83 +295,118 @@ impl Core {
         if let Some(b) = self.cache.get(&self.key, index) {
             return Ok(Some(b));
         }
-        let mut hc = self.lock().await;
-        if !hc.has(index) {
-            return Ok(None);
-        }
-        let Some(block) = hc
-            .get(index)
-            .await
-            .map_err(|e| StoreError::hc(&self.key, e))?
-        else {
+        let Some(block) = self.get(index).await? else {
             return Ok(None);
         };
-        drop(hc);
         let block: Arc<[u8]> = block.into();
         self.cache.put(self.key, index, block.clone());
         Ok(Some(block))
     }
 
-    /// Reads `len` bytes at `offset` of the core's byte stream straight from its `data` file,
-    /// where hypercore stores every block at its byte offset. Only for byte ranges whose
-    /// blocks the caller has checked are held (`has`): those bytes were verified before they
-    /// were written. Blocks the calling thread; call it from a blocking context.
-    pub fn read_bytes_blocking(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
-        use std::os::unix::fs::FileExt;
-        let file = match self.data.get() {
-            Some(f) => f,
-            None => {
-                let f = std::fs::File::open(self.dir.join("data"))?;
-                self.data.get_or_init(|| f)
-            }
-        };
-        let mut buf = vec![0u8; len];
-        file.read_exact_at(&mut buf, offset)?;
-        Ok(buf)
-    }
-
-    /// Reads block `index` if it is held.
+    /// Reads block `index` if it is held (verified against its tree node on every read).
     pub async fn get(&self, index: u64) -> Result<Option<Vec<u8>>, StoreError> {
-        let mut core = self.lock().await;
-        core.get(index)
-            .await
-            .map_err(|e| StoreError::hc(&self.key, e))
-    }
-}
-
-/// Blocks held by `core`: the contiguous prefix, then a bitfield lookup per later block.
-fn count_held(core: &hypercore::Hypercore) -> u64 {
-    let i = core.info();
-    let mut held = i.contiguous_length;
-    for index in i.contiguous_length..i.length {
-        if core.has(index) {
-            held += 1;
+        if !self.has(index) {
+            return Ok(None);
         }
+        let engine = self.engine.clone();
+        let key = self.key;
+        run_blocking(move || engine.get(&key.0, index))
+            .await?
+            .map_err(|e| StoreError::engine(&self.key, e))
     }
-    held
+
+    /// The byte offset of block `index` in the core's byte stream, by the Merkle tree (the
+    /// byte lengths of the full subtrees left of it); `None` if a node is not stored.
+    pub fn byte_offset_blocking(&self, index: u64) -> Result<Option<u64>, StoreError> {
+        let Some(leaf) = index.checked_mul(2) else {
+            return Ok(None);
+        };
+        let mut offset: u64 = 0;
+        for node in full_roots(leaf) {
+            match self.tree_node(node)? {
+                Some(n) => offset = offset.saturating_add(n.size),
+                None => return Ok(None),
+            }
+        }
+        Ok(Some(offset))
+    }
+
+    /// Reads `len` bytes at `offset` of the core's byte stream, block by block from the
+    /// core's data file (where each verified block sits at its recorded location). Only for
+    /// byte ranges whose blocks are held: those bytes were verified before they were
+    /// written. Blocks the calling thread; call it from a blocking context.
+    pub fn read_bytes_blocking(&self, offset: u64, len: usize) -> std::io::Result<Vec<u8>> {
+        let length = self.info().length;
+        // The last block starting at or before `offset` (binary search on byte offsets).
+        let (mut lo, mut hi) = (0u64, length);
+        let mut start_of_lo = 0u64;
+        while hi - lo > 1 {
+            let mid = lo + (hi - lo) / 2;
+            match self
+                .byte_offset_blocking(mid)
+                .map_err(std::io::Error::other)?
+            {
+                Some(at) if at <= offset => {
+                    lo = mid;
+                    start_of_lo = at;
+                }
+                Some(_) => hi = mid,
+                None => return Err(std::io::Error::other("tree node not stored")),
+            }
+        }
+        self.read_span_blocking(lo, start_of_lo, offset, len)
+    }
+
+    /// Reads `len` bytes at byte `offset` of the stream, starting with block `block` that
+    /// begins at byte `block_start` (≤ `offset`). Blocking.
+    pub fn read_span_blocking(
+        &self,
+        mut block: u64,
+        mut block_start: u64,
+        offset: u64,
+        len: usize,
+    ) -> std::io::Result<Vec<u8>> {
+        let mut out = Vec::with_capacity(len.min(64 << 20));
+        let mut at = offset;
+        let mut file: Option<(std::path::PathBuf, std::fs::File)> = None;
+        while out.len() < len {
+            let bf = self
+                .block_file(block)
+                .map_err(std::io::Error::other)?
+                .ok_or_else(|| std::io::Error::other(format!("block {block} is not held")))?;
+            let block_len = bf.location.len;
+            let skip = at.saturating_sub(block_start);
+            if skip < block_len {
+                let take = (block_len - skip).min((len - out.len()) as u64) as usize;
+                if file.as_ref().is_none_or(|(p, _)| *p != bf.path) {
+                    file = Some((bf.path.clone(), std::fs::File::open(&bf.path)?));
+                }
+                let Some((_, f)) = &file else {
+                    return Err(std::io::Error::other("data file not open"));
+                };
+                let from = out.len();
+                out.resize(from + take, 0);
+                f.read_exact_at(&mut out[from..], bf.location.offset.saturating_add(skip))?;
+                at = at.saturating_add(take as u64);
+            }
+            block_start = block_start.saturating_add(block_len);
+            block += 1;
+        }
+        Ok(out)
+    }
 }
 
-/// Runs `work` on a task of its own and waits for it: the work completes even if the
-/// waiting future is dropped.
-async fn detached<T: Send + 'static>(
-    work: impl std::future::Future<Output = Result<T, StoreError>> + Send + 'static,
-) -> Result<T, StoreError> {
-    tokio::spawn(work)
-        .await
-        .unwrap_or_else(|e| Err(StoreError::Task(e.to_string())))
-}
-
-/// Opens the hypercore whose files are in `dir` (`create: None`), or creates one there with
-/// the key pair `create` (its public key, and the secret key for a writable core).
-pub(super) async fn build_core(
-    dir: &Path,
-    create: Option<PartialKeypair>,
-) -> Result<hypercore::Hypercore, HypercoreError> {
-    let storage = Storage::new_disk(&dir.to_path_buf(), false).await?;
-    let builder = HypercoreBuilder::new(storage);
-    let builder = match create {
-        None => builder.open(true),
-        Some(key_pair) => builder.key_pair(key_pair),
-    };
-    builder.build().await
+/// The flat-tree indexes of the full subtrees left of `index` (flat-tree's `fullRoots`):
+/// the nodes whose byte lengths sum to the byte offset of leaf `index`.
+pub fn full_roots(index: u64) -> Vec<u64> {
+    let mut out = Vec::new();
+    let mut leaves = index / 2;
+    let mut offset: u64 = 0;
+    while leaves > 0 {
+        let factor = 1u64 << (63 - leaves.leading_zeros());
+        out.push(offset + factor - 1);
+        offset += 2 * factor;
+        leaves -= factor;
+    }
+    out
 }

@@ -201,7 +201,7 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let store = CoreStore::new(dir.path()).unwrap();
         let core = store
-            .open_or_create_writable(&hypercore::generate_signing_key())
+            .open_or_create_writable(&hypercore_engine::KeyPair::generate().unwrap())
             .await
             .unwrap();
         let log = TypedLog::<Command>::new(core.clone());

@@ -1,13 +1,14 @@
-//! The hypercores on disk. Every core lives in `DATA/cores/<hex key>/` (hypercore's own
-//! files: oplog, tree, bitfield, data) and is opened at most once per process; callers share
-//! an `Arc<Core>`. A `Core` owns the `Hypercore` behind an async mutex (its methods take
-//! `&mut self`) and publishes a `CoreInfo` on a watch channel after every change, which is
-//! how replication learns that there is something new to send or fetch.
+//! The hypercores on disk, in our own engine: one `hypercore_engine::Store` per data folder
+//! (`DATA/engine/`: `engine.redb` for tree nodes, block locations, signatures and lengths,
+//! `data/<hex key>.blocks` for block bytes). Every core is shared in the process as one
+//! `Arc<Core>`, which publishes a `CoreInfo` on a watch channel after every change (how
+//! replication learns that there is something new to send or fetch).
 //!
-//! Layout: [`core`] (one `Core`: the hypercore, its info channel, write faults, opening and
-//! creating), [`cache`] (verified blocks in memory), [`space`] (free space, disk-full
-//! detection, the space reserve), [`reader`] (a `Core` as the drive format's block source);
-//! this file holds the errors and the [`CoreStore`] (which cores exist, opening each once).
+//! Layout: [`core`] (one `Core`: its info channel, write faults, append, get, proofs),
+//! [`cache`] (verified blocks in memory), [`space`] (free space, disk-full detection, the
+//! space reserve), [`reader`] (a `Core` as the drive format's block source); this file holds
+//! the errors and the [`CoreStore`] (which cores exist, opening each once). [`migrate`]
+//! converts a data folder of the hypercore 0.14 layout (`DATA/cores/`) into the engine.
 
 mod cache;
 mod core;
@@ -20,24 +21,26 @@ use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex as StdMutex};
 
-use hypercore::{HypercoreError, PartialKeypair, SigningKey, VerifyingKey};
-use tokio::sync::Mutex;
+use hypercore_engine as engine;
 
 pub use self::cache::BlockCache;
-use self::core::build_core;
-pub use self::core::{Core, CoreInfo};
+pub use self::core::{full_roots, Core, CoreInfo};
 pub use self::reader::CoreReader;
-use self::space::hypercore_error_is_disk_full;
 pub use self::space::{available_bytes, io_error_is_disk_full, SpaceReserve, MIN_FREE_BYTES};
 use crate::model::keys::Key;
 
 pub mod migrate;
 
+/// The engine's folder inside the data folder.
+pub use self::migrate::ENGINE_DIR;
+
 /// Errors from opening or using cores on disk.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    /// The engine refused an operation (a proof that does not verify, a request it cannot
+    /// answer, a core that is not writable).
     #[error("hypercore {key}: {source}")]
-    Hypercore { key: String, source: HypercoreError },
+    Engine { key: String, source: engine::Error },
     #[error("{path}: {source}")]
     Io {
         path: PathBuf,
@@ -50,7 +53,7 @@ pub enum StoreError {
     /// Writing to this machine's disk failed (disk full, I/O error). Not the peer's fault:
     /// what it sent was verified; we could not store it.
     #[error("cannot store core {key}: {}", describe_write_error(source))]
-    Write { key: String, source: HypercoreError },
+    Write { key: String, source: engine::Error },
     /// The task that ran a core operation failed (it panicked); the operation may be half
     /// done.
     #[error("a core operation failed unexpectedly ({0}); restarting dat-mirror reopens the core from disk")]
@@ -59,19 +62,50 @@ pub enum StoreError {
 
 /// The first line of a write error, starting with `disk full` when the disk (or quota) is
 /// full, so status views can show it as such.
-fn describe_write_error(e: &HypercoreError) -> String {
-    if hypercore_error_is_disk_full(e) {
+fn describe_write_error(e: &engine::Error) -> String {
+    if engine_error_is_disk_full(e) {
         "disk full (no space left on the device holding the data folder)".into()
     } else {
         e.to_string()
     }
 }
 
+/// ENOSPC/EDQUOT from the engine (its own check, or an I/O error anywhere in the chain).
+pub(crate) fn engine_error_is_disk_full(e: &engine::Error) -> bool {
+    if e.is_disk_full() {
+        return true;
+    }
+    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = cur {
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io_error_is_disk_full(io) {
+                return true;
+            }
+        }
+        cur = err.source();
+    }
+    false
+}
+
+/// Did an operation fail because of what a peer sent (false), or because storing or reading
+/// here failed (true)?
+pub(crate) fn is_storage_error(e: &engine::Error) -> bool {
+    use engine::Error as E;
+    matches!(e, E::Io { .. } | E::Db(_) | E::Corrupt(_))
+}
+
 impl StoreError {
-    fn hc(key: &Key, source: HypercoreError) -> StoreError {
-        StoreError::Hypercore {
-            key: key.short(),
-            source,
+    pub(crate) fn engine(key: &Key, source: engine::Error) -> StoreError {
+        if is_storage_error(&source) {
+            StoreError::Write {
+                key: key.short(),
+                source,
+            }
+        } else {
+            StoreError::Engine {
+                key: key.short(),
+                source,
+            }
         }
     }
 
@@ -83,44 +117,67 @@ impl StoreError {
     /// The disk (or the user's quota) is full.
     pub fn is_disk_full(&self) -> bool {
         match self {
-            StoreError::Write { source, .. } | StoreError::Hypercore { source, .. } => {
-                hypercore_error_is_disk_full(source)
+            StoreError::Write { source, .. } | StoreError::Engine { source, .. } => {
+                engine_error_is_disk_full(source)
             }
             StoreError::Io { source, .. } => io_error_is_disk_full(source),
             _ => false,
         }
     }
+
+    /// A proof that fails its hash or signature check (or does not decode): the peer sent
+    /// data the core's key did not sign.
+    pub fn is_forgery(&self) -> bool {
+        use engine::Error as E;
+        matches!(
+            self,
+            StoreError::Engine {
+                source: E::InvalidProof(_) | E::Decode(_) | E::InvalidManifest(_),
+                ..
+            }
+        )
+    }
+
+    /// A valid proof overtaken by our own state (another peer got there first).
+    pub fn is_stale(&self) -> bool {
+        matches!(
+            self,
+            StoreError::Engine {
+                source: engine::Error::Stale(_),
+                ..
+            }
+        )
+    }
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|poisoned| poisoned.into_inner())
 }
 
 /// The set of cores of one data directory.
 #[derive(Debug)]
 pub struct CoreStore {
     root: PathBuf,
+    engine: Arc<engine::Store>,
     cache: Arc<BlockCache>,
     open: StdMutex<HashMap<Key, Arc<Core>>>,
-    /// Discovery key → key of every core on disk: built once when the store is created,
+    /// Discovery key → key of every core in the store: built once when the store is opened,
     /// kept up to date on create and delete, so an `Open` from a peer costs one lookup.
     by_discovery_key: StdMutex<HashMap<[u8; 32], Key>>,
-    /// Serialises opening so a core is never opened twice.
-    opening: Mutex<()>,
     reserve: Arc<SpaceReserve>,
 }
 
 impl CoreStore {
-    /// Uses `data_dir/cores`, creating it if needed.
+    /// Opens the engine store of `data_dir` (`data_dir/engine`), creating it if needed.
     pub fn new(data_dir: &Path) -> Result<CoreStore, StoreError> {
-        let root = data_dir.join("cores");
-        std::fs::create_dir_all(&root).map_err(|source| StoreError::Io {
-            path: root.clone(),
-            source,
-        })?;
-        let mut store = CoreStore {
-            root,
+        let engine = open_engine(&data_dir.join(ENGINE_DIR))?;
+        let store = CoreStore {
+            root: data_dir.to_path_buf(),
             cache: Arc::new(BlockCache::new(BlockCache::DEFAULT_BYTES)),
             open: StdMutex::new(HashMap::new()),
             by_discovery_key: StdMutex::new(HashMap::new()),
-            opening: Mutex::new(()),
             reserve: Arc::new(SpaceReserve::new(data_dir.join("space-reserve"))),
+            engine,
         };
         store.reserve.ensure();
         let index = store
@@ -128,147 +185,102 @@ impl CoreStore {
             .into_iter()
             .map(|k| (k.discovery_key(), k))
             .collect();
-        store.by_discovery_key = StdMutex::new(index);
+        *lock(&store.by_discovery_key) = index;
         Ok(store)
     }
 
-    fn dir_of(&self, key: &Key) -> PathBuf {
-        self.root.join(key.to_hex())
+    /// The data folder.
+    pub fn data_dir(&self) -> &Path {
+        &self.root
     }
 
-    /// Is the core on disk (opened or not)?
+    /// The engine store (shared by every core).
+    pub fn engine(&self) -> &engine::Store {
+        &self.engine
+    }
+
+    /// Is the core in the store (opened or not)?
     pub fn exists(&self, key: &Key) -> bool {
-        self.open.lock().unwrap().contains_key(key) || self.dir_of(key).join("oplog").exists()
+        self.engine.info(&key.0).is_ok()
     }
 
-    /// The keys of every core on disk.
+    /// The keys of every core in the store.
     pub fn keys_on_disk(&self) -> Vec<Key> {
-        let Ok(rd) = std::fs::read_dir(&self.root) else {
-            return vec![];
-        };
-        rd.filter_map(|e| e.ok())
-            .filter_map(|e| Key::parse(&e.file_name().to_string_lossy()).ok())
-            .collect()
+        self.engine.cores().into_iter().map(Key).collect()
     }
 
     /// An already-open core.
     pub fn get_open(&self, key: &Key) -> Option<Arc<Core>> {
-        self.open.lock().unwrap().get(key).cloned()
+        lock(&self.open).get(key).cloned()
     }
 
-    /// Opens a core that is on disk; `None` if it is not.
+    /// Opens a core that is in the store; `None` if it is not.
     pub async fn open_existing(&self, key: &Key) -> Result<Option<Arc<Core>>, StoreError> {
         if let Some(c) = self.get_open(key) {
             return Ok(Some(c));
         }
-        let _guard = self.opening.lock().await;
-        if let Some(c) = self.get_open(key) {
-            return Ok(Some(c));
+        if !self.exists(key) {
+            return Ok(None);
         }
-        let dir = self.dir_of(key);
-        match std::fs::metadata(dir.join("oplog")) {
-            Err(_) => return Ok(None),
-            Ok(m) if m.len() == 0 => {
-                // Creation was interrupted before hypercore wrote the oplog header (a task
-                // aborted, a process killed): nothing was ever stored, and hypercore cannot
-                // open it. Start over.
-                tracing::warn!("{key}: removing an unfinished core (empty oplog)");
-                std::fs::remove_dir_all(&dir).map_err(|source| StoreError::Io {
-                    path: dir.clone(),
-                    source,
-                })?;
-                return Ok(None);
-            }
-            Ok(_) => {}
-        }
-        let core = build_core(&dir, None)
-            .await
-            .map_err(|e| StoreError::hc(key, e))?;
-        if core.key_pair().public.to_bytes() != key.0 {
-            return Err(StoreError::BadKey(format!(
-                "{} (folder holds another core)",
-                key
-            )));
-        }
-        Ok(Some(self.register(*key, dir, core).await))
+        Ok(Some(self.register(*key)))
     }
 
-    /// Opens the core if it is on disk, else creates an empty replica of `key` (read-only:
-    /// its blocks will come from peers, verified against `key`).
+    /// Opens the core if it is in the store, else creates an empty replica of `key`
+    /// (read-only: its blocks will come from peers, verified against `key`).
     pub async fn open_or_create_replica(&self, key: &Key) -> Result<Arc<Core>, StoreError> {
         if let Some(c) = self.open_existing(key).await? {
             return Ok(c);
         }
-        let public =
-            VerifyingKey::from_bytes(&key.0).map_err(|_| StoreError::BadKey(key.to_hex()))?;
-        self.create(
-            key,
-            PartialKeypair {
-                public,
-                secret: None,
-            },
-        )
-        .await
+        if ed25519_dalek::VerifyingKey::from_bytes(&key.0).is_err() {
+            return Err(StoreError::BadKey(key.to_hex()));
+        }
+        let engine = self.engine.clone();
+        let k = key.0;
+        run_blocking(move || engine.open_replica(k, None))
+            .await?
+            .map_err(|e| StoreError::engine(key, e))?;
+        Ok(self.register(*key))
     }
 
-    /// Opens the writable core of `signing` (creating it if needed).
+    /// Opens the writable (compat-keyed: key = public key) core of `key_pair`, creating it
+    /// if needed.
     pub async fn open_or_create_writable(
         &self,
-        signing: &SigningKey,
+        key_pair: &engine::KeyPair,
     ) -> Result<Arc<Core>, StoreError> {
-        let key = Key(signing.verifying_key().to_bytes());
-        if let Some(c) = self.open_existing(&key).await? {
+        let key = Key(key_pair.public_key);
+        if let Some(c) = self.get_open(&key) {
             return Ok(c);
         }
-        self.create(
-            &key,
-            PartialKeypair {
-                public: signing.verifying_key(),
-                secret: Some(signing.clone()),
-            },
-        )
-        .await
+        let engine = self.engine.clone();
+        let kp = key_pair.clone();
+        run_blocking(move || engine.create_writer(&kp, engine::CoreKind::Compat))
+            .await?
+            .map_err(|e| StoreError::engine(&key, e))?;
+        Ok(self.register(key))
     }
 
-    async fn create(&self, key: &Key, key_pair: PartialKeypair) -> Result<Arc<Core>, StoreError> {
-        let _guard = self.opening.lock().await;
-        if let Some(c) = self.get_open(key) {
-            return Ok(c);
+    /// Shares a core: from now on `key` opens to this `Core`.
+    fn register(&self, key: Key) -> Arc<Core> {
+        let mut open = lock(&self.open);
+        if let Some(c) = open.get(&key) {
+            return c.clone();
         }
-        let dir = self.dir_of(key);
-        std::fs::create_dir_all(&dir).map_err(|source| StoreError::Io {
-            path: dir.clone(),
-            source,
-        })?;
-        let core = build_core(&dir, Some(key_pair))
-            .await
-            .map_err(|e| StoreError::hc(key, e))?;
-        Ok(self.register(*key, dir, core).await)
-    }
-
-    /// Shares a just-opened hypercore: from now on `key` opens to this `Core`. (Opening read
-    /// the oplog header, tree roots and bitfield; a damaged block shows up as an error of the
-    /// read that meets it.)
-    async fn register(&self, key: Key, dir: PathBuf, hc: hypercore::Hypercore) -> Arc<Core> {
         let c = Arc::new(Core::new(
             key,
-            dir,
-            hc,
+            self.engine.clone(),
             self.cache.clone(),
             self.reserve.clone(),
         ));
-        self.open.lock().unwrap().insert(key, c.clone());
-        self.by_discovery_key
-            .lock()
-            .unwrap()
-            .insert(c.discovery_key(), key);
+        open.insert(key, c.clone());
+        lock(&self.by_discovery_key).insert(c.discovery_key(), key);
         c
     }
 
     /// The key of the core with discovery key `dk`, if it is on this machine (one lookup in
     /// an in-memory index; no disk access, no hashing).
     pub fn key_by_discovery_key(&self, dk: &[u8; 32]) -> Option<Key> {
-        self.by_discovery_key.lock().unwrap().get(dk).copied()
+        lock(&self.by_discovery_key).get(dk).copied()
     }
 
     /// Finds a core on disk by its discovery key.
@@ -284,41 +296,139 @@ impl CoreStore {
 
     /// Bytes of block data held by the open cores (what the storage cap counts).
     pub fn held_bytes(&self) -> u64 {
-        self.open
-            .lock()
-            .unwrap()
+        lock(&self.open)
             .values()
             .map(|c| c.info().held_bytes())
             .sum()
     }
 
-    /// Forgets a core and deletes its files. Holders of the `Arc<Core>` keep a working
-    /// handle until they drop it (the files stay open), but nothing new can reach it.
+    /// Moves a core out of the store into a store of its own at `to` (its signed tree and
+    /// every held block, each copied as a proof the new store verifies), then deletes it
+    /// here. What `to` holds opens with `hypercore_engine::Store::open`. Blocking.
+    pub fn move_out(&self, key: &Key, to: &Path) -> Result<(), StoreError> {
+        let err = |e| StoreError::engine(key, e);
+        let dst = engine::Store::open(to).map_err(err)?;
+        let info = self.engine.info(&key.0).map_err(err)?;
+        dst.open_replica(key.0, info.manifest.clone())
+            .map_err(err)?;
+        if info.length > 0 {
+            let upgrade = engine::Request {
+                upgrade: Some(engine::RequestUpgrade {
+                    start: 0,
+                    length: info.length,
+                }),
+                ..Default::default()
+            };
+            let proof = self.engine.create_proof(&key.0, &upgrade).map_err(err)?;
+            dst.apply_proof(&key.0, proof).map_err(err)?;
+            let mut batch = engine::Batch::new();
+            for (start, end) in self.engine.held_ranges(&key.0).map_err(err)? {
+                for index in start..end {
+                    let nodes = dst.missing_nodes(&key.0, index).map_err(err)?;
+                    let req = engine::Request {
+                        block: Some(engine::RequestBlock { index, nodes }),
+                        ..Default::default()
+                    };
+                    batch.apply(key.0, self.engine.create_proof(&key.0, &req).map_err(err)?);
+                    if batch.len() >= 64 {
+                        dst.commit(std::mem::take(&mut batch)).map_err(err)?;
+                    }
+                }
+            }
+            if !batch.is_empty() {
+                dst.commit(batch).map_err(err)?;
+            }
+        }
+        drop(dst);
+        self.delete(key)
+    }
+
+    /// Forgets a core and deletes its data. Holders of the `Arc<Core>` keep a handle, but
+    /// its reads fail from now on and nothing new can reach it.
     pub fn delete(&self, key: &Key) -> Result<(), StoreError> {
-        self.open.lock().unwrap().remove(key);
-        self.by_discovery_key
-            .lock()
-            .unwrap()
-            .remove(&key.discovery_key());
+        lock(&self.open).remove(key);
+        lock(&self.by_discovery_key).remove(&key.discovery_key());
         self.cache.forget(key);
-        let dir = self.dir_of(key);
-        match std::fs::remove_dir_all(&dir) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(()),
-            Err(source) => Err(StoreError::Io { path: dir, source }),
+        self.engine
+            .remove_core(&key.0)
+            .map_err(|e| StoreError::engine(key, e))
+    }
+}
+
+/// Engine stores open in this process, by folder: a daemon restarted in the same process
+/// (tests, or a restart after a failed start) shares the store that is still open, since
+/// the database can be open only once (another process is kept out by the data folder's lock).
+static OPEN: StdMutex<Vec<(PathBuf, std::sync::Weak<engine::Store>)>> = StdMutex::new(Vec::new());
+
+/// How long opening waits for a store being closed in this process (its last handles are
+/// dropped by work finishing on the blocking pool).
+const OPEN_WAIT: std::time::Duration = std::time::Duration::from_secs(10);
+
+fn open_engine(dir: &Path) -> Result<Arc<engine::Store>, StoreError> {
+    let io = |source: std::io::Error| StoreError::Io {
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let canonical = dir.canonicalize().map_err(io)?;
+    let started = std::time::Instant::now();
+    loop {
+        let mut open = lock(&OPEN);
+        open.retain(|(_, w)| w.strong_count() > 0);
+        if let Some(store) = open
+            .iter()
+            .find(|(p, _)| *p == canonical)
+            .and_then(|(_, w)| w.upgrade())
+        {
+            return Ok(store);
+        }
+        match engine::Store::open(&canonical) {
+            Ok(store) => {
+                let report = store.report();
+                if report.database.is_some() || !report.repairs.is_empty() {
+                    tracing::warn!(
+                        "{}: the store was repaired when it opened: {:?} {:?}",
+                        canonical.display(),
+                        report.database,
+                        report.repairs
+                    );
+                }
+                let store = Arc::new(store);
+                open.push((canonical, Arc::downgrade(&store)));
+                return Ok(store);
+            }
+            Err(e) if e.to_string().contains("already open") && started.elapsed() < OPEN_WAIT => {
+                drop(open);
+                std::thread::sleep(std::time::Duration::from_millis(20));
+            }
+            Err(e) => return Err(io(std::io::Error::other(e.to_string()))),
         }
     }
+}
+
+/// Runs blocking engine work on the blocking pool: it completes even if the waiting future
+/// is dropped (every engine mutation is one atomic commit).
+pub(crate) async fn run_blocking<T: Send + 'static>(
+    work: impl FnOnce() -> T + Send + 'static,
+) -> Result<T, StoreError> {
+    tokio::task::spawn_blocking(work)
+        .await
+        .map_err(|e| StoreError::Task(e.to_string()))
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
 
+    fn key_pair() -> engine::KeyPair {
+        engine::KeyPair::generate().unwrap()
+    }
+
     #[tokio::test]
     async fn writable_core_reopens_with_its_entries() {
         let dir = tempfile::tempdir().unwrap();
-        let signing = hypercore::generate_signing_key();
-        let key = Key(signing.verifying_key().to_bytes());
+        let signing = key_pair();
+        let key = Key(signing.public_key);
         {
             let store = CoreStore::new(dir.path()).unwrap();
             let core = store.open_or_create_writable(&signing).await.unwrap();
@@ -349,33 +459,10 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_core_whose_creation_was_interrupted_is_created_again() {
-        let dir = tempfile::tempdir().unwrap();
-        let key = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
-        let store = CoreStore::new(dir.path()).unwrap();
-        // What an aborted creation leaves: the folder and an empty oplog.
-        let core_dir = store.dir_of(&key);
-        std::fs::create_dir_all(&core_dir).unwrap();
-        std::fs::write(core_dir.join("oplog"), b"").unwrap();
-        assert!(store.open_existing(&key).await.unwrap().is_none());
-        let core = store.open_or_create_replica(&key).await.unwrap();
-        assert_eq!(core.info().length, 0);
-        drop(core);
-        let again = CoreStore::new(dir.path()).unwrap();
-        assert!(
-            again.open_existing(&key).await.unwrap().is_some(),
-            "created for real"
-        );
-    }
-
-    #[tokio::test]
     async fn data_file_holds_blocks_at_their_byte_offsets() {
         let dir = tempfile::tempdir().unwrap();
         let store = CoreStore::new(dir.path()).unwrap();
-        let core = store
-            .open_or_create_writable(&hypercore::generate_signing_key())
-            .await
-            .unwrap();
+        let core = store.open_or_create_writable(&key_pair()).await.unwrap();
         let blocks: Vec<Vec<u8>> = (0..20u8).map(|i| vec![i; 1000 + 37 * i as usize]).collect();
         core.append_batch(&blocks).await.unwrap();
         let mut offset = 0u64;
@@ -385,13 +472,16 @@ mod tests {
             offset += b.len() as u64;
         }
         assert_eq!(core.info().byte_length, offset);
+        // Spans across blocks, starting and ending inside them.
+        let all: Vec<u8> = blocks.concat();
+        assert_eq!(core.read_bytes_blocking(500, 5000).unwrap(), all[500..5500]);
     }
 
     #[tokio::test]
     async fn replica_is_read_only_and_empty() {
         let dir = tempfile::tempdir().unwrap();
         let store = CoreStore::new(dir.path()).unwrap();
-        let key = Key(hypercore::generate_signing_key().verifying_key().to_bytes());
+        let key = Key(key_pair().public_key);
         let core = store.open_or_create_replica(&key).await.unwrap();
         assert_eq!(core.info().length, 0);
         assert!(!core.info().writable);

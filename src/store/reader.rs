@@ -3,11 +3,10 @@
 
 use std::sync::Arc;
 
-use super::{Core, StoreError};
+use super::Core;
 use crate::drive::{BlockSource, DriveError};
 
-/// Reads a shared core block by block for the drive reader, taking the core's lock only
-/// for each block (so replication and serving interleave).
+/// Reads a shared core block by block for the drive reader (through the block cache).
 #[derive(Clone)]
 pub struct CoreReader {
     core: Arc<Core>,
@@ -37,7 +36,6 @@ impl BlockSource for CoreReader {
         }
         match self.core.get_cached(index).await {
             Ok(b) => Ok(b.map(|b| b.to_vec())),
-            Err(StoreError::Hypercore { source, .. }) => Err(source.into()),
             Err(e) => Err(DriveError::Storage(Box::new(e))),
         }
     }

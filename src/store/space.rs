@@ -1,14 +1,12 @@
 //! Room on the disk: how much is free ([`available_bytes`]), what a full disk looks like in
-//! the errors hypercore and the OS return, the space a replica always leaves
-//! ([`MIN_FREE_BYTES`]), and the [`SpaceReserve`] that keeps the status log writable when the
-//! disk fills up.
+//! the errors the OS returns, the space a replica always leaves ([`MIN_FREE_BYTES`]), and the
+//! [`SpaceReserve`] that keeps the status log writable when the disk fills up.
 
 use std::path::{Path, PathBuf};
 
-use hypercore::HypercoreError;
-
-/// Space a replica leaves free on its file system: blocks are not applied below this (the
-/// status log and the oplog's housekeeping still have room to write).
+/// Space a replica leaves free on its file system: blocks are not applied below this, so the
+/// status log (which reports `disk full`) and the engine's database still have room to
+/// write. (The engine's commits are atomic, so this is about reporting, not about damage.)
 pub const MIN_FREE_BYTES: u64 = 2 * 1024 * 1024;
 
 /// Bytes available to unprivileged writers on the file system holding `path` (None if the
@@ -24,36 +22,12 @@ pub fn available_bytes(path: &Path) -> Option<u64> {
     Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
 }
 
-pub(super) fn hypercore_error_is_disk_full(e: &HypercoreError) -> bool {
-    let mut cur: Option<&(dyn std::error::Error + 'static)> = Some(e);
-    while let Some(err) = cur {
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io_error_is_disk_full(io) {
-                return true;
-            }
-        }
-        cur = err.source();
-    }
-    false
-}
-
 /// ENOSPC or EDQUOT.
 pub fn io_error_is_disk_full(e: &std::io::Error) -> bool {
     matches!(
         e.kind(),
         std::io::ErrorKind::StorageFull | std::io::ErrorKind::QuotaExceeded
     ) || matches!(e.raw_os_error(), Some(libc::ENOSPC) | Some(libc::EDQUOT))
-}
-
-/// Did a proof fail because of what the peer sent (false), or because storing or reading it
-/// here failed (true)?
-pub(super) fn is_storage_fault(e: &HypercoreError) -> bool {
-    matches!(
-        e,
-        HypercoreError::IO { .. }
-            | HypercoreError::CorruptStorage { .. }
-            | HypercoreError::EmptyStorage { .. }
-    )
 }
 
 /// A file of `SpaceReserve::BYTES` kept in the data folder and deleted the moment a write

@@ -356,6 +356,20 @@ impl Store {
         }))
     }
 
+    /// Stored tree node `index` (flat-tree index) of a core, if the store has it: its byte
+    /// length and hash (e.g. to compute a block's byte offset from the full roots left of it).
+    pub fn tree_node(&self, key: &[u8; 32], index: u64) -> Result<Option<Node>> {
+        guarded(|| {
+            let (id, rtx) = {
+                let state = self.lock();
+                let c = state.cores.get(key).ok_or(Error::UnknownCore)?;
+                (c.id, self.begin_read()?)
+            };
+            let nodes = rtx.open_table(NODES).map_err(db_err)?;
+            DbNodes { table: &nodes, id }.node(index)
+        })
+    }
+
     /// Block `index`, verified against its tree node (None when not held).
     pub fn get(&self, key: &[u8; 32], index: u64) -> Result<Option<Vec<u8>>> {
         guarded(|| self.get_inner(key, index))

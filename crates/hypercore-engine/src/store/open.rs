@@ -106,10 +106,24 @@ fn open_db(path: &Path) -> Result<(Database, Option<String>)> {
             Err(panic) => Err(panic_text(panic)),
         }
     };
+    // Open elsewhere (another store of this process, or another process): not damage.
+    // Repairing it would pad and move aside a live database.
+    let first_try = std::panic::catch_unwind(|| Database::builder().create(path));
+    if let Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) = first_try {
+        return Err(Error::Db(format!(
+            "{} is already open (by another store of this process or another process)",
+            path.display()
+        )));
+    }
+    let first_try = match first_try {
+        Ok(Ok(db)) => Ok(db),
+        Ok(Err(e)) => Err(e.to_string()),
+        Err(panic) => Err(panic_text(panic)),
+    };
     let check = |db: &mut Database| {
         std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| db.check_integrity()))
     };
-    let first = match attempt(path) {
+    let first = match first_try {
         Ok(mut db) => match check(&mut db) {
             Ok(Ok(true)) => return Ok((db, None)),
             Ok(Ok(false)) => return Ok((db, Some("redb repaired its file on open".into()))),
