@@ -121,8 +121,17 @@ async fn status_and_wait_with_and_without_the_daemon() {
         "{out}"
     );
 
-    // A key that is not an ed25519 public key: the mirror reports an error; exit 2 with it.
-    let invalid = Key([0x42; 32]);
+    // A core that is not a hyperdrive: the mirror reports an error; exit 2 with it. (Any 32
+    // bytes can be a key since manifest-keyed cores: the error comes from the content.)
+    let not_a_drive = p
+        .laptop
+        .inner
+        .store
+        .open_or_create_writable(&hypercore_engine::KeyPair::generate().unwrap())
+        .await
+        .unwrap();
+    not_a_drive.append(b"not a hyperbee header").await.unwrap();
+    let invalid = not_a_drive.key();
     p.laptop
         .inner
         .append(Command::Mirror {
@@ -138,7 +147,7 @@ async fn status_and_wait_with_and_without_the_daemon() {
     .await;
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
     assert!(
-        text(&o.stderr).contains("error: cannot store the site"),
+        text(&o.stderr).contains("error: not a hyperdrive"),
         "{}",
         show(&o)
     );

@@ -15,6 +15,7 @@
 
 pub mod control_socket;
 pub mod http;
+pub mod hyperplane;
 pub mod invites;
 pub mod laptops;
 pub mod leftovers;
@@ -33,7 +34,6 @@ use futures::StreamExt;
 use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
-use crate::drive;
 use crate::host::{DataDir, Host, Tasks};
 use crate::model::command::Command;
 use crate::model::keys::Key;
@@ -170,6 +170,8 @@ pub struct MirrorInner {
     cap: StorageCap,
     /// Problems found at start that need the owner (unreadable log entries).
     problems: StdMutex<Vec<String>>,
+    /// The hypercore network plane (hyper:// browsers, Node peers), or why there is none.
+    pub hyper: hyperplane::HyperPlane,
     tasks: Tasks,
     site_events: mpsc::UnboundedSender<SiteMessage>,
 }
@@ -194,6 +196,7 @@ impl Mirror {
         self.inner.tasks.shutdown().await;
         self.inner.sites.lock().unwrap().running.clear();
         let _ = std::fs::remove_file(self.inner.data.control_socket());
+        self.inner.hyper.shutdown().await;
         self.inner.node.shutdown().await;
         self.inner.node.endpoint().close().await;
     }
@@ -249,6 +252,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         listen,
         tasks,
     } = host;
+    let hyper = hyperplane::HyperPlane::start(&config.network, &identity, &store, &tasks).await;
     let inner = Arc::new(MirrorInner {
         identity,
         data,
@@ -267,6 +271,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         }),
         domains: RwLock::new(Arc::new(lower_domains(config.domains))),
         problems: StdMutex::new(Vec::new()),
+        hyper,
         tasks,
         site_events,
     });
@@ -509,6 +514,7 @@ impl MirrorInner {
         tracing::info!(site = %key.short(), "mirroring {}", alias.as_deref().unwrap_or(""));
         self.served.write().unwrap().insert(key);
         self.providers.announce(key.discovery_key());
+        self.hyper.add_site(key).await;
         let mut sites = self.sites.lock().unwrap();
         sites.next_run += 1;
         let run = sites.next_run;
@@ -519,6 +525,7 @@ impl MirrorInner {
             db: db.clone(),
             store: self.store.clone(),
             node: self.node.clone(),
+            hyper: self.hyper.clone(),
             cap: self.cap.clone(),
             events: self.site_events.clone(),
         }));
@@ -543,6 +550,7 @@ impl MirrorInner {
             return;
         };
         self.providers.withdraw(&key.discovery_key());
+        self.hyper.remove_site(*key).await;
         let SiteRuntime {
             db,
             blobs,
@@ -631,14 +639,23 @@ impl MirrorInner {
     /// Problems that need the owner: log entries that cannot be read (while there are
     /// any, nothing on disk is deleted or moved at start). For the status page and log.
     pub fn problems(&self) -> Vec<String> {
-        self.problems.lock().unwrap().clone()
+        let mut problems = self.problems.lock().unwrap().clone();
+        problems.extend(self.hyper.problem());
+        problems
     }
 }
 
-/// The blobs key a site's db header names, if the header is held and readable.
+/// The blobs key of a site whose db core is `db`: named by its header (compat drives,
+/// hyperdrive 10/11 and dat-mirror's own) or derived from its manifest (hyperdrive 12/13).
+/// `Ok(None)`: not known yet (neither the header nor the manifest is held). `Err`: not a
+/// hyperdrive.
+pub(crate) fn site_blobs_key(db: &Core) -> Result<Option<Key>, String> {
+    hypercore_peer::drive::blobs_key(db.engine(), &db.key().0)
+        .map(|k| k.map(Key))
+        .map_err(|e| e.to_string())
+}
+
+/// The blobs key of a site, if known and readable.
 async fn blobs_key_of(db: &Core) -> Option<Key> {
-    match db.get(0).await {
-        Ok(Some(block0)) => drive::blobs::blobs_key_in_header(&block0).ok().map(Key),
-        _ => None,
-    }
+    site_blobs_key(db).ok().flatten()
 }

@@ -51,6 +51,8 @@ pub struct SiteCx {
     pub db: Arc<Core>,
     pub store: Arc<CoreStore>,
     pub node: Arc<Node>,
+    /// The hypercore network plane (announces, fetches and serves the site there too).
+    pub hyper: super::hyperplane::HyperPlane,
     pub cap: StorageCap,
     pub events: UnboundedSender<SiteMessage>,
 }
@@ -111,19 +113,13 @@ pub async fn run_site(cx: SiteCx) {
 
     // The db header names the blobs core.
     let blobs_key = loop {
-        match db.get(0).await {
-            Ok(Some(block0)) => match drive::blobs::blobs_key_in_header(&block0) {
-                Ok(k) => break Key(k),
-                Err(e) => {
-                    cx.status(StatusEvent::Error {
-                        key,
-                        reason: e.to_string(),
-                    });
-                    return;
-                }
-            },
+        match super::site_blobs_key(&db) {
+            Ok(Some(k)) => break k,
             Ok(None) => {}
-            Err(e) => tracing::warn!(site = %key.short(), "cannot read the db header: {e}"),
+            Err(reason) => {
+                cx.status(StatusEvent::Error { key, reason });
+                return;
+            }
         }
         let fault = db_fault.borrow_and_update().clone();
         if let Some(reason) = fault {
@@ -152,10 +148,23 @@ pub async fn run_site(cx: SiteCx) {
     let mut last_progress: Option<(Instant, StatusEvent)> = None;
     let mut mirrored_version: Option<u64> = None;
     let mut seen_version: Option<u64> = None;
+    let mut told_plane = (None, None);
     loop {
         let d = db.info();
         let b = blobs.info();
-        let peers = cx.node.peers_for(&key);
+        let peers = cx.node.peers_for(&key).saturating_add(cx.hyper.peers(&key));
+        // Blocks that came from a laptop: the hypercore network's peers hear of them.
+        let now_held = (
+            Some((d.length, d.contiguous_length)),
+            Some((b.length, b.contiguous_length)),
+        );
+        if now_held.0 != told_plane.0 {
+            cx.hyper.core_updated(&key);
+        }
+        if now_held.1 != told_plane.1 {
+            cx.hyper.core_updated(&blobs.key());
+        }
+        told_plane = now_held;
         let version = d.length;
         if Some(version) != seen_version {
             cx.send(SiteEvent::Version(version));

@@ -7,8 +7,8 @@
 //! joins the replication as soon as the db header naming it is held.
 //!
 //! What the daemon gets: [`HyperNet::add_site`] / [`HyperNet::remove_site`], peer counts per
-//! site ([`HyperNet::peers`]), the keys of cores that gained blocks from this plane
-//! ([`HyperNet::stored`], so the store's views refresh), [`HyperNet::core_updated`] (tell
+//! site ([`HyperNet::peers`]), what this plane stored and what its peers hold
+//! ([`HyperNet::updates`], so the store's views refresh), [`HyperNet::core_updated`] (tell
 //! connected peers about blocks that arrived another way), and the bridge's state for `status`
 //! ([`HyperNet::state`]). Nothing here knows the daemons.
 
@@ -34,6 +34,15 @@ struct Site {
     blobs: Option<[u8; 32]>,
 }
 
+/// What the plane reports to the daemon.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum PlaneUpdate {
+    /// Core `key` gained blocks or length (verified, stored).
+    Stored([u8; 32]),
+    /// A peer announced `length` for core `key`.
+    RemoteLength([u8; 32], u64),
+}
+
 #[derive(Default)]
 struct State {
     sites: HashMap<[u8; 32], Site>,
@@ -47,7 +56,7 @@ pub struct HyperNet {
     peer: Peer,
     bridge: Arc<HyperswarmBridge>,
     state: Arc<Mutex<State>>,
-    stored: broadcast::Sender<[u8; 32]>,
+    updates: broadcast::Sender<PlaneUpdate>,
     cancel: CancellationToken,
     tasks: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
@@ -76,12 +85,12 @@ impl HyperNet {
                 .map_err(|e| anyhow::anyhow!("cannot join the hypercore network: {e}"))?,
         );
         let peer = Peer::new(store, PeerConfig::default());
-        let (stored, _) = broadcast::channel(1024);
+        let (updates, _) = broadcast::channel(1024);
         let net = HyperNet {
             peer,
             bridge,
             state: Arc::default(),
-            stored,
+            updates,
             cancel,
             tasks: Arc::default(),
         };
@@ -141,14 +150,15 @@ impl HyperNet {
         self.lock().channels.get(&db.0).map_or(0, HashSet::len)
     }
 
-    /// Keys of cores that gained blocks or length from this plane.
-    pub fn stored(&self) -> broadcast::Receiver<[u8; 32]> {
-        self.stored.subscribe()
+    /// What this plane stores and what its peers announce.
+    pub fn updates(&self) -> broadcast::Receiver<PlaneUpdate> {
+        self.updates.subscribe()
     }
 
     /// Tells connected peers that `key` changed (blocks arrived another way, e.g. from a
     /// laptop over iroh).
     pub fn core_updated(&self, key: &Key) {
+        self.add_blobs_of(&key.0);
         self.peer.core_updated(&key.0);
     }
 
@@ -221,8 +231,11 @@ impl HyperNet {
                 }
             }
             Event::Downloaded { key, .. } | Event::Upgraded { key, .. } => {
-                let _ = self.stored.send(key);
+                let _ = self.updates.send(PlaneUpdate::Stored(key));
                 self.add_blobs_of(&key);
+            }
+            Event::RemoteSync { key, length, .. } => {
+                let _ = self.updates.send(PlaneUpdate::RemoteLength(key, length));
             }
             _ => {}
         }

@@ -46,8 +46,6 @@ pub enum StoreError {
         path: PathBuf,
         source: std::io::Error,
     },
-    #[error("{0} is not a valid ed25519 public key")]
-    BadKey(String),
     #[error("core {0} is not on this machine")]
     NotFound(String),
     /// Writing to this machine's disk failed (disk full, I/O error). Not the peer's fault:
@@ -231,9 +229,8 @@ impl CoreStore {
         if let Some(c) = self.open_existing(key).await? {
             return Ok(c);
         }
-        if ed25519_dalek::VerifyingKey::from_bytes(&key.0).is_err() {
-            return Err(StoreError::BadKey(key.to_hex()));
-        }
+        // Any 32 bytes can name a core: a compat key is the writer's public key, a
+        // manifest-keyed core's (hypercore 11, hyperdrive 13) is its manifest's hash.
         let engine = self.engine.clone();
         let k = key.0;
         run_blocking(move || engine.open_replica(k, None))

@@ -153,7 +153,10 @@ pub fn site_statuses(mirror: &MirrorInner, base: Option<&BaseHost>) -> Vec<SiteS
                 bytes: d.held_bytes().saturating_add(b.held_bytes()),
                 total_bytes: d.byte_length.saturating_add(b.byte_length),
                 complete,
-                peers: mirror.node.peers_for(&s.key),
+                peers: mirror
+                    .node
+                    .peers_for(&s.key)
+                    .saturating_add(mirror.hyper.peers(&s.key)),
                 updated_ms: s.updated_ms,
                 url: match base {
                     Some(b) => subdomain_url(b, &s.key, "/", None),
