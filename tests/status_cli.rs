@@ -9,7 +9,6 @@ use std::process::Output;
 
 use common::*;
 use dat_mirror::model::command::Command;
-use dat_mirror::model::keys::Key;
 use dat_mirror::model::view::{SiteState, StatusView};
 
 /// Runs `dat-mirror --data DATA ARGS...` (bounded by `TIMEOUT`).
