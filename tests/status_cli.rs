@@ -131,6 +131,7 @@ async fn status_and_wait_with_and_without_the_daemon() {
         .unwrap();
     not_a_drive.append(b"not a hyperbee header").await.unwrap();
     let invalid = not_a_drive.key();
+    drop(not_a_drive); // (it holds the laptop's store open; the CLI opens it below)
     p.laptop
         .inner
         .append(Command::Mirror {
