@@ -9,7 +9,7 @@
 //! ```text
 //!  bin/dat-mirror.rs   parse the command line, dispatch to cli::* (nothing else)
 //!  cli/                one file per subcommand: serve, mount, publish, status, config, clone,
-//!                      invite, pair, peers, unpair, id, completions
+//!                      invite, pair, peers, unpair, trash, status-link, id, completions
 //!  config/             every setting defined once (flag, environment, TOML key, help,
 //!                      default) and resolved by one rule for every command
 //!  fs/                 FUSE adapters: control/ (the laptop's folder, behind the laptop's
@@ -22,7 +22,8 @@
 //!                      the start-up both daemons share, Tasks (cancellation + tracking)
 //!  ipc.rs  logging.rs  the daemons' control socket; log output
 //!  net/                endpoint (identity, QUIC, address lookups) → node (connections,
-//!                      iroh Router) → engine/replicate/wire (replication over any Link),
+//!                      iroh Router) → engine/replicate/wire (replication over any Link;
+//!                      counters for /metrics),
 //!                      pairing → providers (who holds a site)
 //!  store/              hypercores on disk (core, cache, space, reader), TypedLog (the
 //!                      command and status logs), migrate (to the new engine)

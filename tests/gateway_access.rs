@@ -5,7 +5,11 @@
 //!   the owner's secret link; `public` to anyone; `off` to nobody; sites are served to all;
 //! - origin isolation: `nosniff` on every response, `Access-Control-Allow-Origin: *` on site
 //!   content only, the CSP sandbox on path-routed sites, the subdomain redirect when a base
-//!   host is configured, and no open redirect (`//about` on a virtual host).
+//!   host is configured, and no open redirect (`//about` on a virtual host);
+//! - the owner's secret link rotated while the mirror runs (`dat-mirror status-link
+//!   --rotate`, a real CLI process talking to the control socket): the old link stops
+//!   working, the new one works;
+//! - `/metrics`' replication counters move when a site replicates.
 
 mod common;
 mod netns;
@@ -13,7 +17,7 @@ mod netns;
 use std::net::SocketAddr;
 
 use common::*;
-use dat_mirror::mirror::http::access::{StatusAccess, StatusToken};
+use dat_mirror::mirror::http::access::{StatusAccess, StatusLink, StatusToken};
 use dat_mirror::mirror::http::request::BaseHost;
 use dat_mirror::mirror::http::{self, GatewayConfig, PATH_FORM_CSP};
 use dat_mirror::model::command::Command;
@@ -282,7 +286,7 @@ async fn status_pages_are_for_the_mirrors_host_and_the_owners_link() {
             listener,
             GatewayConfig {
                 status: mode,
-                status_token: Some(token.clone()),
+                status_link: Some(StatusLink::fixed(token.clone())),
                 ..GatewayConfig::default()
             },
         );
@@ -329,6 +333,177 @@ async fn status_pages_are_for_the_mirrors_host_and_the_owners_link() {
         gw.abort();
     }
     drop(net);
+    pair.laptop.shutdown().await;
+    pair.mirror.shutdown().await;
+}
+
+/// `dat-mirror --data DIR ARGS…` as a process (the CLI talks to the mirror's control socket).
+async fn cli(data: &std::path::Path, args: &[&str]) -> std::process::Output {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_dat-mirror"));
+    c.arg("--data")
+        .arg(data)
+        .args(args)
+        .env_remove("DAT_MIRROR_CONFIG");
+    blocking(move || c.output().expect("run dat-mirror")).await
+}
+
+/// Item 5: `dat-mirror status-link --rotate` replaces the secret link of a running mirror:
+/// from another machine the old link answers 404 at once and the new one opens the page.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn rotating_the_status_link_ends_the_old_one_without_a_restart() {
+    let Some(net) =
+        NetnsPair::create("rotating_the_status_link_ends_the_old_one_without_a_restart")
+    else {
+        return;
+    };
+    let (pair, _) = mirrored().await;
+    let ip_a = net.ip_a;
+    let listener = in_netns(&net.a, move || {
+        std::net::TcpListener::bind((ip_a, 0)).expect("bind in namespace a")
+    });
+    let addr = listener.local_addr().unwrap();
+    // A gateway reachable from namespace b, sharing the running mirror's own link (the one
+    // its control socket rotates).
+    let gw = spawn_gateway(
+        &pair.mirror,
+        listener,
+        GatewayConfig {
+            status_link: pair.mirror.inner.status_link.clone(),
+            ..GatewayConfig::default()
+        },
+    );
+    let token_of = |out: &std::process::Output| {
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        let url = String::from_utf8_lossy(&out.stdout).trim().to_string();
+        assert!(url.starts_with(&http_base(&pair.mirror)), "{url}");
+        url.rsplit_once("?token=")
+            .expect("a secret link")
+            .1
+            .to_string()
+    };
+    let old = token_of(&cli(&pair.pi_dir, &["status-link"]).await);
+    assert_eq!(
+        old,
+        StatusToken::load_or_create(&pair.pi_dir).unwrap().as_str()
+    );
+    assert_eq!(
+        status_in(&net.b, addr, &format!("/?token={old}")).await.0,
+        200
+    );
+
+    let new = token_of(&cli(&pair.pi_dir, &["status-link", "--rotate"]).await);
+    assert_ne!(new, old);
+    for page in ["/", "/.well-known/dat-mirror", "/metrics"] {
+        let with_old = status_in(&net.b, addr, &format!("{page}?token={old}"))
+            .await
+            .0;
+        let with_new = status_in(&net.b, addr, &format!("{page}?token={new}"))
+            .await
+            .0;
+        assert_eq!(
+            (with_old, with_new),
+            (404, 200),
+            "{page}: old link, new link"
+        );
+    }
+    // Saved: a restarted mirror keeps the new link.
+    assert_eq!(
+        StatusToken::load_or_create(&pair.pi_dir).unwrap().as_str(),
+        new
+    );
+    gw.abort();
+    drop(net);
+    pair.laptop.shutdown().await;
+    pair.mirror.shutdown().await;
+}
+
+/// The value of an unlabelled sample in a Prometheus exposition.
+fn sample(metrics: &str, name: &str) -> u64 {
+    metrics
+        .lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no sample {name} in:\n{metrics}"))
+}
+
+/// Item 5 (`/metrics`): the replication counters move when a site is mirrored — blocks and
+/// bytes received from the laptop, blocks and bytes served back (the status entries the
+/// laptop reads) — and no proof was rejected.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn metrics_count_replication() {
+    let pair = Pair::start().await;
+    let metrics_url = format!("{}/metrics", http_base(&pair.mirror));
+    let metrics = || {
+        let url = metrics_url.clone();
+        async move {
+            let (status, _, body) = http_get(&url).await;
+            assert_eq!(status, 200);
+            String::from_utf8(body).unwrap()
+        }
+    };
+    let before = metrics().await;
+    let files = make_site(&pair.site_dir, 300_000);
+    let site_bytes: usize = files.iter().map(|(_, b)| b.len()).sum();
+    let site = publish(&pair.laptop, &pair.site_dir, None).await;
+    pair.laptop
+        .inner
+        .append(Command::Mirror {
+            key: site.key,
+            alias: None,
+        })
+        .await
+        .unwrap();
+    let url = format!("{}/{}/", http_base(&pair.mirror), site.key.to_hex());
+    wait_until("the site to be served", || {
+        let url = url.clone();
+        async move { (http_get(&url).await.0 == 200).then_some(()) }
+    })
+    .await;
+    // The laptop has read the mirror's report that the site is mirrored: served to it.
+    let inner = pair.laptop.inner.clone();
+    wait_until("the laptop to see the site mirrored", || {
+        let inner = inner.clone();
+        let key = site.key;
+        async move {
+            inner.view().sites.iter().find(|s| {
+                s.key == key
+                    && matches!(s.state, dat_mirror::model::view::SiteState::Mirrored { .. })
+            })?;
+            Some(())
+        }
+    })
+    .await;
+    let after = metrics().await;
+    let moved = |name: &str| {
+        let (a, b) = (sample(&before, name), sample(&after, name));
+        eprintln!("{name}: {a} -> {b}");
+        b.saturating_sub(a)
+    };
+    let blocks_in = moved("dat_mirror_replication_received_blocks_total");
+    let bytes_in = moved("dat_mirror_replication_received_bytes_total");
+    let blocks_out = moved("dat_mirror_replication_served_blocks_total");
+    let bytes_out = moved("dat_mirror_replication_served_bytes_total");
+    // At least one blobs block per 64 KiB of the site, plus its db entries.
+    assert!(
+        blocks_in as usize > site_bytes / 65_536,
+        "{blocks_in} blocks received"
+    );
+    assert!(
+        bytes_in as usize >= site_bytes,
+        "{bytes_in} bytes received for {site_bytes}"
+    );
+    assert!(
+        blocks_out >= 1 && bytes_out > 0,
+        "{blocks_out} blocks, {bytes_out} bytes served"
+    );
+    assert_eq!(
+        sample(&after, "dat_mirror_replication_rejected_proofs_total"),
+        0
+    );
+    assert!(sample(&after, "dat_mirror_peers_connected") >= 1);
     pair.laptop.shutdown().await;
     pair.mirror.shutdown().await;
 }

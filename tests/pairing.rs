@@ -307,3 +307,65 @@ async fn pair_without_a_running_laptop_then_mount_uses_it() {
     assert!(String::from_utf8_lossy(&out.stdout).contains("MIRRORS (0)"));
     mirror.shutdown().await;
 }
+
+/// Issue 14, item 13: one peer flooding the pairing exchange (real QUIC connections to a
+/// running mirror) is refused after `PAIRING_ATTEMPTS` a minute, before the invite book is
+/// even read: its next attempt, with a genuine code, is refused too and leaves that code
+/// unused, so another laptop then pairs with it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_pairing_flood_from_one_peer_is_refused_while_another_laptop_pairs() {
+    use dat_mirror::mirror::laptops::PAIRING_ATTEMPTS;
+    use dat_mirror::net::pairing::{self, PairError};
+
+    init_tracing();
+    let tmp = tempfile::tempdir().unwrap();
+    let (pi_dir, flood_dir, lap_dir) = (
+        tmp.path().join("pi"),
+        tmp.path().join("flood"),
+        tmp.path().join("lap"),
+    );
+    let mirror = start_mirror(&pi_dir, "127.0.0.1:0".parse().unwrap(), vec![]).await;
+    let flooder = start_laptop(&flood_dir, vec![]).await;
+    let laptop = start_laptop(&lap_dir, vec![]).await;
+    let endpoint = flooder.inner.node.endpoint().clone();
+    let now = || dat_mirror::util::clock::now_ms() / 1000;
+
+    // Forged codes: each one reaches the mirror, which looks it up and refuses it.
+    let forged = Invite::new(mirror.key(), [0x5a; 16], u64::MAX / 2, vec![mirror.listen]);
+    let mut answers = Vec::new();
+    for i in 0..PAIRING_ATTEMPTS + 3 {
+        let answer = pairing::request(&endpoint, &forged, now()).await;
+        let Err(PairError::Refused(reason)) = answer else {
+            panic!("attempt {i}: not refused by the mirror: {answer:?}");
+        };
+        answers.push(reason);
+    }
+    let (looked_up, limited) = answers.split_at(PAIRING_ATTEMPTS as usize);
+    for reason in looked_up {
+        assert!(reason.contains("does not know the invite"), "{reason}");
+    }
+    for reason in limited {
+        assert!(reason.contains("too many pairing attempts"), "{reason}");
+    }
+
+    // Over the limit, even a genuine code is refused, before the book: the code stays unused.
+    let code = invite_code(&pi_dir, &[]).await;
+    let genuine = Invite::decode(&code).unwrap();
+    match pairing::request(&endpoint, &genuine, now()).await {
+        Err(PairError::Refused(reason)) => {
+            assert!(reason.contains("too many pairing attempts"), "{reason}")
+        }
+        other => panic!("the flooding peer was not refused: {other:?}"),
+    }
+    assert!(mirror.inner.allowed().is_empty(), "nothing was paired");
+
+    // Another laptop is not affected: it pairs with that very code.
+    let out = cli_async(&lap_dir, &["pair", &code]).await;
+    assert!(out.status.success(), "pair failed: {}", stderr(&out));
+    assert_eq!(mirror.inner.allowed(), vec![laptop.inner.key()]);
+    assert_eq!(laptop.inner.mirrors().len(), 1);
+
+    flooder.shutdown().await;
+    laptop.shutdown().await;
+    mirror.shutdown().await;
+}

@@ -8,7 +8,7 @@ use std::time::Duration;
 use common::*;
 use dat_mirror::model::keys::Key;
 use dat_mirror::model::status::{StatusEntry, StatusEvent};
-use dat_mirror::net::node::ReplicationEvent;
+use dat_mirror::net::node::{PeerEvent, ReplicationEvent};
 
 async fn status_events(m: &dat_mirror::mirror::Mirror) -> Vec<StatusEvent> {
     let core = m.inner.status.core().clone();
@@ -154,7 +154,8 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
     let site = publish(&laptop, &site_dir, None).await;
     let nobody = Key(hypercore_engine::KeyPair::generate().unwrap().public_key); // a site no peer has
 
-    // Mirror down: queued (and stays so).
+    // Mirror down: queued, and still queued once the laptop has tried to reach the mirror
+    // after the command was appended (a dial failing after it is the proof it tried).
     let (m, k, n) = (mnt.path.clone(), site.key.to_hex(), nobody.to_hex());
     blocking(move || {
         std::fs::File::create(m.join(&k)).unwrap();
@@ -165,7 +166,11 @@ async fn status_goes_queued_delivered_syncing_mirrored() {
         state_of(&mnt.path, &site.key.to_hex()).as_deref(),
         Some("queued")
     );
-    tokio::time::sleep(Duration::from_millis(500)).await;
+    let mut peer_events = laptop.inner.node.subscribe();
+    wait_for_event(&mut peer_events, "the laptop to try the mirror", |e| {
+        *e == PeerEvent::DialFailed(mirror_id)
+    })
+    .await;
     assert_eq!(
         state_of(&mnt.path, &site.key.to_hex()).as_deref(),
         Some("queued")

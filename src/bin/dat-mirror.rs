@@ -82,6 +82,10 @@ enum Cmd {
     Peers,
     /// Revoke a pairing: on the mirror, stop following a laptop; on the laptop, forget a mirror
     Unpair(cli::unpair::Args),
+    /// On the mirror: show or empty the trash (site data no command asked for, moved aside)
+    Trash(cli::trash::Args),
+    /// On the mirror: print the owner's secret link to the status page, or replace it
+    StatusLink(cli::status_link::Args),
     /// Fetch a site as a reader would (verified, whole history) and write it into a folder
     Clone(cli::clone::Args),
     /// Print the settings in effect, and where each comes from, as a configuration file
@@ -116,6 +120,8 @@ async fn run(cli: Cli) -> anyhow::Result<()> {
         Cmd::Pair(args) => cli::pair::run(args, &s).await,
         Cmd::Peers => cli::peers::peers(&s.data_dir()?).await,
         Cmd::Unpair(args) => cli::unpair::run(args, &s).await,
+        Cmd::Trash(args) => cli::trash::run(args, &s).await,
+        Cmd::StatusLink(args) => cli::status_link::run(args, &s).await,
         Cmd::Clone(args) => cli::clone::run(args, &s).await,
         Cmd::Config(args) => cli::config::run(args, &s).await,
         Cmd::Completions(args) => cli::completions::run(&args, Cli::command()),

@@ -2,7 +2,8 @@
 //! (its flags, help and examples; settings flags come from the settings table, see
 //! [`crate::config`]) and `run(args, &Settings) -> anyhow::Result<()>`. The binary only parses
 //! and dispatches. `peers.rs` holds the pairing commands' work (`invite.rs`, `pair.rs`,
-//! `unpair.rs` are their entry points, and `dat-mirror peers` calls it directly).
+//! `unpair.rs` are their entry points, and `dat-mirror peers` calls it directly). `trash.rs`
+//! and `status_link.rs` are the mirror owner's commands.
 
 pub mod clone;
 pub mod completions;
@@ -15,6 +16,8 @@ pub mod peers;
 pub mod publish;
 pub mod serve;
 pub mod status;
+pub mod status_link;
+pub mod trash;
 pub mod unpair;
 
 use crate::net::endpoint::NetworkConfig;

@@ -44,6 +44,7 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
         max_storage,
         status: s.serve_status.value,
         base_host: s.serve_base_host.as_ref().map(|c| c.value.clone()),
+        trash_days: s.serve_trash_days.value,
     })
     .await?;
     for (host, key) in &domains {

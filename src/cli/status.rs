@@ -7,6 +7,9 @@
 //!   reported; every mirror shown offline), with a note on stderr saying so;
 //! - `--wait` needs the daemon (only it talks to the mirrors), and says so if none runs.
 //!
+//! On a mirror's data folder it prints what needs the mirror's owner instead: problems found
+//! at start and the trash ([`super::trash`]).
+//!
 //! Exit codes: 0 done (for `--wait`: mirrored on at least one mirror); 1 could not ask
 //! (no daemon for `--wait`, folder busy, ...); 2 the site cannot become mirrored (error,
 //! removed, not in the folder); 3 `--timeout` passed first.
@@ -88,6 +91,17 @@ pub async fn status(
     timeout: Option<Duration>,
     json: bool,
 ) -> anyhow::Result<()> {
+    if matches!(super::peers::role_of(data), Ok(super::peers::Role::Mirror)) {
+        if wait.is_some() {
+            return Err(exit(
+                1,
+                "this is a mirror's data folder: --wait is for a laptop (run it there)",
+            ));
+        }
+        return super::trash::mirror_status(data, json)
+            .await
+            .map_err(|e| exit(1, format!("{e:#}")));
+    }
     let daemon = ask_daemon(data).await?;
     let Some(name) = wait else {
         let view = match daemon {

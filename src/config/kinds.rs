@@ -175,6 +175,24 @@ pub const SIZE: Kind<u64> = Kind {
     repeat: false,
 };
 
+fn days(s: &str) -> Result<u64, String> {
+    s.trim()
+        .parse::<u64>()
+        .map_err(|_| format!("{s:?} is not a number of days (a whole number, 0 for never)"))
+}
+
+/// A whole number of days (`[serve] trash_days`).
+pub const DAYS: Kind<u64> = Kind {
+    from_args: |v| days(last(v)?),
+    from_toml: |v, _| match v.get_ref() {
+        DeValue::Integer(i) => days(i.as_str()).map_err(|m| Bad::at(v, m)),
+        DeValue::String(s) => days(s).map_err(|m| Bad::at(v, m)),
+        _ => Err(wrong_type(v, "a number of days")),
+    },
+    to_toml: |n| Shown::Inline(n.to_string()),
+    repeat: false,
+};
+
 /// `default`, `off` or relay URLs.
 pub const RELAY: Kind<RelayChoice> = Kind {
     from_args: |v| last(v)?.parse(),

@@ -215,6 +215,14 @@ settings! {
         value_name: "HOST[:PORT]", default_help: "none: sites are served by path, sandboxed", kind: BASE_HOST,
         default: |_| None, unset: ("# base_host = \"pi.lan:8080\"", "unset: sites by path"),
     };
+    /// `[serve] trash_days`: site data moved to `DATA/trash/` is deleted after this many days.
+    serve_trash_days: Chosen<u64> = Setting {
+        key: "serve.trash_days", env: "DAT_MIRROR_SERVE_TRASH_DAYS", flag: flag("trash-days", on::SERVE),
+        help: "Delete site data that start-up moved to the trash (no command asked for it) after \
+               DAYS; 0 keeps it until `dat-mirror trash empty`",
+        value_name: "DAYS", default_help: "7", kind: DAYS,
+        default: |_| Some(crate::mirror::leftovers::DEFAULT_TRASH_DAYS), unset: ("", ""),
+    };
     /// `[mount] mountpoint`: where `dat-mirror mount` mounts the control folder.
     mount_mountpoint: Option<Chosen<PathBuf>> = Setting {
         key: "mount.mountpoint", env: "DAT_MIRROR_MOUNT_MOUNTPOINT",

@@ -306,6 +306,15 @@ fn max_storage_parses_with_units_and_errors_point_at_the_line() {
 }
 
 #[test]
+fn trash_days_is_a_whole_number_of_days() {
+    let c = p("[serve]\ntrash_days = 3\n").unwrap();
+    assert_eq!(c.get(&defs::serve_trash_days).unwrap().value, 3);
+    let e = p("[serve]\ntrash_days = -1\n").unwrap_err();
+    assert_eq!(e.key.as_deref(), Some("serve.trash_days"));
+    assert!(e.message.contains("number of days"), "{}", e.message);
+}
+
+#[test]
 fn render_round_trips_through_parse() {
     let key = Key::parse(LAPTOP).unwrap();
     let mut flags = Flags::default();

@@ -1,16 +1,26 @@
 //! What happens to site data on disk that the mirror set does not name. The rule (issue 14,
 //! item 1): data is deleted only because an applied `Unmirror` removed its site, and that
 //! deletion is journalled first (`DATA/deletions.json`) so a crash in the middle finishes it
-//! at the next start. Anything else nobody asked for is moved aside to `DATA/trash/` (emptied
-//! after [`TRASH_DAYS`] or by `empty_trash`), never deleted; and when the replay at start met
-//! log entries it could not read, nothing is moved at all (the owner is told instead).
+//! at the next start. Anything else nobody asked for is moved aside to `DATA/trash/`, never
+//! deleted; and when the replay at start met log entries it could not read, nothing is moved
+//! at all (the owner is told instead).
+//!
+//! The trash is the owner's to see and empty: [`trash_contents`] (what, since when, how
+//! large) is on the status page, in its JSON and in `dat-mirror trash`; `dat-mirror trash
+//! empty` empties it through the control socket ([`empty_trash`]); and what has been there
+//! longer than `[serve] trash_days` (default [`DEFAULT_TRASH_DAYS`]; 0: never) is deleted at
+//! start and then every [`TRASH_SWEEP`] while the mirror runs.
 //!
 //! "Asked for" is generous on purpose: a site named by any held entry of any known laptop's
 //! log (acknowledged or not) is kept, so a truncated status log or a replica whose tail is
 //! missing never makes wanted data look unexplained.
 
 use std::collections::{BTreeSet, HashSet};
+use std::path::Path;
+use std::sync::Arc;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 use super::{blobs_key_of, MirrorInner};
 use crate::host::state::StateFile;
@@ -19,8 +29,12 @@ use crate::model::keys::Key;
 use crate::model::mirror_set::MirrorSet;
 use crate::util::clock::now_ms;
 
-/// Trash older than this is emptied at start.
-pub const TRASH_DAYS: u64 = 7;
+/// Default `[serve] trash_days`: trash older than this is deleted.
+pub const DEFAULT_TRASH_DAYS: u64 = 7;
+/// How often a running mirror looks for trash older than `trash_days`.
+pub const TRASH_SWEEP: Duration = Duration::from_secs(3600);
+/// Most files counted when sizing one trash entry (a core folder holds a handful).
+const MAX_FILES_SIZED: usize = 10_000;
 
 fn journal(data: &DataDir) -> StateFile {
     StateFile::new(
@@ -91,9 +105,7 @@ pub(super) async fn settle(inner: &MirrorInner, asked: &MirrorSet, damage: &[Str
         );
         return;
     }
-    if let Err(e) = empty_trash(&inner.data, Some(Duration::from_secs(TRASH_DAYS * 86_400))) {
-        tracing::warn!("cannot empty old trash: {e:#}");
-    }
+    empty_old_trash(&inner.data, inner.trash_days);
     for key in inner.store.keys_on_disk() {
         if keep.contains(&key) {
             continue;
@@ -104,9 +116,10 @@ pub(super) async fn settle(inner: &MirrorInner, asked: &MirrorSet, damage: &[Str
         }
         match move_to_trash(inner, &key) {
             Ok(to) => tracing::warn!(
-                "moved the data of {key} to {} (no command asks for it; it is deleted after \
-                 {TRASH_DAYS} days)",
-                to.display()
+                "moved the data of {key} to {} (no command asks for it; {}; \
+                 `dat-mirror trash empty` deletes it now)",
+                to.display(),
+                keep_note(inner.trash_days)
             ),
             Err(e) => tracing::error!("cannot move {key} to the trash: {e}"),
         }
@@ -124,6 +137,107 @@ fn move_to_trash(inner: &MirrorInner, key: &Key) -> std::io::Result<std::path::P
         .map_err(|e| std::io::Error::other(e.to_string()))?;
     crate::util::atomic::sync_dir(&trash)?;
     Ok(to)
+}
+
+fn keep_note(days: u64) -> String {
+    match days {
+        0 => "it is kept until emptied by hand".into(),
+        d => format!("it is deleted after {d} days"),
+    }
+}
+
+/// Deletes trash older than `days` (0: nothing), saying so in the log.
+fn empty_old_trash(data: &DataDir, days: u64) {
+    if days == 0 {
+        return;
+    }
+    let age = Duration::from_secs(days.saturating_mul(86_400));
+    match empty_trash(data, Some(age)) {
+        Ok(0) => {}
+        Ok(n) => tracing::info!("deleted {n} trash entries older than {days} days"),
+        Err(e) => tracing::warn!("cannot empty old trash: {e:#}"),
+    }
+}
+
+/// While the mirror runs: deletes trash older than `trash_days` every [`TRASH_SWEEP`].
+pub(super) fn spawn_sweeper(inner: &Arc<MirrorInner>) {
+    if inner.trash_days == 0 {
+        return;
+    }
+    let weak = Arc::downgrade(inner);
+    inner.tasks.spawn(async move {
+        loop {
+            tokio::time::sleep(TRASH_SWEEP).await;
+            let Some(inner) = weak.upgrade() else { return };
+            let (data, days) = (inner.data.clone(), inner.trash_days);
+            drop(inner);
+            let _ = tokio::task::spawn_blocking(move || empty_old_trash(&data, days)).await;
+        }
+    });
+}
+
+/// One entry of `DATA/trash/`: a core's folder moved aside at start.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TrashItem {
+    /// The folder's name in `DATA/trash/` (`<hex key>.<unix ms>`).
+    pub name: String,
+    /// The core's key (hex), when the name says it.
+    pub key: Option<String>,
+    /// When it was moved there (unix ms), when the name says it.
+    pub since_ms: Option<u64>,
+    /// Bytes of its files.
+    pub bytes: u64,
+}
+
+/// What is in the trash, oldest first (empty if there is no trash folder).
+pub fn trash_contents(data: &DataDir) -> std::io::Result<Vec<TrashItem>> {
+    let rd = match std::fs::read_dir(data.trash()) {
+        Ok(rd) => rd,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(vec![]),
+        Err(e) => return Err(e),
+    };
+    let mut items: Vec<TrashItem> = rd
+        .filter_map(|e| e.ok())
+        .map(|e| {
+            let name = e.file_name().to_string_lossy().into_owned();
+            let (key, since_ms) = match name.rsplit_once('.') {
+                Some((k, t)) => (Some(k.to_string()), t.parse::<u64>().ok()),
+                None => (None, None),
+            };
+            TrashItem {
+                bytes: size_of(&e.path()),
+                name,
+                key,
+                since_ms,
+            }
+        })
+        .collect();
+    items.sort_by(|a, b| (a.since_ms, &a.name).cmp(&(b.since_ms, &b.name)));
+    Ok(items)
+}
+
+/// Bytes of the files under `path` (symlinks not followed; at most [`MAX_FILES_SIZED`]).
+fn size_of(path: &Path) -> u64 {
+    let mut total = 0u64;
+    let mut stack = vec![path.to_path_buf()];
+    let mut seen = 0;
+    while let Some(p) = stack.pop() {
+        seen += 1;
+        if seen > MAX_FILES_SIZED {
+            break;
+        }
+        let Ok(meta) = std::fs::symlink_metadata(&p) else {
+            continue;
+        };
+        if meta.is_dir() {
+            if let Ok(rd) = std::fs::read_dir(&p) {
+                stack.extend(rd.filter_map(|e| e.ok()).map(|e| e.path()));
+            }
+        } else {
+            total = total.saturating_add(meta.len());
+        }
+    }
+    total
 }
 
 /// Deletes what is in the trash (only what was put there more than `older_than` ago, if
@@ -152,4 +266,41 @@ pub fn empty_trash(data: &DataDir, older_than: Option<Duration>) -> anyhow::Resu
         }
     }
     Ok(n)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn put(data: &DataDir, name: &str, bytes: usize) {
+        let dir = data.trash().join(name);
+        std::fs::create_dir_all(dir.join("sub")).unwrap();
+        std::fs::write(dir.join("data"), vec![1u8; bytes]).unwrap();
+        std::fs::write(dir.join("sub/tree"), vec![2u8; 10]).unwrap();
+    }
+
+    #[test]
+    fn the_trash_says_what_since_when_and_how_large_and_old_entries_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let data = DataDir::new(dir.path());
+        assert_eq!(trash_contents(&data).unwrap(), vec![]);
+        let now = now_ms();
+        let old = now - 8 * 86_400_000;
+        put(&data, &format!("{}.{old}", "ab".repeat(32)), 1000);
+        put(&data, &format!("{}.{now}", "cd".repeat(32)), 5);
+        let items = trash_contents(&data).unwrap();
+        assert_eq!(items.len(), 2);
+        assert_eq!(items[0].key.as_deref(), Some("ab".repeat(32).as_str()));
+        assert_eq!((items[0].since_ms, items[0].bytes), (Some(old), 1010));
+        assert_eq!((items[1].since_ms, items[1].bytes), (Some(now), 15));
+
+        empty_old_trash(&data, 0);
+        assert_eq!(trash_contents(&data).unwrap().len(), 2, "0 days: never");
+        empty_old_trash(&data, 7);
+        let left = trash_contents(&data).unwrap();
+        assert_eq!(left.len(), 1, "only the 8-day-old entry goes");
+        assert_eq!(left[0].since_ms, Some(now));
+        assert_eq!(empty_trash(&data, None).unwrap(), 1);
+        assert_eq!(trash_contents(&data).unwrap(), vec![]);
+    }
 }

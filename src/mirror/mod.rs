@@ -68,6 +68,8 @@ pub struct MirrorConfig {
     pub status: http::access::StatusAccess,
     /// `[serve] base_host`: each site on its own origin `<z32-key>.<base_host>`.
     pub base_host: Option<http::request::BaseHost>,
+    /// `[serve] trash_days`: trash older than this is deleted (0: never).
+    pub trash_days: u64,
 }
 
 impl Default for MirrorConfig {
@@ -82,6 +84,7 @@ impl Default for MirrorConfig {
             max_storage: None,
             status: http::access::StatusAccess::default(),
             base_host: None,
+            trash_days: leftovers::DEFAULT_TRASH_DAYS,
         }
     }
 }
@@ -161,6 +164,10 @@ pub struct MirrorInner {
     pub providers: Arc<Providers>,
     pub status: StatusLog,
     pub http_url: Option<String>,
+    /// The owner's secret link to the status pages (with an HTTP gateway), rotatable live.
+    pub status_link: Option<http::access::StatusLink>,
+    /// `[serve] trash_days`.
+    pub trash_days: u64,
     laptops: laptops::Laptops,
     /// Cores anyone may fetch (the running sites' db and blobs cores).
     served: Arc<RwLock<HashSet<Key>>>,
@@ -238,6 +245,10 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         };
     let http = http_listener.as_ref().and_then(|l| l.local_addr().ok());
     let http_url = http.map(|a| format!("http://{a}"));
+    let status_link = match http {
+        Some(_) => Some(http::access::StatusLink::load_or_create(&config.data)?),
+        None => None,
+    };
 
     let (commands, commands_rx) = mpsc::channel::<LogEntry>(256);
     let (site_events, site_events_rx) = mpsc::unbounded_channel();
@@ -262,6 +273,8 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         providers,
         status: StatusLog::new(own_log),
         http_url: http_url.clone(),
+        status_link,
+        trash_days: config.trash_days,
         laptops: laptops::Laptops::new(allowed, lists.revoked, commands),
         served,
         sites: StdMutex::new(Sites {
@@ -281,9 +294,12 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         .await;
 
     if let Some(listener) = http_listener {
-        let mut gateway = http::GatewayConfig::with_token_in(&config.data)?;
-        gateway.status = config.status;
-        gateway.base_host = config.base_host.clone();
+        let gateway = http::GatewayConfig {
+            status: config.status,
+            status_link: inner.status_link.clone(),
+            base_host: config.base_host.clone(),
+            ..http::GatewayConfig::default()
+        };
         let inner2 = inner.clone();
         inner.tasks.spawn(http::serve(inner2, listener, gateway));
     }
@@ -297,6 +313,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
     laptops::accept_pairings(&inner, &pairing);
     control_socket::spawn(&inner)?;
     inner.dial_known_laptops();
+    leftovers::spawn_sweeper(&inner);
 
     tracing::info!(
         "mirror {} listening on {listen}{}",

@@ -11,7 +11,9 @@
 //! or stream floods) has its link closed with a reason ([`close_code`]) and is refused for
 //! [`MISBEHAVIOUR_BAN`]; a storage fault of ours (disk full) never blames the peer. What the
 //! engine did is published as [`ReplicationEvent`]s, so callers (and tests) can wait for the
-//! proof that an attempt happened instead of sleeping.
+//! proof that an attempt happened instead of sleeping, and counted
+//! ([`ReplicationCounters`]: bytes and blocks served and received, proofs rejected) for
+//! `/metrics`.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex as StdMutex};
@@ -21,6 +23,7 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::broadcast;
 
 use super::capability::{self, Session};
+use super::counters::{Counted, ReplicationCounters, Side};
 use super::link::Link;
 use super::rate::RateBudget;
 use super::replicate::{pull, serve, PullEnd, ReplicationError};
@@ -88,6 +91,7 @@ pub struct Engine {
     /// Peers that misbehaved, refused until the given instant.
     banned: StdMutex<HashMap<Key, Instant>>,
     events: broadcast::Sender<ReplicationEvent>,
+    counters: Arc<ReplicationCounters>,
 }
 
 impl Engine {
@@ -98,11 +102,16 @@ impl Engine {
             policy,
             banned: StdMutex::new(HashMap::new()),
             events: broadcast::channel(256).0,
+            counters: Arc::default(),
         }
     }
 
     pub fn id(&self) -> Key {
         self.id
+    }
+
+    pub fn counters(&self) -> &Arc<ReplicationCounters> {
+        &self.counters
     }
 
     pub fn subscribe(&self) -> broadcast::Receiver<ReplicationEvent> {
@@ -218,6 +227,7 @@ impl Engine {
             return;
         };
         let key = core.key();
+        let send = Counted::new(send, self.counters.clone(), Side::Served);
         match serve(core, recv, send).await {
             Ok(()) => {}
             Err(e) if e.blames_peer() => {
@@ -251,7 +261,12 @@ impl Engine {
             let Some((send, recv)) = link.open_stream().await else {
                 return; // the link closed
             };
-            match pull(core.clone(), cap, recv, send).await {
+            let recv = Counted::new(recv, self.counters.clone(), Side::Received);
+            let end = pull(core.clone(), cap, recv, send).await;
+            if let Err(ReplicationError::BadProof(_)) = &end {
+                ReplicationCounters::add(&self.counters.proofs_rejected, 1);
+            }
+            match end {
                 Ok(PullEnd::NotFound) => {
                     tracing::debug!(peer = %peer.short(), core = %key.short(), "peer does not have it");
                     self.emit(ReplicationEvent::PullNotFound { peer, core: key });

@@ -10,6 +10,7 @@
 //! Arrows: endpoint ← link ← engine ← node ← providers; pairing ← endpoint only.
 
 pub mod capability;
+pub mod counters;
 pub mod endpoint;
 pub mod engine;
 pub mod hypernet;

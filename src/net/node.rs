@@ -37,6 +37,9 @@ pub use super::rate::RateBudget;
 pub enum PeerEvent {
     Connected(Key),
     Disconnected(Key),
+    /// A dial of [`Node::keep_connected`] failed; it tries again after a back-off. (Tests
+    /// wait for it before asserting that an unreachable peer got nothing.)
+    DialFailed(Key),
 }
 
 /// A refused peer's new connection is held (unserved) this long before it is closed.
@@ -182,6 +185,11 @@ impl Node {
     }
 
     /// What replication did (`NotFound` served or received), for waiting on an attempt.
+    /// Bytes and blocks served and received, proofs rejected (for `/metrics`).
+    pub fn replication_counters(&self) -> &Arc<super::counters::ReplicationCounters> {
+        self.engine.counters()
+    }
+
     pub fn replication_events(&self) -> broadcast::Receiver<ReplicationEvent> {
         self.engine.subscribe()
     }
@@ -274,6 +282,7 @@ impl Node {
                     Ok(conn) => conn,
                     Err(e) => {
                         tracing::debug!(peer = %addr.id.short(), "cannot reach {addr}: {e:#}");
+                        let _ = node.events.send(PeerEvent::DialFailed(addr.id));
                         tokio::time::sleep(backoff.next_delay()).await;
                         continue;
                     }

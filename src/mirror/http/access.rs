@@ -7,9 +7,10 @@
 //!   (nobody; the paths answer 404 like any unknown path).
 //! - [`StatusToken`]: the owner's secret link. A random 128-bit token kept in the data folder
 //!   (file [`TOKEN_FILE`], mode 0600), printed at start as `http://HOST/?token=…`. With
-//!   `local`, a request carrying `?token=<it>` sees the pages from anywhere. Rotate it by
-//!   deleting the file and restarting the mirror (or with [`StatusToken::rotate`]): old links
-//!   then answer 404.
+//!   `local`, a request carrying `?token=<it>` sees the pages from anywhere.
+//! - [`StatusLink`]: the token as the running gateway uses it, shared with the control
+//!   socket so `dat-mirror status-link --rotate` replaces it without a restart: from the
+//!   next request on, old links answer 404 and the new one works.
 //!
 //! Pure decisions ([`may_see_status`], [`is_local`]) so every rule is unit-tested.
 
@@ -18,6 +19,7 @@ use std::io::Write;
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
+use std::sync::{Arc, RwLock};
 
 use blake2::{Blake2b512, Digest};
 use rand::RngCore;
@@ -140,6 +142,47 @@ impl StatusToken {
     /// nothing about how many leading characters were right.
     pub fn matches(&self, presented: &str) -> bool {
         Blake2b512::digest(presented.as_bytes()) == Blake2b512::digest(self.0.as_bytes())
+    }
+}
+
+/// The owner's secret link of a running gateway: the current token, shared (clones see a
+/// rotation at once), and the data folder it is saved in.
+#[derive(Debug, Clone)]
+pub struct StatusLink {
+    token: Arc<RwLock<StatusToken>>,
+    data: Option<PathBuf>,
+}
+
+impl StatusLink {
+    /// The token saved in `data` (made if missing); rotations are saved there.
+    pub fn load_or_create(data: &Path) -> Result<StatusLink, TokenError> {
+        Ok(StatusLink {
+            token: Arc::new(RwLock::new(StatusToken::load_or_create(data)?)),
+            data: Some(data.to_path_buf()),
+        })
+    }
+
+    /// A link with `token`, not saved anywhere (rotations neither).
+    pub fn fixed(token: StatusToken) -> StatusLink {
+        StatusLink {
+            token: Arc::new(RwLock::new(token)),
+            data: None,
+        }
+    }
+
+    pub fn current(&self) -> StatusToken {
+        self.token.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// A new random token, saved first (so a restart keeps it), then used: links with the
+    /// old one answer 404 from the next request on.
+    pub fn rotate(&self) -> Result<StatusToken, TokenError> {
+        let new = match &self.data {
+            Some(data) => StatusToken::rotate(data)?,
+            None => StatusToken::random(),
+        };
+        *self.token.write().unwrap_or_else(|e| e.into_inner()) = new.clone();
+        Ok(new)
     }
 }
 
@@ -280,6 +323,18 @@ mod tests {
         std::fs::write(dir.path().join(TOKEN_FILE), "short").unwrap();
         let e = StatusToken::load_or_create(dir.path()).unwrap_err();
         assert!(e.to_string().contains("delete it"), "{e}");
+    }
+
+    #[test]
+    fn a_status_link_rotates_for_every_clone_and_is_saved() {
+        let dir = tempfile::tempdir().unwrap();
+        let link = StatusLink::load_or_create(dir.path()).unwrap();
+        let seen_by_gateway = link.clone();
+        let old = link.current();
+        let new = link.rotate().unwrap();
+        assert_ne!(old, new);
+        assert_eq!(seen_by_gateway.current(), new);
+        assert_eq!(StatusToken::load_or_create(dir.path()).unwrap(), new);
     }
 
     #[test]

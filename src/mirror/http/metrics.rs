@@ -1,7 +1,8 @@
 //! `/metrics`: the mirror's numbers in the Prometheus text format (version 0.0.4), under the
 //! same access rule as the status page. Sites by state, bytes and blocks held and expected,
-//! peers, laptops, and the gateway's own counters (requests by status class, bytes sent,
-//! connections open/accepted/shed by reason).
+//! peers, laptops, replication counters (bytes and blocks served and received, proofs
+//! rejected: [`crate::net::counters`]), and the gateway's own counters (requests by status
+//! class, bytes sent, connections open/accepted/shed by reason).
 //!
 //! Written by hand rather than with a metrics crate: a dozen gauges and counters read from
 //! state the mirror already keeps, in a format of one line per sample; label values here
@@ -163,6 +164,37 @@ pub fn render(mirror: &MirrorInner, http: &HttpCounters) -> String {
     );
 
     let load = |a: &AtomicU64| a.load(Ordering::Relaxed);
+    let r = mirror.node.replication_counters();
+    for (name, help, value) in [
+        (
+            "dat_mirror_replication_served_bytes_total",
+            "Bytes sent to peers replicating cores from this mirror (frames and proofs).",
+            &r.bytes_served,
+        ),
+        (
+            "dat_mirror_replication_served_blocks_total",
+            "Blocks sent to peers replicating cores from this mirror.",
+            &r.blocks_served,
+        ),
+        (
+            "dat_mirror_replication_received_bytes_total",
+            "Bytes received from peers this mirror replicates cores from.",
+            &r.bytes_received,
+        ),
+        (
+            "dat_mirror_replication_received_blocks_total",
+            "Blocks received from peers this mirror replicates cores from.",
+            &r.blocks_received,
+        ),
+        (
+            "dat_mirror_replication_rejected_proofs_total",
+            "Proofs received that did not verify (the sending peer was disconnected).",
+            &r.proofs_rejected,
+        ),
+    ] {
+        family(&mut out, name, "counter", help);
+        let _ = writeln!(out, "{name} {}", load(value));
+    }
     family(
         &mut out,
         "dat_mirror_http_connections_open",

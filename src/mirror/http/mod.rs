@@ -43,7 +43,7 @@ use crate::site::lookup;
 use crate::site::version::Shown;
 use crate::site::SiteSource;
 use crate::store::CoreReader;
-use access::{StatusAccess, StatusToken};
+use access::{StatusAccess, StatusLink};
 use files::{reply, unavailable, FileReply};
 pub use limits::{Limits, HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_PER_ADDRESS};
 use metrics::HttpCounters;
@@ -65,8 +65,8 @@ const STATUS_CSP: &str =
 pub struct GatewayConfig {
     /// `[serve] status`: who sees `/`, `/.well-known/dat-mirror` and `/metrics`.
     pub status: StatusAccess,
-    /// The owner's secret link (`?token=…`); `None`: no link.
-    pub status_token: Option<StatusToken>,
+    /// The owner's secret link (`?token=…`), rotatable while serving; `None`: no link.
+    pub status_link: Option<StatusLink>,
     /// `[serve] base_host`: give each site its own origin `<z32-key>.<base_host>`.
     pub base_host: Option<BaseHost>,
     pub limits: Limits,
@@ -76,7 +76,7 @@ impl GatewayConfig {
     /// The defaults, with the secret link's token kept in the data folder `data`.
     pub fn with_token_in(data: &std::path::Path) -> Result<GatewayConfig, access::TokenError> {
         Ok(GatewayConfig {
-            status_token: Some(StatusToken::load_or_create(data)?),
+            status_link: Some(StatusLink::load_or_create(data)?),
             ..GatewayConfig::default()
         })
     }
@@ -197,13 +197,12 @@ fn announce(listener: &tokio::net::TcpListener, config: &GatewayConfig) {
     } else {
         addr.to_string()
     };
-    match (&config.status, &config.status_token) {
-        (StatusAccess::Local, Some(t)) => tracing::info!(
+    match (&config.status, &config.status_link) {
+        (StatusAccess::Local, Some(link)) => tracing::info!(
             "status page: http://{host}/ from this machine; from elsewhere, the owner's secret \
-             link http://{host}/?{}={} (rotate it: delete {} in the data folder and restart)",
+             link http://{host}/?{}={} (rotate it: `dat-mirror status-link --rotate`)",
             access::TOKEN_PARAM,
-            t.as_str(),
-            access::TOKEN_FILE
+            link.current().as_str(),
         ),
         (mode, _) => tracing::info!("status page: http://{host}/ (status = \"{mode}\")"),
     }
@@ -349,7 +348,8 @@ fn not_found() -> Response {
 /// 404 as any unknown path.
 fn own_page(gw: &Gateway, target: Target, query: Option<&str>, conn: Conn) -> Response {
     let presented = access::token_param(query);
-    let token = gw.config.status_token.as_ref();
+    let current = gw.config.status_link.as_ref().map(StatusLink::current);
+    let token = current.as_ref();
     let local = access::is_local(conn.peer, conn.local);
     if !access::may_see_status(gw.config.status, local, token, presented) {
         return not_found();

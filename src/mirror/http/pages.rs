@@ -1,6 +1,7 @@
 //! Generated pages: directory listings (HTML, or JSON when asked with
 //! `Accept: application/json`) and the mirror's status page at `/` (HTML, readable on a
-//! phone) with the same data as JSON at `/.well-known/dat-mirror`. Who may see the status
+//! phone) with the same data as JSON at `/.well-known/dat-mirror`, including what needs the
+//! owner: problems found at start and the trash (site data moved aside). Who may see the status
 //! pages is decided before they are built (`access`); their headers are set by the router.
 //! Sums of author-controlled sizes saturate instead of overflowing.
 
@@ -10,6 +11,7 @@ use axum::response::{IntoResponse, Response};
 use serde::Serialize;
 
 use super::request::{subdomain_url, BaseHost};
+use crate::mirror::leftovers::{trash_contents, TrashItem};
 use crate::mirror::MirrorInner;
 use crate::model::view::{ago, human_bytes};
 use crate::site::lookup::{Kind, Listed};
@@ -177,8 +179,55 @@ pub fn status_json(mirror: &MirrorInner, base: Option<&BaseHost>) -> Response {
             "last_seen_ms": mirror.node.last_seen(k),
         })).collect::<Vec<_>>(),
         "sites": site_statuses(mirror, base),
+        "problems": mirror.problems(),
+        "trash": trash_of(mirror),
+        "trash_days": mirror.trash_days,
     });
     axum::Json(body).into_response()
+}
+
+fn trash_of(mirror: &MirrorInner) -> Vec<TrashItem> {
+    trash_contents(&mirror.data).unwrap_or_else(|e| {
+        tracing::warn!("cannot read the trash folder: {e}");
+        vec![]
+    })
+}
+
+/// The "needs you" part of the status page: problems, then the trash.
+fn owner_notes(mirror: &MirrorInner, now: u64, out: &mut String) {
+    let problems = mirror.problems();
+    if !problems.is_empty() {
+        out.push_str("<h2>Problems</h2><ul>");
+        for p in &problems {
+            out.push_str(&format!("<li>{}", html_escape(p)));
+        }
+        out.push_str("</ul>");
+    }
+    let trash = trash_of(mirror);
+    if trash.is_empty() {
+        return;
+    }
+    let total = trash.iter().fold(0u64, |a, i| a.saturating_add(i.bytes));
+    let when = match mirror.trash_days {
+        0 => "kept until emptied".to_string(),
+        d => format!("deleted after {d} days"),
+    };
+    out.push_str(&format!(
+        "<h2>Trash ({}, {})</h2><p>Site data no command asked for, moved aside at start \
+         instead of deleted; {when}, or now with <code>dat-mirror trash empty</code>.</p>\
+         <table><tr><th>core<th>size<th>moved",
+        trash.len(),
+        human_bytes(total)
+    ));
+    for i in &trash {
+        out.push_str(&format!(
+            "<tr><td><code>{}</code><td>{}<td>{}",
+            html_escape(i.key.as_deref().unwrap_or(&i.name)),
+            human_bytes(i.bytes),
+            i.since_ms.map_or_else(|| "?".into(), |t| ago(now, t))
+        ));
+    }
+    out.push_str("</table>");
 }
 
 /// Percent of `total` that `part` is (0–100), without overflow for any sizes.
@@ -241,11 +290,13 @@ pub fn status_page(
         };
         out.push_str(&format!("<li><code>{k}</code> — {online}"));
     }
+    out.push_str("</ul>");
+    owner_notes(mirror, now, &mut out);
     let q = token_query
         .map(|q| format!("?{}", html_escape(q)))
         .unwrap_or_default();
     out.push_str(&format!(
-        "</ul><p><a href=\"/.well-known/dat-mirror{q}\">JSON</a> · <a href=\"/metrics{q}\">metrics</a></p>"
+        "<p><a href=\"/.well-known/dat-mirror{q}\">JSON</a> · <a href=\"/metrics{q}\">metrics</a></p>"
     ));
     html(out)
 }
