@@ -1,8 +1,8 @@
 //! In-process hypercore ceiling for `scripts/bench/replicate.sh`: the site's own blocks (its
 //! db and blobs cores, as `publish` writes them) replicated disk to disk in one process with
 //! no network, through the crate's `net::replicate::{serve, pull}` over `tokio::io::duplex`.
-//! What is left is hypercore 0.14's proof creation/verification and its disk storage (which
-//! fsyncs several times per applied block) — the bound on real replication.
+//! What is left is the engine's proof creation/verification and its disk storage (one
+//! durable commit per applied proof) — the bound on real replication.
 //!
 //! Also generates the benchmark's deterministic site (so the script needs no other tool):
 //!   bench_inprocess gen-site SITE_DIR SIZES_OUT [TOTAL_BYTES]   (default 100 MiB)

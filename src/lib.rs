@@ -25,15 +25,15 @@
 //!                      iroh Router) → engine/replicate/wire (replication over any Link;
 //!                      counters for /metrics),
 //!                      pairing → providers (who holds a site)
-//!  store/              hypercores on disk (core, cache, space, reader), TypedLog (the
-//!                      command and status logs), migrate (to the new engine)
+//!  store/              hypercores on disk in the engine (core, cache, space, reader),
+//!                      TypedLog (the command and status logs), migrate (0.14 -> engine)
 //!  drive/              the hyperdrive format (hyperbee db + hyperblobs), self-contained
 //!  util/               clock, atomic file writes, back-off
 //!  model               crates/model, PURE: keys, envelope, command, status, invite,
 //!                      mirror_set (the mirror's fold), view (the laptop's fold), units
 //!
 //!  crates/hypercore-wire     the hypercore replication protocol (protomux, messages, Session)
-//!  crates/hypercore-engine   our own hypercore storage engine (not yet behind store/)
+//!  crates/hypercore-engine   our own hypercore storage engine (behind store/)
 //!  crates/hyperswarm-bridge  the HyperDHT via Node's hyperswarm, behind a Transport trait
 //!  crates/hypercore-peer     engine + protocol + transport: one peer of the hypercore network
 //! ```

@@ -148,7 +148,8 @@ async fn a_reader_clones_a_site_from_the_mirror_after_the_laptop_left() {
     }
     got_v1.sort();
     assert_eq!(got_v1, v1_files, "version 1 from the reader's copy");
-    drop((db, blobs, store));
+    // Close the store (the CLI below opens the folder in a process of its own).
+    drop((dbr, blr, db, blobs, store));
 
     // Cloning into a folder that has files is refused, and the folder is left alone.
     let o = clone_cli(

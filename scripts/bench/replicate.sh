@@ -5,7 +5,10 @@
 # same bytes and print a table with the ratios:
 #   - raw iroh on loopback (one stream; the file mix as messages; 64 KiB request/response),
 #   - the in-process hypercore ceiling (publish's cores replicated disk to disk, no network),
-#     on this temp dir's disk and, when /dev/shm exists, on tmpfs (where fsync costs nothing).
+#     on this temp dir's disk and, when /dev/shm exists, on tmpfs (where fsync costs nothing),
+#   - the anchor: Node hyperdrive 13 on corestore 7 replicating the same folder disk to disk
+#     over an encrypted TCP loopback socket (scripts/bench/node-replicate.js; needs `node` and
+#     the modules of crates/hypercore-engine/tests/node; skipped, and said, without them).
 # Everything runs on 127.0.0.1 with relays disabled; nothing leaves the machine.
 #
 # Usage: scripts/bench/replicate.sh
@@ -176,6 +179,18 @@ if [ -d /dev/shm ] && [ -w /dev/shm ]; then
     SHM=""
 fi
 
+NODE_MODULES=$ROOT/crates/hypercore-engine/tests/node/node_modules
+NODE_OUT=""
+if command -v node >/dev/null && [ -d "$NODE_MODULES/hyperdrive" ]; then
+    say "== anchor: Node hyperdrive 13 replicates the same folder over a TCP loopback socket"
+    mkdir -p "$WORK/node"
+    NODE_OUT=$(NODE_PATH=$NODE_MODULES node "$ROOT/scripts/bench/node-replicate.js" "$SITE" "$WORK/node")
+    rm -rf "$WORK/node"
+    sync
+else
+    say "== anchor skipped: no node, or no $NODE_MODULES/hyperdrive (npm ci there)"
+fi
+
 # ---------------------------------------------------------------------------------------
 line_of() { grep "^RESULT $1 " <<<"$2" || die "no $1 result"; }
 row() { # label bytes secs [blocks]
@@ -203,6 +218,12 @@ if [ -n "$INPROC_SHM" ]; then
 fi
 l=$(line_of inproc_publish "$INPROC")
 row "in-process publish (import, disk)" "$(field bytes "$l")" "$(field secs "$l")"
+if [ -n "$NODE_OUT" ]; then
+    l=$(line_of node_replicate "$NODE_OUT")
+    row "anchor: Node hyperdrive 13, TCP loopback" "$(field bytes "$l")" "$(field secs "$l")" "$(field blocks "$l")"
+    l=$(line_of node_publish "$NODE_OUT")
+    row "anchor: Node hyperdrive 13 import (put/file)" "$(field bytes "$l")" "$(field secs "$l")"
+fi
 echo
 echo "e2e timeline after touch: mirror's first bytes ${FIRST_BYTES:-?} s, mirror complete ${MIRROR_DONE:-?} s," \
     "laptop shows mirrored $E2E_S s; CPU during sync: mirror ${CPU_PI} s, laptop ${CPU_LAPTOP} s;" \

@@ -33,7 +33,9 @@ const RETRY_UNAVAILABLE: Duration = Duration::from_secs(2);
 /// way); more is a flood, and ends the session whatever the server's speed.
 pub const MAX_IN_FLIGHT: u64 = 2 * WINDOW as u64;
 /// Server messages a reader reads ahead of processing them (each up to `MAX_FRAME`).
-const READER_READ_AHEAD: usize = 4;
+const READER_READ_AHEAD: usize = 8;
+/// Proofs a reader applies in one commit at most (those read ahead, with the one at hand).
+const MAX_APPLY_BATCH: usize = READER_READ_AHEAD + 1;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ReplicationError {
@@ -337,64 +339,93 @@ where
                     Some(Err(e)) => return Err(e.into()),
                     Some(Ok(m)) => m,
                 };
-                match msg {
-                    Message::Length { length, .. } => {
-                        if length > remote_length {
-                            core.note_remote_length(length);
-                            remote_length = length;
-                            upgrade_refused = false;
+                // Messages already read ahead are handled with this one: their proofs are
+                // applied in one commit.
+                let mut msgs = vec![msg];
+                let mut read_error = None;
+                while msgs.len() < MAX_APPLY_BATCH {
+                    match incoming.try_recv() {
+                        Ok(Ok(m)) => msgs.push(m),
+                        Ok(Err(e)) => {
+                            read_error = Some(e);
+                            break;
                         }
+                        Err(_) => break,
                     }
-                    Message::Data { id, proof } => {
-                        let Some(what) = pending.remove(&id) else {
-                            return Err(ReplicationError::Protocol(format!("answer to unknown request {id}")));
-                        };
-                        let length_then = sent_at.remove(&id).unwrap_or(0);
-                        if let Pending::Block(index) = what {
-                            requested.remove(&index);
-                        }
-                        let proof = proof.to_proof()?;
-                        if let (Pending::Block(index), Some(b)) = (&what, &proof.block) {
-                            if b.index != *index {
-                                return Err(ReplicationError::Protocol(format!("asked for block {index}, got {}", b.index)));
+                }
+                let mut proofs = Vec::new();
+                let mut sent_then = Vec::new();
+                for msg in msgs {
+                    match msg {
+                        Message::Length { length, .. } => {
+                            if length > remote_length {
+                                core.note_remote_length(length);
+                                remote_length = length;
+                                upgrade_refused = false;
                             }
                         }
-                        if matches!(what, Pending::Upgrade) && proof.upgrade.is_none() {
-                            return Err(ReplicationError::Protocol("upgrade answer without an upgrade".into()));
-                        }
-                        let applied = match core.apply_proof(proof).await {
-                            Ok(applied) => applied,
-                            Err(e) if e.is_storage_fault() => return Err(ReplicationError::Storage(e)),
-                            Err(e) if is_forgery(&e) => {
-                                return Err(ReplicationError::BadProof(e.to_string()));
-                            }
-                            Err(e) => {
-                                // Not provably the peer's fault: a race with another peer
-                                // (our core moved on since the request), or a local tree
-                                // that lacks a node after a failed write. Counted, not blamed.
-                                tracing::debug!(core = %core.key().short(), "proof not applied (sent at length {length_then}): {e}");
-                                false
-                            }
-                        };
-                        if !applied {
-                            unapplied += 1;
-                            if unapplied > MAX_UNAPPLIED {
-                                return Err(ReplicationError::Stale(unapplied));
-                            }
-                        }
-                    }
-                    Message::NoData { id } => {
-                        sent_at.remove(&id);
-                        match pending.remove(&id) {
-                            Some(Pending::Block(index)) => {
+                        Message::Data { id, proof } => {
+                            let Some(what) = pending.remove(&id) else {
+                                return Err(ReplicationError::Protocol(format!("answer to unknown request {id}")));
+                            };
+                            let length_then = sent_at.remove(&id).unwrap_or(0);
+                            if let Pending::Block(index) = what {
                                 requested.remove(&index);
-                                unavailable.insert(index);
                             }
-                            Some(Pending::Upgrade) => upgrade_refused = true,
-                            None => return Err(ReplicationError::Protocol(format!("answer to unknown request {id}"))),
+                            let proof = proof.to_proof()?;
+                            if let (Pending::Block(index), Some(b)) = (&what, &proof.block) {
+                                if b.index != *index {
+                                    return Err(ReplicationError::Protocol(format!("asked for block {index}, got {}", b.index)));
+                                }
+                            }
+                            if matches!(what, Pending::Upgrade) && proof.upgrade.is_none() {
+                                return Err(ReplicationError::Protocol("upgrade answer without an upgrade".into()));
+                            }
+                            proofs.push(proof);
+                            sent_then.push(length_then);
+                        }
+                        Message::NoData { id } => {
+                            sent_at.remove(&id);
+                            match pending.remove(&id) {
+                                Some(Pending::Block(index)) => {
+                                    requested.remove(&index);
+                                    unavailable.insert(index);
+                                }
+                                Some(Pending::Upgrade) => upgrade_refused = true,
+                                None => return Err(ReplicationError::Protocol(format!("answer to unknown request {id}"))),
+                            }
+                        }
+                        other => return Err(ReplicationError::Protocol(format!("unexpected message from server: {other:?}"))),
+                    }
+                }
+                let results = if proofs.is_empty() {
+                    Vec::new()
+                } else {
+                    core.apply_proofs(proofs).await
+                };
+                for (result, length_then) in results.into_iter().zip(sent_then) {
+                    let applied = match result {
+                        Ok(applied) => applied,
+                        Err(e) if e.is_storage_fault() => return Err(ReplicationError::Storage(e)),
+                        Err(e) if is_forgery(&e) => {
+                            return Err(ReplicationError::BadProof(e.to_string()));
+                        }
+                        Err(e) => {
+                            // Not provably the peer's fault: a race with another peer
+                            // (our core moved on since the request). Counted, not blamed.
+                            tracing::debug!(core = %core.key().short(), "proof not applied (sent at length {length_then}): {e}");
+                            false
+                        }
+                    };
+                    if !applied {
+                        unapplied += 1;
+                        if unapplied > MAX_UNAPPLIED {
+                            return Err(ReplicationError::Stale(unapplied));
                         }
                     }
-                    other => return Err(ReplicationError::Protocol(format!("unexpected message from server: {other:?}"))),
+                }
+                if let Some(e) = read_error {
+                    return Err(e.into());
                 }
             }
             _ = retry.tick(), if !unavailable.is_empty() || upgrade_refused => {

@@ -290,6 +290,43 @@ impl Core {
         }
     }
 
+    /// Verifies and applies `proofs` in one atomic commit (one data sync and one database
+    /// commit for all of them). When that commit fails, each proof is applied on its own,
+    /// so each gets its own outcome (a forged proof among valid ones is found, and blamed).
+    pub async fn apply_proofs(
+        self: &Arc<Self>,
+        proofs: Vec<engine::Proof>,
+    ) -> Vec<Result<bool, StoreError>> {
+        let n = proofs.len();
+        let bytes: u64 = proofs
+            .iter()
+            .map(|p| p.block.as_ref().map_or(0, |b| b.value.len() as u64))
+            .sum();
+        if n > 1 && self.lacks_space(MIN_FREE_BYTES + bytes).is_none() {
+            let engine = self.engine.clone();
+            let key = self.key;
+            let batch = proofs.clone();
+            let committed = run_blocking(move || {
+                let mut b = engine::Batch::new();
+                for p in batch {
+                    b.apply(key.0, p);
+                }
+                engine.commit(b)
+            })
+            .await;
+            if let Ok(Ok(_)) = committed {
+                self.note_write(&Ok(()));
+                self.refresh_info();
+                return (0..n).map(|_| Ok(true)).collect();
+            }
+        }
+        let mut out = Vec::with_capacity(n);
+        for p in proofs {
+            out.push(self.apply_proof(p).await);
+        }
+        out
+    }
+
     /// Block `index` if it is held, from the block cache when possible.
     pub async fn get_cached(&self, index: u64) -> Result<Option<Arc<[u8]>>, StoreError> {
         if let Some(b) = self.cache.get(&self.key, index) {
