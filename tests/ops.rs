@@ -315,7 +315,10 @@ fn config_and_serve_read_the_environment_by_one_path() {
 #[test]
 fn status_and_hyperswarm_settings_show_with_their_source() {
     let home = tempfile::tempdir().unwrap();
-    let out = ok(dat_mirror(home.path()).arg("config"));
+    // (`config` only shows settings: the product default may be seen here.)
+    let out = ok(dat_mirror(home.path())
+        .env_remove("DAT_MIRROR_NETWORK_HYPERSWARM")
+        .arg("config"));
     assert!(
         setting(&out, "serve", "status").contains("\"local\""),
         "{out}"
