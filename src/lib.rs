@@ -15,16 +15,19 @@
 //!  fs/                 FUSE adapters: control/ (the laptop's folder, behind the laptop's
 //!                      ControlBackend), site_tree/ (the mirror's read-only tree, behind
 //!                      site::SiteSource), fuse.rs (mount and reply glue shared by both)
-//!  mirror/  laptop/    the two daemons; mirror/http is the HTTP gateway
+//!  mirror/  laptop/    the two daemons; mirror/http is the HTTP gateway, mirror/hyperplane
+//!                      the mirror on the hypercore network
 //!  site/               SiteSource (who holds which sites) and the one reading rule (version,
-//!                      symlinks, verified byte ranges) used by HTTP and the site tree
+//!                      lookup of files and folders, symlinks, verified byte ranges) used by
+//!                      HTTP and the site tree
 //!  host/               DataDir (every file name of the data folder), the lock, state files,
 //!                      the start-up both daemons share, Tasks (cancellation + tracking)
 //!  ipc.rs  logging.rs  the daemons' control socket; log output
 //!  net/                endpoint (identity, QUIC, address lookups) → node (connections,
 //!                      iroh Router) → engine/replicate/wire (replication over any Link;
 //!                      counters for /metrics),
-//!                      pairing → providers (who holds a site)
+//!                      pairing → providers (who holds a site); hypernet (the second plane:
+//!                      crates/hypercore-peer over crates/hyperswarm-bridge, sites as drives)
 //!  store/              hypercores on disk in the engine (core, cache, space, reader),
 //!                      TypedLog (the command and status logs), migrate (0.14 -> engine)
 //!  drive/              the hyperdrive format (hyperbee db + hyperblobs), self-contained
@@ -52,6 +55,7 @@
 //! | a new file in the data folder | `host::DataDir` (its name), `host::state` if it is JSON state |
 //! | a new subcommand | `cli/<name>.rs` with `Args` + `run`, one `Cmd` variant in the binary |
 //! | a new network protocol | a `ProtocolHandler` registered on `net::node::NodeBuilder` |
+//! | what the mirror does on the hypercore network | `net::hypernet` (the plane), `mirror::hyperplane` (the mirror's use of it) |
 //! | a new fuzz target | `fuzzing/` (+ one line in `fuzz/fuzz_targets/`, seeds in `fuzz/regressions/`) |
 
 pub use dat_mirror_model as model;
