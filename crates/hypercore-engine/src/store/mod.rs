@@ -97,6 +97,19 @@ pub struct BlockFile {
     pub location: BlockLocation,
 }
 
+/// redb's page cache per database. redb's default (1 GiB) lets a long-running mirror grow
+/// towards it as its cores grow (seen in a soak: +10 MiB of RSS a minute); tree nodes,
+/// bitfields and signatures of even large sites fit in far less, and block bytes are read
+/// from the data files (the kernel's page cache), not from redb.
+pub const DB_CACHE_BYTES: usize = 32 << 20;
+
+/// A redb builder with this store's settings.
+pub(crate) fn db_builder() -> redb::Builder {
+    let mut b = Database::builder();
+    b.set_cache_size(DB_CACHE_BYTES);
+    b
+}
+
 /// How a store trades fsyncs against robustness.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct StoreOptions {
@@ -243,7 +256,7 @@ impl Store {
                 .unwrap_or_else(|poisoned| poisoned.into_inner());
             if self.shared.db_broken.load(Ordering::Acquire) {
                 slot.take();
-                let db = Database::builder()
+                let db = db_builder()
                     .create(self.shared.dir.join("engine.redb"))
                     .map_err(db_err)?;
                 *slot = Some(db);

@@ -100,7 +100,7 @@ fn panic_text(p: Box<dyn std::any::Any + Send>) -> String {
 /// cores it held are lost (their data files stay on disk), and the report says so.
 fn open_db(path: &Path) -> Result<(Database, Option<String>)> {
     let attempt = |p: &Path| -> std::result::Result<Database, String> {
-        match std::panic::catch_unwind(|| Database::builder().create(p)) {
+        match std::panic::catch_unwind(|| super::db_builder().create(p)) {
             Ok(Ok(db)) => Ok(db),
             Ok(Err(e)) => Err(e.to_string()),
             Err(panic) => Err(panic_text(panic)),
@@ -108,7 +108,7 @@ fn open_db(path: &Path) -> Result<(Database, Option<String>)> {
     };
     // Open elsewhere (another store of this process, or another process): not damage.
     // Repairing it would pad and move aside a live database.
-    let first_try = std::panic::catch_unwind(|| Database::builder().create(path));
+    let first_try = std::panic::catch_unwind(|| super::db_builder().create(path));
     if let Ok(Err(redb::DatabaseError::DatabaseAlreadyOpen)) = first_try {
         return Err(Error::Db(format!(
             "{} is already open (by another store of this process or another process)",
@@ -273,7 +273,7 @@ pub(crate) fn open(dir: &Path, options: super::StoreOptions) -> Result<(Shared, 
                 "database unreadable ({why}); moved to {} and started empty",
                 aside.display()
             ));
-            db = Database::builder().create(&path).map_err(db_err)?;
+            db = super::db_builder().create(&path).map_err(db_err)?;
             load(dir, &db)?
         }
     };
