@@ -129,10 +129,13 @@ impl Core {
     /// Reads the core's state from the engine and publishes it if it changed (call after
     /// writing to the engine directly, e.g. a publish's batches).
     pub fn refresh_info(&self) {
-        let Some(fresh) = info_of(&self.engine, &self.key) else {
-            return;
-        };
+        // The engine is read inside the watch's write lock: two refreshes racing (two
+        // sessions applying proofs to one core) must not publish an older reading after a
+        // newer one, or every later upgrade asks from a length the core has passed.
         self.info.send_if_modified(|info| {
+            let Some(fresh) = info_of(&self.engine, &self.key) else {
+                return false;
+            };
             let next = CoreInfo {
                 remote_length: info.remote_length,
                 ..fresh
@@ -213,6 +216,27 @@ impl Core {
         })
     }
 
+    /// Runs an engine mutation on the blocking pool and publishes its outcome there, right
+    /// after the commit: the new info (also after a stale proof: our state moved on) and a
+    /// storage fault or its end. A caller that stops waiting (a replication session ending
+    /// with its connection) cannot leave the published length behind the engine's, which
+    /// once made a laptop ask for upgrades from a length it had passed, forever.
+    async fn mutate<T: Send + 'static>(
+        self: &Arc<Self>,
+        work: impl FnOnce(&engine::Store) -> engine::Result<T> + Send + 'static,
+    ) -> Result<T, StoreError> {
+        let core = self.clone();
+        run_blocking(move || {
+            let result = work(&core.engine).map_err(|e| StoreError::engine(&core.key, e));
+            core.note_write(&result.as_ref().map(|_| ()));
+            if result.as_ref().is_ok() || result.as_ref().is_err_and(StoreError::is_stale) {
+                core.refresh_info();
+            }
+            result
+        })
+        .await?
+    }
+
     /// Records the outcome of a mutation: a storage fault is published (the engine's
     /// commits are atomic, so nothing needs reopening); success clears a previous fault.
     fn note_write(&self, result: &Result<(), &StoreError>) {
@@ -241,15 +265,11 @@ impl Core {
 
     /// Appends entries (one signed batch, one durable commit) and returns the new length.
     pub async fn append_batch(self: &Arc<Self>, entries: &[Vec<u8>]) -> Result<u64, StoreError> {
-        let engine = self.engine.clone();
         let key = self.key;
         let entries = entries.to_vec();
-        let result = run_blocking(move || engine.append(&key.0, entries))
-            .await?
-            .map_err(|e| StoreError::engine(&self.key, e));
-        self.note_write(&result.as_ref().map(|_| ()));
-        let applied = result?;
-        self.refresh_info();
+        let applied = self
+            .mutate(move |engine| engine.append(&key.0, entries))
+            .await?;
         Ok(applied.length)
     }
 
@@ -271,20 +291,12 @@ impl Core {
             self.note_write(&Err(&e));
             return Err(e);
         }
-        let engine = self.engine.clone();
         let key = self.key;
-        let result = run_blocking(move || engine.apply_proof(&key.0, proof))
-            .await?
-            .map_err(|e| StoreError::engine(&self.key, e));
-        match &result {
-            Ok(_) => self.note_write(&Ok(())),
-            Err(e) => self.note_write(&Err(e)),
-        }
-        match result {
-            Ok(_) => {
-                self.refresh_info();
-                Ok(true)
-            }
+        match self
+            .mutate(move |engine| engine.apply_proof(&key.0, proof))
+            .await
+        {
+            Ok(_) => Ok(true),
             Err(e) if e.is_stale() => Ok(false),
             Err(e) => Err(e),
         }
@@ -303,20 +315,18 @@ impl Core {
             .map(|p| p.block.as_ref().map_or(0, |b| b.value.len() as u64))
             .sum();
         if n > 1 && self.lacks_space(MIN_FREE_BYTES + bytes).is_none() {
-            let engine = self.engine.clone();
             let key = self.key;
             let batch = proofs.clone();
-            let committed = run_blocking(move || {
-                let mut b = engine::Batch::new();
-                for p in batch {
-                    b.apply(key.0, p);
-                }
-                engine.commit(b)
-            })
-            .await;
-            if let Ok(Ok(_)) = committed {
-                self.note_write(&Ok(()));
-                self.refresh_info();
+            let committed = self
+                .mutate(move |engine| {
+                    let mut b = engine::Batch::new();
+                    for p in batch {
+                        b.apply(key.0, p);
+                    }
+                    engine.commit(b)
+                })
+                .await;
+            if committed.is_ok() {
                 return (0..n).map(|_| Ok(true)).collect();
             }
         }

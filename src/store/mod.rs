@@ -416,6 +416,8 @@ pub(crate) async fn run_blocking<T: Send + 'static>(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::future::Future;
+    use std::time::Duration;
 
     fn key_pair() -> engine::KeyPair {
         engine::KeyPair::generate().unwrap()
@@ -472,6 +474,69 @@ mod tests {
         // Spans across blocks, starting and ending inside them.
         let all: Vec<u8> = blocks.concat();
         assert_eq!(core.read_bytes_blocking(500, 5000).unwrap(), all[500..5500]);
+    }
+
+    /// A replication session that ends with its connection drops its apply future while the
+    /// commit runs on the blocking pool. The commit completes; the published length must
+    /// follow it, or the next session asks for upgrades from a length the core has passed
+    /// and every answer is stale (seen in CI: "65 proofs were stale", site never mirrored).
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn an_apply_whose_caller_stopped_waiting_still_publishes_the_new_length() {
+        let (wdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let writer_store = CoreStore::new(wdir.path()).unwrap();
+        let signing = key_pair();
+        let writer = writer_store
+            .open_or_create_writable(&signing)
+            .await
+            .unwrap();
+        let entries: Vec<Vec<u8>> = (0..50u8).map(|i| vec![i; 100]).collect();
+        writer.append_batch(&entries).await.unwrap();
+        let replica_store = CoreStore::new(rdir.path()).unwrap();
+        let replica = replica_store
+            .open_or_create_replica(&Key(signing.public_key))
+            .await
+            .unwrap();
+        let upgrade = engine::Request {
+            fork: 0,
+            block: None,
+            hash: None,
+            seek: None,
+            upgrade: Some(engine::RequestUpgrade {
+                start: 0,
+                length: 50,
+            }),
+            manifest: false,
+        };
+        let proof = writer.create_proof_blocking(&upgrade).unwrap();
+        // Polled once (the commit is handed to the blocking pool), then dropped.
+        {
+            let mut apply = std::pin::pin!(replica.apply_proof(proof));
+            let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+            assert!(
+                apply.as_mut().poll(&mut cx).is_pending(),
+                "the apply finished before it could be dropped"
+            );
+        }
+        let engine_length = || {
+            replica_store
+                .engine()
+                .info(&signing.public_key)
+                .unwrap()
+                .length
+        };
+        let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
+        while engine_length() < 50 && tokio::time::Instant::now() < deadline {
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        assert_eq!(engine_length(), 50, "the dropped apply did not commit");
+        let mut info = replica.subscribe();
+        let published =
+            tokio::time::timeout(Duration::from_secs(10), info.wait_for(|i| i.length == 50)).await;
+        assert!(
+            published.is_ok(),
+            "the engine holds 50 blocks but the core still says {}",
+            replica.info().length
+        );
     }
 
     #[tokio::test]
