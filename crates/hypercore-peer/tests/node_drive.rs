@@ -10,7 +10,10 @@
 //!    read back by a fresh hyperdrive 13 reader from Rust alone;
 //! 4. hostile: an impostor offering the drive's db core signed by another key is closed with
 //!    "invalid proof", nothing of it is stored, and the Node writer on another connection
-//!    still delivers the whole drive (read back by a Node reader).
+//!    still delivers the whole drive (read back by a Node reader);
+//! 5. Node alone, the limit behind #12's "read by hyperdrive 11": hyperdrive 11 (hypercore 10)
+//!    cannot read a manifest-keyed hyperdrive 13 drive even from its own writer (hypercore 10
+//!    refuses the version-1 manifest and closes the stream), while hyperdrive 13 reads it.
 
 mod common;
 
@@ -48,9 +51,8 @@ async fn mirror(rust: &RustPeer, ready: &serde_json::Value) -> ([u8; 32], [u8; 3
 }
 
 async fn read_from_rust(net: &Testnet, stack: &str, key: &str, wrote: &serde_json::Value) {
-    let dir = tempfile::tempdir().unwrap();
-    let mut reader = net.drive(stack, "read", dir.path(), key, json!({}));
-    let files = reader.event("files", 120).await;
+    let reader = net.reader(stack, key).await;
+    let files = &reader.files;
     assert_same_files(wrote, &files["files"], stack);
     assert_eq!(files["peers"], 1, "{stack}: read from the Rust peer alone");
     eprintln!(
@@ -69,15 +71,11 @@ async fn node_hyperdrive_11_drive_mirrored_then_read_by_node_13_and_11_from_rust
     }
     init_tracing();
     let net = Testnet::start().await;
-    let (wdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut writer = net.drive(
-        "v11",
-        "write",
-        wdir.path(),
-        "",
-        json!({"set": "small", "join": "server"}),
-    );
-    let ready = writer.event("ready", 60).await;
+    let rdir = tempfile::tempdir().unwrap();
+    let mut writer = net
+        .writer("v11", json!({"set": "small", "join": "server"}))
+        .await;
+    let ready = writer.ready.clone();
     let rust = net.rust_peer(rdir.path()).await;
     let (db, blobs) = mirror(&rust, &ready).await;
     writer.stop().await;
@@ -134,19 +132,13 @@ async fn live_append_reaches_rust_and_a_node_reader_of_rust_without_reconnecting
         .await
         .unwrap();
 
-    let mut reader = net.drive(
-        "v13",
-        "read",
-        ndir.path(),
-        made["key"].as_str().unwrap(),
-        json!({}),
-    );
-    let files = reader.event("files", 120).await;
-    assert_same_files(&ready["files"], &files["files"], "v13 reader");
-    assert_eq!(files["peers"], 1);
+    let mut reader = net.reader("v13", made["key"].as_str().unwrap()).await;
+    assert_same_files(&ready["files"], &reader.files["files"], "v13 reader");
+    assert_eq!(reader.files["peers"], 1);
 
     let mut events = rust.peer.subscribe();
     reader
+        .proc
         .send(json!({"cmd": "wait", "path": "/live.html"}))
         .await;
     writer
@@ -161,7 +153,7 @@ async fn live_append_reaches_rust_and_a_node_reader_of_rust_without_reconnecting
         .wait_complete(&blobs, put["blobsLength"].as_u64().unwrap(), WAIT)
         .await
         .unwrap();
-    let got = reader.event("got", 60).await;
+    let got = reader.proc.event("got", 60).await;
     assert_eq!(
         got["sha256"], put["sha256"],
         "the Node reader got the live file through Rust"
@@ -188,15 +180,11 @@ async fn node_hyperdrive_13_manifest_drive_mirrored_then_read_from_rust_alone() 
     }
     init_tracing();
     let net = Testnet::start().await;
-    let (wdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
-    let mut writer = net.drive(
-        "v13",
-        "write",
-        wdir.path(),
-        "",
-        json!({"set": "small", "join": "server"}),
-    );
-    let ready = writer.event("ready", 60).await;
+    let rdir = tempfile::tempdir().unwrap();
+    let mut writer = net
+        .writer("v13", json!({"set": "small", "join": "server"}))
+        .await;
+    let ready = writer.ready.clone();
     let rust = net.rust_peer(rdir.path()).await;
     let (db, blobs) = mirror(&rust, &ready).await;
     writer.stop().await;
@@ -239,20 +227,12 @@ async fn impostor_signing_with_another_key_is_closed_and_the_node_writer_still_s
     }
     init_tracing();
     let net = Testnet::start().await;
-    let (wdir, rdir, idir) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
-    let mut writer = net.drive(
-        "v11",
-        "write",
-        wdir.path(),
-        "",
-        json!({"set": "small", "join": "server"}),
-    );
-    let ready = writer.event("ready", 60).await;
-    let db = hex32(&ready["key"]);
+    let (rdir, idir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let mut writer = net
+        .writer("v11", json!({"set": "small", "join": "server"}))
+        .await;
+    let ready = writer.ready.clone();
+    let db = writer.key();
     let rust = net.rust_peer(rdir.path()).await;
     rust.peer.add_core(db, true).unwrap();
 
@@ -306,4 +286,47 @@ async fn impostor_signing_with_another_key_is_closed_and_the_node_writer_still_s
     writer.stop().await;
     read_from_rust(&net, "v13", ready["key"].as_str().unwrap(), &ready["files"]).await;
     rust.stop().await;
+}
+
+/// Issue #12's limit, shown with Node alone: hyperdrive 11 (corestore 6, hypercore 10) cannot
+/// read a manifest-keyed drive made by hyperdrive 13 (corestore 7, hypercore 11) even from its
+/// own writer — hypercore 10 refuses the version-1 manifest the writer sends ("Invalid
+/// version: 1") and closes the replication stream, so not one block is verified. A mirror
+/// cannot do better than the publisher here; hyperdrive 13 readers are the ones served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn node_hyperdrive_11_cannot_read_a_manifest_keyed_hyperdrive_13_drive_even_from_its_writer()
+{
+    if !node_ready(
+        "node_hyperdrive_11_cannot_read_a_manifest_keyed_hyperdrive_13_drive_even_from_its_writer",
+    ) {
+        return;
+    }
+    init_tracing();
+    let net = Testnet::start().await;
+    let mut writer = net
+        .writer("v13", json!({"set": "small", "join": "server"}))
+        .await;
+    let old = net.reader("v11", writer.key_hex()).await;
+    eprintln!(
+        "hyperdrive 11 reading hyperdrive 13's writer: {}",
+        old.files
+    );
+    assert_eq!(old.files["peers"], 1, "it reached the writer");
+    assert_eq!(old.files["dbLength"], 0, "no block of the db core verified");
+    assert_eq!(old.files["files"], json!({}), "no file read");
+    let errors = old.files["streamErrors"].to_string();
+    assert!(
+        errors.contains("Invalid version: 1"),
+        "hypercore 10 refuses the version-1 manifest: {errors}"
+    );
+    old.stop().await;
+    // the same writer serves a hyperdrive 13 reader every file (the drive is fine)
+    let new = net.reader("v13", writer.key_hex()).await;
+    assert_same_files(
+        writer.files(),
+        &new.files["files"],
+        "v13 reader of the writer",
+    );
+    new.stop().await;
+    writer.stop().await;
 }

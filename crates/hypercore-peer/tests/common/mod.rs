@@ -95,7 +95,21 @@ pub struct NodeProc {
 
 impl NodeProc {
     pub fn spawn(name: &str, cwd: &str, args: &[String]) -> NodeProc {
-        let mut child = Command::new("node")
+        NodeProc::spawn_in(None, name, cwd, args)
+    }
+
+    /// [`NodeProc::spawn`] inside the network namespace `netns` (its `/var/run/netns/…`
+    /// path; needs root and `nsenter`), or in this one with `None`.
+    pub fn spawn_in(netns: Option<&str>, name: &str, cwd: &str, args: &[String]) -> NodeProc {
+        let mut cmd = match netns {
+            Some(ns) => {
+                let mut c = Command::new("nsenter");
+                c.arg(format!("--net={ns}")).arg("--").arg("node");
+                c
+            }
+            None => Command::new("node"),
+        };
+        let mut child = cmd
             .args(args)
             .current_dir(node_dir().join(cwd))
             .stdin(Stdio::piped())
@@ -170,8 +184,20 @@ pub struct Testnet {
 }
 
 impl Testnet {
+    /// 3 HyperDHT nodes on 127.0.0.1.
     pub async fn start() -> Testnet {
-        let mut proc = NodeProc::spawn("testnet", "v13", &["../testnet.js".into(), "3".into()]);
+        Testnet::start_in(None, 3, "127.0.0.1").await
+    }
+
+    /// `nodes` HyperDHT nodes bound to `host`, inside the network namespace `netns` (a
+    /// `/var/run/netns/…` path) or this one.
+    pub async fn start_in(netns: Option<&str>, nodes: usize, host: &str) -> Testnet {
+        let mut proc = NodeProc::spawn_in(
+            netns,
+            "testnet",
+            "v13",
+            &["../testnet.js".into(), nodes.to_string(), host.into()],
+        );
         let v = proc.next(60).await;
         let bootstrap: Vec<String> = v["bootstrap"]
             .as_array()
@@ -179,7 +205,7 @@ impl Testnet {
             .iter()
             .map(|b| b.as_str().expect("HOST:PORT").to_string())
             .collect();
-        assert!(bootstrap.iter().all(|b| b.starts_with("127.0.0.1:")));
+        assert!(bootstrap.iter().all(|b| b.starts_with(&format!("{host}:"))));
         Testnet { proc, bootstrap }
     }
 
@@ -192,7 +218,22 @@ impl Testnet {
         key: &str,
         opts: Value,
     ) -> NodeProc {
-        NodeProc::spawn(
+        self.drive_in(None, stack, role, dir, key, opts)
+    }
+
+    /// [`Testnet::drive`] inside the network namespace `netns` (or this one); `opts.host` and
+    /// `opts.firewalled` set its DHT's bind address and NAT behaviour (default: loopback).
+    pub fn drive_in(
+        &self,
+        netns: Option<&str>,
+        stack: &str,
+        role: &str,
+        dir: &std::path::Path,
+        key: &str,
+        opts: Value,
+    ) -> NodeProc {
+        NodeProc::spawn_in(
+            netns,
             &format!("{stack}-{role}"),
             stack,
             &[
@@ -204,6 +245,29 @@ impl Testnet {
                 opts.to_string(),
             ],
         )
+    }
+
+    /// A Node drive writer on this testnet, with its files written and its topic joined
+    /// (`opts`: drive.js's `set`, `join`; not `deferJoin`). Waits (bounded) for its `ready`.
+    pub async fn writer(&self, stack: &str, opts: Value) -> Writer {
+        let dir = tempfile::tempdir().expect("writer dir");
+        let mut proc = self.drive(stack, "write", dir.path(), "", opts);
+        let ready = proc.event("ready", 60).await;
+        Writer {
+            proc: Some(proc),
+            ready,
+            dir,
+        }
+    }
+
+    /// A fresh Node reader of drive `key` (hex) on this testnet: it reads every file from
+    /// whoever serves the drive. Waits (bounded) for its `files` line; the process stays up
+    /// for live commands (`wait`).
+    pub async fn reader(&self, stack: &str, key: &str) -> Reader {
+        let dir = tempfile::tempdir().expect("reader dir");
+        let mut proc = self.drive(stack, "read", dir.path(), key, serde_json::json!({}));
+        let files = proc.event("files", 120).await;
+        Reader { proc, files, dir }
     }
 
     pub fn bridge_options(&self) -> BridgeOptions {
@@ -259,6 +323,58 @@ impl RustPeer {
         self.cancel.cancel();
         self.bridge.shutdown().await;
         self.serve.abort();
+    }
+}
+
+/// A running Node writer (see [`Testnet::writer`]).
+pub struct Writer {
+    proc: Option<NodeProc>,
+    /// Its `ready` line: key, blobsKey, version, dbLength, blobsLength, files.
+    pub ready: Value,
+    pub dir: tempfile::TempDir,
+}
+
+impl Writer {
+    pub fn key(&self) -> [u8; 32] {
+        hex32(&self.ready["key"])
+    }
+
+    pub fn key_hex(&self) -> &str {
+        self.ready["key"].as_str().expect("key")
+    }
+
+    pub fn blobs_key(&self) -> [u8; 32] {
+        hex32(&self.ready["blobsKey"])
+    }
+
+    /// What it wrote: {path: {len, sha256}}.
+    pub fn files(&self) -> &Value {
+        &self.ready["files"]
+    }
+
+    pub fn proc(&mut self) -> &mut NodeProc {
+        self.proc.as_mut().expect("the writer is running")
+    }
+
+    /// Stops the writer process (its `ready` line and folder stay).
+    pub async fn stop(&mut self) {
+        if let Some(p) = self.proc.take() {
+            p.stop().await;
+        }
+    }
+}
+
+/// A Node reader that has read a drive (see [`Testnet::reader`]).
+pub struct Reader {
+    pub proc: NodeProc,
+    /// Its `files` line: files, ms, bytes, peers (connections it ever had), version.
+    pub files: Value,
+    pub dir: tempfile::TempDir,
+}
+
+impl Reader {
+    pub async fn stop(self) {
+        self.proc.stop().await;
     }
 }
 

@@ -10,9 +10,10 @@
 //!   {event:"ready", key, blobsKey, version, files}; then takes JSON commands on stdin:
 //!   {cmd:"put", path, size, seed} → {event:"put", path, version, dbLength, blobsLength}.
 //! - `read`: a fresh reader of KEY in DIR, joins as a client, reads every file, prints
-//!   {event:"files", files, ms, bytes, peers}; then {cmd:"wait", path} → {event:"got", path,
-//!   sha256} once that file appears (live update).
-//! Files are described as {path: {len, sha256}}. Nothing but 127.0.0.1 is contacted.
+//!   {event:"files", files, ms, bytes, peers, version, dbLength, streamErrors}; then
+//!   {cmd:"wait", path} → {event:"got", path, sha256} once that file appears (live update).
+//! Files are described as {path: {len, sha256}}. Nothing but 127.0.0.1 is contacted unless
+//! OPTIONS.host (the DHT's bind address) and the bootstrap name another (namespace) address.
 'use strict'
 
 const { createRequire } = require('module')
@@ -63,7 +64,9 @@ function fileSet(name) {
 }
 
 async function makeSwarm() {
-  const dht = new DHT({ bootstrap, host: '127.0.0.1', firewalled: false })
+  // loopback by default; OPTIONS.host / OPTIONS.firewalled for peers in network namespaces
+  // (e.g. behind a NAT, where firewalled: true makes them hole punch)
+  const dht = new DHT({ bootstrap, host: opts.host || '127.0.0.1', firewalled: opts.firewalled ?? false })
   return new Hyperswarm({ dht })
 }
 
@@ -115,10 +118,12 @@ async function read() {
   await drive.ready()
   const swarm = await makeSwarm()
   let peers = 0
+  const streamErrors = []
   swarm.on('connection', (c) => {
     peers++
     c.on('error', () => {})
-    store.replicate(c)
+    const s = store.replicate(c)
+    s.on('error', (err) => streamErrors.push(err.message))
   })
   const t0 = performance.now()
   const done = drive.findingPeers()
@@ -135,7 +140,7 @@ async function read() {
     files[e.key] = { len: buf.byteLength, sha256: sha(buf) }
   }))
   const ms = performance.now() - t0
-  out({ event: 'files', files, ms, bytes, peers, version: drive.version })
+  out({ event: 'files', files, ms, bytes, peers, version: drive.version, dbLength: drive.core.length, streamErrors })
   commands(async (cmd) => {
     if (cmd.cmd === 'wait') {
       for (;;) {
