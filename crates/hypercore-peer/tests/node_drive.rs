@@ -97,11 +97,7 @@ async fn live_append_reaches_rust_and_a_node_reader_of_rust_without_reconnecting
     }
     init_tracing();
     let net = Testnet::start().await;
-    let (wdir, rdir, ndir) = (
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-        tempfile::tempdir().unwrap(),
-    );
+    let (wdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
     let rust = net.rust_peer(rdir.path()).await;
     // the writer only dials (client): the Node reader below can reach it through Rust alone
     let mut writer = net.drive(
