@@ -18,6 +18,9 @@ TIMEOUT=${BENCH_TIMEOUT:-1800}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
+# path, ours, anchor, ratio, goal); nothing otherwise.
+bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
 
 missing=()
 for c in wrk nginx curl fusermount3; do command -v "$c" >/dev/null || missing+=("$c"); done
@@ -124,3 +127,7 @@ NG_MIBS=$(mibs "http://127.0.0.1:$NGINX/big.bin")
 printf '\n%-34s %14s %14s %10s\n' "what" "dat-mirror" "nginx" "ratio"
 printf '%-34s %14s %14s %9.2fx\n' "10 KiB files (req/s)" "$DM_RPS" "$NG_RPS" "$(awk -v a="$DM_RPS" -v b="$NG_RPS" 'BEGIN{print a/b}')"
 printf '%-34s %14s %14s %9.2fx\n' "$((BIG / 1048576)) MiB file (MiB/s)" "$DM_MIBS" "$NG_MIBS" "$(awk -v a="$DM_MIBS" -v b="$NG_MIBS" 'BEGIN{print a/b}')"
+bench_row "HTTP, 200 x 10 KiB files, wrk -t2 -c32" "$DM_RPS req/s" "nginx $NG_RPS req/s" \
+    "$(awk -v a="$DM_RPS" -v b="$NG_RPS" 'BEGIN { printf "%.2fx", a / b }')" ">= 0.9x"
+bench_row "HTTP, one $((BIG / 1048576)) MiB file, curl" "$DM_MIBS MiB/s" "nginx $NG_MIBS MiB/s" \
+    "$(awk -v a="$DM_MIBS" -v b="$NG_MIBS" 'BEGIN { printf "%.2fx", a / b }')" ">= 0.95x"
