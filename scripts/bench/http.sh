@@ -6,7 +6,8 @@
 # folder), then both servers are measured on 127.0.0.1. Installs wrk, nginx, curl if missing.
 #
 # Environment: BENCH_BIG_BYTES (default 1073741824), BENCH_DURATION (wrk seconds, default 10),
-#              BENCH_TIMEOUT (s to wait for mirroring, default 1800), BENCH_KEEP=1.
+#              BENCH_TIMEOUT (s to wait for mirroring, default 1800), BENCH_KEEP=1,
+#              BENCH_BIN (a dat-mirror binary to use instead of building one).
 set -euo pipefail
 # Nothing may leave this machine: mDNS, the DHT and relays off (peers meet on 127.0.0.1).
 export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
@@ -32,8 +33,12 @@ if ((${#missing[@]})); then
 fi
 
 say "build (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin dat-mirror)
-BIN=$TARGET/release/dat-mirror
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN # a given build (e.g. an older one, to compare)
+else
+  (cd "$ROOT" && cargo build --release --quiet --bin dat-mirror)
+  BIN=$TARGET/release/dat-mirror
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dat-mirror-http-bench.XXXXXX")
 MNT=$WORK/mnt

@@ -12,7 +12,8 @@
 #
 # Usage: scripts/bench/sites.sh
 # Environment: BENCH_SITES (default 1000), BENCH_RUNS (default 5), BENCH_TIMEOUT (s for the
-#              setup sync, default 900), BENCH_KEEP=1, TMPDIR.
+#              setup sync, default 900), BENCH_KEEP=1, TMPDIR, BENCH_BIN (a dat-mirror binary
+#              to use instead of building one).
 # Needs: cargo, curl, python3, /dev/fuse (root, or fuse3 for fusermount3).
 set -euo pipefail
 # Nothing may leave this machine: mDNS, the DHT and relays off (peers meet on 127.0.0.1).
@@ -35,8 +36,12 @@ command -v curl >/dev/null || die "curl is needed"
 [ -e /dev/fuse ] || die "/dev/fuse is missing (the control folder is a FUSE mount)"
 
 say "== build: cargo build --release --bin dat-mirror (waits if cargo's lock is busy)"
-(cd "$ROOT" && cargo build --release --bin dat-mirror)
-BIN=$TARGET/release/dat-mirror
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN # a given build (e.g. an older one, to compare)
+else
+  (cd "$ROOT" && cargo build --release --bin dat-mirror)
+  BIN=$TARGET/release/dat-mirror
+fi
 [ -x "$BIN" ] || die "$BIN was not built"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dat-mirror-bench.XXXXXX")
