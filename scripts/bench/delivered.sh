@@ -10,7 +10,8 @@
 #
 # Usage: scripts/bench/delivered.sh
 # Environment: BENCH_N (default 50), BENCH_TIMEOUT (s per sample, default 30),
-#              BENCH_KEEP=1 (keep the temp dir), TMPDIR (where the temp dir goes).
+#              BENCH_KEEP=1 (keep the temp dir), TMPDIR (where the temp dir goes),
+#              BENCH_BIN (a dat-mirror binary to measure instead of the one built).
 # Needs: cargo, /dev/fuse (root, or fuse3 for fusermount3).
 set -euo pipefail
 
@@ -33,7 +34,7 @@ field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 
 say "== build: cargo build --release --bin dat-mirror --example bench_rtt (waits if cargo's lock is busy)"
 (cd "$ROOT" && cargo build --release --bin dat-mirror --example bench_rtt)
-BIN=$TARGET/release/dat-mirror
+BIN=${BENCH_BIN:-$TARGET/release/dat-mirror} # BENCH_BIN: a given build, to compare
 RTT=$TARGET/release/examples/bench_rtt
 for b in "$BIN" "$RTT"; do [ -x "$b" ] || die "$b was not built"; done
 
