@@ -184,9 +184,10 @@ async fn fetch(
     node.want(db.clone());
     let mut db_rx = db.subscribe();
     let blobs_key = loop {
-        if let Some(block0) = db.get(0).await? {
-            break Key(drive::blobs::blobs_key_in_header(&block0)
-                .with_context(|| format!("{key} is not a site dat-mirror can mirror"))?);
+        match crate::site::blobs_key::blobs_key(&db).await {
+            Ok(Some(k)) => break k,
+            Ok(None) => {}
+            Err(reason) => anyhow::bail!("{key} cannot be cloned: {reason}"),
         }
         db_rx.changed().await?;
     };

@@ -7,7 +7,7 @@
 
 use std::ops::Range;
 
-use super::messages::{decode_header, BlobRef};
+use super::messages::BlobRef;
 use super::{need_block, BlockSource, CoreKind, DriveError};
 
 /// Hyperblobs' default block size (64 KiB).
@@ -37,28 +37,6 @@ pub fn blob_blocks(
         let from = start.max(block_start) - block_start;
         let to = end.min(block_start.saturating_add(BLOCK_SIZE)) - block_start;
         Some((block, from as usize..to as usize))
-    })
-}
-
-/// The key of the blobs core a drive's db core names: `contentFeed` in its header (block
-/// 0). [`DriveError::Missing`] while block 0 is not held; [`DriveError::NotHyperdrive`] for a
-/// header that names none (hyperdrive 12/13 manifest-keyed drives derive it instead, which
-/// dat-mirror cannot verify yet). The one lookup of it: every reader of a drive's blobs key
-/// should call this.
-pub async fn blobs_key<S: BlockSource>(db: &mut S) -> Result<[u8; 32], DriveError> {
-    let block0 = need_block(db, CoreKind::Db, 0).await?;
-    blobs_key_in_header(&block0)
-}
-
-/// The blobs key named by a drive's header (`block0`, the db core's first block), for
-/// callers that hold that block already (or wait for it themselves).
-pub fn blobs_key_in_header(block0: &[u8]) -> Result<[u8; 32], DriveError> {
-    decode_header(block0)?.content_feed.ok_or_else(|| {
-        DriveError::NotHyperdrive(
-            "the header names no contentFeed (a manifest-keyed drive, hyperdrive 12/13); \
-             dat-mirror can only verify compat-key drives so far"
-                .into(),
-        )
     })
 }
 
@@ -169,35 +147,6 @@ mod tests {
         // empty file, exactly-64-KiB file
         assert!(blocks(&blob(0), 0..10).is_empty());
         assert_eq!(blocks(&blob(BLOCK_SIZE), 0..u64::MAX), vec![(10, 0..B)]);
-    }
-
-    /// A one-block source for [`blobs_key`].
-    struct Block0(Option<Vec<u8>>);
-
-    impl BlockSource for Block0 {
-        fn length(&self) -> u64 {
-            1
-        }
-
-        async fn block(&mut self, _: u64) -> Result<Option<Vec<u8>>, DriveError> {
-            Ok(self.0.clone())
-        }
-    }
-
-    #[tokio::test]
-    async fn blobs_key_from_the_header() {
-        let header = super::super::encode_header(&[7; 32]);
-        assert_eq!(blobs_key(&mut Block0(Some(header))).await.unwrap(), [7; 32]);
-        let missing = blobs_key(&mut Block0(None)).await;
-        assert!(
-            matches!(missing, Err(DriveError::Missing { .. })),
-            "{missing:?}"
-        );
-        let junk = blobs_key(&mut Block0(Some(b"junk".to_vec()))).await;
-        assert!(
-            matches!(junk, Err(DriveError::NotHyperdrive(_))),
-            "{junk:?}"
-        );
     }
 
     #[test]

@@ -36,13 +36,10 @@ pub async fn open_site(
     let Some(db) = store.open_existing(key).await? else {
         return Ok(None);
     };
-    let Some(block0) = db.get(0).await? else {
+    let Ok(Some(blobs_key)) = crate::site::blobs_key::blobs_key(&db).await else {
         return Ok(None);
     };
-    let Ok(blobs_key) = drive::blobs::blobs_key_in_header(&block0) else {
-        return Ok(None);
-    };
-    let Some(blobs) = store.open_existing(&Key(blobs_key)).await? else {
+    let Some(blobs) = store.open_existing(&blobs_key).await? else {
         return Ok(None);
     };
     Ok(Some((db, blobs)))

@@ -662,17 +662,7 @@ impl MirrorInner {
     }
 }
 
-/// The blobs key of a site whose db core is `db`: named by its header (compat drives,
-/// hyperdrive 10/11 and dat-mirror's own) or derived from its manifest (hyperdrive 12/13).
-/// `Ok(None)`: not known yet (neither the header nor the manifest is held). `Err`: not a
-/// hyperdrive.
-pub(crate) fn site_blobs_key(db: &Core) -> Result<Option<Key>, String> {
-    hypercore_peer::drive::blobs_key(db.engine(), &db.key().0)
-        .map(|k| k.map(Key))
-        .map_err(|e| e.to_string())
-}
-
 /// The blobs key of a site, if known and readable.
-async fn blobs_key_of(db: &Core) -> Option<Key> {
-    site_blobs_key(db).ok().flatten()
+async fn blobs_key_of(db: &Arc<Core>) -> Option<Key> {
+    crate::site::blobs_key::blobs_key(db).await.ok().flatten()
 }

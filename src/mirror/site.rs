@@ -113,7 +113,7 @@ pub async fn run_site(cx: SiteCx) {
 
     // The db header names the blobs core.
     let blobs_key = loop {
-        match super::site_blobs_key(&db) {
+        match crate::site::blobs_key::blobs_key(&db).await {
             Ok(Some(k)) => break k,
             Ok(None) => {}
             Err(reason) => {

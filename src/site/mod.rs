@@ -10,6 +10,7 @@
 //! - [`lookup`]: a file by path (following one symlink for readers that serve bytes) and a
 //!   directory's entries, at one version — one lookup for both readers.
 //! - [`paths`]: names, path bounds, and the one symlink rule (links resolve inside the site).
+//! - [`blobs_key`]: the one lookup of a site's blobs core (header or manifest).
 //! - [`content`]: a file's bytes, only from blocks verified for that file (its entry's
 //!   offsets are checked against the blobs core's Merkle tree first), and the one range
 //!   computation both readers use.
@@ -17,6 +18,7 @@
 //! Arrows: `site` ← `drive`, `store`, `model`; `fs::site_tree`, `mirror::http` → `site`;
 //! `mirror` implements [`SiteSource`] (`mirror/site_source.rs`).
 
+pub mod blobs_key;
 pub mod content;
 pub mod lookup;
 pub mod paths;
