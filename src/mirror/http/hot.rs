@@ -57,10 +57,14 @@ impl Resolved {
     }
 }
 
-/// Request path (after `web_root`) → resolved file, per (site, version).
+/// Per (site, version): request path (after `web_root`) → resolved file.
+type ByVersion = HashMap<(Key, u64), HashMap<String, Arc<Resolved>>>;
+
+/// Request path (after `web_root`) → resolved file, per (site, version), and how many
+/// paths are kept.
 #[derive(Default)]
 pub struct Lookups {
-    inner: Mutex<(HashMap<(Key, u64), HashMap<String, Arc<Resolved>>>, usize)>,
+    inner: Mutex<(ByVersion, usize)>,
 }
 
 impl Lookups {
