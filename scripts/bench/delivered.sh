@@ -10,7 +10,8 @@
 #
 # Usage: scripts/bench/delivered.sh
 # Environment: BENCH_N (default 50), BENCH_TIMEOUT (s per sample, default 30),
-#              BENCH_KEEP=1 (keep the temp dir), TMPDIR (where the temp dir goes).
+#              BENCH_KEEP=1 (keep the temp dir), TMPDIR (where the temp dir goes),
+#              BENCH_BIN (a dat-mirror binary to measure instead of the one built).
 # Needs: cargo, /dev/fuse (root, or fuse3 for fusermount3).
 set -euo pipefail
 
@@ -23,6 +24,9 @@ export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NET
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
+# path, ours, anchor, ratio, goal); nothing otherwise.
+bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
 # field NAME LINE: the value of NAME=... in a `RESULT name k=v ...` line.
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 
@@ -30,7 +34,7 @@ field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 
 say "== build: cargo build --release --bin dat-mirror --example bench_rtt (waits if cargo's lock is busy)"
 (cd "$ROOT" && cargo build --release --bin dat-mirror --example bench_rtt)
-BIN=$TARGET/release/dat-mirror
+BIN=${BENCH_BIN:-$TARGET/release/dat-mirror} # BENCH_BIN: a given build, to compare
 RTT=$TARGET/release/examples/bench_rtt
 for b in "$BIN" "$RTT"; do [ -x "$b" ] || die "$b was not built"; done
 
@@ -152,12 +156,13 @@ RTT_LINE=$(grep '^RESULT rtt ' <<<"$RAW") || die "no rtt result"
 CONNECT_LINE=$(grep '^RESULT connect ' <<<"$RAW") || die "no connect result"
 
 # ---------------------------------------------------------------------------------------
-stats() { # prints "median p90 min max" of the numbers on stdin
+stats() { # prints "median p90 min max p99" of the numbers on stdin
     sort -g | awk '{ v[NR] = $1 } END {
         m = v[int((NR - 1) * 0.5 + 0.5) + 1]; p = v[int((NR - 1) * 0.9 + 0.5) + 1]
-        printf "%s %s %s %s\n", m, p, v[1], v[NR] }'
+        q = v[int((NR - 1) * 0.99 + 0.5) + 1]
+        printf "%s %s %s %s %s\n", m, p, v[1], v[NR], q }'
 }
-read -r MED P90 MIN MAX < <(printf '%s\n' "${SAMPLES[@]}" | stats)
+read -r MED P90 MIN MAX P99 < <(printf '%s\n' "${SAMPLES[@]}" | stats)
 RTT_MED=$(field median "$RTT_LINE")
 CONN_MED=$(field median "$CONNECT_LINE")
 ms() { awk -v s="$1" 'BEGIN { printf "%9.3f", s * 1000 }'; }
@@ -174,3 +179,7 @@ for l in "$RTT_LINE:raw iroh: 64-byte round trip" "$CONNECT_LINE:raw iroh: new c
 done
 echo
 echo "touch -> delivered is $(awk -v a="$MED" -v b="$CONN_MED" 'BEGIN { printf "%.1f", a / b }')x a fresh raw connection (median)"
+bench_row "touch -> 'state: delivered', loopback, p50 / p90 / p99" \
+    "$(awk -v a="$MED" -v b="$P90" -v c="$P99" 'BEGIN { printf "%.1f / %.1f / %.1f ms", a * 1000, b * 1000, c * 1000 }')" \
+    "raw iroh RTT $(awk -v a="$RTT_MED" 'BEGIN { printf "%.2f ms", a * 1000 }')" \
+    "$(awk -v a="$MED" -v b="$RTT_MED" 'BEGIN { printf "%.0fx", a / b }')" "p50 <= 3 ms, p99 <= 10 ms"

@@ -32,6 +32,9 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
+# path, ours, anchor, ratio, goal); nothing otherwise.
+bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
 
 [ -e /dev/fuse ] || die "/dev/fuse is missing (the site tree is a FUSE mount)"
 
@@ -125,3 +128,7 @@ printf '%-34s %9.3f %9s %12s\n' "plain file, $COLD_LABEL" "$PC" "$(rate "$PC")" 
 printf '%-34s %9.3f %9s %11.2fx\n' "site tree, warm (page cache kept)" "$TW" "$(rate "$TW")" "$(awk -v a="$PW" -v b="$TW" 'BEGIN { print a / b }')"
 printf '%-34s %9.3f %9s %12s\n' "plain file, warm" "$PW" "$(rate "$PW")" ""
 echo "(tree/plain = the tree's MiB/s as a fraction of the plain file's; 1.00x = as fast)"
+bench_row "FUSE site tree, $((BYTES / 1048576)) MiB cat, warm" "$(rate "$TW") MiB/s" "plain file $(rate "$PW") MiB/s" \
+    "$(awk -v a="$PW" -v b="$TW" 'BEGIN { printf "%.2fx", a / b }')" ">= 0.8x"
+bench_row "FUSE site tree, $((BYTES / 1048576)) MiB cat, $COLD_LABEL" "$(rate "$TC") MiB/s" "plain file $(rate "$PC") MiB/s" \
+    "$(awk -v a="$PC" -v b="$TC" 'BEGIN { printf "%.2fx", a / b }')" ">= 1.0x"

@@ -6,7 +6,8 @@
 # folder), then both servers are measured on 127.0.0.1. Installs wrk, nginx, curl if missing.
 #
 # Environment: BENCH_BIG_BYTES (default 1073741824), BENCH_DURATION (wrk seconds, default 10),
-#              BENCH_TIMEOUT (s to wait for mirroring, default 1800), BENCH_KEEP=1.
+#              BENCH_TIMEOUT (s to wait for mirroring, default 1800), BENCH_KEEP=1,
+#              BENCH_BIN (a dat-mirror binary to use instead of building one).
 set -euo pipefail
 # Nothing may leave this machine: mDNS, the DHT and relays off (peers meet on 127.0.0.1).
 export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
@@ -18,6 +19,9 @@ TIMEOUT=${BENCH_TIMEOUT:-1800}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 say() { printf '== %s\n' "$*" >&2; }
 die() { printf 'error: %s\n' "$*" >&2; exit 1; }
+# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
+# path, ours, anchor, ratio, goal); nothing otherwise.
+bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
 
 missing=()
 for c in wrk nginx curl fusermount3; do command -v "$c" >/dev/null || missing+=("$c"); done
@@ -29,8 +33,12 @@ if ((${#missing[@]})); then
 fi
 
 say "build (release)"
-(cd "$ROOT" && cargo build --release --quiet --bin dat-mirror)
-BIN=$TARGET/release/dat-mirror
+if [ -n "${BENCH_BIN:-}" ]; then
+  BIN=$BENCH_BIN # a given build (e.g. an older one, to compare)
+else
+  (cd "$ROOT" && cargo build --release --quiet --bin dat-mirror)
+  BIN=$TARGET/release/dat-mirror
+fi
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dat-mirror-http-bench.XXXXXX")
 MNT=$WORK/mnt
@@ -124,3 +132,7 @@ NG_MIBS=$(mibs "http://127.0.0.1:$NGINX/big.bin")
 printf '\n%-34s %14s %14s %10s\n' "what" "dat-mirror" "nginx" "ratio"
 printf '%-34s %14s %14s %9.2fx\n' "10 KiB files (req/s)" "$DM_RPS" "$NG_RPS" "$(awk -v a="$DM_RPS" -v b="$NG_RPS" 'BEGIN{print a/b}')"
 printf '%-34s %14s %14s %9.2fx\n' "$((BIG / 1048576)) MiB file (MiB/s)" "$DM_MIBS" "$NG_MIBS" "$(awk -v a="$DM_MIBS" -v b="$NG_MIBS" 'BEGIN{print a/b}')"
+bench_row "HTTP, 200 x 10 KiB files, wrk -t2 -c32" "$DM_RPS req/s" "nginx $NG_RPS req/s" \
+    "$(awk -v a="$DM_RPS" -v b="$NG_RPS" 'BEGIN { printf "%.2fx", a / b }')" ">= 0.9x"
+bench_row "HTTP, one $((BIG / 1048576)) MiB file, curl" "$DM_MIBS MiB/s" "nginx $NG_MIBS MiB/s" \
+    "$(awk -v a="$DM_MIBS" -v b="$NG_MIBS" 'BEGIN { printf "%.2fx", a / b }')" ">= 0.95x"

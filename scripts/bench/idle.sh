@@ -28,6 +28,9 @@ export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NET
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
+# path, ours, anchor, ratio, goal); nothing otherwise.
+bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
 
 [ -e /dev/fuse ] || die "/dev/fuse is missing (the control folder is a FUSE mount)"
 
@@ -170,3 +173,7 @@ row "holding 0 sites (baseline)" "$CPU_E" "$R0_E" "$R1_E" "$T_E"
 awk -v cf="$CPU_F" -v ce="$CPU_E" -v rf="$R1_F" -v re="$R1_E" -v n="$SITES" 'BEGIN {
     printf "ratio full/empty: CPU %s, RSS %.2fx (+%.1f KiB per site)\n",
         (ce > 0 ? sprintf("%.1fx", cf / ce) : (cf > 0 ? "inf (baseline 0.00 s)" : "1x (both 0)")), rf / re, (rf - re) / n }'
+bench_row "idle mirror, $SITES sites, routes off, ${IDLE} s" \
+    "$(awk -v c="$CPU_F" -v w="$IDLE" -v r="$R1_F" 'BEGIN { printf "%.2f %% CPU, %.1f MiB", 100 * c / w, r / 1024 }')" \
+    "0 sites: $(awk -v c="$CPU_E" -v w="$IDLE" -v r="$R1_E" 'BEGIN { printf "%.2f %% CPU, %.1f MiB", 100 * c / w, r / 1024 }')" \
+    "$(awk -v rf="$R1_F" -v re="$R1_E" 'BEGIN { printf "%.2fx RSS", rf / re }')" "< 1 % CPU, < 40 MiB"

@@ -27,6 +27,9 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
 say() { printf '%s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
+# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
+# path, ours, anchor, ratio, goal); nothing otherwise.
+bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
 now() { printf '%s' "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%.3f", b - a }'; }
 # field NAME LINE: the value of NAME=... in a `RESULT name k=v ...` line.
@@ -228,3 +231,10 @@ echo
 echo "e2e timeline after touch: mirror's first bytes ${FIRST_BYTES:-?} s, mirror complete ${MIRROR_DONE:-?} s," \
     "laptop shows mirrored $E2E_S s; CPU during sync: mirror ${CPU_PI} s, laptop ${CPU_LAPTOP} s;" \
     "raw connect $(field secs "$(line_of raw_connect "$RAW")") s"
+if [ -n "$NODE_OUT" ]; then
+    NODE_S=$(field secs "$(line_of node_replicate "$NODE_OUT")")
+    bench_row "replication, $((SITE_BYTES / 1048576)) MiB site, touch -> mirrored" "$E2E_S s" "Node hyperdrive 13 $NODE_S s" \
+        "$(awk -v a="$E2E_S" -v b="$NODE_S" 'BEGIN { printf "%.2fx time", a / b }')" "<= 1x Node"
+else
+    bench_row "replication, $((SITE_BYTES / 1048576)) MiB site, touch -> mirrored" "$E2E_S s" "Node: skipped" "-" "<= 1x Node"
+fi

@@ -3,13 +3,16 @@
 //! the other way round. The daemon implements it ([`super::LaptopInner`]); tests implement
 //! it with a fake that acknowledges on cue.
 
+use std::sync::Arc;
+
 use crate::model::command::Command;
 use crate::model::view::StatusView;
 
 /// What the control folder needs from the rest of the laptop side.
 pub trait ControlBackend: Send + Sync + 'static {
-    /// The current status view; cheap (called on lookup/readdir/getattr/read).
-    fn view(&self) -> StatusView;
+    /// The current status view, shared (called on every lookup/readdir/getattr/read: a
+    /// view of 1,000 sites must not be copied for each).
+    fn view(&self) -> Arc<StatusView>;
     /// Appends to the laptop's command log (blocking) and returns the entry's seq. After it
     /// returns, `view()` must show the command.
     fn append(&self, command: Command) -> Result<u64, AppendError>;

@@ -76,7 +76,7 @@ pub struct LaptopInner {
     /// Per paired mirror: the tasks following its status log and keeping it connected.
     mirror_tasks: std::sync::Mutex<HashMap<Key, Tasks>>,
     /// The last view computed, with the inputs' fingerprint.
-    last_view: std::sync::Mutex<Option<(Vec<u64>, StatusView)>>,
+    last_view: std::sync::Mutex<Option<(Vec<u64>, Arc<StatusView>)>>,
     runtime: tokio::runtime::Handle,
     tasks: Tasks,
 }
@@ -269,6 +269,11 @@ impl LaptopInner {
 
     /// The status view: the command log folded with every mirror's status log.
     pub fn view(&self) -> StatusView {
+        (*self.view_shared()).clone()
+    }
+
+    /// [`LaptopInner::view`], shared: the same `Arc` until an input changes.
+    pub fn view_shared(&self) -> Arc<StatusView> {
         let now = now_ms();
         let cache = self.cache.read().unwrap();
         let mirrors = self.mirrors.read().unwrap().clone();
@@ -311,6 +316,7 @@ impl LaptopInner {
                 view::note_unreadable(&mut view, m.id, note.clone());
             }
         }
+        let view = Arc::new(view);
         *self.last_view.lock().unwrap() = Some((fingerprint, view.clone()));
         view
     }
@@ -332,8 +338,8 @@ impl LaptopInner {
 }
 
 impl backend::ControlBackend for LaptopInner {
-    fn view(&self) -> StatusView {
-        LaptopInner::view(self)
+    fn view(&self) -> Arc<StatusView> {
+        LaptopInner::view_shared(self)
     }
 
     fn append(&self, command: Command) -> Result<u64, backend::AppendError> {

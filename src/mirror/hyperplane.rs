@@ -77,14 +77,9 @@ impl HyperPlane {
                 }
             }
         });
-        tracing::info!(
-            "on the hypercore network as {}",
-            hex::encode(match net.state() {
-                HyperNetState::Running { public_key } => public_key,
-                _ => [0; 32],
-            })
-        );
-        HyperPlane::On(net)
+        let plane = HyperPlane::On(net);
+        tracing::info!("hypercore network: {}", plane.describe());
+        plane
     }
 
     pub fn net(&self) -> Option<&HyperNet> {

@@ -9,7 +9,7 @@
 //! the mirrors acknowledged its removal). Only `unlink`/`rmdir` by name append `Unmirror`.
 
 use std::ffi::OsStr;
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 use std::time::SystemTime;
 
 use fuser::{Errno, FileAttr, FopenFlags};
@@ -59,7 +59,7 @@ const NO_LINK: &str = "contains no hyper:// or dat:// link and no key; write one
 /// append), and the backend.
 pub(crate) struct FolderOp<'a> {
     pub t: MutexGuard<'a, Table>,
-    pub view: StatusView,
+    pub view: Arc<StatusView>,
     backend: &'a dyn ControlBackend,
 }
 
@@ -79,7 +79,7 @@ impl<'a> FolderOp<'a> {
             .unwrap_or_else(|poisoned| poisoned.into_inner());
         FolderOp {
             t,
-            view: StatusView::default(),
+            view: Arc::default(),
             backend: &*fs.backend,
         }
     }
@@ -186,7 +186,7 @@ impl FolderOp<'_> {
         }
     }
 
-    fn resolve(&self, name: &OsStr) -> Option<Target> {
+    fn resolve(&mut self, name: &OsStr) -> Option<Target> {
         self.t.resolve(&self.view, name.to_str()?)
     }
 

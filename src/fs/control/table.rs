@@ -4,6 +4,7 @@
 //! z-base32). Decides nothing about commands: see `ops.rs`.
 
 use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
 use fuser::{FileAttr, FileType, INodeNo};
@@ -86,6 +87,17 @@ pub(crate) struct Table {
     pub uid: u32,
     pub gid: u32,
     pub mounted_at: SystemTime,
+    /// The display names of the last view seen ([`display_names`]), so `ls -l` of 1,000
+    /// sites does not work them out again for each of its 1,000 lookups.
+    names: Names,
+}
+
+/// [`display_names`] of one view (a view never changes once made), and each name's index.
+#[derive(Debug, Default)]
+struct Names {
+    view: Option<Arc<StatusView>>,
+    list: Arc<Vec<String>>,
+    index: HashMap<String, usize>,
 }
 
 pub(crate) fn ms_to_time(ms: u64) -> SystemTime {
@@ -134,7 +146,30 @@ impl Table {
             uid,
             gid,
             mounted_at: SystemTime::now(),
+            names: Names::default(),
         }
+    }
+
+    /// The display names of `view` (cached for the last view seen).
+    fn names(&mut self, view: &Arc<StatusView>) -> &Names {
+        if !self
+            .names
+            .view
+            .as_ref()
+            .is_some_and(|v| Arc::ptr_eq(v, view))
+        {
+            let list = display_names(view);
+            let mut index = HashMap::with_capacity(list.len());
+            for (i, n) in list.iter().enumerate() {
+                index.entry(n.clone()).or_insert(i);
+            }
+            self.names = Names {
+                view: Some(view.clone()),
+                list: Arc::new(list),
+                index,
+            };
+        }
+        &self.names
     }
 
     pub(crate) fn alloc_ino(&mut self, node: Node) -> u64 {
@@ -185,21 +220,21 @@ impl Table {
     }
 
     /// What `name` in the root folder is.
-    pub(crate) fn resolve(&self, view: &StatusView, name: &str) -> Option<Target> {
+    pub(crate) fn resolve(&mut self, view: &Arc<StatusView>, name: &str) -> Option<Target> {
         if name == STATUS_NAME {
             return Some(Target::Status);
         }
         if let Some(&ino) = self.mem_names.get(name) {
             return Some(Target::Mem(ino));
         }
-        let names = display_names(view);
-        if let Some(i) = names.iter().position(|n| n == name) {
+        let names = &self.names(view).index;
+        if let Some(&i) = names.get(name) {
             return Some(Target::Site(view.sites[i].key));
         }
         match classify(name.as_ref()) {
             Name::Key(k) => view.site(&k).map(|s| Target::Site(s.key)),
             Name::Alias(a) => {
-                let by_display = names.iter().position(|n| *n == a);
+                let by_display = names.get(a.as_str()).copied();
                 let by_alias = || {
                     view.sites
                         .iter()
@@ -352,15 +387,16 @@ impl Table {
     }
 
     /// The root listing: `.`, `..`, `STATUS`, one entry per site, the in-memory files.
-    pub(crate) fn listing(&mut self, view: &StatusView) -> Vec<(u64, FileType, String)> {
+    pub(crate) fn listing(&mut self, view: &Arc<StatusView>) -> Vec<(u64, FileType, String)> {
         let mut out = vec![
             (ROOT, FileType::Directory, ".".to_string()),
             (ROOT, FileType::Directory, "..".to_string()),
             (STATUS, FileType::RegularFile, STATUS_NAME.to_string()),
         ];
-        for (site, name) in view.sites.iter().zip(display_names(view)) {
-            if !self.mem_names.contains_key(&name) {
-                out.push((self.site_ino(site.key), FileType::RegularFile, name));
+        let names = self.names(view).list.clone();
+        for (site, name) in view.sites.iter().zip(names.iter()) {
+            if !self.mem_names.contains_key(name) {
+                out.push((self.site_ino(site.key), FileType::RegularFile, name.clone()));
             }
         }
         for (name, &ino) in &self.mem_names {

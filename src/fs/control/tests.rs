@@ -35,7 +35,7 @@ pub(super) struct FakeBackend {
 }
 
 impl ControlBackend for FakeBackend {
-    fn view(&self) -> StatusView {
+    fn view(&self) -> std::sync::Arc<StatusView> {
         let log = self.log.lock().unwrap().clone();
         let status = self.status.lock().unwrap().clone();
         let mirror = MirrorInput {
@@ -44,7 +44,7 @@ impl ControlBackend for FakeBackend {
             online: true,
             last_seen_ms: Some(now_ms()),
         };
-        fold(ME, &log, &[mirror], now_ms())
+        std::sync::Arc::new(fold(ME, &log, &[mirror], now_ms()))
     }
 
     fn append(&self, command: Command) -> Result<u64, AppendError> {

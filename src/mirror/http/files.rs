@@ -15,6 +15,7 @@ use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use futures::{Stream, StreamExt};
 
+use super::hot::{Bodies, Resolved};
 use super::request::{none_match, not_modified_since, ranges, Ranges};
 use crate::drive::Entry;
 use crate::site::{ContentError, FileContent};
@@ -22,14 +23,30 @@ use crate::store::Core;
 
 /// How a file is to be answered.
 pub struct FileReply<'a> {
-    pub path: &'a str,
-    pub entry: &'a Entry,
+    /// The file (its path, entry, ETag and Content-Type).
+    pub file: &'a Resolved,
     /// 200 normally; 404 when serving a site's custom not-found page.
     pub status: StatusCode,
     /// When this version of the site was first seen by the mirror (unix ms), if known.
     pub last_modified_ms: Option<u64>,
     /// The request named an explicit version: the answer never changes.
     pub immutable: bool,
+}
+
+impl<'a> FileReply<'a> {
+    pub fn new(
+        file: &'a Resolved,
+        status: StatusCode,
+        last_modified_ms: Option<u64>,
+        immutable: bool,
+    ) -> FileReply<'a> {
+        FileReply {
+            file,
+            status,
+            last_modified_ms,
+            immutable,
+        }
+    }
 }
 
 /// The ETag of a file: where its bytes live in the site's append-only blobs core. It stays
@@ -95,17 +112,24 @@ fn set(h: &mut HeaderMap, name: header::HeaderName, value: &str) {
     }
 }
 
-/// Answers a GET/HEAD for a file entry.
-pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMap) -> Response {
-    let etag = etag(file.entry);
+/// Answers a GET/HEAD for a file entry. A whole small file is sent from `bodies` when it
+/// is there (and its block is still held), else read through the checked content path and
+/// kept there.
+pub async fn reply(
+    blobs: Option<Arc<Core>>,
+    file: FileReply<'_>,
+    req: &HeaderMap,
+    bodies: &Bodies,
+) -> Response {
+    let entry = &file.file.entry;
+    let etag = file.file.etag.to_str().unwrap_or_default();
     let last_modified = file.last_modified_ms.map(|ms| {
         httpdate::fmt_http_date(std::time::UNIX_EPOCH + std::time::Duration::from_millis(ms))
     });
-    let size = file.entry.blob.map(|b| b.byte_length).unwrap_or(0);
-    let ctype = content_type(file.path);
+    let size = entry.blob.map(|b| b.byte_length).unwrap_or(0);
 
-    let mut common = HeaderMap::new();
-    set(&mut common, header::ETAG, &etag);
+    let mut common = HeaderMap::with_capacity(8);
+    common.insert(header::ETAG, file.file.etag.clone());
     if let Some(lm) = &last_modified {
         set(&mut common, header::LAST_MODIFIED, lm);
     }
@@ -114,14 +138,14 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
     } else {
         "no-cache"
     };
-    set(&mut common, header::CACHE_CONTROL, cache);
+    common.insert(header::CACHE_CONTROL, HeaderValue::from_static(cache));
     common.insert(header::ACCEPT_RANGES, HeaderValue::from_static("bytes"));
 
     // Conditional requests (only for successful answers).
     if file.status == StatusCode::OK {
         let hdr = |n: header::HeaderName| req.get(n).and_then(|v| v.to_str().ok());
         let unchanged = match hdr(header::IF_NONE_MATCH) {
-            Some(inm) => none_match(inm, &etag),
+            Some(inm) => none_match(inm, etag),
             None => match (hdr(header::IF_MODIFIED_SINCE), file.last_modified_ms) {
                 (Some(ims), Some(ms)) => not_modified_since(ims, ms),
                 _ => false,
@@ -145,6 +169,13 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
     } else {
         Ranges::Full
     };
+    if matches!(wanted, Ranges::Full) {
+        if let Some(r) = small_whole(blobs.as_ref(), &file, bodies).await {
+            let mut r = r;
+            r.headers_mut().extend(common);
+            return r;
+        }
+    }
     let parts: Vec<Range<u64>> = match &wanted {
         Ranges::Full => std::iter::once(0..size).collect(),
         Ranges::Parts(p) => p.clone(),
@@ -162,13 +193,14 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
 
     // Only bytes of blocks verified for this entry, and everything we are about to promise
     // must be held (and so verified).
-    let content = match (file.entry.blob.filter(|b| b.byte_length > 0), blobs) {
+    let ctype = file.file.content_type.clone();
+    let content = match (entry.blob.filter(|b| b.byte_length > 0), blobs) {
         (None, _) => None,
         (Some(_), None) => return unavailable("this file"),
         (Some(blob), Some(blobs)) => match FileContent::open(blobs, blob).await {
             Ok(c) => Some(c),
             Err(e) if e.is_missing() => return unavailable("this file"),
-            Err(e) => return refused(file.path, e),
+            Err(e) => return refused(&file.file.path, e),
         },
     };
     if let Some(c) = &content {
@@ -189,16 +221,20 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
                 header::CONTENT_RANGE,
                 &format!("bytes {}-{}/{size}", r.start, r.end - 1),
             );
-            set(resp.headers_mut(), header::CONTENT_TYPE, &ctype);
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, ctype.clone());
             resp.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(r.end - r.start));
             resp
         }
-        (Ranges::Parts(p), Some(content)) => multipart(content, p, size, &ctype),
+        (Ranges::Parts(p), Some(content)) => {
+            multipart(content, p, size, ctype.to_str().unwrap_or_default())
+        }
         (_, Some(content)) => {
             let mut resp = Response::new(Body::from_stream(block_stream(content, 0..size)));
             *resp.status_mut() = file.status;
-            set(resp.headers_mut(), header::CONTENT_TYPE, &ctype);
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, ctype.clone());
             resp.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(size));
             resp
@@ -206,16 +242,55 @@ pub async fn reply(blobs: Option<Arc<Core>>, file: FileReply<'_>, req: &HeaderMa
         _ => {
             let mut resp = Response::new(Body::empty());
             *resp.status_mut() = file.status;
-            set(resp.headers_mut(), header::CONTENT_TYPE, &ctype);
+            resp.headers_mut()
+                .insert(header::CONTENT_TYPE, ctype.clone());
             resp.headers_mut()
                 .insert(header::CONTENT_LENGTH, HeaderValue::from(0u64));
             resp
         }
     };
-    for (k, v) in common.iter() {
-        response.headers_mut().insert(k.clone(), v.clone());
-    }
+    response.headers_mut().extend(common);
     response
+}
+
+/// The whole of a small file (one block, see [`Bodies`]) as a complete answer: from memory
+/// when it is there and its block is still held, else read once through the checked content
+/// path ([`FileContent`]) and kept. `None`: not a small file, or not answerable this way (not
+/// held, inconsistent, unreadable): the caller takes the general path, which says why.
+async fn small_whole(
+    blobs: Option<&Arc<Core>>,
+    file: &FileReply<'_>,
+    bodies: &Bodies,
+) -> Option<Response> {
+    let blob = file.file.entry.blob.filter(|b| b.byte_length > 0)?;
+    let blobs = blobs?;
+    if !Bodies::fits(&blob)
+        || blob.block_offset >= blobs.info().length
+        || !blobs.has(blob.block_offset)
+    {
+        return None;
+    }
+    let bytes = match bodies.get(&blobs.key(), &blob) {
+        Some(b) => b,
+        None => {
+            let content = FileContent::open(blobs.clone(), blob).await.ok()?;
+            if !content.all_held().await {
+                return None;
+            }
+            let bytes = Bytes::from(content.read_any(0..blob.byte_length).await.ok()?);
+            if bytes.len() as u64 != blob.byte_length {
+                return None;
+            }
+            bodies.put(&blobs.key(), &blob, bytes.clone());
+            bytes
+        }
+    };
+    let mut resp = Response::new(Body::from(bytes));
+    *resp.status_mut() = file.status;
+    let h = resp.headers_mut();
+    h.insert(header::CONTENT_TYPE, file.file.content_type.clone());
+    h.insert(header::CONTENT_LENGTH, HeaderValue::from(blob.byte_length));
+    Some(resp)
 }
 
 /// Bytes read per chunk of a streamed response.

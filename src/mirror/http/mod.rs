@@ -19,6 +19,7 @@
 
 pub mod access;
 mod files;
+mod hot;
 pub mod limits;
 pub mod metrics;
 pub(crate) mod pages;
@@ -45,6 +46,7 @@ use crate::site::SiteSource;
 use crate::store::CoreReader;
 use access::{StatusAccess, StatusLink};
 use files::{reply, unavailable, FileReply};
+use hot::Resolved;
 pub use limits::{Limits, HEADER_TIMEOUT, MAX_CONNECTIONS, MAX_PER_ADDRESS};
 use metrics::HttpCounters;
 use request::{clean_path, parse_target, site_for_host, version_param, BaseHost, Target};
@@ -99,7 +101,11 @@ struct Gateway {
     sites: Arc<dyn SiteSource>,
     /// The version shown of each site ([`crate::site::version`]).
     shown: Shown,
-    configs: Mutex<HashMap<(Key, u64), SiteConfig>>,
+    configs: Mutex<HashMap<(Key, u64), Arc<SiteConfig>>>,
+    /// Files that request paths resolved to, per site version ([`hot`]).
+    lookups: hot::Lookups,
+    /// Bytes of small files ([`hot`]).
+    bodies: hot::Bodies,
     config: GatewayConfig,
     counters: Arc<HttpCounters>,
 }
@@ -125,6 +131,8 @@ pub async fn serve(
         mirror,
         shown: Shown::default(),
         configs: Mutex::new(HashMap::new()),
+        lookups: hot::Lookups::default(),
+        bodies: hot::Bodies::default(),
         config,
         counters: counters.clone(),
     });
@@ -426,19 +434,21 @@ async fn serve_site(
         .unwrap_or("");
     let full = format!("{root}{path}");
     let immutable = version.is_some();
-    let file = |path, entry, status| FileReply {
-        path,
-        entry,
-        status,
-        last_modified_ms,
-        immutable,
-    };
+    let file = |resolved, status| FileReply::new(resolved, status, last_modified_ms, immutable);
+    let blobs = site.blobs.clone();
+    let bodies = &gw.bodies;
 
+    // Resolved before, at this version: the same file again.
+    if let Some(hit) = gw.lookups.get(&key, at, &full) {
+        return reply(blobs, file(&hit, StatusCode::OK), req, bodies).await;
+    }
     // A file?
     if !full.ends_with('/') {
         match lookup::file_following_link(&mut db, at, &full).await {
             Ok(Some((p, entry))) => {
-                return reply(site.blobs.clone(), file(&p, &entry, StatusCode::OK), req).await
+                let hit = Arc::new(Resolved::new(p, entry));
+                gw.lookups.put(key, at, &full, hit.clone());
+                return reply(blobs, file(&hit, StatusCode::OK), req, bodies).await;
             }
             Ok(None) => {}
             Err(e) => return drive_error(e),
@@ -452,12 +462,9 @@ async fn serve_site(
             if !full.ends_with('/') {
                 return redirect(&with_slash(raw_path, version));
             }
-            return reply(
-                site.blobs.clone(),
-                file(&index, &entry, StatusCode::OK),
-                req,
-            )
-            .await;
+            let hit = Arc::new(Resolved::new(index, entry));
+            gw.lookups.put(key, at, &full, hit.clone());
+            return reply(blobs, file(&hit, StatusCode::OK), req, bodies).await;
         }
         Ok(None) => {}
         Err(e) => return drive_error(e),
@@ -490,7 +497,8 @@ async fn serve_site(
         };
         match drive::get_entry(&mut db, at, &page).await {
             Ok(Some(entry)) => {
-                return reply(site.blobs.clone(), file(&page, &entry, status), req).await
+                let page = Resolved::new(page, entry);
+                return reply(blobs, file(&page, status), req, bodies).await;
             }
             Ok(None) => {}
             Err(e) => return drive_error(e),
@@ -517,7 +525,7 @@ impl Gateway {
         db: &mut CoreReader,
         version: u64,
         blobs: Option<Arc<crate::store::Core>>,
-    ) -> Result<SiteConfig, DriveError> {
+    ) -> Result<Arc<SiteConfig>, DriveError> {
         if let Some(c) = self.configs.lock().unwrap().get(&(key, version)) {
             return Ok(c.clone());
         }
@@ -540,6 +548,7 @@ impl Gateway {
             }
             _ => SiteConfig::default(),
         };
+        let config = Arc::new(config);
         let mut configs = self.configs.lock().unwrap();
         if configs.len() > 4096 {
             configs.clear();
