@@ -22,11 +22,7 @@ KEEP=${BENCH_KEEP:-0}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
-# path, ours, anchor, ratio, goal); nothing otherwise.
-bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
+. "$ROOT/scripts/bench/lib.sh"
 # field NAME LINE: the value of NAME=... in a `RESULT name k=v ...` line.
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 
@@ -42,44 +38,8 @@ WORK=$(mktemp -d "${TMPDIR:-/tmp}/dat-mirror-bench.XXXXXX")
 MNT=$WORK/mnt
 PIDS=()
 
-stop_daemons() {
-    local pid i
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-    if mountpoint -q "$MNT" 2>/dev/null; then
-        fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" || true
-    fi
-}
-
-cleanup() {
-    local rc=$?
-    set +e
-    stop_daemons
-    if [ "$rc" -ne 0 ]; then
-        for f in pi.log laptop.log; do
-            [ -s "$WORK/$f" ] && { say "--- last lines of $f"; tail -n 20 "$WORK/$f" >&2; }
-        done
-    fi
-    if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-
-# wait_for_line FILE REGEX SECONDS PID: bounded wait until a daemon prints a line.
-wait_for_line() {
-    local deadline=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        kill -0 "$4" 2>/dev/null || die "$(basename "$1" .out) exited early"
-        [ "$SECONDS" -lt "$deadline" ] || die "no '$2' in $1 after $3 s"
-        sleep 0.05
-    done
-}
 
 # state_of FILE: the `state:` line of a control-folder entry, read with builtins only (no
 # fork per poll, so polling does not steal the CPU the daemons need).

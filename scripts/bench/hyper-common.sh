@@ -13,8 +13,7 @@ NODE_DIR=$ROOT/scripts/bench/node
 BRIDGE_DIR=$ROOT/crates/hyperswarm-bridge/js
 export DAT_MIRROR_HYPERSWARM_BRIDGE_DIR=$BRIDGE_DIR
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
+. "$ROOT/scripts/bench/lib.sh"
 now() { printf '%s' "$EPOCHREALTIME"; }
 since() { awk -v a="$1" -v b="${2:-$EPOCHREALTIME}" 'BEGIN { printf "%.3f", b - a }'; }
 # field NAME LINE: the value of NAME=... in a `RESULT name k=v ...` line.
@@ -31,20 +30,6 @@ PIDS=()     # daemons (TERM, then KILL)
 NODES=()    # Node processes reading a FIFO on stdin: "PID FD" (FD 7, 8 or 9; every child
             # process is started with those closed, so closing one reaches its reader)
 
-stop_daemons() {
-    local pid i
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for i in $(seq 100); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-    if mountpoint -q "$MNT" 2>/dev/null; then
-        fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" || true
-    fi
-}
-
 # stop_node PID FD: closes its stdin (it exits cleanly), kills it after 10 s.
 stop_node() {
     local i
@@ -57,31 +42,10 @@ stop_node() {
     NODES=("${keep[@]}")
 }
 
-cleanup() {
-    local rc=$? n
-    set +e
-    stop_daemons
-    for n in "${NODES[@]}"; do stop_node $n; done
-    if [ "$rc" -ne 0 ]; then
-        for f in pi.log laptop.log testnet.err seed.err; do
-            [ -s "$WORK/$f" ] && { say "--- last lines of $f"; tail -n 20 "$WORK/$f" >&2; }
-        done
-    fi
-    if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
+LOGS=(pi.log laptop.log testnet.err seed.err)
+cleanup_extra() { local n; for n in "${NODES[@]}"; do stop_node $n; done; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-
-# wait_for_line FILE REGEX SECONDS PID: bounded wait until a process prints a line.
-wait_for_line() {
-    local deadline=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        kill -0 "$4" 2>/dev/null || die "$(basename "$1") : its process exited early"
-        [ "$SECONDS" -lt "$deadline" ] || die "no '$2' in $1 after $3 s"
-        sleep 0.05
-    done
-}
 
 # start_node NAME FD ARGS...: `node hyper.js ARGS` with a FIFO on stdin held open on FD
 # (closing FD stops it); output in $WORK/NAME.out and .err; sets NODE_PID.

@@ -26,11 +26,7 @@ TIMEOUT=${BENCH_TIMEOUT:-900}
 KEEP=${BENCH_KEEP:-0}
 TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 
-say() { printf '%s\n' "$*" >&2; }
-die() { say "error: $*"; exit 1; }
-# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
-# path, ours, anchor, ratio, goal); nothing otherwise.
-bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
+. "$ROOT/scripts/bench/lib.sh"
 
 command -v curl >/dev/null || die "curl is needed"
 [ -e /dev/fuse ] || die "/dev/fuse is missing (the control folder is a FUSE mount)"
@@ -49,44 +45,10 @@ MNT=$WORK/mnt
 SHM=""
 PIDS=()
 
-stop_daemons() {
-    local pid i
-    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
-    for pid in "${PIDS[@]}"; do
-        for i in $(seq 200); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
-        kill -KILL "$pid" 2>/dev/null || true
-        wait "$pid" 2>/dev/null || true
-    done
-    PIDS=()
-    if mountpoint -q "$MNT" 2>/dev/null; then
-        fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" || true
-    fi
-}
-
-cleanup() {
-    local rc=$?
-    set +e
-    stop_daemons
-    if [ "$rc" -ne 0 ]; then
-        for f in pi.log laptop.log; do
-            [ -s "$WORK/$f" ] && { say "--- last lines of $f"; tail -n 20 "$WORK/$f" >&2; }
-        done
-    fi
-    [ -n "$SHM" ] && rm -rf "$SHM"
-    if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
-    exit "$rc"
-}
+STOP_TRIES=200
+cleanup_extra() { if [ -n "$SHM" ]; then rm -rf "$SHM"; fi; }
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-
-wait_for_line() {
-    local deadline=$((SECONDS + $3))
-    until grep -q "$2" "$1" 2>/dev/null; do
-        kill -0 "$4" 2>/dev/null || die "$(basename "$1" .out) exited early"
-        [ "$SECONDS" -lt "$deadline" ] || die "no '$2' in $1 after $3 s"
-        sleep 0.05
-    done
-}
 
 free_port() { python3 -c 'import socket,sys; s=socket.socket(socket.AF_INET, getattr(socket,"SOCK_"+sys.argv[1])); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])' "$1"; }
 PEER_PORT=$(free_port DGRAM)

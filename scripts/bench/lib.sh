@@ -1,0 +1,53 @@
+# Shared by the benchmark scripts that run daemons (sourced, not run): messages, bench_row
+# for all.sh's table, bounded waits, and stopping daemons and cleaning up on exit.
+# The sourcing script sets, before any of these run: WORK (its temp folder), MNT (a mount
+# point to unmount, may not exist), PIDS (daemons: TERM, then KILL), KEEP (1: keep WORK).
+# Optional: STOP_TRIES (50 ms waits for a daemon to exit after TERM, default 100),
+# LOGS (files in WORK whose tails are shown when the script fails; default pi.log
+# laptop.log), and a function cleanup_extra (run on exit after the daemons stop).
+# The script installs the traps once WORK exists:
+#   trap cleanup EXIT; trap 'exit 130' INT TERM HUP
+
+say() { printf '%s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+# One row for scripts/bench/all.sh's table when BENCH_ROWS names a file (tab-separated:
+# path, ours, anchor, ratio, goal); nothing otherwise.
+bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$@" >>"$BENCH_ROWS"; fi; }
+
+stop_daemons() {
+    local pid i
+    for pid in "${PIDS[@]}"; do kill -TERM "$pid" 2>/dev/null || true; done
+    for pid in "${PIDS[@]}"; do
+        for i in $(seq "${STOP_TRIES:-100}"); do kill -0 "$pid" 2>/dev/null || break; sleep 0.05; done
+        kill -KILL "$pid" 2>/dev/null || true
+        wait "$pid" 2>/dev/null || true
+    done
+    PIDS=()
+    if mountpoint -q "$MNT" 2>/dev/null; then
+        fusermount3 -u "$MNT" 2>/dev/null || umount "$MNT" 2>/dev/null || umount -l "$MNT" || true
+    fi
+}
+
+cleanup() {
+    local rc=$? f logs=(pi.log laptop.log)
+    set +e
+    [ -n "${LOGS+x}" ] && logs=("${LOGS[@]}")
+    stop_daemons
+    if declare -F cleanup_extra >/dev/null; then cleanup_extra; fi
+    if [ "$rc" -ne 0 ]; then
+        for f in "${logs[@]}"; do
+            [ -s "$WORK/$f" ] && { say "--- last lines of $f"; tail -n 20 "$WORK/$f" >&2; }
+        done
+    fi
+    if [ "$KEEP" = 1 ]; then say "kept $WORK"; else rm -rf "$WORK"; fi
+    exit "$rc"
+}
+# wait_for_line FILE REGEX SECONDS PID: bounded wait until a process prints a line.
+wait_for_line() {
+    local deadline=$((SECONDS + $3))
+    until grep -q "$2" "$1" 2>/dev/null; do
+        kill -0 "$4" 2>/dev/null || die "$(basename "$1" .out) exited early"
+        [ "$SECONDS" -lt "$deadline" ] || die "no '$2' in $1 after $3 s"
+        sleep 0.05
+    done
+}
