@@ -17,7 +17,8 @@
 # Environment: BENCH_BYTES (default 1073741824), BENCH_RUNS (default 5),
 #              BENCH_TIMEOUT (s, for publish + mirror; default 1800), BENCH_KEEP=1 (keep the
 #              temp dir), TMPDIR (where the temp dir goes; must be a real disk, not tmpfs,
-#              for the cold rows to mean anything).
+#              for the cold rows to mean anything), BENCH_EXAMPLE (a bench_site_tree binary to
+#              use instead of building one, e.g. an older build to compare).
 # Needs: cargo, /dev/fuse (root, or fuse3's fusermount3).
 set -euo pipefail
 # Nothing may leave this machine: mDNS, the DHT and relays off (peers meet on 127.0.0.1).
@@ -38,9 +39,13 @@ bench_row() { if [ -n "${BENCH_ROWS:-}" ]; then printf '%s\t%s\t%s\t%s\t%s\n' "$
 
 [ -e /dev/fuse ] || die "/dev/fuse is missing (the site tree is a FUSE mount)"
 
-say "== build: cargo build --release --example bench_site_tree (waits if cargo's lock is busy)"
-(cd "$ROOT" && cargo build --release --example bench_site_tree)
-EX=$TARGET/release/examples/bench_site_tree
+if [ -n "${BENCH_EXAMPLE:-}" ]; then
+    EX=$BENCH_EXAMPLE # a given build (e.g. an older one, to compare)
+else
+    say "== build: cargo build --release --example bench_site_tree (waits if cargo's lock is busy)"
+    (cd "$ROOT" && cargo build --release --example bench_site_tree)
+    EX=$TARGET/release/examples/bench_site_tree
+fi
 [ -x "$EX" ] || die "$EX was not built"
 
 WORK=$(mktemp -d "${TMPDIR:-/tmp}/dat-mirror-fuse-bench.XXXXXX")

@@ -16,17 +16,22 @@
 //! checks every block's length, so it too serves only the entry's own verified blocks.
 //!
 //! The tree comes from the engine: `Core::byte_offset_blocking` (the full roots left of a
-//! block) and `Core::tree_node` (a leaf's byte length). The straight path reads each block's
-//! bytes at its `BlockLocation` in the core's data file (`Core::read_span_blocking`).
+//! block) and `Core::tree_node` (a leaf's byte length); an accepted entry is remembered per
+//! core and fork ([`super::placed`]). The straight path looks up the locations of a run of
+//! held blocks at once (the engine's `Store::block_run`: one read transaction, not one per
+//! block), checks each block's stored length, and reads every stretch of blocks that lie back
+//! to back in the core's data file with one `pread`, through the reader's own descriptor of
+//! that file (checked to be the store's very file), so the kernel's readahead follows it.
 //!
 //! Sums of author-controlled numbers are checked or saturating: an entry near `u64::MAX`
 //! is refused or clamped, never wraps.
 
 use std::ops::Range;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use crate::drive::{blob_blocks, read_range, BlobRef, CoreKind, DriveError, BLOCK_SIZE};
 use crate::store::{Core, CoreReader};
+use hypercore_engine::store::BlockRun;
 
 /// Why a file's content cannot be served.
 #[derive(Debug, thiserror::Error)]
@@ -61,6 +66,9 @@ pub struct FileContent {
     /// The placement was checked against the tree: bytes may be read straight from the
     /// data file ([`FileContent::read_held`]).
     straight: bool,
+    /// This reader's own descriptor of the data file (shared by its clones: one response,
+    /// one open FUSE file), so the kernel's readahead follows this reader alone.
+    data: Arc<Mutex<Option<Arc<std::fs::File>>>>,
 }
 
 impl FileContent {
@@ -75,6 +83,7 @@ impl FileContent {
             blobs,
             blob,
             straight,
+            data: Arc::default(),
         })
     }
 
@@ -139,17 +148,79 @@ impl FileContent {
         if range.is_empty() {
             return Ok(Vec::new());
         }
-        // `open` checked byte_offset + byte_length against the core: no overflow here.
-        let start = self.blob.byte_offset.saturating_add(range.start);
         let len = usize::try_from(range.end - range.start)
             .map_err(|_| std::io::Error::other("range too large for memory"))?;
-        // The block holding the first byte, and where it starts (the placement check
-        // proved blocks of the file are 64 KiB each from `byte_offset`).
-        let rel = range.start / BLOCK_SIZE;
-        let block = self.blob.block_offset.saturating_add(rel);
-        let block_start = self.blob.byte_offset.saturating_add(rel * BLOCK_SIZE);
-        self.blobs
-            .read_span_blocking(block, block_start, start, len)
+        // The placement check proved the file's blocks are 64 KiB each from `block_offset`
+        // (the last one shorter), so bytes `range` lie in blocks `first..=last`.
+        let first = range.start / BLOCK_SIZE;
+        let last = (range.end - 1) / BLOCK_SIZE;
+        let (from, to) = (
+            self.blob.block_offset.saturating_add(first),
+            self.blob
+                .block_offset
+                .saturating_add(last)
+                .saturating_add(1),
+        );
+        let run = self
+            .blobs
+            .engine()
+            .block_run(&self.blobs.key().0, from, to)
+            .map_err(std::io::Error::other)?;
+        // One pread per stretch of blocks that lie back to back in the data file.
+        let mut stretches: Vec<(u64, usize)> = Vec::new(); // (file offset, bytes)
+        for (rel, loc) in (first..=last).zip(run.locations.iter()) {
+            let block_start = rel * BLOCK_SIZE;
+            let want = (self.blob.byte_length - block_start).min(BLOCK_SIZE);
+            if loc.len != want {
+                return Err(std::io::Error::other(format!(
+                    "block {} has {} bytes on disk, the checked entry needs {want}",
+                    self.blob.block_offset + rel,
+                    loc.len
+                )));
+            }
+            let skip = range.start.saturating_sub(block_start);
+            let take = (want.min(range.end - block_start) - skip) as usize;
+            let at = loc.offset.saturating_add(skip);
+            match stretches.last_mut() {
+                Some((p, n)) if p.checked_add(*n as u64) == Some(at) => *n += take,
+                _ => stretches.push((at, take)),
+            }
+        }
+        if stretches.iter().map(|s| s.1).sum::<usize>() != len {
+            return Err(std::io::Error::other(format!(
+                "block {} is not held",
+                from + run.locations.len() as u64
+            )));
+        }
+        let own = self.own_file(&run);
+        let mut out = Vec::with_capacity(len);
+        for (at, n) in stretches {
+            match &own {
+                Some(f) => pread_append(f, &mut out, n, at)?,
+                None => {
+                    let from = out.len();
+                    out.resize(from + n, 0);
+                    run.read_exact_at(&mut out[from..], at)?;
+                }
+            }
+        }
+        Ok(out)
+    }
+
+    /// This reader's own descriptor of the data file `run` is in (opened on first use),
+    /// or `None` (then the store's own is used) if it cannot be opened or is not that file
+    /// (the core was removed and mirrored again since).
+    fn own_file(&self, run: &BlockRun) -> Option<Arc<std::fs::File>> {
+        let mut data = self.data.lock().unwrap_or_else(|e| e.into_inner());
+        let same = |f: &std::fs::File| run.is_file(f).unwrap_or(false);
+        if let Some(f) = data.as_ref().filter(|f| same(f)) {
+            return Some(f.clone());
+        }
+        *data = std::fs::File::open(&run.path)
+            .ok()
+            .filter(|f| same(f))
+            .map(Arc::new);
+        data.clone()
     }
 
     /// Reads bytes `range` of the file (clamped to it) block by block through the engine; a
@@ -160,6 +231,44 @@ impl FileContent {
     }
 }
 
+/// Appends exactly `n` bytes read at `offset` of `file` to `out`, without zeroing them
+/// first: a 1 MiB `memset` per chunk was 15% of the gateway's CPU time sending a large
+/// file (perf, `scripts/bench/http.sh`).
+fn pread_append(
+    file: &std::fs::File,
+    out: &mut Vec<u8>,
+    n: usize,
+    mut offset: u64,
+) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    out.reserve(n);
+    let mut left = n;
+    while left > 0 {
+        let at = libc::off_t::try_from(offset)
+            .map_err(|_| std::io::Error::other("offset beyond the largest file offset"))?;
+        let spare = out.spare_capacity_mut();
+        // SAFETY: `spare` has room for at least `left` bytes (reserved above; the length
+        // only grows by what was read since), and pread writes at most `left` bytes to it.
+        let r = unsafe { libc::pread(file.as_raw_fd(), spare.as_mut_ptr().cast(), left, at) };
+        if r < 0 {
+            let e = std::io::Error::last_os_error();
+            if e.kind() == std::io::ErrorKind::Interrupted {
+                continue;
+            }
+            return Err(e);
+        }
+        if r == 0 {
+            return Err(std::io::ErrorKind::UnexpectedEof.into());
+        }
+        let r = r as usize; // 0 < r <= left
+                            // SAFETY: pread initialized the `r` bytes after the current length.
+        unsafe { out.set_len(out.len() + r) };
+        left -= r;
+        offset += r as u64;
+    }
+    Ok(())
+}
+
 /// `range` clamped to the file `blob` (empty, at the end, if it starts past it).
 pub fn clamp(blob: &BlobRef, range: Range<u64>) -> Range<u64> {
     let end = range.end.min(blob.byte_length);
@@ -168,7 +277,7 @@ pub fn clamp(blob: &BlobRef, range: Range<u64>) -> Range<u64> {
 
 /// The checks of [`FileContent::open`], on the calling thread: `Ok(true)` when the entry
 /// agrees with the tree, `Ok(false)` when the tree file lacks a node the check needs.
-pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<bool, ContentError> {
+pub fn check_placement(blobs: &Arc<Core>, blob: &BlobRef) -> Result<bool, ContentError> {
     if blob.byte_length == 0 && blob.block_length == 0 {
         return Ok(true);
     }
@@ -199,6 +308,11 @@ pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<bool, ContentErro
             "bytes up to {end_byte}, the content core has {}",
             info.byte_length
         ));
+    }
+    // Accepted before on this core and fork: the tree nodes below its length never change.
+    let fork = super::placed::fork(blobs);
+    if fork.is_some_and(|f| super::placed::known(blobs, f, blob)) {
+        return Ok(true);
     }
     let unknown = |index| {
         tracing::debug!("blobs tree node for block {index} not stored; reading block by block");
@@ -231,6 +345,9 @@ pub fn check_placement(blobs: &Core, blob: &BlobRef) -> Result<bool, ContentErro
                 leaf.size
             ));
         }
+    }
+    if let Some(f) = fork {
+        super::placed::remember(blobs, f, blob);
     }
     Ok(true)
 }
@@ -308,7 +425,34 @@ mod tests {
         let cb = FileContent::open(core.clone(), b).await.unwrap();
         assert_eq!(cb.read_held(0..100).unwrap(), b"bbbbbbb");
         // An empty file needs nothing.
-        FileContent::open(core, BlobRef::default()).await.unwrap();
+        FileContent::open(core.clone(), BlobRef::default())
+            .await
+            .unwrap();
+        // Accepted entries are remembered for this core and fork; nothing else is.
+        let fork = super::super::placed::fork(&core).unwrap();
+        assert!(super::super::placed::known(&core, fork, &a));
+        let lying = BlobRef {
+            byte_offset: 0,
+            ..b
+        };
+        assert!(FileContent::open(core.clone(), lying).await.is_err());
+        assert!(!super::super::placed::known(&core, fork, &lying));
+        // Reads that start and end inside blocks, across blocks, and a whole file.
+        let all: Vec<u8> = [vec![1u8; BLOCK_SIZE as usize], vec![2; BLOCK_SIZE as usize]]
+            .concat()
+            .into_iter()
+            .chain([3u8; 10])
+            .collect();
+        for (s, e) in [
+            (0, 1),
+            (5, BLOCK_SIZE + 3),
+            (BLOCK_SIZE, 2 * BLOCK_SIZE + 10),
+            (1, 200_000),
+        ] {
+            let got = ca.read_held(s..e).unwrap();
+            let e = e.min(all.len() as u64);
+            assert_eq!(got, all[s as usize..e as usize], "{s}..{e}");
+        }
     }
 
     /// #14 item 8: an entry that names file b's block but a byte offset inside file a

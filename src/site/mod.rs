@@ -13,7 +13,7 @@
 //! - [`blobs_key`]: the one lookup of a site's blobs core (header or manifest).
 //! - [`content`]: a file's bytes, only from blocks verified for that file (its entry's
 //!   offsets are checked against the blobs core's Merkle tree first), and the one range
-//!   computation both readers use.
+//!   computation both readers use; [`placed`] remembers entries already checked.
 //!
 //! Arrows: `site` ← `drive`, `store`, `model`; `fs::site_tree`, `mirror::http` → `site`;
 //! `mirror` implements [`SiteSource`] (`mirror/site_source.rs`).
@@ -22,6 +22,7 @@ pub mod blobs_key;
 pub mod content;
 pub mod lookup;
 pub mod paths;
+pub mod placed;
 pub mod source;
 pub mod version;
 

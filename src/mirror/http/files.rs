@@ -293,8 +293,12 @@ async fn small_whole(
     Some(resp)
 }
 
-/// Bytes read per chunk of a streamed response.
-const CHUNK: u64 = 256 * 1024;
+/// Bytes read per chunk of a streamed response: 16 blocks, read with one `pread` per stretch
+/// of blocks that lie back to back in the data file ([`FileContent::read_held`]).
+const CHUNK: u64 = 1024 * 1024;
+/// Chunks read ahead of the one being sent: the next `pread` runs on the blocking pool while
+/// the socket takes the current chunk. Memory per response: about `1 + READ_AHEAD` chunks.
+const READ_AHEAD: usize = 2;
 
 /// The bytes `range` of a file, in chunks read straight from the blobs core's data file, or
 /// block by block when its placement could not be checked ([`FileContent::read_any`]); the
@@ -305,20 +309,22 @@ fn block_stream(
 ) -> impl Stream<Item = Result<Bytes, std::io::Error>> {
     let range = content.clamp(range);
     let end = range.end;
-    let starts: Vec<u64> = (range.start..end).step_by(CHUNK as usize).collect();
-    futures::stream::iter(starts).then(move |start| {
-        let content = content.clone();
-        let chunk = start..start.saturating_add(CHUNK).min(end);
-        async move {
-            content
-                .read_any(chunk)
-                .await
-                .map(Bytes::from)
-                .inspect_err(|e| {
-                    tracing::warn!("response body cut short: {e}");
-                })
-        }
-    })
+    let starts = (range.start..end).step_by(CHUNK as usize);
+    futures::stream::iter(starts)
+        .map(move |start| {
+            let content = content.clone();
+            let chunk = start..start.saturating_add(CHUNK).min(end);
+            async move {
+                content
+                    .read_any(chunk)
+                    .await
+                    .map(Bytes::from)
+                    .inspect_err(|e| {
+                        tracing::warn!("response body cut short: {e}");
+                    })
+            }
+        })
+        .buffered(READ_AHEAD)
 }
 
 /// A `multipart/byteranges` answer for several ranges.

@@ -97,6 +97,30 @@ pub struct BlockFile {
     pub location: BlockLocation,
 }
 
+/// Held (verified) blocks of a run, where they lie on disk ([`Store::block_run`]).
+#[derive(Debug, Clone)]
+pub struct BlockRun {
+    file: Arc<File>,
+    /// The core's data file.
+    pub path: PathBuf,
+    /// Offset and length in the data file of blocks `from, from + 1, …`.
+    pub locations: Vec<BlockLocation>,
+}
+
+impl BlockRun {
+    /// Reads exactly `buf.len()` bytes at `offset` of the data file (`pread`).
+    pub fn read_exact_at(&self, buf: &mut [u8], offset: u64) -> std::io::Result<()> {
+        self.file.read_exact_at(buf, offset)
+    }
+
+    /// Is `other` (a reader's own descriptor of `path`) the very file these locations are in?
+    pub fn is_file(&self, other: &File) -> std::io::Result<bool> {
+        use std::os::unix::fs::MetadataExt;
+        let (a, b) = (self.file.metadata()?, other.metadata()?);
+        Ok(a.dev() == b.dev() && a.ino() == b.ino())
+    }
+}
+
 /// redb's page cache per database. redb's default (1 GiB) lets a long-running mirror grow
 /// towards it as its cores grow (seen in a soak: +10 MiB of RSS a minute); tree nodes,
 /// bitfields and signatures of even large sites fit in far less, and block bytes are read
@@ -367,6 +391,35 @@ impl Store {
             path: c.path.clone(),
             location: records::decode_location(v.value())?,
         }))
+    }
+
+    /// Where held blocks `from, from + 1, …` (below `to`, up to the first not held) lie in
+    /// the data file: one lock and one read transaction for the run (`block_file` takes
+    /// one per block). Read-only; for serving verified bytes straight from the file.
+    pub fn block_run(&self, key: &[u8; 32], from: u64, to: u64) -> Result<BlockRun> {
+        guarded(|| {
+            let state = self.lock();
+            let c = state.cores.get(key).ok_or(Error::UnknownCore)?;
+            let end = c.bitfield.first_missing(from).min(to);
+            let (id, file, path, rtx) = (c.id, c.file.clone(), c.path.clone(), self.begin_read()?);
+            drop(state);
+            let mut locations = Vec::with_capacity(end.saturating_sub(from).min(4096) as usize);
+            if from < end {
+                let blocks = rtx.open_table(BLOCKS).map_err(db_err)?;
+                for row in blocks.range((id, from)..(id, end)).map_err(db_err)? {
+                    let (k, v) = row.map_err(db_err)?;
+                    if k.value().1 != from + locations.len() as u64 {
+                        break;
+                    }
+                    locations.push(records::decode_location(v.value())?);
+                }
+            }
+            Ok(BlockRun {
+                file,
+                path,
+                locations,
+            })
+        })
     }
 
     /// Stored tree node `index` (flat-tree index) of a core, if the store has it: its byte
