@@ -161,6 +161,41 @@ pub fn spawn_mount<FS: Filesystem + Send + 'static>(
     })
 }
 
+/// Raises the kernel's readahead for the FUSE mount at `mountpoint` to `kb` KiB, best
+/// effort. The kernel offers FUSE filesystems 128 KiB, so a cold sequential read reaches us
+/// as 128 KiB requests one after the other; with more, it sends up to `max_pages` (1 MiB)
+/// per request and several at once, as it reads a disk with its own readahead. Needs write
+/// access to `/sys/class/bdi/<dev>/read_ahead_kb` (root); otherwise nothing changes and a
+/// debug line says why (`echo KB > …` as root does the same by hand).
+pub fn raise_readahead(mountpoint: &Path, kb: u32) {
+    use std::os::unix::fs::MetadataExt;
+    let dev = match std::fs::metadata(mountpoint) {
+        Ok(m) => m.dev(),
+        Err(e) => {
+            tracing::debug!("readahead of {}: {e}", mountpoint.display());
+            return;
+        }
+    };
+    let knob = format!(
+        "/sys/class/bdi/{}:{}/read_ahead_kb",
+        libc::major(dev),
+        libc::minor(dev)
+    );
+    let now = std::fs::read_to_string(&knob)
+        .ok()
+        .and_then(|s| s.trim().parse::<u32>().ok());
+    if now.is_some_and(|n| n >= kb) {
+        return;
+    }
+    match std::fs::write(&knob, format!("{kb}\n")) {
+        Ok(()) => tracing::debug!("readahead of {}: {kb} KiB", mountpoint.display()),
+        Err(e) => tracing::debug!(
+            "readahead of {} stays {now:?} KiB: writing {knob}: {e}",
+            mountpoint.display()
+        ),
+    }
+}
+
 /// Answers a lookup/mkdir: the entry, cached for `entry_ttl`, its attributes for `attr_ttl`.
 pub fn reply_entry(
     reply: ReplyEntry,

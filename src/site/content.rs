@@ -220,6 +220,12 @@ impl FileContent {
             .ok()
             .filter(|f| same(f))
             .map(Arc::new);
+        if let Some(f) = data.as_ref() {
+            use std::os::fd::AsRawFd;
+            // Readers here mostly read on (a GET, a `cat`): a larger readahead window.
+            // SAFETY: a valid open descriptor; the call only sets a hint on it.
+            unsafe { libc::posix_fadvise(f.as_raw_fd(), 0, 0, libc::POSIX_FADV_SEQUENTIAL) };
+        }
         data.clone()
     }
 

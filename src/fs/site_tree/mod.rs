@@ -72,6 +72,10 @@ const THREADS: usize = 4;
 /// blocks) go through the FUSE page cache faster than the 128 KiB they use by default.
 const BLKSIZE: u32 = 1024 * 1024;
 
+/// Kernel readahead for the tree's mount (the kernel offers FUSE 128 KiB): cold `cat` of a
+/// 1 GiB file went from ~1,090 to ~1,230 MiB/s with 4 MiB here (a by-hand test, 3 runs).
+const READAHEAD_KB: u32 = 4096;
+
 /// Mounts the read-only tree of every site `sites` holds at `mountpoint` and serves it on
 /// background threads until the returned session is dropped (or `umount_and_join`ed).
 /// Must be called within a tokio runtime (it captures the handle to read the cores). A
@@ -96,6 +100,7 @@ pub fn mount(
             threads: THREADS,
         },
     )?;
+    crate::fs::fuse::raise_readahead(mountpoint, READAHEAD_KB);
     let notifier = session.notifier();
     std::thread::Builder::new()
         .name("site-tree-watch".into())
