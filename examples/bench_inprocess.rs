@@ -1,8 +1,9 @@
 //! In-process hypercore ceiling for `scripts/bench/replicate.sh`: the site's own blocks (its
 //! db and blobs cores, as `publish` writes them) replicated disk to disk in one process with
-//! no network, through the crate's `net::replicate::{serve, pull}` over `tokio::io::duplex`.
-//! What is left is the engine's proof creation/verification and its disk storage (one
-//! durable commit per applied proof) — the bound on real replication.
+//! no network, through hypercore's replication protocol (`hypercore-peer`, as the daemons run
+//! it) over `tokio::io::duplex`. What is left is the engine's proof creation/verification and
+//! its disk storage (one durable commit per burst of applied proofs) — the bound on real
+//! replication.
 //!
 //! Also generates the benchmark's deterministic site (so the script needs no other tool):
 //!   bench_inprocess gen-site SITE_DIR SIZES_OUT [TOTAL_BYTES]   (default 100 MiB)
@@ -16,8 +17,6 @@ use std::time::{Duration, Instant};
 
 use anyhow::{bail, Context, Result};
 use dat_mirror::laptop::publish::{open_site, publish_dir};
-use dat_mirror::net::replicate::{pull, serve};
-use dat_mirror::net::wire::{read_message, MAX_READER_FRAME};
 use dat_mirror::store::{Core, CoreStore};
 
 const KIB: u64 = 1024;
@@ -112,20 +111,9 @@ fn gen_site(dir: &Path, sizes_out: &Path, total: u64) -> Result<()> {
     Ok(())
 }
 
-/// Serves `writer` to `reader` through in-memory pipes (as the unit tests do).
+/// Serves `writer` to `reader` through an in-memory pipe: a hypercore peer on each store.
 fn connect(writer: Arc<Core>, reader: Arc<Core>) {
-    let (r_to_s_w, mut r_to_s_r) = tokio::io::duplex(4 << 20);
-    let (s_to_r_w, s_to_r_r) = tokio::io::duplex(4 << 20);
-    tokio::spawn(async move {
-        if let Ok(Some(_open)) = read_message(&mut r_to_s_r, MAX_READER_FRAME).await {
-            let _ = serve(writer, r_to_s_r, s_to_r_w).await;
-        }
-    });
-    tokio::spawn(async move {
-        if let Err(e) = pull(reader, [0; 32], s_to_r_r, r_to_s_w).await {
-            eprintln!("pull failed: {e}");
-        }
-    });
+    dat_mirror::net::engine::replicate_in_memory(writer, reader);
 }
 
 async fn replicate(site: &Path, work: &Path) -> Result<()> {

@@ -24,8 +24,8 @@
 //!                      the start-up both daemons share, Tasks (cancellation + tracking)
 //!  ipc.rs  logging.rs  the daemons' control socket; log output
 //!  net/                endpoint (identity, QUIC, address lookups) → node (connections,
-//!                      iroh Router) → engine/replicate/wire (replication over any Link;
-//!                      counters for /metrics),
+//!                      iroh Router) → engine (hypercore's replication protocol over any
+//!                      Link, via hypercore-peer; counters for /metrics),
 //!                      pairing → providers (who holds a site); hypernet (the second plane:
 //!                      crates/hypercore-peer over crates/hyperswarm-bridge, sites as drives)
 //!  store/              hypercores on disk in the engine (core, cache, space, reader),

@@ -1,24 +1,24 @@
 //! Authorization: a third identity, paired with nobody, asks a laptop and a mirror for their
-//! logs (the laptop's command log, the mirror's status log) — knowing their keys or not — and
-//! gets the same `NotFound` a random key gets, byte for byte; it cannot write to them (no
-//! message of the protocol writes, and what it serves is verified against the owner's key);
-//! and it can fetch a mirrored site whose key it knows.
+//! logs (the laptop's command log, the mirror's status log) — knowing their keys, with the
+//! right capability — and gets the same refusal a random key gets (protomux's reject of its
+//! channel, nothing else); it cannot write to them (no message of the protocol writes, and
+//! what it serves is verified against the owner's key); and it can fetch a mirrored site
+//! whose key it knows.
 
 mod common;
+#[path = "common/raw_peer.rs"]
+mod raw_peer;
 
 use std::sync::Arc;
 
+use common::*;
 use dat_mirror::model::command::Command;
 use dat_mirror::model::keys::Key;
-use dat_mirror::net::capability::{self, Session, EXPORTER_LABEL};
 use dat_mirror::net::endpoint::NetworkConfig;
 use dat_mirror::net::endpoint::{self, Identity, PeerAddr};
 use dat_mirror::net::node::{Node, Policy, ReplicationEvent};
-use dat_mirror::net::wire::{read_message, write_message, Message, MAX_FRAME};
 use dat_mirror::store::CoreStore;
-use iroh::endpoint::Connection;
-
-use common::*;
+use raw_peer::{raw_peer, Answer, RawPeer};
 
 struct Nothing;
 impl Policy for Nothing {
@@ -27,28 +27,18 @@ impl Policy for Nothing {
     }
 }
 
-/// The raw reply (bytes up to the end of the stream) to `Open` for `core` with a correct
-/// capability — the stranger *knows* the key.
-async fn ask(conn: &Connection, server: Key, me: Key, core: &Key) -> Vec<u8> {
-    let mut secret = [0u8; 32];
-    conn.export_keying_material(&mut secret, EXPORTER_LABEL, b"")
-        .unwrap();
-    let session = Session {
-        server,
-        reader: me,
-        secret,
-    };
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let open = Message::Open {
-        discovery_key: core.discovery_key(),
-        capability: capability::capability(core, &session),
-    };
-    write_message(&mut send, &open).await.unwrap();
-    send.finish().unwrap();
-    tokio::time::timeout(TIMEOUT, recv.read_to_end(16 << 20))
-        .await
-        .expect("an answer")
-        .expect("a clean end of stream")
+/// The answer to an open of `core`'s channel with the right capability — the stranger
+/// *knows* the key — on a fresh connection to `to`, as channel 1.
+async fn ask(to: &PeerAddr, core: &Key) -> Option<Answer> {
+    let raw = raw_peer(to).await;
+    raw.send(RawPeer::open_frame(1, core, raw.capability(core)))
+        .await;
+    let answer = raw.answer(1, core).await;
+    assert!(
+        raw.conn.close_reason().is_none(),
+        "the stranger was dropped"
+    );
+    answer
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -92,7 +82,6 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
     .unwrap();
     let store = Arc::new(CoreStore::new(&stranger_dir).unwrap());
     let stranger = Node::start(ep, store.clone(), Arc::new(Nothing));
-    let me = id.key();
 
     let laptop_addr = PeerAddr {
         id: laptop.inner.identity.key(),
@@ -101,24 +90,21 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
     let command_log = laptop.inner.identity.key();
     let status_log = mirror.key();
     let random = Key(rand::random());
-    let not_found = {
-        let body = Message::NotFound.encode();
-        let mut frame = (body.len() as u32).to_be_bytes().to_vec();
-        frame.extend_from_slice(&body);
-        frame
-    };
     for (who, addr) in [("laptop", laptop_addr), ("mirror", mirror_addr(&mirror))] {
-        let conn = stranger.connect(&addr).await.unwrap();
-        let server = addr.id;
+        // (the stranger's node stays connected: its pulls below go over these)
+        stranger.connect(&addr).await.unwrap();
         for (what, core) in [
             ("the command log", command_log),
             ("the status log", status_log),
             ("a random key", random),
         ] {
-            let reply = ask(&conn, server, me, &core).await;
-            assert_eq!(reply, not_found, "{who} answered differently for {what}");
+            let answer = ask(&addr, &core).await;
+            assert_eq!(
+                answer,
+                Some(Answer::Rejected),
+                "{who} answered {what} differently"
+            );
         }
-        assert!(conn.close_reason().is_none(), "{who} dropped the stranger");
     }
 
     // It cannot append: its copy of either log stays empty, and the owners' logs only grow
@@ -147,7 +133,7 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
     }
 
     // But a mirrored site whose key it knows, it can fetch, completely and verified.
-    let mirror_conn = stranger.connect(&mirror_addr(&mirror)).await.unwrap();
+    stranger.connect(&mirror_addr(&mirror)).await.unwrap();
     let db = store.open_or_create_replica(&site.key).await.unwrap();
     stranger.want(db.clone());
     let mut rx = db.subscribe();
@@ -155,24 +141,11 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
         .await
         .expect("the site's db from the mirror")
         .unwrap();
-    // (and the answer to a correct capability for it is `Opened`, not `NotFound`)
-    let mut secret = [0u8; 32];
-    mirror_conn
-        .export_keying_material(&mut secret, EXPORTER_LABEL, b"")
-        .unwrap();
-    let session = Session {
-        server: mirror.key(),
-        reader: me,
-        secret,
-    };
-    let (mut send, mut recv) = mirror_conn.open_bi().await.unwrap();
-    let open = Message::Open {
-        discovery_key: site.key.discovery_key(),
-        capability: capability::capability(&site.key, &session),
-    };
-    write_message(&mut send, &open).await.unwrap();
-    let first = read_message(&mut recv, MAX_FRAME).await.unwrap();
-    assert!(matches!(first, Some(Message::Opened { .. })), "{first:?}");
+    // (and the answer to a correct capability for it is `Opened`, not a refusal)
+    assert_eq!(
+        ask(&mirror_addr(&mirror), &site.key).await,
+        Some(Answer::Opened)
+    );
     let original = laptop
         .inner
         .store

@@ -75,9 +75,6 @@ macro_rules! regression_tests {
 regression_tests!(
     command_entry,
     status_entry,
-    wire_frames,
-    wire_message,
-    wire_proof,
     hypercore_message,
     hypercore_manifest,
     protomux_frame,
@@ -125,7 +122,7 @@ fn fuzz_crate_matches_the_targets() {
     }
 }
 
-/// The structured seeds (a real drive, real wire frames) are what the product's own
+/// The structured seeds (a real drive) are what the product's own
 /// encoders write today.
 #[test]
 fn structured_seeds_are_current() {
@@ -152,67 +149,7 @@ fn write_structured_seeds() {
 }
 
 fn structured_seeds() -> Vec<(String, Vec<u8>)> {
-    use dat_mirror::net::wire::{BlockRequest, Message, UpgradeRequest, WireProof};
-    let frame = |m: &Message| {
-        let body = m.encode();
-        let mut f = (body.len() as u32).to_be_bytes().to_vec();
-        f.extend_from_slice(&body);
-        f
-    };
-    // A compact-encoded block proof: index 5, a 3-byte value, one node.
-    let mut block = vec![5, 3, b'a', b'b', b'c', 1, 9, 64];
-    block.extend_from_slice(&[7; 32]);
-    // An upgrade: start 0, length 6, one node, no additional nodes, a 64-byte signature.
-    let mut upgrade = vec![0, 6, 1, 10, 200];
-    upgrade.extend_from_slice(&[8; 32]);
-    upgrade.extend_from_slice(&[0, 64]);
-    upgrade.extend_from_slice(&[1; 64]);
-    let messages = [
-        Message::Open {
-            discovery_key: [3; 32],
-            capability: [4; 32],
-        },
-        Message::Opened {
-            length: u64::MAX,
-            fork: 0,
-        },
-        Message::NotFound,
-        Message::Request {
-            id: 1,
-            block: Some(BlockRequest { index: 5, nodes: 2 }),
-            upgrade: Some(UpgradeRequest {
-                start: 0,
-                length: 6,
-            }),
-        },
-        Message::Data {
-            id: 1,
-            proof: WireProof {
-                fork: 0,
-                block: Some(block.clone()),
-                upgrade: Some(upgrade.clone()),
-            },
-        },
-        Message::NoData { id: 2 },
-        Message::Length { length: 7, fork: 1 },
-    ];
-    let mut out = Vec::new();
-    let mut stream = Vec::new();
-    for (i, m) in messages.iter().enumerate() {
-        out.push((format!("wire_message/seed-{i}"), m.encode()));
-        stream.extend(frame(m));
-    }
-    out.push(("wire_frames/seed-every-message".into(), stream));
-    out.push((
-        "wire_proof/seed-block".into(),
-        [&[0u8][..], &block].concat(),
-    ));
-    out.push((
-        "wire_proof/seed-upgrade".into(),
-        [&[1u8][..], &upgrade].concat(),
-    ));
-    out.push(("drive_tree/seed-tree".into(), fuzzing::drive_tree_seed()));
-    out
+    vec![("drive_tree/seed-tree".into(), fuzzing::drive_tree_seed())]
 }
 
 /// Not libFuzzer (for machines without cargo-fuzz): a bounded random-mutation run of the

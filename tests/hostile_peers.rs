@@ -1,25 +1,30 @@
-//! Bad peers: real iroh endpoints (loopback) that speak dat-mirror's wire protocol badly, on
-//! purpose. For each kind of misbehaviour: the victim closes the connection with a reason
-//! (and refuses the peer for a while), stores nothing the bad peer sent, and a good peer
-//! replicating the same core at the same time finishes with a byte-identical copy.
+//! Bad peers: real iroh endpoints (loopback) that speak hypercore's replication protocol
+//! badly, on purpose. For each kind of misbehaviour: the victim closes the connection with a
+//! reason (and refuses the peer for a while), stores nothing the bad peer sent, and a good
+//! peer replicating the same core at the same time finishes with a byte-identical copy.
 
 mod common;
+#[path = "common/raw_peer.rs"]
+mod raw_peer;
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dat_mirror::model::keys::Key;
-use dat_mirror::net::capability::{self, Session, EXPORTER_LABEL};
 use dat_mirror::net::endpoint::NetworkConfig;
 use dat_mirror::net::endpoint::{self, Identity, PeerAddr, ALPN};
-use dat_mirror::net::node::{close_code, Node, Policy};
-use dat_mirror::net::wire::{
-    engine_request, read_message, write_message, BlockRequest, Message, UpgradeRequest, WireProof,
-    MAX_FRAME, MAX_READER_FRAME,
-};
+use dat_mirror::net::engine::MAX_CHANNELS;
+use dat_mirror::net::node::{close_code, Node, Policy, ReplicationEvent};
 use dat_mirror::store::{Core, CoreStore};
-use iroh::endpoint::{Connection, ConnectionError};
+use hypercore_peer::{EngineCore, FrameIo};
+use hypercore_wire::messages::{Message, Request, RequestBlock};
+use hypercore_wire::mux;
+use hypercore_wire::session::{CoreOptions, Limits, Session, SessionConfig};
+use hypercore_wire::store::{Applied, CoreInfo, CoreStore as WireStore, StoreError};
+use hypercore_wire::Data;
 
-use common::{init_tracing, pseudo_random, TIMEOUT};
+use common::{init_tracing, pseudo_random, wait_for_event, TIMEOUT};
+use raw_peer::{closed_by_peer, raw_peer, Answer, RawPeer};
 
 struct AllowAll;
 impl Policy for AllowAll {
@@ -74,35 +79,6 @@ async fn source_core(p: &Peer, n: usize, seed: u64) -> Arc<Core> {
     core
 }
 
-/// A bare endpoint dialled into `to` (the bad peer's side).
-async fn raw_connect(to: &PeerAddr) -> (iroh::Endpoint, Connection, Key) {
-    let tmp = tempfile::tempdir().unwrap();
-    let id = Identity::load_or_create(tmp.path()).unwrap();
-    let ep = endpoint::bind_endpoint(
-        &id,
-        "127.0.0.1:0".parse().unwrap(),
-        &NetworkConfig::offline(),
-    )
-    .await
-    .unwrap();
-    let conn = ep.connect(to.endpoint_addr().unwrap(), ALPN).await.unwrap();
-    (ep, conn, id.key())
-}
-
-/// Waits for `conn` to be closed by the other end; returns (code, reason).
-async fn closed_by_peer(conn: &Connection) -> (u64, String) {
-    let e = tokio::time::timeout(TIMEOUT, conn.closed())
-        .await
-        .expect("the victim never closed the bad peer's connection");
-    match e {
-        ConnectionError::ApplicationClosed(c) => (
-            u64::from(c.error_code),
-            String::from_utf8_lossy(&c.reason).into_owned(),
-        ),
-        other => panic!("connection ended otherwise: {other}"),
-    }
-}
-
 async fn wait_complete(core: &Core, length: u64) {
     let mut rx = core.subscribe();
     tokio::time::timeout(TIMEOUT, rx.wait_for(|i| i.length == length && i.complete()))
@@ -119,139 +95,200 @@ async fn assert_identical(copy: &Core, original: &Core) {
     }
 }
 
-/// How the bad peer answers the victim's pulls.
+/// How the bad peer answers the victim's requests.
 #[derive(Clone, Copy, Debug)]
 enum Serving {
     /// Genuine proofs with one byte of every block flipped.
     TamperedBlocks,
-    /// Another key pair's core of the same shape, under the victim's discovery key.
+    /// Proofs of another core (signed with another key) sent as this core's.
     WrongKey,
-    /// A frame announced as 4 GiB.
+    /// A frame larger than the victim accepts.
     OversizedFrame,
-    /// A `Data` message whose proof claims a 2^62-byte buffer.
+    /// A data message whose block claims 2^63 bytes.
     HugeCount,
 }
 
-/// Serves every stream the victim opens on `conn`, badly.
-fn serve_badly(conn: Connection, how: Serving, genuine: Arc<Core>, impostor: Arc<Core>) {
-    tokio::spawn(async move {
-        while let Ok((mut send, mut recv)) = conn.accept_bi().await {
-            let (genuine, impostor) = (genuine.clone(), impostor.clone());
-            let conn = conn.clone();
-            tokio::spawn(async move {
-                let Ok(Some(Message::Open { .. })) =
-                    read_message(&mut recv, MAX_READER_FRAME).await
-                else {
-                    return;
-                };
-                let length = genuine.info().length;
-                let opened = Message::Opened { length, fork: 0 };
-                if write_message(&mut send, &opened).await.is_err() {
-                    return;
-                }
-                match how {
-                    Serving::OversizedFrame => {
-                        let _ = send.write_all(&u32::MAX.to_be_bytes()).await;
-                        let _ = send.write_all(&[0u8; 1024]).await;
-                        // Keep the stream open: the victim must act on what it read.
-                        conn.closed().await;
-                        return;
-                    }
-                    Serving::HugeCount => {
-                        // Data { id: 0, proof: { fork: 0, block: Some(len = 2^62 …) } }
-                        let mut body = vec![4u8, 0, 0, 1];
-                        body.extend_from_slice(&[
-                            0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0x3f,
-                        ]);
-                        body.extend_from_slice(&[7; 16]);
-                        let _ = send.write_all(&(body.len() as u32).to_be_bytes()).await;
-                        let _ = send.write_all(&body).await;
-                        conn.closed().await;
-                        return;
-                    }
-                    _ => {}
-                }
-                let source = match how {
-                    Serving::WrongKey => impostor,
-                    _ => genuine,
-                };
-                while let Ok(Some(Message::Request { id, block, upgrade })) =
-                    read_message(&mut recv, MAX_FRAME).await
-                {
-                    let proof = source.create_proof_blocking(&engine_request(block, upgrade, 64));
-                    let Ok(mut proof) = proof else {
-                        let _ = write_message(&mut send, &Message::NoData { id }).await;
-                        continue;
-                    };
-                    if let (Serving::TamperedBlocks, Some(b)) = (how, proof.block.as_mut()) {
-                        b.value[100] ^= 0x40;
-                    }
-                    let msg = Message::Data {
-                        id,
-                        proof: WireProof::from_proof(&proof),
-                    };
-                    if write_message(&mut send, &msg).await.is_err() {
-                        return;
-                    }
-                }
-            });
+/// A core that answers requests with one byte of each block flipped, counting its answers.
+struct Forger(EngineCore, Arc<AtomicUsize>);
+
+impl WireStore for Forger {
+    fn info(&self) -> CoreInfo {
+        self.0.info()
+    }
+    fn has(&self, index: u64) -> bool {
+        self.0.has(index)
+    }
+    fn proof_for(&mut self, request: &Request) -> Result<Option<Data>, StoreError> {
+        let mut d = self.0.proof_for(request)?;
+        if let Some(b) = d.as_mut().and_then(|d| d.block.as_mut()) {
+            if let Some(x) = b.value.first_mut() {
+                *x ^= 1;
+                self.1.fetch_add(1, Ordering::SeqCst);
+            }
         }
-    });
+        Ok(d)
+    }
+    fn apply(&mut self, data: &Data) -> Result<Applied, StoreError> {
+        self.0.apply(data)
+    }
 }
 
-/// Blocks of the core the victim pulls: enough that the good peer is still sending when the
+/// Serves core `key` to the victim over `bad`'s stream, badly (until the stream ends).
+/// `answers` counts the bad answers sent.
+async fn serve_badly(
+    bad: Arc<RawPeer>,
+    how: Serving,
+    key: Key,
+    genuine: Arc<Core>,
+    impostor: Arc<Core>,
+    answers: Arc<AtomicUsize>,
+) {
+    let io = &bad.io;
+    match how {
+        Serving::OversizedFrame | Serving::HugeCount => {
+            // Open the channel properly, wait for the victim to open its side, then send.
+            io.send(RawPeer::open_frame(1, &key, bad.capability(&key)))
+                .await
+                .unwrap();
+            assert_eq!(bad.answer(1, &key).await, Some(Answer::Opened));
+            let frame = match how {
+                Serving::OversizedFrame => vec![1u8; 9 << 20],
+                _ => {
+                    // data: flags = block, request 1, fork 0, index 0, then a buffer length of
+                    // 2^63 (compact encoding: 0xff + 8 bytes)
+                    let mut payload = vec![1, 1, 0, 0, 0xff];
+                    payload.extend_from_slice(&(1u64 << 63).to_le_bytes());
+                    mux::encode_message(1, 3, &payload)
+                }
+            };
+            answers.fetch_add(1, Ordering::SeqCst);
+            let _ = io.send(frame).await;
+            let _ = bad.conn.closed().await;
+        }
+        Serving::TamperedBlocks | Serving::WrongKey => {
+            let source = match how {
+                Serving::TamperedBlocks => genuine,
+                _ => impostor,
+            };
+            let store: Box<dyn WireStore + Send> = match how {
+                Serving::TamperedBlocks => Box::new(Forger(
+                    EngineCore::new(source.engine().clone(), source.key().0),
+                    answers,
+                )),
+                _ => Box::new(Forger2(
+                    EngineCore::new(source.engine().clone(), source.key().0),
+                    answers,
+                )),
+            };
+            let mut s = Session::new(SessionConfig {
+                is_initiator: true,
+                handshake_hash: bad.secret.to_vec(),
+                limits: Limits::default(),
+            })
+            .unwrap();
+            s.add_core(key.0, store, CoreOptions { download: false })
+                .unwrap();
+            loop {
+                while let Some(f) = s.poll_transmit() {
+                    if io.send(f).await.is_err() {
+                        return;
+                    }
+                }
+                match io.recv().await {
+                    Ok(f) => {
+                        if s.handle_frame(&f).is_err() {
+                            return;
+                        }
+                    }
+                    Err(_) => return,
+                }
+            }
+        }
+    }
+}
+
+/// Another core's genuine proofs (signed with its key), counted.
+struct Forger2(EngineCore, Arc<AtomicUsize>);
+
+impl WireStore for Forger2 {
+    fn info(&self) -> CoreInfo {
+        self.0.info()
+    }
+    fn has(&self, index: u64) -> bool {
+        self.0.has(index)
+    }
+    fn proof_for(&mut self, request: &Request) -> Result<Option<Data>, StoreError> {
+        self.1.fetch_add(1, Ordering::SeqCst);
+        self.0.proof_for(request)
+    }
+    fn apply(&mut self, data: &Data) -> Result<Applied, StoreError> {
+        self.0.apply(data)
+    }
+}
+
+/// Blocks of the core the victim fetches: enough that the good peer is still sending when the
 /// bad peer is asked for blocks too.
 const BLOCKS: u64 = 200;
 
-/// One misbehaviour of a peer the victim pulls from.
-async fn bad_server_case(how: Serving, pre_upgrade: bool, expect_code: u32) {
+/// One misbehaviour of a peer the victim fetches from.
+async fn bad_server_case(how: Serving, expect_code: u32) {
     init_tracing();
     let victim = peer().await;
     let good = peer().await;
     let genuine = source_core(&good, BLOCKS as usize, 1).await;
     let impostor_store = peer().await;
     let impostor = source_core(&impostor_store, BLOCKS as usize, 1000).await;
-    let replica = victim
-        .store
-        .open_or_create_replica(&genuine.key())
-        .await
-        .unwrap();
-    if pre_upgrade {
-        // The victim already knows the length (signed tree) but holds no block.
-        let proof = genuine
-            .create_proof_blocking(&engine_request(
-                None,
-                Some(UpgradeRequest {
-                    start: 0,
-                    length: BLOCKS,
-                }),
-                0,
-            ))
-            .unwrap();
+    let key = genuine.key();
+    let replica = victim.store.open_or_create_replica(&key).await.unwrap();
+    if let Serving::TamperedBlocks = how {
+        // The victim already knows the length (the signed tree) but holds no block: only
+        // the tampered blocks could change it.
+        let upgrade = hypercore_engine::Request {
+            upgrade: Some(hypercore_engine::RequestUpgrade {
+                start: 0,
+                length: BLOCKS,
+            }),
+            ..Default::default()
+        };
+        let proof = genuine.create_proof_blocking(&upgrade).unwrap();
         assert!(replica.apply_proof(proof).await.unwrap());
     }
     let before = replica.info();
     victim.node.want(replica.clone());
 
     // Alone: the bad peer is disconnected with a reason and nothing it sent is stored.
-    let (_ep, conn, bad_id) = raw_connect(&victim.addr).await;
-    serve_badly(conn.clone(), how, genuine.clone(), impostor.clone());
+    let bad = Arc::new(raw_peer(&victim.addr).await);
+    let (conn, bad_id, ep) = (bad.conn.clone(), bad.id, bad.endpoint.clone());
+    let answers = Arc::new(AtomicUsize::new(0));
+    let serving = tokio::spawn(serve_badly(
+        bad.clone(),
+        how,
+        key,
+        genuine.clone(),
+        impostor.clone(),
+        answers.clone(),
+    ));
     let (code, reason) = closed_by_peer(&conn).await;
     assert_eq!(code, expect_code as u64, "{how:?}: {reason}");
     assert!(!reason.is_empty());
+    assert!(
+        answers.load(Ordering::SeqCst) > 0,
+        "{how:?}: closed before any bad answer"
+    );
+    serving.abort();
     let after = replica.info();
     assert_eq!(
         (after.length, after.held_blocks, after.contiguous_length),
         (before.length, before.held_blocks, before.contiguous_length),
         "{how:?}: the bad peer's data changed the core"
     );
-    for i in 0..after.length {
+    for i in 0..BLOCKS {
         assert_eq!(replica.get(i).await.unwrap(), None, "block {i} was stored");
     }
     assert!(victim.node.banned_for(&bad_id).is_some());
 
     // Redialling at once is refused (it is not served again for a while).
-    let again = _ep
+    let again = ep
         .connect(victim.addr.endpoint_addr().unwrap(), ALPN)
         .await
         .unwrap();
@@ -259,40 +296,59 @@ async fn bad_server_case(how: Serving, pre_upgrade: bool, expect_code: u32) {
     assert_eq!(code, close_code::BANNED as u64);
 
     // A fresh bad peer and a good peer at the same time: the good one finishes, the bad one
-    // is dropped, and the copy is byte-identical to the original.
-    let (_ep3, conn3, _) = raw_connect(&victim.addr).await;
-    serve_badly(conn3.clone(), how, genuine.clone(), impostor.clone());
+    // is dropped, and the copy is byte-identical to the original. The good peer joins once
+    // the bad one has answered badly (else it may deliver everything first).
+    let bad3 = Arc::new(raw_peer(&victim.addr).await);
+    let conn3 = bad3.conn.clone();
+    let answers = Arc::new(AtomicUsize::new(0));
+    let serving = tokio::spawn(serve_badly(
+        bad3.clone(),
+        how,
+        key,
+        genuine.clone(),
+        impostor.clone(),
+        answers.clone(),
+    ));
+    let asked = std::time::Instant::now();
+    while answers.load(Ordering::SeqCst) == 0 && conn3.close_reason().is_none() {
+        assert!(
+            asked.elapsed() < TIMEOUT,
+            "the victim never asked the bad peer"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
+    }
     good.node.connect(&victim.addr).await.unwrap();
     let (code, _) = closed_by_peer(&conn3).await;
     assert_eq!(code, expect_code as u64);
+    serving.abort();
     wait_complete(&replica, BLOCKS).await;
     assert_identical(&replica, &genuine).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn proofs_that_do_not_verify_disconnect_and_store_nothing() {
-    bad_server_case(Serving::TamperedBlocks, true, close_code::BAD_DATA).await;
+    bad_server_case(Serving::TamperedBlocks, close_code::BAD_DATA).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn data_signed_with_another_key_disconnects_and_stores_nothing() {
-    bad_server_case(Serving::WrongKey, false, close_code::BAD_DATA).await;
+    bad_server_case(Serving::WrongKey, close_code::BAD_DATA).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_frames_disconnect() {
-    bad_server_case(Serving::OversizedFrame, false, close_code::PROTOCOL).await;
+    bad_server_case(Serving::OversizedFrame, close_code::PROTOCOL).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn huge_counts_inside_messages_disconnect() {
-    bad_server_case(Serving::HugeCount, false, close_code::PROTOCOL).await;
+    bad_server_case(Serving::HugeCount, close_code::PROTOCOL).await;
 }
 
 /// The victim serves a core; a good reader fetches it while a bad client does `attack`.
 async fn bad_client_case<F, Fut>(expect_code: u32, attack: F)
 where
-    F: FnOnce(Connection, Session, Arc<Core>) -> Fut,
+    F: FnOnce(Arc<RawPeer>, Arc<Core>) -> Fut,
     Fut: std::future::Future<Output = ()> + Send + 'static,
 {
     init_tracing();
@@ -305,16 +361,9 @@ where
         .await
         .unwrap();
 
-    let (_ep, conn, bad_id) = raw_connect(&victim.addr).await;
-    let mut secret = [0u8; 32];
-    conn.export_keying_material(&mut secret, EXPORTER_LABEL, b"")
-        .unwrap();
-    let session = Session {
-        server: victim.addr.id,
-        reader: bad_id,
-        secret,
-    };
-    let attacking = tokio::spawn(attack(conn.clone(), session, served.clone()));
+    let bad = Arc::new(raw_peer(&victim.addr).await);
+    let (conn, bad_id) = (bad.conn.clone(), bad.id);
+    let attacking = tokio::spawn(attack(bad.clone(), served.clone()));
     reader.node.want(copy.clone());
     reader.node.connect(&victim.addr).await.unwrap();
 
@@ -329,80 +378,69 @@ where
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn oversized_request_frames_disconnect() {
-    bad_client_case(close_code::PROTOCOL, |conn, _, _| async move {
-        let (mut send, _recv) = conn.open_bi().await.unwrap();
-        let _ = send.write_all(&(5u32 << 20).to_be_bytes()).await;
-        let _ = send.write_all(&[0u8; 4096]).await;
-        conn.closed().await;
+    bad_client_case(close_code::PROTOCOL, |bad, _| async move {
+        let _ = bad.io.send(vec![0u8; 9 << 20]).await;
+        bad.conn.closed().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_stream_flood_disconnects() {
-    bad_client_case(close_code::FLOOD, |conn, _, _| async move {
-        // Thousands of streams, each asking for a random core: bounded in count.
-        let mut tasks = tokio::task::JoinSet::new();
-        for i in 0..20_000u32 {
-            if conn.close_reason().is_some() {
-                break;
+async fn a_channel_flood_disconnects() {
+    bad_client_case(close_code::FLOOD, |bad, _| async move {
+        // Opens of random cores, more than a connection may hold, in one batch frame (the
+        // ids grow by one each, as protomux requires).
+        let mut batch = mux::BatchBuilder::new();
+        for id in 1..=(MAX_CHANNELS as u64 + 10) {
+            let key = Key(rand::random());
+            let mut hs = Vec::new();
+            hypercore_wire::messages::Handshake {
+                seeks: true,
+                capability: rand::random(),
             }
-            let conn = conn.clone();
-            tasks.spawn(async move {
-                let Ok((mut send, mut recv)) = conn.open_bi().await else {
-                    return;
-                };
-                let open = Message::Open {
-                    discovery_key: rand::random(),
-                    capability: rand::random(),
-                };
-                let _ = write_message(&mut send, &open).await;
-                let _ = send.finish();
-                let _ = read_message(&mut recv, MAX_FRAME).await;
-            });
-            if i % 64 == 63 {
-                while tasks.len() > 64 {
-                    tasks.join_next().await;
-                }
-            }
+            .encode(&mut hs);
+            let dk = key.discovery_key();
+            batch.open(id, hypercore_wire::PROTOCOL, Some(&dk), &hs);
         }
-        conn.closed().await;
+        let _ = bad.send(batch.finish()).await;
+        bad.conn.closed().await;
     })
     .await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_request_flood_disconnects() {
-    bad_client_case(close_code::FLOOD, |conn, session, served| async move {
-        let (mut send, mut recv) = conn.open_bi().await.unwrap();
-        let open = Message::Open {
-            discovery_key: served.discovery_key(),
-            capability: capability::capability(&served.key(), &session),
-        };
-        write_message(&mut send, &open).await.unwrap();
-        let first = read_message(&mut recv, MAX_FRAME).await.unwrap();
-        assert!(matches!(first, Some(Message::Opened { length: 64, .. })));
+    bad_client_case(close_code::FLOOD, |bad, served| async move {
+        let key = served.key();
+        bad.send(RawPeer::open_frame(1, &key, bad.capability(&key)))
+            .await;
+        assert_eq!(bad.answer(1, &key).await, Some(Answer::Opened));
         // Thousands of block requests, never reading an answer.
-        for id in 0..10_000u64 {
-            let req = Message::Request {
+        for id in 1..=20_000u64 {
+            let req = Message::Request(Request {
                 id,
-                block: Some(BlockRequest {
+                block: Some(RequestBlock {
                     index: id % 64,
                     nodes: 0,
                 }),
-                upgrade: None,
-            };
-            if write_message(&mut send, &req).await.is_err() {
+                ..Request::default()
+            });
+            if !bad.send(mux::encode_message(1, 1, &req.to_bytes())).await {
                 break;
             }
         }
-        conn.closed().await;
+        bad.conn.closed().await;
     })
     .await;
 }
 
+/// What the victim answers a raw open: a refusal for an absent core, for a core the policy
+/// refuses this peer, and for the victim's own logs alike (the same protomux reject of the
+/// same channel, nothing else), `Opened` for a served core with the right capability, and a
+/// capability made for another connection closes the connection as hostile — hypercore's
+/// rule, Node's too: only a peer that may read the core gets that far.
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn wrong_capability_absent_core_and_refusal_look_the_same() {
+async fn absent_core_and_refusal_look_the_same_and_a_wrong_capability_is_hostile() {
     init_tracing();
     struct Refuse(Key);
     impl Policy for Refuse {
@@ -432,74 +470,50 @@ async fn wrong_capability_absent_core_and_refusal_look_the_same() {
         .await
         .unwrap();
     served.append(b"public").await.unwrap();
-    let _node = Node::start(ep, store.clone(), Arc::new(Refuse(refused.key())));
+    let node = Node::start(ep, store.clone(), Arc::new(Refuse(refused.key())));
+    let mut events = node.replication_events();
 
-    let (_ep, conn, me) = raw_connect(&addr).await;
-    let mut secret = [0u8; 32];
-    conn.export_keying_material(&mut secret, EXPORTER_LABEL, b"")
-        .unwrap();
-    let session = Session {
-        server: addr.id,
-        reader: me,
-        secret,
-    };
-    // The raw bytes of the reply to `open`, up to the end of the stream.
-    let ask = |dk: [u8; 32], cap: [u8; 32]| {
-        let conn = conn.clone();
-        async move {
-            let (mut send, mut recv) = conn.open_bi().await.unwrap();
-            let open = Message::Open {
-                discovery_key: dk,
-                capability: cap,
-            };
-            write_message(&mut send, &open).await.unwrap();
-            send.finish().unwrap();
-            tokio::time::timeout(TIMEOUT, recv.read_to_end(1 << 20))
-                .await
-                .unwrap()
-                .unwrap()
-        }
-    };
+    // Each question on its own connection, as channel 1: the answers compare exactly.
     let random = Key(rand::random());
-    let cap = |k: &Key| capability::capability(k, &session);
-    let absent = ask(random.discovery_key(), cap(&random)).await;
-    let wrong_cap = ask(served.discovery_key(), cap(&random)).await;
-    let stale_cap = ask(
-        served.discovery_key(),
-        capability::capability(
-            &served.key(),
-            &Session {
-                secret: [0; 32],
-                ..session
-            },
-        ),
-    )
-    .await;
-    let refused_reply = ask(refused.discovery_key(), cap(&refused.key())).await;
-    let not_found = Message::NotFound.encode();
-    let mut expected = (not_found.len() as u32).to_be_bytes().to_vec();
-    expected.extend_from_slice(&not_found);
-    for (what, reply) in [
-        ("absent core", &absent),
-        ("wrong capability", &wrong_cap),
-        ("capability of another session", &stale_cap),
-        ("policy refusal", &refused_reply),
-    ] {
-        assert_eq!(reply, &expected, "{what}");
+    let mut answers = Vec::new();
+    for (what, core) in [("absent core", random), ("policy refusal", refused.key())] {
+        let bad = raw_peer(&addr).await;
+        bad.send(RawPeer::open_frame(1, &core, bad.capability(&core)))
+            .await;
+        answers.push((what, bad.answer(1, &core).await));
+        wait_for_event(&mut events, "the refusal", |e| {
+            *e == ReplicationEvent::ServedNotFound {
+                peer: bad.id,
+                discovery_key: core.discovery_key(),
+            }
+        })
+        .await;
+        // Asking for a refused core is not held against anyone.
+        assert!(bad.conn.close_reason().is_none(), "{what}: closed");
     }
+    for (what, answer) in &answers {
+        assert_eq!(*answer, Some(Answer::Rejected), "{what}");
+    }
+
     // The right capability opens the served core.
-    let (mut send, mut recv) = conn.open_bi().await.unwrap();
-    let open = Message::Open {
-        discovery_key: served.discovery_key(),
-        capability: cap(&served.key()),
-    };
-    write_message(&mut send, &open).await.unwrap();
-    assert_eq!(
-        read_message(&mut recv, MAX_FRAME).await.unwrap(),
-        Some(Message::Opened { length: 1, fork: 0 })
-    );
-    // Asking for a refused core was not held against us.
-    assert!(conn.close_reason().is_none());
+    let good = raw_peer(&addr).await;
+    good.send(RawPeer::open_frame(
+        1,
+        &served.key(),
+        good.capability(&served.key()),
+    ))
+    .await;
+    assert_eq!(good.answer(1, &served.key()).await, Some(Answer::Opened));
+    assert!(good.conn.close_reason().is_none());
+
+    // A capability of another connection for the served core: hostile.
+    let stale = good.capability(&served.key());
+    let bad = raw_peer(&addr).await;
+    bad.send(RawPeer::open_frame(1, &served.key(), stale)).await;
+    let (code, reason) = closed_by_peer(&bad.conn).await;
+    assert_eq!(code, close_code::PROTOCOL as u64, "{reason}");
+    assert!(reason.contains("capability"), "{reason}");
+    assert!(node.banned_for(&bad.id).is_some());
 }
 
 /// A bare endpoint speaking dat-mirror's ALPN that accepts every connection and closes it at

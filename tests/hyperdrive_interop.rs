@@ -17,8 +17,8 @@
 //!   header: hypercore 0.14 panics) or by corestore 6 (its header `userData`: an error) does not
 //!   open in hypercore 0.14. The test fails the day that changes, so the README stays true.
 //!
-//! What this does not show: Node and dat-mirror talking over a network (no wire interop yet):
-//! see the README's limits.
+//! Node and dat-mirror talking over a network (the hypercore protocol, the HyperDHT) is
+//! `tests/hypernet.rs` and `crates/hypercore-peer/tests/node_drive.rs`.
 //!
 //! Without `node`/`npm` (or without the npm registry for the first `npm ci`) the tests skip
 //! loudly; with `CI=true` they fail instead.
@@ -34,8 +34,6 @@ use std::time::{Duration, Instant};
 use dat_mirror::drive::{self, DirEntry};
 use dat_mirror::laptop::publish::open_site;
 use dat_mirror::model::keys::Key;
-use dat_mirror::net::replicate::{pull, serve};
-use dat_mirror::net::wire::{read_message, MAX_READER_FRAME};
 use dat_mirror::store::{migrate, Core, CoreReader, CoreStore};
 use sha2::{Digest, Sha256};
 
@@ -261,18 +259,10 @@ fn assert_same_listing(what: &str, got: &[String], want: &[String]) {
     );
 }
 
-/// Serves `from` to `to` through in-memory pipes with dat-mirror's replication.
+/// Serves `from` to `to` through an in-memory pipe with dat-mirror's replication (hypercore's
+/// protocol, as over a link).
 fn replicate(from: Arc<Core>, to: Arc<Core>) {
-    let (r_to_s_w, mut r_to_s_r) = tokio::io::duplex(4 << 20);
-    let (s_to_r_w, s_to_r_r) = tokio::io::duplex(4 << 20);
-    tokio::spawn(async move {
-        if let Ok(Some(_open)) = read_message(&mut r_to_s_r, MAX_READER_FRAME).await {
-            let _ = serve(from, r_to_s_r, s_to_r_w).await;
-        }
-    });
-    tokio::spawn(async move {
-        let _ = pull(to, [0; 32], s_to_r_r, r_to_s_w).await;
-    });
+    dat_mirror::net::engine::replicate_in_memory(from, to);
 }
 
 /// Reads a version of a drive with dat-mirror's reader, in the scripts' listing format.

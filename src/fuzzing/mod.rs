@@ -6,7 +6,8 @@
 //! and `tests/fuzz_regressions.rs` runs every file of `fuzz/regressions/<target>/` through
 //! them, so CI replays every crash ever found without libFuzzer. [`TARGETS`] lists them all.
 //!
-//! This module owns the sync-side targets (log entries, wire, keys, control-folder names);
+//! This module owns the sync-side targets (log entries, keys, control-folder names; the
+//! replication protocol's decoders are [`hypercore`]'s targets);
 //! [`http`], [`drive`], [`config`] and [`engine`] (our hypercore engine) own the rest.
 
 mod alloc;
@@ -37,7 +38,6 @@ use crate::model::keys::Key;
 use crate::model::mirror_set::MirrorSet;
 use crate::model::status::{StatusEntry, StatusEvent, MAX_REASON_BYTES};
 use crate::model::view::{self, MirrorInput};
-use crate::net::wire::{read_message, Message, WireProof, MAX_FRAME};
 
 /// The environment variable holding the per-allocation limit (MiB) of [`LimitedAlloc`].
 pub const MALLOC_LIMIT_ENV: &str = "DAT_MIRROR_FUZZ_MALLOC_LIMIT_MB";
@@ -49,9 +49,6 @@ pub type Target = fn(&[u8]);
 pub const TARGETS: &[(&str, Target)] = &[
     ("command_entry", command_entry),
     ("status_entry", status_entry),
-    ("wire_frames", wire_frames),
-    ("wire_message", wire_message),
-    ("wire_proof", wire_proof),
     ("hypercore_message", hypercore_message),
     ("hypercore_manifest", hypercore_manifest),
     ("protomux_frame", protomux_frame),
@@ -148,53 +145,6 @@ pub fn status_entry(data: &[u8]) {
         let _ = view::render_site(site, NOW_MS);
         let _ = view::xattrs(site);
     }
-}
-
-/// A replication stream as a peer sends it: frames read one after the other until the
-/// stream ends or a frame is refused.
-pub fn wire_frames(data: &[u8]) {
-    let mut stream = data;
-    // Each frame consumes at least its 4-byte length, so this ends.
-    while let Ok(Some(msg)) = futures::executor::block_on(read_message(&mut stream, MAX_FRAME)) {
-        check_message(&msg);
-    }
-}
-
-/// One frame body: a postcard `Message`.
-pub fn wire_message(data: &[u8]) {
-    if let Ok(msg) = Message::decode(data) {
-        check_message(&msg);
-    }
-}
-
-/// The two parts of a hypercore proof, as `Data` carries them.
-pub fn wire_proof(data: &[u8]) {
-    let Some((&fork, bytes)) = data.split_first() else {
-        return;
-    };
-    for (block, upgrade) in [(Some(bytes), None), (None, Some(bytes))] {
-        check_proof(&WireProof {
-            fork: fork as u64,
-            block: block.map(<[u8]>::to_vec),
-            upgrade: upgrade.map(<[u8]>::to_vec),
-        });
-    }
-}
-
-fn check_message(msg: &Message) {
-    let bytes = msg.encode();
-    assert!(bytes.len() <= MAX_FRAME + 64);
-    assert_eq!(&Message::decode(&bytes).expect("re-decodes"), msg);
-    if let Message::Data { proof, .. } = msg {
-        check_proof(proof);
-    }
-}
-
-fn check_proof(wire: &WireProof) {
-    let Ok(proof) = wire.to_proof() else { return };
-    // Re-encoded with hypercore's encoder, it decodes to the same proof.
-    let again = WireProof::from_proof(&proof);
-    assert_eq!(again.to_proof().expect("re-encoded proof decodes"), proof);
 }
 
 /// A key as typed or pasted: bare hex / z-base32, `hyper://` and `dat://` links.

@@ -61,6 +61,11 @@ impl Policy for LaptopPolicy {
         // Published sites are the writable cores other than the command log.
         self.store.get_open(core).is_some_and(|c| c.info().writable)
     }
+
+    /// A mirror's status log (keyed by the mirror's id) only from that mirror.
+    fn may_fetch(&self, peer: &Key, core: &Key) -> bool {
+        !self.mirrors.read().unwrap().iter().any(|m| m.id == *core) || peer == core
+    }
 }
 
 pub struct LaptopInner {

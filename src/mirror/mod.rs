@@ -131,7 +131,8 @@ fn snapshot(key: &Key, s: &SiteRuntime) -> SiteSnapshot {
 }
 
 /// Who may read what from a mirror: the status log only to allowed laptops, mirrored sites
-/// to anyone who knows their key, nothing else (command logs are never served).
+/// to anyone who knows their key, nothing else (command logs are never served, and fetched
+/// only from their laptop).
 struct MirrorPolicy {
     own: Key,
     allowed: Arc<RwLock<BTreeSet<Key>>>,
@@ -144,6 +145,12 @@ impl Policy for MirrorPolicy {
             return self.allowed.read().unwrap().contains(peer);
         }
         self.served.read().unwrap().contains(core)
+    }
+
+    /// A laptop's command log (keyed by the laptop's id) only from that laptop; sites from
+    /// anyone who holds them.
+    fn may_fetch(&self, peer: &Key, core: &Key) -> bool {
+        !self.allowed.read().unwrap().contains(core) || peer == core
     }
 }
 
@@ -590,6 +597,8 @@ impl MirrorInner {
             self.served.write().unwrap().remove(core);
             self.node.unwant(core);
         }
+        // Peers being served the site stop being served it.
+        self.node.policy_changed();
         drop(db);
         leftovers::delete_unmirrored(self, key, &cores);
         tracing::info!(site = %key.short(), "removed");

@@ -1,58 +1,63 @@
-//! The replication engine, independent of the transport: given a [`Link`] to a peer it
-//! - *serves* every stream the peer opens: the stream names a core by discovery key and
-//!   proves knowledge of its key with a capability ([`super::capability`]) bound to the
-//!   link's session; it is served if we hold the core, the capability is right and the
-//!   [`Policy`] lets this peer read it, else answered with the same `NotFound` (so a peer
-//!   cannot tell "absent" from "not for you" from "wrong key");
-//! - *pulls* a wanted core: opens a stream, replicates the core (verified), follows it for
-//!   new versions, and asks again (paced by [`Backoff`]) until the link closes.
+//! The replication engine of the iroh plane: hypercore's own replication protocol (the one
+//! Node peers speak, [`hypercore_peer`]) run over one bidirectional stream of each iroh
+//! connection, independent of which daemon uses it. Given a [`Link`] to a peer it
+//! - *serves* every core the peer opens that the [`Policy`] lets this peer read: the peer
+//!   proves it knows the core's key with hypercore's capability, keyed by the link's shared
+//!   secret (TLS exported keying material: bound to this very connection and to both ends'
+//!   authenticated ids); a core we do not hold, a wrong capability or a refused peer all get
+//!   the same refusal, so a peer cannot tell them apart;
+//! - *fetches* every wanted core from the peers the policy says may hold it (a log only from
+//!   its owner, a site from anyone): verified, live (new versions flow without reconnecting),
+//!   opened again while the peer does not have it yet.
 //!
 //! A peer that misbehaves (malformed or oversized frames, proofs that do not verify, request
-//! or stream floods) has its link closed with a reason ([`close_code`]) and is refused for
-//! [`MISBEHAVIOUR_BAN`]; a storage fault of ours (disk full) never blames the peer. What the
-//! engine did is published as [`ReplicationEvent`]s, so callers (and tests) can wait for the
-//! proof that an attempt happened instead of sleeping, and counted
-//! ([`ReplicationCounters`]: bytes and blocks served and received, proofs rejected) for
-//! `/metrics`.
+//! or channel floods, a bad capability) has its link closed with a reason ([`close_code`])
+//! and is refused for [`MISBEHAVIOUR_BAN`]; a storage fault of ours (disk full) never blames
+//! the peer. What the engine did is published as [`ReplicationEvent`]s, so callers (and
+//! tests) can wait for the proof that an attempt happened instead of sleeping, and counted
+//! ([`ReplicationCounters`]) for `/metrics`. Proofs that arrive together are stored with one
+//! fsync (the peer crate's lazy commits, flushed before anyone is told).
 
-use std::collections::HashMap;
-use std::sync::{Arc, Mutex as StdMutex};
+use std::collections::{HashMap, HashSet};
+use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use std::time::{Duration, Instant};
 
-use tokio::io::AsyncWriteExt;
+use hypercore_peer::{Access, FramedIo, Hooks, LinkInfo, Peer, PeerConfig, PeerEvent};
+use hypercore_wire::session::{ChannelCloseReason, Event, Limits};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::sync::broadcast;
 
-use super::capability::{self, Session};
-use super::counters::{Counted, ReplicationCounters, Side};
+use super::counters::ReplicationCounters;
 use super::link::Link;
-use super::rate::RateBudget;
-use super::replicate::{pull, serve, PullEnd, ReplicationError};
-use super::wire::{read_message, write_message, Message, WireError, MAX_READER_FRAME};
 use crate::model::keys::Key;
 use crate::store::{Core, CoreStore};
-use crate::util::backoff::Backoff;
 
-/// Decides which peer may read which core.
+/// Decides which peer may read which core, and from whom a wanted core is fetched.
 pub trait Policy: Send + Sync + 'static {
+    /// May `peer` read `core` from us?
     fn may_serve(&self, peer: &Key, core: &Key) -> bool;
+    /// May a wanted `core` be fetched from `peer`? (A log only from its owner: a stranger
+    /// that knows a log's key must not learn even its length from us.) Default: anyone.
+    fn may_fetch(&self, _peer: &Key, _core: &Key) -> bool {
+        true
+    }
 }
 
-/// How long a peer has to name the core after opening a stream.
+/// The first bytes the dialling end writes on the replication stream (a QUIC stream is
+/// seen by the other end only once bytes flow), then hypercore's framed protocol.
+pub const STREAM_PREFACE: &[u8; 16] = b"dat-mirror/hc/1\n";
+/// Largest frame accepted: a 1 MiB block with its proof and generous slack (sites use
+/// 64 KiB blocks); larger is hostile.
+pub const MAX_FRAME: usize = 8 << 20;
+/// Channels one connection may have open (and channel opens refused in a burst).
+pub const MAX_CHANNELS: usize = 1 << 16;
+/// How long a peer has to open the replication stream after connecting.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
-/// When a peer does not have a wanted core, ask again after this long.
-const RETRY_NOT_FOUND: Duration = Duration::from_secs(10);
-/// When storing a core fails here (disk full), try again after this long.
+/// When storing a core fails here (disk full), fetching it resumes after this long (the
+/// session's timer tick).
 pub const RETRY_STORAGE: Duration = Duration::from_secs(3);
 /// How long a peer that misbehaved is refused.
 pub const MISBEHAVIOUR_BAN: Duration = Duration::from_secs(60);
-/// Streams a peer may open in a burst, and per second after that. An honest peer opens one
-/// per wanted core and retries each at most every few seconds; thousands in a row is a
-/// flood. (QUIC itself caps the streams open at once at 100.)
-pub const STREAM_BURST: f64 = 1024.0;
-pub const STREAMS_PER_SECOND: f64 = 256.0;
-/// Pacing of a pull that failed for another reason than the peer's fault or ours.
-const PULL_RETRY_MIN: Duration = Duration::from_secs(1);
-const PULL_RETRY_MAX: Duration = Duration::from_secs(60);
 
 /// Application close codes of a link (the reason text says more).
 pub mod close_code {
@@ -62,7 +67,7 @@ pub mod close_code {
     pub const PROTOCOL: u32 = 1;
     /// The peer sent data that does not verify against the core's key.
     pub const BAD_DATA: u32 = 2;
-    /// The peer opened streams or sent requests faster than allowed.
+    /// The peer opened channels or sent requests faster than allowed.
     pub const FLOOD: u32 = 3;
     /// The peer misbehaved recently and is refused for a while.
     pub const BANNED: u32 = 4;
@@ -71,39 +76,151 @@ pub mod close_code {
     pub fn bans(code: u32) -> bool {
         matches!(code, PROTOCOL | BAD_DATA | FLOOD | BANNED)
     }
+
+    /// The code for a session that ended because the peer misbehaved, from its reason.
+    pub fn for_reason(reason: &str) -> u32 {
+        if reason.contains("flood") || reason.contains("overflow") {
+            FLOOD
+        } else if reason.contains("invalid proof") {
+            BAD_DATA
+        } else {
+            PROTOCOL
+        }
+    }
 }
 
 /// What the engine did that is worth waiting for.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReplicationEvent {
-    /// We answered `NotFound` to `peer` for the core with this discovery key (we do not hold
-    /// it, the capability was wrong, or the policy refused the peer).
+    /// We refused `peer` the core with this discovery key (we do not hold it, the capability
+    /// was wrong, or the policy refused the peer).
     ServedNotFound { peer: Key, discovery_key: [u8; 32] },
-    /// A pull of `core` from `peer` ended with the peer's `NotFound`.
+    /// `peer` refused us `core` (it does not hold it, or will not give it to us).
     PullNotFound { peer: Key, core: Key },
 }
 
-/// The replication side of one node: store, policy, bans, events.
-pub struct Engine {
-    id: Key,
+/// The policy and the wants, as the peer crate asks for them.
+struct EngineHooks {
     store: Arc<CoreStore>,
     policy: Arc<dyn Policy>,
+    wants: RwLock<HashSet<Key>>,
+}
+
+fn remote_of(link: &LinkInfo) -> Option<Key> {
+    link.remote_public_key.map(Key)
+}
+
+impl Hooks for EngineHooks {
+    fn access(&self, link: &LinkInfo, key: &[u8; 32]) -> Access {
+        let Some(peer) = remote_of(link) else {
+            return Access::NONE;
+        };
+        let core = Key(*key);
+        let wanted = self
+            .wants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(&core);
+        Access {
+            serve: self.policy.may_serve(&peer, &core),
+            fetch: wanted && self.policy.may_fetch(&peer, &core),
+        }
+    }
+
+    fn resolve(&self, link: &LinkInfo, discovery_key: &[u8; 32]) -> Option<[u8; 32]> {
+        let peer = remote_of(link)?;
+        let key = self.store.key_by_discovery_key(discovery_key)?;
+        self.policy.may_serve(&peer, &key).then_some(key.0)
+    }
+
+    fn may_store(&self, key: &[u8; 32], bytes: u64) -> Result<(), String> {
+        match self.store.get_open(&Key(*key)) {
+            Some(core) => core.reserve_space(bytes).map_err(|e| e.to_string()),
+            None => Ok(()),
+        }
+    }
+
+    fn stored(&self, keys: &[[u8; 32]]) {
+        for key in keys {
+            if let Some(core) = self.store.get_open(&Key(*key)) {
+                core.note_stored();
+            }
+        }
+    }
+
+    fn remote_length(&self, key: &[u8; 32], length: u64) {
+        if let Some(core) = self.store.get_open(&Key(*key)) {
+            core.note_remote_length(length);
+        }
+    }
+}
+
+#[derive(Default)]
+struct Live {
+    /// Connection id (the peer crate's) → the remote.
+    remotes: HashMap<u64, Key>,
+    /// Connections with an open channel, per core.
+    channels: HashMap<Key, HashSet<u64>>,
+}
+
+/// The replication side of one node: store, policy, wants, bans, events.
+pub struct Engine {
+    id: Key,
+    peer: Peer,
+    hooks: Arc<EngineHooks>,
     /// Peers that misbehaved, refused until the given instant.
     banned: StdMutex<HashMap<Key, Instant>>,
     events: broadcast::Sender<ReplicationEvent>,
     counters: Arc<ReplicationCounters>,
+    live: StdMutex<Live>,
+}
+
+fn lock<T>(m: &StdMutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 impl Engine {
-    pub fn new(id: Key, store: Arc<CoreStore>, policy: Arc<dyn Policy>) -> Engine {
-        Engine {
-            id,
-            store,
+    /// An engine over `store`; follows the store's changes (so peers hear of new blocks
+    /// however they arrived) and the sessions' events until the runtime stops.
+    pub fn new(id: Key, store: Arc<CoreStore>, policy: Arc<dyn Policy>) -> Arc<Engine> {
+        let hooks = Arc::new(EngineHooks {
+            store: store.clone(),
             policy,
+            wants: RwLock::default(),
+        });
+        let config = PeerConfig {
+            timer: RETRY_STORAGE,
+            open_served: false,
+            limits: Limits {
+                max_frame: MAX_FRAME,
+                // Both ends run this engine and open a channel per wanted core (a mirror
+                // fetching a thousand sites opens them on each connection): room for that,
+                // still a bound.
+                max_channels: MAX_CHANNELS,
+                ..Limits::default()
+            },
+            refusal_burst: MAX_CHANNELS as f64,
+            ..PeerConfig::default()
+        };
+        let peer = Peer::with_hooks(store.engine().clone(), config, hooks.clone());
+        let engine = Arc::new(Engine {
+            id,
+            peer,
+            hooks,
             banned: StdMutex::new(HashMap::new()),
             events: broadcast::channel(256).0,
             counters: Arc::default(),
-        }
+            live: StdMutex::default(),
+        });
+        tokio::spawn(follow_changes(
+            Arc::downgrade(&engine),
+            store.subscribe_changes(),
+        ));
+        tokio::spawn(follow_events(
+            Arc::downgrade(&engine),
+            engine.peer.subscribe(),
+        ));
+        engine
     }
 
     pub fn id(&self) -> Key {
@@ -123,9 +240,46 @@ impl Engine {
         let _ = self.events.send(event);
     }
 
+    /// Fetches `core` from every peer that may hold it, now and on later connections.
+    pub fn want(&self, core: &Arc<Core>) {
+        let key = core.key();
+        self.hooks
+            .wants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .insert(key);
+        if let Err(e) = self.peer.add_core(key.0, true) {
+            tracing::warn!(core = %key.short(), "cannot replicate: {e}");
+        }
+    }
+
+    /// Stops fetching `key` (its channels close; the store keeps its data).
+    pub fn unwant(&self, key: &Key) {
+        self.hooks
+            .wants
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(key);
+        self.peer.remove_core(&key.0);
+    }
+
+    /// The policy's answers may have changed (a laptop paired or removed, a site started or
+    /// stopped): every connection opens what it may now and closes what it may no longer.
+    pub fn policy_changed(&self) {
+        self.peer.access_changed();
+    }
+
+    /// Connected peers with `core`'s channel open (replicating it with us now).
+    pub fn peers_for(&self, core: &Key) -> u32 {
+        lock(&self.live)
+            .channels
+            .get(core)
+            .map_or(0, |c| c.len() as u32)
+    }
+
     /// How much longer `peer` is refused because it misbehaved (None: it is not).
     pub fn banned_for(&self, peer: &Key) -> Option<Duration> {
-        let mut banned = self.banned.lock().unwrap_or_else(|e| e.into_inner());
+        let mut banned = lock(&self.banned);
         let until = *banned.get(peer)?;
         let left = until.checked_duration_since(Instant::now());
         if left.is_none() {
@@ -138,164 +292,220 @@ impl Engine {
     pub fn disconnect_misbehaving(&self, link: &impl Link, code: u32, reason: &str) {
         let peer = link.remote();
         tracing::warn!(peer = %peer.short(), "disconnecting a misbehaving peer: {reason}");
-        self.banned
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .insert(peer, Instant::now() + MISBEHAVIOUR_BAN);
+        lock(&self.banned).insert(peer, Instant::now() + MISBEHAVIOUR_BAN);
         link.close(code, reason);
     }
 
-    /// Serves the streams the peer opens on `link` until the link closes (or the peer
-    /// floods it with streams).
-    pub async fn serve_link<L: Link>(self: &Arc<Self>, link: L, session: Session) {
-        let mut budget = RateBudget::new(STREAM_BURST, STREAMS_PER_SECOND, Instant::now());
-        while let Some((send, recv)) = link.accept_stream().await {
-            if !budget.take(Instant::now()) {
-                let reason = format!(
-                    "opened streams faster than {STREAMS_PER_SECOND}/s (burst {STREAM_BURST})"
-                );
-                self.disconnect_misbehaving(&link, close_code::FLOOD, &reason);
-                return;
-            }
-            let engine = self.clone();
-            let link = link.clone();
-            tokio::spawn(async move {
-                tokio::select! {
-                    () = engine.serve_stream(&link, session, send, recv) => {}
-                    () = link.closed() => {}
-                }
-            });
-        }
-    }
-
-    /// Reads the `Open` of one stream and serves the core it names, or answers `NotFound` —
-    /// the same bytes whether we do not hold the core, the capability is wrong, or the
-    /// policy refuses this peer.
-    async fn serve_stream<L: Link>(
-        &self,
-        link: &L,
-        session: Session,
-        mut send: L::Send,
-        mut recv: L::Recv,
-    ) {
-        let peer = session.reader;
-        let open = tokio::time::timeout(OPEN_TIMEOUT, read_message(&mut recv, MAX_READER_FRAME));
-        let (dk, cap) = match open.await {
-            Ok(Ok(Some(Message::Open {
-                discovery_key,
-                capability,
-            }))) => (discovery_key, capability),
-            Ok(Ok(None)) | Ok(Err(WireError::Io(_))) => return,
-            Err(_) => {
-                tracing::debug!(peer = %peer.short(), "stream without an Open in {OPEN_TIMEOUT:?}");
-                return;
-            }
-            Ok(Ok(Some(other))) => {
-                let reason = format!("stream opened with {other:?} instead of Open");
-                self.disconnect_misbehaving(link, close_code::PROTOCOL, &reason);
-                return;
-            }
-            Ok(Err(e)) => {
-                self.disconnect_misbehaving(link, close_code::PROTOCOL, &e.to_string());
-                return;
-            }
-        };
-        let key = self.store.key_by_discovery_key(&dk);
-        // Hash even when the core is unknown, so the answer takes the same work either way.
-        let cap_ok = capability::verify(&key.unwrap_or(Key(dk)), &session, &cap);
-        let allowed = match key {
-            Some(key) if cap_ok && self.policy.may_serve(&peer, &key) => Some(key),
-            _ => None,
-        };
-        let core = match allowed {
-            Some(key) => match self.store.open_existing(&key).await {
-                Ok(core) => core,
-                Err(e) => {
-                    tracing::warn!("cannot open core {} for {}: {e}", key.short(), peer.short());
-                    None
-                }
-            },
-            None => None,
-        };
-        let Some(core) = core else {
-            let _ = write_message(&mut send, &Message::NotFound).await;
-            let _ = send.shutdown().await;
-            self.emit(ReplicationEvent::ServedNotFound {
-                peer,
-                discovery_key: dk,
-            });
-            return;
-        };
-        let key = core.key();
-        let send = Counted::new(send, self.counters.clone(), Side::Served);
-        match serve(core, recv, send).await {
-            Ok(()) => {}
-            Err(e) if e.blames_peer() => {
-                let code = match e {
-                    ReplicationError::Wire(WireError::Flood(_)) => close_code::FLOOD,
-                    _ => close_code::PROTOCOL,
-                };
-                self.disconnect_misbehaving(link, code, &e.to_string());
-            }
-            Err(e) => {
-                tracing::debug!(peer = %peer.short(), core = %key.short(), "serving ended: {e}");
-            }
-        }
-    }
-
-    /// Replicates `core` from the peer at the other end of `link` (the reader side of
-    /// `session`), session after session, until the link closes or the peer misbehaves.
-    pub async fn pull_core<L: Link>(&self, link: L, session: Session, core: Arc<Core>) {
+    /// Replicates with the peer at the other end of `link` until the link closes or the peer
+    /// misbehaves. The end that dialled (`initiator`) opens the stream.
+    pub async fn run_link<L: Link>(&self, link: L, initiator: bool) {
         tokio::select! {
-            () = self.pull_core_until_closed(&link, session, core) => {}
+            () = self.run_link_until_closed(&link, initiator) => {}
             () = link.closed() => {}
         }
     }
 
-    async fn pull_core_until_closed<L: Link>(&self, link: &L, session: Session, core: Arc<Core>) {
-        let key = core.key();
-        let peer = session.server;
-        let cap = capability::capability(&key, &session);
-        let mut backoff = Backoff::new(PULL_RETRY_MIN, PULL_RETRY_MAX);
-        loop {
-            let Some((send, recv)) = link.open_stream().await else {
-                return; // the link closed
+    async fn run_link_until_closed<L: Link>(&self, link: &L, initiator: bool) {
+        let peer = link.remote();
+        let Some(secret) = link.shared_secret() else {
+            link.close(close_code::PROTOCOL, "no TLS session secret");
+            return;
+        };
+        let stream = if initiator {
+            let Some((mut send, recv)) = link.open_stream().await else {
+                return;
             };
-            let recv = Counted::new(recv, self.counters.clone(), Side::Received);
-            let end = pull(core.clone(), cap, recv, send).await;
-            if let Err(ReplicationError::BadProof(_)) = &end {
-                ReplicationCounters::add(&self.counters.proofs_rejected, 1);
+            if send.write_all(STREAM_PREFACE).await.is_err() {
+                return;
             }
-            match end {
-                Ok(PullEnd::NotFound) => {
-                    tracing::debug!(peer = %peer.short(), core = %key.short(), "peer does not have it");
-                    self.emit(ReplicationEvent::PullNotFound { peer, core: key });
-                    tokio::time::sleep(RETRY_NOT_FOUND).await;
-                }
-                Ok(PullEnd::Closed) => {
-                    if link.is_closed() {
-                        return;
-                    }
-                    tokio::time::sleep(backoff.next_delay()).await;
-                }
-                Err(e) if e.blames_peer() => {
-                    let code = match e {
-                        ReplicationError::BadProof(_) => close_code::BAD_DATA,
-                        _ => close_code::PROTOCOL,
-                    };
-                    self.disconnect_misbehaving(link, code, &e.to_string());
+            (send, recv)
+        } else {
+            let opened = tokio::time::timeout(OPEN_TIMEOUT, async {
+                let (send, mut recv) = link.accept_stream().await?;
+                let mut preface = [0u8; STREAM_PREFACE.len()];
+                recv.read_exact(&mut preface).await.ok()?;
+                Some((send, recv, preface))
+            });
+            match opened.await {
+                Ok(Some((send, recv, preface))) if preface == *STREAM_PREFACE => (send, recv),
+                Ok(Some(_)) => {
+                    let reason = "the replication stream does not start with our preface";
+                    self.disconnect_misbehaving(link, close_code::PROTOCOL, reason);
                     return;
                 }
-                Err(ReplicationError::Storage(e)) => {
-                    // Ours, not the peer's: keep the link, try again later.
-                    tracing::warn!(core = %key.short(), "cannot store what {} sent: {e}", peer.short());
-                    tokio::time::sleep(RETRY_STORAGE).await;
-                }
-                Err(e) => {
-                    tracing::warn!(peer = %peer.short(), core = %key.short(), "replication failed: {e}");
-                    tokio::time::sleep(backoff.next_delay()).await;
+                Ok(None) => return,
+                Err(_) => {
+                    tracing::debug!(peer = %peer.short(), "no replication stream in {OPEN_TIMEOUT:?}");
+                    return;
                 }
             }
+        };
+        let (send, recv) = stream;
+        let info = LinkInfo {
+            is_initiator: initiator,
+            handshake_hash: secret.to_vec(),
+            remote_public_key: Some(peer.0),
+        };
+        let end = self
+            .peer
+            .run(FramedIo::new(tokio::io::join(recv, send), info))
+            .await;
+        if end.hostile {
+            let code = close_code::for_reason(&end.reason);
+            self.disconnect_misbehaving(link, code, &end.reason);
+        } else {
+            tracing::debug!(peer = %peer.short(), "replication ended: {}", end.reason);
         }
     }
+
+    /// Keeps peer counts, events and counters from the sessions' events.
+    fn session_event(&self, conn: u64, event: &Event) {
+        let peer = lock(&self.live).remotes.get(&conn).copied();
+        let c = &self.counters;
+        match event {
+            Event::ChannelOpened { key } => {
+                lock(&self.live)
+                    .channels
+                    .entry(Key(*key))
+                    .or_default()
+                    .insert(conn);
+            }
+            Event::ChannelClosed { key, reason } => {
+                if let Some(conns) = lock(&self.live).channels.get_mut(&Key(*key)) {
+                    conns.remove(&conn);
+                }
+                match reason {
+                    ChannelCloseReason::Rejected => {
+                        if let Some(peer) = peer {
+                            self.emit(ReplicationEvent::PullNotFound {
+                                peer,
+                                core: Key(*key),
+                            });
+                        }
+                    }
+                    ChannelCloseReason::InvalidProof(_) => {
+                        ReplicationCounters::add(&c.proofs_rejected, 1);
+                    }
+                    _ => {}
+                }
+            }
+            Event::Downloaded { bytes, .. } => {
+                ReplicationCounters::add(&c.blocks_received, 1);
+                ReplicationCounters::add(&c.bytes_received, *bytes);
+            }
+            Event::Uploaded { bytes, .. } => {
+                ReplicationCounters::add(&c.blocks_served, 1);
+                ReplicationCounters::add(&c.bytes_served, *bytes);
+            }
+            Event::StoreFailed { key, error } => {
+                tracing::warn!(core = %Key(*key).short(), "cannot store what {} sent: {error}",
+                    peer.map_or_else(|| "a peer".to_string(), |p| p.short()));
+                if let Some(core) = self.hooks.store.get_open(&Key(*key)) {
+                    core.note_store_failed(error);
+                }
+            }
+            _ => {}
+        }
+    }
+}
+
+/// Tells connected peers about every core whose info changed, however it changed (appended
+/// here, published, fetched on another connection or by the hypercore network plane).
+async fn follow_changes(engine: std::sync::Weak<Engine>, mut changes: broadcast::Receiver<Key>) {
+    loop {
+        let changed = changes.recv().await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        match changed {
+            Ok(key) => engine.peer.core_updated(&key.0),
+            Err(broadcast::error::RecvError::Lagged(_)) => {
+                for key in engine.hooks.store.open_keys() {
+                    engine.peer.core_updated(&key.0);
+                }
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+async fn follow_events(
+    engine: std::sync::Weak<Engine>,
+    mut events: broadcast::Receiver<PeerEvent>,
+) {
+    loop {
+        let event = events.recv().await;
+        let Some(engine) = engine.upgrade() else {
+            return;
+        };
+        match event {
+            Ok(PeerEvent::Connected { conn, remote }) => {
+                if let Some(remote) = remote {
+                    lock(&engine.live).remotes.insert(conn, Key(remote));
+                }
+            }
+            Ok(PeerEvent::Session { conn, event }) => {
+                tracing::trace!(conn, ?event, "replication");
+                engine.session_event(conn, &event);
+            }
+            Ok(PeerEvent::Refused {
+                remote,
+                discovery_key,
+                ..
+            }) => {
+                if let Some(peer) = remote {
+                    engine.emit(ReplicationEvent::ServedNotFound {
+                        peer: Key(peer),
+                        discovery_key,
+                    });
+                }
+            }
+            Ok(PeerEvent::Closed(end)) => {
+                let mut live = lock(&engine.live);
+                live.remotes.remove(&end.conn);
+                for conns in live.channels.values_mut() {
+                    conns.remove(&end.conn);
+                }
+            }
+            Err(broadcast::error::RecvError::Lagged(n)) => {
+                tracing::debug!("replication: {n} session events skipped");
+            }
+            Err(broadcast::error::RecvError::Closed) => return,
+        }
+    }
+}
+
+/// Replicates `from` into `to` (two stores of this process) through an in-memory pipe with
+/// the same protocol and peer code as a link, and keeps `to`'s published info current:
+/// for benchmarks and tests that want replication without a network. Runs until aborted.
+pub fn replicate_in_memory(from: Arc<Core>, to: Arc<Core>) -> tokio::task::JoinHandle<()> {
+    let (a, b) = tokio::io::duplex(4 << 20);
+    let link = |is_initiator| LinkInfo {
+        is_initiator,
+        handshake_hash: vec![7; 32],
+        remote_public_key: None,
+    };
+    let serving = Peer::new(from.engine().clone(), PeerConfig::default());
+    let fetching = Peer::new(to.engine().clone(), PeerConfig::default());
+    tokio::spawn(async move {
+        if let Err(e) = serving
+            .add_core(from.key().0, false)
+            .and_then(|()| fetching.add_core(to.key().0, true))
+        {
+            tracing::warn!("cannot replicate in memory: {e}");
+            return;
+        }
+        let serve = serving.spawn(FramedIo::new(a, link(true)));
+        let fetch = fetching.spawn(FramedIo::new(b, link(false)));
+        let mut events = fetching.subscribe();
+        // The peer writes to the engine directly: publish what it stored.
+        while !matches!(
+            events.recv().await,
+            Err(broadcast::error::RecvError::Closed)
+        ) {
+            to.refresh_info();
+        }
+        serve.abort();
+        fetch.abort();
+    })
 }

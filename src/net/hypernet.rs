@@ -215,7 +215,7 @@ impl HyperNet {
                         conns.remove(&end.conn);
                     }
                 }
-                PeerEvent::Connected { .. } => {}
+                PeerEvent::Connected { .. } | PeerEvent::Refused { .. } => {}
             }
         }
     }

@@ -10,7 +10,7 @@ use std::future::Future;
 use iroh::endpoint::{Connection, RecvStream, SendStream};
 use tokio::io::{AsyncRead, AsyncWrite};
 
-use super::capability::{self, Session};
+use super::capability;
 use crate::model::keys::Key;
 
 /// An authenticated, multiplexed connection to one peer.
@@ -34,22 +34,6 @@ pub trait Link: Clone + Send + Sync + 'static {
     /// working for a link ends with it: a task that outlives its link keeps the endpoint's
     /// socket bound, and a restarted daemon then cannot listen on its address.
     fn closed(&self) -> impl Future<Output = ()> + Send;
-}
-
-/// The capability session of a link as seen by `me`: who serves and who reads, bound to the
-/// link's shared secret.
-pub fn session(link: &impl Link, me: Key, serving: bool) -> Option<Session> {
-    let secret = link.shared_secret()?;
-    let (server, reader) = if serving {
-        (me, link.remote())
-    } else {
-        (link.remote(), me)
-    };
-    Some(Session {
-        server,
-        reader,
-        secret,
-    })
 }
 
 impl Link for Connection {

@@ -1,11 +1,11 @@
 //! A node on the network: the iroh endpoint with its protocol [`Router`] (replication on
 //! [`ALPN`], plus whatever other [`ProtocolHandler`]s the daemon registers, e.g. pairing),
 //! the live connections (one per remote id), and the cores it wants. Every connection,
-//! dialled or accepted, is handed to the transport-independent [`Engine`]: it serves the
-//! streams the peer opens and pulls every wanted core from it.
+//! dialled or accepted, is handed to the [`Engine`]: hypercore's replication protocol on
+//! one stream, serving what the peer may read and fetching every wanted core it may hold.
 //!
-//! Adding a want starts pulls on every live connection; a new connection starts pulls of
-//! every want. Dropping a want stops its pulls. [`Node::keep_connected`] redials a peer with
+//! A want is fetched on every live connection and every later one; dropping it closes its
+//! channels. [`Node::keep_connected`] redials a peer with
 //! a jittered back-off after *every* close (reset only once a connection stayed up for
 //! [`STABLE_CONNECTION`]) and waits out a ban, so a peer that accepts and closes at once, or
 //! a second process with our identity, costs a few dials a minute, not a storm.
@@ -21,16 +21,14 @@ use tokio::sync::broadcast;
 use tokio::task::JoinHandle;
 
 use super::endpoint::{PeerAddr, ALPN};
-use super::link::{self, Link};
+use super::link::Link;
 use crate::model::keys::Key;
 use crate::store::{Core, CoreStore};
 use crate::util::backoff::Backoff;
 
 pub use super::engine::{
-    close_code, Engine, Policy, ReplicationEvent, MISBEHAVIOUR_BAN, RETRY_STORAGE,
-    STREAMS_PER_SECOND, STREAM_BURST,
+    close_code, Engine, Policy, ReplicationEvent, MISBEHAVIOUR_BAN, RETRY_STORAGE, STREAM_PREFACE,
 };
-pub use super::rate::RateBudget;
 
 /// Connection events, for status views ("mirror online, last seen").
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -51,14 +49,8 @@ pub const STABLE_CONNECTION: Duration = Duration::from_secs(30);
 const REDIAL_MIN: Duration = Duration::from_millis(250);
 const REDIAL_MAX: Duration = Duration::from_secs(15);
 
-struct ConnEntry {
-    conn: Connection,
-    pulls: HashMap<Key, JoinHandle<()>>,
-}
-
 struct State {
-    conns: HashMap<Key, ConnEntry>,
-    wants: HashMap<Key, Arc<Core>>,
+    conns: HashMap<Key, Connection>,
     last_seen: HashMap<Key, u64>,
 }
 
@@ -97,7 +89,7 @@ impl NodeBuilder {
     /// Starts accepting connections.
     pub fn spawn(self) -> Arc<Node> {
         let id = Key(*self.endpoint.id().as_bytes());
-        let engine = Arc::new(Engine::new(id, self.store, self.policy));
+        let engine = Engine::new(id, self.store, self.policy);
         Arc::new_cyclic(|weak: &Weak<Node>| {
             let mut router: RouterBuilder = Router::builder(self.endpoint.clone())
                 .accept(ALPN, Replication { node: weak.clone() });
@@ -109,7 +101,6 @@ impl NodeBuilder {
                 engine,
                 state: StdMutex::new(State {
                     conns: HashMap::new(),
-                    wants: HashMap::new(),
                     last_seen: HashMap::new(),
                 }),
                 events: broadcast::channel(64).0,
@@ -131,7 +122,7 @@ impl ProtocolHandler for Replication {
             conn.close(0u32.into(), b"shutting down");
             return Ok(());
         };
-        if let Some(serving) = node.adopt(conn) {
+        if let Some(serving) = node.adopt(conn, false) {
             serving.await;
         }
         Ok(())
@@ -175,8 +166,8 @@ impl Node {
 
     /// Closes the connection to `peer` (if any); it may dial again.
     pub fn disconnect(&self, peer: &Key, reason: &str) {
-        if let Some(e) = self.lock().conns.get(peer) {
-            Link::close(&e.conn, close_code::REPLACED, reason);
+        if let Some(conn) = self.lock().conns.get(peer) {
+            Link::close(conn, close_code::REPLACED, reason);
         }
     }
 
@@ -211,13 +202,14 @@ impl Node {
         st.last_seen.get(peer).copied()
     }
 
-    /// Number of connected peers currently replicating `core` with us (pulling from them).
+    /// Number of connected peers currently replicating `core` with us.
     pub fn peers_for(&self, core: &Key) -> u32 {
-        let st = self.lock();
-        st.conns
-            .values()
-            .filter(|c| c.pulls.get(core).is_some_and(|h| !h.is_finished()))
-            .count() as u32
+        self.engine.peers_for(core)
+    }
+
+    /// The policy's answers may have changed: connections open and close cores to match.
+    pub fn policy_changed(&self) {
+        self.engine.policy_changed();
     }
 
     /// How much longer `peer` is refused because it misbehaved (None: it is not).
@@ -238,7 +230,7 @@ impl Node {
     /// The live connection to `peer`, skipping one that is closed but not yet forgotten.
     fn live_connection(&self, peer: &Key) -> Option<Connection> {
         let st = self.lock();
-        let conn = &st.conns.get(peer)?.conn;
+        let conn = st.conns.get(peer)?;
         (!Link::is_closed(conn)).then(|| conn.clone())
     }
 
@@ -265,7 +257,7 @@ impl Node {
             }
             Err(e) => return Err(e.into()),
         };
-        if let Some(serving) = self.clone().adopt(conn.clone()) {
+        if let Some(serving) = self.clone().adopt(conn.clone(), true) {
             tokio::spawn(serving);
         }
         Ok(conn)
@@ -312,35 +304,21 @@ impl Node {
 
     /// Start replicating `core` from every peer (now and in future connections).
     pub fn want(self: &Arc<Self>, core: Arc<Core>) {
-        let key = core.key();
-        let mut st = self.lock();
-        if st.wants.contains_key(&key) {
-            return;
-        }
-        st.wants.insert(key, core.clone());
-        for entry in st.conns.values_mut() {
-            let handle = self.spawn_pull(entry.conn.clone(), core.clone());
-            entry.pulls.insert(key, handle);
-        }
+        self.engine.want(&core);
     }
 
     /// Stop replicating `key` from anyone.
     pub fn unwant(&self, key: &Key) {
-        let mut st = self.lock();
-        st.wants.remove(key);
-        for entry in st.conns.values_mut() {
-            if let Some(h) = entry.pulls.remove(key) {
-                h.abort();
-            }
-        }
+        self.engine.unwant(key);
     }
 
-    /// Registers a connection (replacing an older one to the same peer), starts pulls of
-    /// every want, and returns the future that serves the streams the peer opens until the
-    /// connection closes (None: the connection is refused).
+    /// Registers a connection (replacing an older one to the same peer) and returns the
+    /// future that replicates over it until it closes (None: the connection is refused).
+    /// `initiator`: we dialled it (and open the replication stream).
     fn adopt(
         self: Arc<Self>,
         conn: Connection,
+        initiator: bool,
     ) -> Option<impl std::future::Future<Output = ()> + Send + 'static> {
         let peer = Link::remote(&conn);
         let id = conn.stable_id();
@@ -358,64 +336,25 @@ impl Node {
             });
             return None;
         }
-        let Some(session) = link::session(&conn, self.id(), true) else {
-            Link::close(&conn, close_code::PROTOCOL, "no TLS session secret");
-            return None;
-        };
         {
             let mut st = self.lock();
-            if let Some(old) = st.conns.remove(&peer) {
-                for h in old.pulls.values() {
-                    h.abort();
-                }
-                Link::close(
-                    &old.conn,
-                    close_code::REPLACED,
-                    "replaced by a newer connection",
-                );
+            if let Some(old) = st.conns.insert(peer, conn.clone()) {
+                Link::close(&old, close_code::REPLACED, "replaced by a newer connection");
             }
-            let wants: Vec<Arc<Core>> = st.wants.values().cloned().collect();
-            let pulls = wants
-                .into_iter()
-                .map(|core| (core.key(), self.spawn_pull(conn.clone(), core)))
-                .collect();
-            st.conns.insert(
-                peer,
-                ConnEntry {
-                    conn: conn.clone(),
-                    pulls,
-                },
-            );
         }
         let _ = self.events.send(PeerEvent::Connected(peer));
         Some(async move {
-            self.engine.serve_link(conn, session).await;
-            // The connection is gone: forget it (unless a newer one replaced it already).
+            self.engine.run_link(conn.clone(), initiator).await;
+            // The connection is gone (or its replication ended): close it and forget it
+            // (unless a newer one replaced it already).
+            Link::close(&conn, close_code::REPLACED, "replication ended");
             let mut st = self.lock();
-            if st
-                .conns
-                .get(&peer)
-                .is_some_and(|e| e.conn.stable_id() == id)
-            {
-                if let Some(e) = st.conns.remove(&peer) {
-                    for h in e.pulls.values() {
-                        h.abort();
-                    }
-                }
+            if st.conns.get(&peer).is_some_and(|c| c.stable_id() == id) {
+                st.conns.remove(&peer);
                 st.last_seen.insert(peer, crate::util::clock::now_ms());
                 drop(st);
                 let _ = self.events.send(PeerEvent::Disconnected(peer));
             }
-        })
-    }
-
-    fn spawn_pull(&self, conn: Connection, core: Arc<Core>) -> JoinHandle<()> {
-        let engine = self.engine.clone();
-        tokio::spawn(async move {
-            let Some(session) = link::session(&conn, engine.id(), false) else {
-                return;
-            };
-            engine.pull_core(conn, session, core).await;
         })
     }
 }

@@ -8,7 +8,7 @@ use std::os::unix::fs::FileExt;
 use std::sync::Arc;
 
 use hypercore_engine as engine;
-use tokio::sync::watch;
+use tokio::sync::{broadcast, watch};
 
 use super::cache::BlockCache;
 use super::space::{available_bytes, SpaceReserve, MIN_FREE_BYTES};
@@ -63,6 +63,8 @@ pub struct Core {
     fault: watch::Sender<Option<String>>,
     /// The store's space reserve, released when the disk is full.
     reserve: Arc<SpaceReserve>,
+    /// The store's change feed: this core's key is sent whenever its published info changes.
+    changes: broadcast::Sender<Key>,
 }
 
 impl std::fmt::Debug for Core {
@@ -90,6 +92,7 @@ impl Core {
         engine: Arc<engine::Store>,
         cache: Arc<BlockCache>,
         reserve: Arc<SpaceReserve>,
+        changes: broadcast::Sender<Key>,
     ) -> Core {
         let info = info_of(&engine, &key).unwrap_or_default();
         Core {
@@ -100,6 +103,7 @@ impl Core {
             cache,
             fault: watch::channel(None).0,
             reserve,
+            changes,
         }
     }
 
@@ -132,7 +136,7 @@ impl Core {
         // The engine is read inside the watch's write lock: two refreshes racing (two
         // sessions applying proofs to one core) must not publish an older reading after a
         // newer one, or every later upgrade asks from a length the core has passed.
-        self.info.send_if_modified(|info| {
+        let changed = self.info.send_if_modified(|info| {
             let Some(fresh) = info_of(&self.engine, &self.key) else {
                 return false;
             };
@@ -144,6 +148,45 @@ impl Core {
             *info = next;
             changed
         });
+        if changed {
+            // Nobody listening is fine.
+            let _ = self.changes.send(self.key);
+        }
+    }
+
+    /// Checks there is room to store `bytes` more of this core's blocks (leaving room for
+    /// the few small writes that report a problem: a replica does not fill the disk to the
+    /// last byte). A full disk is published as this core's fault.
+    pub fn reserve_space(&self, bytes: u64) -> Result<(), StoreError> {
+        match self.lacks_space(MIN_FREE_BYTES + bytes) {
+            Some(e) => {
+                self.note_write(&Err(&e));
+                Err(e)
+            }
+            None => Ok(()),
+        }
+    }
+
+    /// Blocks were stored into this core by another writer of the engine (replication):
+    /// publishes the new info and clears a previous write fault.
+    pub fn note_stored(&self) {
+        self.note_write(&Ok(()));
+        self.refresh_info();
+    }
+
+    /// Storing into this core failed elsewhere (replication): publishes the fault.
+    pub fn note_store_failed(&self, error: &str) {
+        let disk_full = error.contains("os error 28") || error.contains("No space left");
+        let source = if disk_full {
+            std::io::Error::from_raw_os_error(libc::ENOSPC)
+        } else {
+            std::io::Error::other(error.to_string())
+        };
+        let e = StoreError::Io {
+            path: self.engine.dir().to_path_buf(),
+            source,
+        };
+        self.note_write(&Err(&e));
     }
 
     /// Records the length a peer announced for this core.

@@ -163,6 +163,8 @@ pub struct CoreStore {
     /// kept up to date on create and delete, so an `Open` from a peer costs one lookup.
     by_discovery_key: StdMutex<HashMap<[u8; 32], Key>>,
     reserve: Arc<SpaceReserve>,
+    /// Keys of open cores whose published info changed (see [`CoreStore::subscribe_changes`]).
+    changes: tokio::sync::broadcast::Sender<Key>,
 }
 
 impl CoreStore {
@@ -175,6 +177,7 @@ impl CoreStore {
             open: StdMutex::new(HashMap::new()),
             by_discovery_key: StdMutex::new(HashMap::new()),
             reserve: Arc::new(SpaceReserve::new(data_dir.join("space-reserve"))),
+            changes: tokio::sync::broadcast::channel(1024).0,
             engine,
         };
         store.reserve.ensure();
@@ -268,10 +271,23 @@ impl CoreStore {
             self.engine.clone(),
             self.cache.clone(),
             self.reserve.clone(),
+            self.changes.clone(),
         ));
         open.insert(key, c.clone());
         lock(&self.by_discovery_key).insert(c.discovery_key(), key);
         c
+    }
+
+    /// The keys of open cores whose info changes (appended, fetched, published): how
+    /// replication learns there is something new to tell its peers. A receiver that lags
+    /// should treat every open core as changed.
+    pub fn subscribe_changes(&self) -> tokio::sync::broadcast::Receiver<Key> {
+        self.changes.subscribe()
+    }
+
+    /// The keys of the open cores.
+    pub fn open_keys(&self) -> Vec<Key> {
+        lock(&self.open).keys().copied().collect()
     }
 
     /// The key of the core with discovery key `dk`, if it is on this machine (one lookup in

@@ -21,6 +21,15 @@ fn upgrade(start: u64, length: u64) -> Option<RequestUpgrade> {
 }
 
 fn replicate_all(w: &Store, r: &Store, key: &[u8; 32]) {
+    replicate_all_with(w, r, key, Store::apply_proof)
+}
+
+fn replicate_all_with(
+    w: &Store,
+    r: &Store,
+    key: &[u8; 32],
+    apply: fn(&Store, &[u8; 32], Proof) -> Result<hypercore_engine::Applied, Error>,
+) {
     let wi = w.info(key).unwrap();
     let ri = r.info(key).unwrap();
     if ri.length < wi.length {
@@ -34,7 +43,7 @@ fn replicate_all(w: &Store, r: &Store, key: &[u8; 32]) {
                 },
             )
             .unwrap();
-        r.apply_proof(key, p).unwrap();
+        apply(r, key, p).unwrap();
     }
     for i in 0..wi.length {
         if r.has(key, i).unwrap() {
@@ -53,7 +62,7 @@ fn replicate_all(w: &Store, r: &Store, key: &[u8; 32]) {
                     },
                 )
                 .unwrap();
-            match r.apply_proof(key, p) {
+            match apply(r, key, p) {
                 Ok(a) => {
                     assert_eq!(a.block_stored, Some(i));
                     break;
@@ -547,6 +556,75 @@ fn blobs_core_manifest_derived_then_removed() {
     // and it can come back
     r.open_replica(blobs_key, None).unwrap();
     assert_eq!(r.info(&blobs_key).unwrap().length, 0);
+}
+
+#[test]
+fn lazy_applies_cost_one_sync_at_the_flush_and_survive_reopening() {
+    let (wdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w = Store::open(wdir.path()).unwrap();
+    let key = w
+        .create_writer(&KeyPair::from_seed(&[8; 32]), CoreKind::Compat)
+        .unwrap();
+    w.append(&key, blocks(40)).unwrap();
+    {
+        let r = Store::open(rdir.path()).unwrap();
+        r.open_replica(key, None).unwrap();
+        let before = r.stats();
+        replicate_all_with(&w, &r, &key, Store::apply_proof_lazy);
+        let lazy = r.stats();
+        assert_eq!(
+            lazy.data_syncs, before.data_syncs,
+            "lazy applies do not sync"
+        );
+        assert!(lazy.commits >= before.commits + 40);
+        // readers see lazy commits at once
+        assert_eq!(r.get(&key, 39).unwrap().unwrap(), blocks(40)[39]);
+        r.flush().unwrap();
+        assert_eq!(
+            r.stats().data_syncs,
+            lazy.data_syncs + 1,
+            "one sync per flush"
+        );
+        r.flush().unwrap();
+        assert_eq!(
+            r.stats().data_syncs,
+            lazy.data_syncs + 1,
+            "nothing left to flush"
+        );
+    }
+    let r = Store::open(rdir.path()).unwrap();
+    assert!(r.report().repairs.is_empty(), "{:?}", r.report());
+    let info = r.info(&key).unwrap();
+    assert_eq!((info.length, info.contiguous_length), (40, 40));
+    for (i, b) in blocks(40).iter().enumerate() {
+        assert_eq!(&r.get(&key, i as u64).unwrap().unwrap(), b);
+    }
+}
+
+#[test]
+fn a_durable_commit_syncs_what_lazy_commits_wrote_first() {
+    let (wdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w = Store::open(wdir.path()).unwrap();
+    let key = w
+        .create_writer(&KeyPair::from_seed(&[9; 32]), CoreKind::Compat)
+        .unwrap();
+    w.append(&key, blocks(10)).unwrap();
+    let r = Store::open(rdir.path()).unwrap();
+    r.open_replica(key, None).unwrap();
+    let own = r
+        .create_writer(&KeyPair::from_seed(&[10; 32]), CoreKind::Compat)
+        .unwrap();
+    replicate_all_with(&w, &r, &key, Store::apply_proof_lazy);
+    let before = r.stats();
+    r.append(&own, vec![vec![7u8; 100 * 1024]]).unwrap();
+    // the replica's data file (lazy) and the writer's own (durable, not journaled)
+    assert_eq!(r.stats().data_syncs, before.data_syncs + 2);
+    r.flush().unwrap();
+    assert_eq!(
+        r.stats().data_syncs,
+        before.data_syncs + 2,
+        "already durable"
+    );
 }
 
 #[test]

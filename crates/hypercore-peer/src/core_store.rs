@@ -4,6 +4,7 @@
 //! block is fetched once.
 
 use crate::convert::{data_to_engine, proof_to_wire, request_to_engine};
+use crate::hooks::{DefaultHooks, Hooks};
 use hypercore_engine::{Error as EngineError, Store};
 use hypercore_wire::store::{Applied, CoreInfo, CoreStore, StoreError};
 use hypercore_wire::{Data, Request};
@@ -18,16 +19,53 @@ pub struct EngineCore {
     store: Store,
     key: [u8; 32],
     claims: Claims,
+    hooks: Arc<dyn Hooks>,
+    /// Answer the remote's requests (false: a core we only fetch on this connection).
+    serve: bool,
+    /// The claims this channel holds: released when it ends (a connection that dies with
+    /// requests in flight must not leave their blocks claimed, unfetchable, forever).
+    mine: HashSet<u64>,
+}
+
+impl Drop for EngineCore {
+    fn drop(&mut self) {
+        if self.mine.is_empty() {
+            return;
+        }
+        if let Ok(mut c) = self.claims.lock() {
+            for i in &self.mine {
+                c.remove(i);
+            }
+        }
+    }
 }
 
 impl EngineCore {
     /// Core `key` of `store` (it must exist in the store: `open_replica` or `create_writer`).
     pub fn new(store: Store, key: [u8; 32]) -> Self {
-        Self::with_claims(store, key, Claims::default())
+        Self::with_claims(store, key, Claims::default(), Arc::new(DefaultHooks))
     }
 
-    pub(crate) fn with_claims(store: Store, key: [u8; 32], claims: Claims) -> Self {
-        Self { store, key, claims }
+    pub(crate) fn with_claims(
+        store: Store,
+        key: [u8; 32],
+        claims: Claims,
+        hooks: Arc<dyn Hooks>,
+    ) -> Self {
+        Self {
+            store,
+            key,
+            claims,
+            hooks,
+            serve: true,
+            mine: HashSet::new(),
+        }
+    }
+
+    /// Answers no request of the remote (it may not be served this core).
+    pub(crate) fn fetch_only(mut self) -> Self {
+        self.serve = false;
+        self
     }
 }
 
@@ -69,6 +107,9 @@ impl CoreStore for EngineCore {
     }
 
     fn proof_for(&mut self, request: &Request) -> Result<Option<Data>, StoreError> {
+        if !self.serve {
+            return Ok(None);
+        }
         if let Some(b) = &request.block {
             if !self.has(b.index) {
                 return Ok(None);
@@ -83,9 +124,14 @@ impl CoreStore for EngineCore {
         }
     }
 
+    /// Verified and committed lazily: durable at the connection's next flush (after the
+    /// frames that arrived together), before anyone is told it is stored.
     fn apply(&mut self, data: &Data) -> Result<Applied, StoreError> {
         let block_bytes = data.block.as_ref().map_or(0, |b| b.value.len() as u64);
-        match self.store.apply_proof(&self.key, data_to_engine(data)) {
+        self.hooks
+            .may_store(&self.key, block_bytes)
+            .map_err(StoreError::Storage)?;
+        match self.store.apply_proof_lazy(&self.key, data_to_engine(data)) {
             Ok(a) => Ok(Applied {
                 block: a.block_stored,
                 block_bytes: if a.block_stored.is_some() {
@@ -110,15 +156,21 @@ impl CoreStore for EngineCore {
     }
 
     fn try_claim(&mut self, index: u64) -> bool {
-        match self.claims.lock() {
+        let claimed = match self.claims.lock() {
             Ok(mut c) => c.insert(index),
             Err(_) => true,
+        };
+        if claimed {
+            self.mine.insert(index);
         }
+        claimed
     }
 
     fn release(&mut self, index: u64) {
-        if let Ok(mut c) = self.claims.lock() {
-            c.remove(&index);
+        if self.mine.remove(&index) {
+            if let Ok(mut c) = self.claims.lock() {
+                c.remove(&index);
+            }
         }
     }
 }

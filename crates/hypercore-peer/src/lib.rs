@@ -7,6 +7,8 @@
 //!   is verified by the engine before anything is stored.
 //! - [`Peer`] (`peer.rs`): the replicated cores and their connections; live updates reach every
 //!   connected peer; [`PeerEvent`]s report progress and hostile peers.
+//! - [`Hooks`] (`hooks.rs`): the application's decisions — who may replicate which core, room
+//!   to store, what to do once fetched data is durable.
 //! - [`FrameIo`] (`io.rs`): what a connection runs over — [`SwarmIo`] for a hyperswarm
 //!   connection, [`FramedIo`] for a length-framed byte stream (TCP, QUIC).
 //! - `runner.rs`: the async loop driving a session (reader and writer tasks, timer, control).
@@ -28,8 +30,10 @@ mod convert;
 mod core_store;
 pub mod drive;
 mod error;
+mod hooks;
 mod io;
 mod peer;
+mod rate;
 mod runner;
 
 pub use convert::{
@@ -37,5 +41,6 @@ pub use convert::{
 };
 pub use core_store::{classify, EngineCore};
 pub use error::PeerError;
+pub use hooks::{Access, DefaultHooks, Hooks};
 pub use io::{FrameIo, FramedIo, LinkInfo, SwarmIo};
 pub use peer::{ConnectionEnd, Peer, PeerConfig, PeerEvent};

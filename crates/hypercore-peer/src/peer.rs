@@ -4,6 +4,7 @@
 
 use crate::core_store::{Claims, EngineCore};
 use crate::error::PeerError;
+use crate::hooks::{DefaultHooks, Hooks};
 use crate::io::{FrameIo, SwarmIo};
 use crate::runner;
 use hypercore_engine::Store;
@@ -26,6 +27,15 @@ pub struct PeerConfig {
     pub timer: Duration,
     /// Frames buffered per connection and direction between the session and the transport.
     pub frame_queue: usize,
+    /// Open the channel of every registered core on every connection, as Node's corestore
+    /// does (true), or only of the cores we fetch, serving the others when the remote opens
+    /// them (false: a node holding thousands of cores does not flood each connection).
+    pub open_served: bool,
+    /// Channel opens we refuse (cores unknown here or not for this remote) allowed in a
+    /// burst, and per second after that; more is a flood and closes the connection. A Node
+    /// peer opens every core of its corestore, so the burst is generous.
+    pub refusal_burst: f64,
+    pub refusals_per_second: f64,
 }
 
 impl Default for PeerConfig {
@@ -34,6 +44,9 @@ impl Default for PeerConfig {
             limits: Limits::default(),
             timer: Duration::from_secs(5),
             frame_queue: 64,
+            open_served: true,
+            refusal_burst: 4096.0,
+            refusals_per_second: 256.0,
         }
     }
 }
@@ -54,6 +67,16 @@ pub enum PeerEvent {
         conn: u64,
         /// The event.
         event: Event,
+    },
+    /// The remote opened a core we do not replicate with it (unknown here, or the [`Hooks`]
+    /// refused this connection): refused, exactly as if we did not hold it.
+    Refused {
+        /// The connection.
+        conn: u64,
+        /// The remote's public key, when the transport has one.
+        remote: Option<[u8; 32]>,
+        /// The discovery key it asked for.
+        discovery_key: [u8; 32],
     },
     /// A connection ended.
     Closed(ConnectionEnd),
@@ -77,7 +100,12 @@ pub struct ConnectionEnd {
 pub(crate) enum Control {
     Added([u8; 32]),
     Removed([u8; 32]),
-    Updated { key: [u8; 32], from: Option<u64> },
+    Updated {
+        key: [u8; 32],
+        from: Option<u64>,
+    },
+    /// The hooks' answers may have changed: every connection checks its cores again.
+    Recheck,
 }
 
 #[derive(Clone)]
@@ -89,6 +117,7 @@ pub(crate) struct Registered {
 pub(crate) struct Inner {
     pub store: Store,
     pub config: PeerConfig,
+    pub hooks: Arc<dyn Hooks>,
     cores: Mutex<HashMap<[u8; 32], Registered>>,
     by_discovery_key: Mutex<HashMap<[u8; 32], [u8; 32]>>,
     pub control: broadcast::Sender<Control>,
@@ -117,7 +146,12 @@ impl Inner {
     }
 
     pub fn engine_core(&self, key: [u8; 32], reg: &Registered) -> EngineCore {
-        EngineCore::with_claims(self.store.clone(), key, reg.claims.clone())
+        EngineCore::with_claims(
+            self.store.clone(),
+            key,
+            reg.claims.clone(),
+            self.hooks.clone(),
+        )
     }
 
     pub fn emit(&self, event: PeerEvent) {
@@ -139,12 +173,18 @@ pub struct Peer {
 impl Peer {
     /// A peer over `store`, replicating no core yet.
     pub fn new(store: Store, config: PeerConfig) -> Self {
+        Self::with_hooks(store, config, Arc::new(DefaultHooks))
+    }
+
+    /// A peer over `store` whose access, storage and durability decisions are `hooks`'.
+    pub fn with_hooks(store: Store, config: PeerConfig, hooks: Arc<dyn Hooks>) -> Self {
         let (control, _) = broadcast::channel(1024);
         let (events, _) = broadcast::channel(4096);
         Self {
             inner: Arc::new(Inner {
                 store,
                 config,
+                hooks,
                 cores: Mutex::new(HashMap::new()),
                 by_discovery_key: Mutex::new(HashMap::new()),
                 control,
@@ -211,6 +251,12 @@ impl Peer {
             key: *key,
             from: None,
         });
+    }
+
+    /// The [`Hooks`]' answers may have changed (a peer was allowed or refused a core): every
+    /// connection opens the cores it may now replicate and closes those it may no longer.
+    pub fn access_changed(&self) {
+        let _ = self.inner.control.send(Control::Recheck);
     }
 
     /// Events of every connection.

@@ -4,10 +4,11 @@
 //! control messages (cores added or removed, cores grown elsewhere). Storage work (proof
 //! verification, fsyncs) runs in place on a multi-threaded runtime's worker, marked blocking.
 
-use crate::io::FrameIo;
-use crate::peer::{ConnectionEnd, Control, Inner, PeerEvent};
+use crate::io::{FrameIo, LinkInfo};
+use crate::peer::{ConnectionEnd, Control, Inner, PeerEvent, Registered};
+use crate::rate::RateBudget;
 use hypercore_wire::session::{ChannelCloseReason, CoreOptions, Event, Session, SessionConfig};
-use std::collections::HashSet;
+use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{broadcast, mpsc};
@@ -24,40 +25,129 @@ fn short(key: &[u8; 32]) -> String {
     hex::encode(key.get(..4).unwrap_or_default())
 }
 
+/// Frames handled in a row before the session's output, events and the store's flush get a
+/// turn: proofs that arrive together are made durable with one fsync.
+const FRAMES_PER_TURN: usize = 64;
+/// A refused core is opened again after at most this many timer ticks.
+const MAX_RETRY_TICKS: u64 = 20;
+
 struct Conn {
     inner: Arc<Inner>,
     id: u64,
+    link: LinkInfo,
     session: Session,
     dirty: HashSet<[u8; 32]>,
+    /// Cores served to this connection without being registered ([`crate::Hooks::resolve`]).
+    resolved: HashSet<[u8; 32]>,
+    /// Cores we fetch that the remote refused: opened again later (the remote may hold them
+    /// by then), after 2, 4, 8 … up to [`MAX_RETRY_TICKS`] timer ticks: (refusals, due tick).
+    rejected: HashMap<[u8; 32], (u32, u64)>,
+    /// Timer ticks so far.
+    ticks: u64,
+    /// Frames were handled since the store's last flush.
+    unflushed: bool,
+    /// What refusing the remote's channel opens may still cost.
+    refusals: RateBudget,
     hostile: Option<String>,
 }
 
 impl Conn {
-    fn add(&mut self, key: [u8; 32]) {
+    /// Opens registered core `key` on this connection (or accepts the remote's open of it:
+    /// `asked`), as far as the hooks allow.
+    fn add(&mut self, key: [u8; 32], asked: bool) {
         let Some(reg) = self.inner.core(&key) else {
             return;
         };
+        let access = self.inner.hooks.access(&self.link, &key);
+        let download = reg.download && access.fetch;
+        let serve = access.serve && (asked || self.inner.config.open_served);
+        if !serve && !download {
+            return;
+        }
+        let mut store = self.inner.engine_core(key, &reg);
+        if !access.serve {
+            store = store.fetch_only();
+        }
+        let _ = self
+            .session
+            .add_core(key, Box::new(store), CoreOptions { download });
+    }
+
+    /// Whether registered core `key` has a channel on this connection (see [`Conn::add`]).
+    fn opens(&self, key: &[u8; 32]) -> bool {
+        let access = self.inner.hooks.access(&self.link, key);
+        access.serve || (access.fetch && self.inner.core(key).is_some_and(|r| r.download))
+    }
+
+    /// Serves core `key` (not registered, resolved by the hooks) on this connection.
+    fn add_resolved(&mut self, key: [u8; 32]) {
+        let reg = Registered {
+            download: false,
+            claims: Default::default(),
+        };
         let store = Box::new(self.inner.engine_core(key, &reg));
-        let _ = self.session.add_core(
-            key,
-            store,
-            CoreOptions {
-                download: reg.download,
-            },
-        );
+        if self
+            .session
+            .add_core(key, store, CoreOptions { download: false })
+            .is_ok()
+        {
+            self.resolved.insert(key);
+        }
+    }
+
+    fn channel_requested(&mut self, discovery_key: &[u8; 32]) {
+        let hooks = self.inner.hooks.clone();
+        if let Some(key) = self.inner.key_of(discovery_key) {
+            if self.opens(&key) {
+                self.add(key, true);
+                return;
+            }
+        } else if let Some(key) = hooks.resolve(&self.link, discovery_key) {
+            self.add_resolved(key);
+            return;
+        }
+        self.session.reject_core(discovery_key);
+        if !self.refusals.take(std::time::Instant::now()) {
+            self.hostile.get_or_insert_with(|| {
+                format!(
+                    "channel flood: opened unknown cores faster than {}/s (burst {})",
+                    self.inner.config.refusals_per_second, self.inner.config.refusal_burst
+                )
+            });
+        }
+        self.inner.emit(PeerEvent::Refused {
+            conn: self.id,
+            remote: self.link.remote_public_key,
+            discovery_key: *discovery_key,
+        });
+    }
+
+    /// Makes what this connection stored durable (one fsync for every proof applied since
+    /// the last time), then tells the application and the other connections.
+    fn flush(&mut self) {
+        if !std::mem::take(&mut self.unflushed) {
+            return;
+        }
+        if let Err(e) = blocking(|| self.inner.store.flush()) {
+            // Ours, not the peer's: the data stays visible and the next durable commit
+            // syncs it; say so.
+            tracing::warn!(conn = self.id, "cannot make fetched blocks durable: {e}");
+        }
     }
 
     fn events(&mut self) {
+        self.flush();
         while let Some(event) = self.session.poll_event() {
             match &event {
-                Event::ChannelRequested { discovery_key } => {
-                    match self.inner.key_of(discovery_key) {
-                        Some(key) => self.add(key),
-                        None => self.session.reject_core(discovery_key),
-                    }
-                }
+                Event::ChannelRequested { discovery_key } => self.channel_requested(discovery_key),
                 Event::Downloaded { key, .. } | Event::Upgraded { key, .. } => {
                     self.dirty.insert(*key);
+                }
+                Event::RemoteSync { key, length, .. } => {
+                    self.inner.hooks.remote_length(key, *length);
+                }
+                Event::ChannelOpened { key } => {
+                    self.rejected.remove(key);
                 }
                 Event::ChannelClosed { key, reason } => match reason {
                     ChannelCloseReason::BadCapability
@@ -65,6 +155,18 @@ impl Conn {
                     | ChannelCloseReason::InvalidRequests => {
                         self.hostile
                             .get_or_insert_with(|| format!("core {}…: {reason}", short(key)));
+                    }
+                    ChannelCloseReason::Rejected
+                        if self.inner.core(key).is_some_and(|r| r.download) =>
+                    {
+                        let ticks = self.ticks;
+                        let entry = self.rejected.entry(*key).or_insert((0, 0));
+                        entry.0 = entry.0.saturating_add(1);
+                        let wait = 1u64
+                            .checked_shl(entry.0)
+                            .unwrap_or(u64::MAX)
+                            .min(MAX_RETRY_TICKS);
+                        entry.1 = ticks.saturating_add(wait);
                     }
                     _ => {}
                 },
@@ -75,6 +177,10 @@ impl Conn {
                 event,
             });
         }
+        if !self.dirty.is_empty() {
+            let keys: Vec<[u8; 32]> = self.dirty.iter().copied().collect();
+            self.inner.hooks.stored(&keys);
+        }
         for key in self.dirty.drain() {
             let _ = self.inner.control.send(Control::Updated {
                 key,
@@ -83,16 +189,54 @@ impl Conn {
         }
     }
 
+    /// The hooks' answers may have changed: open what is now allowed, close what is not.
+    fn recheck(&mut self) {
+        for (key, _) in self.inner.cores() {
+            if self.opens(&key) {
+                self.add(key, false);
+            } else {
+                self.session.remove_core(&key);
+            }
+        }
+        let resolved: Vec<[u8; 32]> = self.resolved.iter().copied().collect();
+        for key in resolved {
+            let dk = hypercore_wire::caps::discovery_key(&key);
+            if self.inner.hooks.resolve(&self.link, &dk) != Some(key) {
+                self.session.remove_core(&key);
+                self.resolved.remove(&key);
+            }
+        }
+    }
+
+    fn on_timer(&mut self) {
+        self.session.on_timer();
+        self.ticks += 1;
+        let due: Vec<[u8; 32]> = self
+            .rejected
+            .iter()
+            .filter(|(_, (_, at))| *at == self.ticks)
+            .map(|(k, _)| *k)
+            .collect();
+        for key in due {
+            self.add(key, false);
+        }
+    }
+
     fn control(&mut self, c: Result<Control, broadcast::error::RecvError>) -> bool {
         match c {
-            Ok(Control::Added(key)) => self.add(key),
-            Ok(Control::Removed(key)) => self.session.remove_core(&key),
+            Ok(Control::Added(key)) => self.add(key, false),
+            Ok(Control::Removed(key)) => {
+                self.session.remove_core(&key);
+                self.rejected.remove(&key);
+            }
             Ok(Control::Updated { key, from }) => {
                 if from != Some(self.id) {
                     self.session.core_updated(&key);
                 }
             }
+            Ok(Control::Recheck) => self.recheck(),
             Err(broadcast::error::RecvError::Lagged(_)) => {
+                self.recheck();
                 for (key, _) in self.inner.cores() {
                     self.session.core_updated(&key);
                 }
@@ -100,6 +244,15 @@ impl Conn {
             Err(broadcast::error::RecvError::Closed) => return false,
         }
         true
+    }
+
+    /// Handles one frame from the remote; `Err(reason)` closes the connection.
+    fn frame(&mut self, frame: &[u8]) -> Result<(), String> {
+        self.unflushed = true;
+        blocking(|| self.session.handle_frame(frame)).map_err(|reason| {
+            self.events();
+            reason.to_string()
+        })
     }
 }
 
@@ -134,12 +287,22 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
     let mut conn = Conn {
         inner: inner.clone(),
         id,
+        link: link.clone(),
         session,
         dirty: HashSet::new(),
+        resolved: HashSet::new(),
+        rejected: HashMap::new(),
+        ticks: 0,
+        unflushed: false,
+        refusals: RateBudget::new(
+            inner.config.refusal_burst,
+            inner.config.refusals_per_second,
+            std::time::Instant::now(),
+        ),
         hostile: None,
     };
     for (key, _) in inner.cores() {
-        conn.add(key);
+        conn.add(key, false);
     }
 
     let queue = inner.config.frame_queue.max(1);
@@ -204,16 +367,34 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
                     break ("peer shut down".into(), false);
                 }
             }
-            msg = in_rx.recv() => match msg {
-                Some(Ok(frame)) => {
-                    if let Err(reason) = blocking(|| conn.session.handle_frame(&frame)) {
-                        conn.events();
-                        break (reason.to_string(), true);
+            msg = in_rx.recv() => {
+                // This frame and those queued behind it, then one flush (in `events`).
+                let mut msg = msg;
+                for _ in 0..FRAMES_PER_TURN {
+                    match msg {
+                        Some(Ok(frame)) => {
+                            if let Err(reason) = conn.frame(&frame) {
+                                break 'run (reason, true);
+                            }
+                        }
+                        Some(Err(e)) => {
+                            conn.events();
+                            break 'run (format!("remote closed: {e}"), false);
+                        }
+                        None => {
+                            conn.events();
+                            break 'run ("remote closed".into(), false);
+                        }
                     }
+                    if conn.session.close_reason().is_some() {
+                        break;
+                    }
+                    msg = match in_rx.try_recv() {
+                        Ok(m) => Some(m),
+                        Err(_) => break,
+                    };
                 }
-                Some(Err(e)) => break (format!("remote closed: {e}"), false),
-                None => break ("remote closed".into(), false),
-            },
+            }
             permit = out_tx.reserve(), if blocked => match permit {
                 Ok(permit) => {
                     if let Some(frame) = blocking(|| conn.session.poll_transmit()) {
@@ -222,9 +403,10 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
                 }
                 Err(_) => break ("the transport stopped sending".into(), false),
             },
-            _ = timer.tick() => conn.session.on_timer(),
+            _ = timer.tick() => conn.on_timer(),
         }
     };
+    conn.flush();
     conn.session.close();
     drop(out_tx);
     reader.abort();

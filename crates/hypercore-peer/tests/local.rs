@@ -237,3 +237,88 @@ async fn forged_proofs_and_bad_capabilities_are_closed_and_a_good_peer_still_ser
     g.abort();
     v.abort();
 }
+
+/// A peer that opens the core, lets the victim's requests arrive and then answers nothing.
+/// `asked` counts the requests it holds.
+async fn silent_side(
+    io: FramedIo<DuplexStream>,
+    hh: Vec<u8>,
+    store: Box<dyn CoreStore + Send>,
+    key: [u8; 32],
+    asked: Arc<AtomicUsize>,
+) {
+    use hypercore_peer::FrameIo;
+    let mut s = Session::new(SessionConfig {
+        is_initiator: io.info().is_initiator,
+        handshake_hash: hh,
+        limits: Limits::default(),
+    })
+    .unwrap();
+    s.add_core(key, store, CoreOptions { download: false })
+        .unwrap();
+    loop {
+        if s.queued_requests() == 0 {
+            while let Some(f) = s.poll_transmit() {
+                if io.send(f).await.is_err() {
+                    return;
+                }
+            }
+        }
+        match io.recv().await {
+            Ok(f) => {
+                if s.handle_frame(&f).is_err() {
+                    return;
+                }
+                asked.store(s.queued_requests(), Ordering::SeqCst);
+            }
+            Err(_) => return,
+        }
+    }
+}
+
+/// A connection that ends with requests in flight releases their blocks: another connection
+/// fetches them at once (before the fix they stayed claimed, unfetchable, for good).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_connection_that_dies_with_requests_in_flight_leaves_its_blocks_to_others() {
+    let (a_dir, v_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_store, key) = writer(a_dir.path(), 40);
+    // A timer far beyond the test: only the dead connection's end may free its claims.
+    let slow = PeerConfig {
+        timer: Duration::from_secs(600),
+        ..PeerConfig::default()
+    };
+    let victim = Peer::new(Store::open(v_dir.path()).unwrap(), slow.clone());
+    victim.add_core(key, true).unwrap();
+
+    let (x, y) = pipe(7);
+    let asked = Arc::new(AtomicUsize::new(0));
+    let silent = tokio::spawn(silent_side(
+        x,
+        vec![7; 64],
+        Box::new(EngineCore::new(a_store.clone(), key)),
+        key,
+        asked.clone(),
+    ));
+    let dying = victim.spawn(y);
+    let start = Instant::now();
+    while asked.load(Ordering::SeqCst) == 0 {
+        assert!(start.elapsed() < Duration::from_secs(20), "never asked");
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
+    dying.abort();
+    let _ = dying.await;
+    silent.abort();
+    assert_eq!(victim.store().info(&key).unwrap().held_blocks, 0);
+
+    let good = Peer::new(a_store.clone(), slow);
+    good.add_core(key, false).unwrap();
+    let (x, y) = pipe(8);
+    let g = good.spawn(x);
+    let v = victim.spawn(y);
+    victim
+        .wait_complete(&key, 40, Duration::from_secs(20))
+        .await
+        .unwrap();
+    g.abort();
+    v.abort();
+}

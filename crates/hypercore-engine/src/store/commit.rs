@@ -395,15 +395,74 @@ impl Store {
     /// Runs every operation of `batch`, then makes all of them durable with one redb commit
     /// (after fdatasync of the data files written). All or nothing.
     pub fn commit(&self, batch: Batch) -> Result<Vec<Applied>> {
-        super::guarded(|| self.commit_inner(batch)).inspect_err(|e| self.note_failure(e))
+        super::guarded(|| self.commit_inner(batch, true)).inspect_err(|e| self.note_failure(e))
     }
 
-    fn commit_inner(&self, batch: Batch) -> Result<Vec<Applied>> {
+    /// Runs every operation of `batch` in one redb commit that readers see at once but that
+    /// is made durable only by the next [`Store::flush`] or durable [`Store::commit`] (the
+    /// data files written are fdatasync'ed then, before redb's durable commit). A crash
+    /// before that loses the lazy commits whole, never half of one: the store reopens at the
+    /// last durable commit, and bytes past its data ends are ignored.
+    pub fn commit_lazy(&self, batch: Batch) -> Result<Vec<Applied>> {
+        super::guarded(|| self.commit_inner(batch, false)).inspect_err(|e| self.note_failure(e))
+    }
+
+    /// Makes every lazy commit durable: fdatasync of the data files they wrote, then one
+    /// durable redb commit. Nothing to do (no fsync) when there were none.
+    pub fn flush(&self) -> Result<()> {
+        if !self.shared.lazy_pending.load(Ordering::Acquire) {
+            return Ok(());
+        }
+        super::guarded(|| {
+            let _writer = self.writer_lock();
+            if !self.shared.lazy_pending.load(Ordering::Acquire) {
+                return Ok(());
+            }
+            self.sync_unsynced()?;
+            let wtx = self.begin_write()?;
+            wtx.commit().map_err(db_err)?;
+            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            self.shared.lazy_pending.store(false, Ordering::Release);
+            Ok(())
+        })
+        .inspect_err(|e| self.note_failure(e))
+    }
+
+    /// fdatasync of every data file a lazy commit wrote (writer lock held). On failure the
+    /// files stay listed, so the next durable commit tries again.
+    fn sync_unsynced(&self) -> Result<()> {
+        let files = std::mem::take(
+            &mut *self
+                .shared
+                .unsynced
+                .lock()
+                .unwrap_or_else(|p| p.into_inner()),
+        );
+        for (i, (path, file)) in files.iter().enumerate() {
+            if let Err(e) = file.sync_data() {
+                let rest = files.get(i..).unwrap_or_default().to_vec();
+                self.shared
+                    .unsynced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .extend(rest);
+                return Err(crate::error::Error::io(path, e));
+            }
+            self.shared.data_syncs.fetch_add(1, Ordering::Relaxed);
+        }
+        Ok(())
+    }
+
+    fn commit_inner(&self, batch: Batch, durable: bool) -> Result<Vec<Applied>> {
         if batch.is_empty() {
             return Ok(Vec::new());
         }
         // Writers take turns; readers only wait for the final swap, not for the fsyncs.
         let _writer = self.writer_lock();
+        if durable {
+            // a durable commit makes every earlier lazy one durable too: their bytes first
+            self.sync_unsynced()?;
+        }
         let rtx = self.begin_read()?;
         let nodes_table = rtx.open_table(NODES).map_err(db_err)?;
         let mut staged: HashMap<[u8; 32], Staged> = HashMap::new();
@@ -450,15 +509,33 @@ impl Store {
                 continue;
             }
             let len = st.pending.len() as u64;
-            st.journaled = self.shared.options.journal_small_batches
+            st.journaled = durable
+                && self.shared.options.journal_small_batches
                 && st.pending.len() <= JOURNAL_BATCH
                 && st.core.meta.journal_bytes.saturating_add(len) <= JOURNAL_CAP;
             let f = &st.core.file;
             f.write_all_at(&st.pending, st.committed_end)
-                .and_then(|_| if st.journaled { Ok(()) } else { f.sync_data() })
+                .and_then(|_| {
+                    if st.journaled || !durable {
+                        Ok(())
+                    } else {
+                        f.sync_data()
+                    }
+                })
                 .map_err(|e| crate::error::Error::io(&st.core.path, e))?;
             if st.journaled {
                 st.core.meta.journal_bytes += len;
+            } else if !durable {
+                // synced (and the journal dropped) by the flush that makes this durable
+                let mut unsynced = self
+                    .shared
+                    .unsynced
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner());
+                if !unsynced.iter().any(|(p, _)| *p == st.core.path) {
+                    unsynced.push((st.core.path.clone(), st.core.file.clone()));
+                }
+                st.core.meta.journal_bytes = 0;
             } else {
                 self.shared.data_syncs.fetch_add(1, Ordering::Relaxed);
                 st.core.meta.journal_bytes = 0;
@@ -466,7 +543,10 @@ impl Store {
             st.core.meta.data_end = st.committed_end + len;
         }
         // 2. one transaction for every core's nodes, block locations and metadata
-        let wtx = self.begin_write()?;
+        let mut wtx = self.begin_write()?;
+        if !durable {
+            wtx.set_durability(redb::Durability::None);
+        }
         {
             let mut nodes = wtx.open_table(NODES).map_err(db_err)?;
             let mut blocks = wtx.open_table(BLOCKS).map_err(db_err)?;
@@ -514,6 +594,7 @@ impl Store {
             .map_err(db_err)
             .inspect_err(|e| self.note_failure(e))?;
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        self.shared.lazy_pending.store(!durable, Ordering::Release);
         // 3. only now does memory change
         let mut state = self.lock();
         for (key, st) in staged {

@@ -199,6 +199,12 @@ pub(crate) struct Shared {
     pub writer: Mutex<()>,
     pub commits: AtomicU64,
     pub data_syncs: AtomicU64,
+    /// Data files written by lazy commits ([`Store::commit_lazy`]) and not yet fdatasync'ed:
+    /// synced by the next durable commit or [`Store::flush`], before redb makes anything
+    /// that points into them durable.
+    pub unsynced: Mutex<Vec<(PathBuf, Arc<File>)>>,
+    /// A lazy commit happened since the last durable one.
+    pub lazy_pending: AtomicBool,
 }
 
 /// One data folder of cores. Cheap to clone; safe to share between threads.
@@ -559,6 +565,15 @@ impl Store {
         let mut b = Batch::new();
         b.apply(*key, proof);
         single(self.commit(b)?)
+    }
+
+    /// Verifies and applies a proof like [`Store::apply_proof`], visible to readers at once
+    /// but durable only at the next [`Store::flush`] (or durable commit): a replication
+    /// session applying many proofs in a row pays one fsync per burst instead of one each.
+    pub fn apply_proof_lazy(&self, key: &[u8; 32], proof: Proof) -> Result<Applied> {
+        let mut b = Batch::new();
+        b.apply(*key, proof);
+        single(self.commit_lazy(b)?)
     }
 }
 

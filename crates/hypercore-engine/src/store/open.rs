@@ -317,6 +317,8 @@ pub(crate) fn open(dir: &Path, options: super::StoreOptions) -> Result<(Shared, 
         writer: Mutex::new(()),
         commits: AtomicU64::new(0),
         data_syncs: AtomicU64::new(0),
+        unsynced: Mutex::new(Vec::new()),
+        lazy_pending: std::sync::atomic::AtomicBool::new(false),
     };
     Ok((shared, report))
 }

@@ -20,17 +20,17 @@ impl Session {
                 id,
                 handshake,
             } => self.on_remote_open(remote_id, &protocol, id, handshake),
-            MuxMessage::Reject { local_id } => {
-                let unpaired = self
-                    .channels
-                    .get(&local_id)
-                    .is_some_and(|c| c.remote_id.is_none());
-                if unpaired {
+            MuxMessage::Reject { local_id } => match self.channels.get(&local_id) {
+                Some(c) if c.remote_id.is_none() => {
                     self.close_channel(local_id, ChannelCloseReason::Rejected, false);
-                } else {
+                }
+                Some(_) => {
                     self.closed = Some(CloseReason::ProtocolViolation("invalid reject"));
                 }
-            }
+                // A reject that crossed our close of that channel (a core removed while its
+                // open was on the way): late, like messages for a closed channel.
+                None => {}
+            },
             MuxMessage::Close { remote_id } => match self.remote.remove(&remote_id) {
                 Some(RemoteSlot::Paired(local_id)) => {
                     self.close_channel(local_id, ChannelCloseReason::RemoteClosed, false);

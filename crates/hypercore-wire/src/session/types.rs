@@ -170,7 +170,7 @@ pub enum Event {
         /// How many.
         count: usize,
     },
-    /// The store failed (our side); downloading on this channel is paused.
+    /// The store failed (our side); downloading on this channel pauses until the next timer tick.
     StoreFailed {
         /// The core's key.
         key: [u8; 32],

@@ -149,11 +149,14 @@ impl Channel {
         }
     }
 
-    /// The session's periodic timer: requests still unanswered after two ticks are cancelled
-    /// and asked again (from this peer or, once the application adds the core elsewhere, from
-    /// others). Wants may be sent again.
+    /// The session's periodic timer: requests still unanswered after two ticks, with no answer
+    /// to any request of this channel during the last tick, are cancelled and asked again (from
+    /// this peer or, once the application adds the core elsewhere, from others). Wants may be
+    /// sent again.
     pub fn on_timer(&mut self, ctx: &mut Ctx<'_>) {
         self.generation += 1;
+        // a store failure (ours: disk full) pauses fetching until the next tick
+        self.paused = false;
         let stale: Vec<(u64, Inflight)> = self
             .inflight
             .iter()
@@ -164,7 +167,7 @@ impl Channel {
         // Rescan from the first missing block: blocks skipped because another connection had
         // them in flight may have been released since.
         self.cursor = self.cursor.min(self.store.info().contiguous_length);
-        if stale.is_empty() {
+        if std::mem::take(&mut self.answered) || stale.is_empty() {
             self.fetch(ctx);
             return;
         }

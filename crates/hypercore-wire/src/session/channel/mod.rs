@@ -71,6 +71,10 @@ pub(crate) struct Channel {
     inflight: HashMap<u64, (Inflight, u64)>,
     /// [`Channel::on_timer`] calls so far.
     generation: u64,
+    /// An answer (data or noData) to one of our requests arrived since the last timer tick:
+    /// the remote is working through them, so none has timed out (on a slow, lossy link
+    /// cancelling and asking again would throw away answers already on the way, forever).
+    answered: bool,
     /// Want batches sent (start of each 2^21-block batch).
     wants_sent: HashSet<u64>,
     requested: HashSet<u64>,
@@ -116,6 +120,7 @@ impl Channel {
             serving: VecDeque::new(),
             inflight: HashMap::new(),
             generation: 0,
+            answered: false,
             wants_sent: HashSet::new(),
             requested: HashSet::new(),
             upgrade_inflight: false,
@@ -273,6 +278,7 @@ impl Channel {
         let Some((what, _)) = self.inflight.remove(&d.request) else {
             return Ok(()); // unsolicited or cancelled: ignored, as Node does without push
         };
+        self.answered = true;
         let result = self.on_answer(ctx, what, d);
         self.forget(what);
         if result.is_ok() {
@@ -361,6 +367,7 @@ impl Channel {
         let Some((what, _)) = self.inflight.remove(&n.request) else {
             return;
         };
+        self.answered = true;
         self.forget(what);
         match what {
             // The remote does not have it after all: do not ask it again until it says so.

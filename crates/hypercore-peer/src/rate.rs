@@ -1,13 +1,13 @@
-//! A token bucket (`RateBudget`) that paces what a peer may do: streams opened per second
-//! on a connection. Pure (the caller passes the time), so it is tested without a clock.
-//! Kept over `governor`: thirty lines against a crate with its own clock abstraction.
+//! A token bucket ([`RateBudget`]) that paces what a remote may do: channel opens we refuse,
+//! per second on a connection. Pure (the caller passes the time), so it is tested without a
+//! clock. Kept over `governor`: thirty lines against a crate with its own clock abstraction.
 
 use std::time::Instant;
 
 /// `take` succeeds while the peer stays within a burst of `burst` and a sustained `rate`
 /// per second.
 #[derive(Debug, Clone, Copy)]
-pub struct RateBudget {
+pub(crate) struct RateBudget {
     tokens: f64,
     burst: f64,
     rate: f64,
@@ -15,7 +15,7 @@ pub struct RateBudget {
 }
 
 impl RateBudget {
-    pub fn new(burst: f64, rate: f64, now: Instant) -> RateBudget {
+    pub(crate) fn new(burst: f64, rate: f64, now: Instant) -> RateBudget {
         RateBudget {
             tokens: burst,
             burst,
@@ -24,7 +24,7 @@ impl RateBudget {
         }
     }
 
-    pub fn take(&mut self, now: Instant) -> bool {
+    pub(crate) fn take(&mut self, now: Instant) -> bool {
         let elapsed = now.saturating_duration_since(self.last).as_secs_f64();
         self.last = now;
         self.tokens = (self.tokens + elapsed * self.rate).min(self.burst);

@@ -1,5 +1,0 @@
-#![no_main]
-libfuzzer_sys::fuzz_target!(|data: &[u8]| dat_mirror_fuzz::run(
-    dat_mirror::fuzzing::wire_proof,
-    data
-));
