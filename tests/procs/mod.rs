@@ -51,7 +51,11 @@ pub fn command(netns: Option<&str>, home: &Path) -> Command {
     }
     c.envs(NO_DISCOVERY)
         .env("HOME", home)
-        .env("RUST_LOG", "dat_mirror=info,warn")
+        // TEST_DAEMON_LOG: the daemons' RUST_LOG, to diagnose a failure.
+        .env(
+            "RUST_LOG",
+            std::env::var("TEST_DAEMON_LOG").unwrap_or_else(|_| "dat_mirror=info,warn".into()),
+        )
         .stdin(Stdio::null());
     c
 }
