@@ -289,6 +289,16 @@ async fn a_connection_that_dies_with_requests_in_flight_leaves_its_blocks_to_oth
     };
     let victim = Peer::new(Store::open(v_dir.path()).unwrap(), slow.clone());
     victim.add_core(key, true).unwrap();
+    // The victim knows the length already (the signed tree), so it asks for blocks at once.
+    let upgrade = hypercore_engine::Request {
+        upgrade: Some(hypercore_engine::RequestUpgrade {
+            start: 0,
+            length: 40,
+        }),
+        ..Default::default()
+    };
+    let proof = a_store.create_proof(&key, &upgrade).unwrap();
+    victim.store().apply_proof(&key, proof).unwrap();
 
     let (x, y) = pipe(7);
     let asked = Arc::new(AtomicUsize::new(0));

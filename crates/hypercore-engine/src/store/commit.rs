@@ -407,6 +407,15 @@ impl Store {
         super::guarded(|| self.commit_inner(batch, false)).inspect_err(|e| self.note_failure(e))
     }
 
+    /// Verifies and applies a proof like [`Store::apply_proof`], visible to readers at once
+    /// but durable only at the next [`Store::flush`] (or durable commit): a replication
+    /// session applying many proofs in a row pays one fsync per burst instead of one each.
+    pub fn apply_proof_lazy(&self, key: &[u8; 32], proof: Proof) -> Result<Applied> {
+        let mut b = Batch::new();
+        b.apply(*key, proof);
+        super::single(self.commit_lazy(b)?)
+    }
+
     /// Makes every lazy commit durable: fdatasync of the data files they wrote, then one
     /// durable redb commit. Nothing to do (no fsync) when there were none.
     pub fn flush(&self) -> Result<()> {

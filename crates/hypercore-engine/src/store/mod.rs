@@ -566,18 +566,9 @@ impl Store {
         b.apply(*key, proof);
         single(self.commit(b)?)
     }
-
-    /// Verifies and applies a proof like [`Store::apply_proof`], visible to readers at once
-    /// but durable only at the next [`Store::flush`] (or durable commit): a replication
-    /// session applying many proofs in a row pays one fsync per burst instead of one each.
-    pub fn apply_proof_lazy(&self, key: &[u8; 32], proof: Proof) -> Result<Applied> {
-        let mut b = Batch::new();
-        b.apply(*key, proof);
-        single(self.commit_lazy(b)?)
-    }
 }
 
-fn single(mut out: Vec<Applied>) -> Result<Applied> {
+pub(crate) fn single(mut out: Vec<Applied>) -> Result<Applied> {
     match out.pop() {
         Some(a) => Ok(a),
         None => Err(Error::Db("empty batch outcome".into())),
