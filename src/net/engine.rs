@@ -51,6 +51,8 @@ pub const STREAM_PREFACE: &[u8; 16] = b"dat-mirror/hc/1\n";
 pub const MAX_FRAME: usize = 8 << 20;
 /// Channels one connection may have open (and channel opens refused in a burst).
 pub const MAX_CHANNELS: usize = 1 << 16;
+/// Timer ticks ([`RETRY_STORAGE`] each) before an unanswered request is asked again.
+const REQUEST_TIMEOUT_TICKS: u64 = 20;
 /// How long a peer has to open the replication stream after connecting.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// When storing a core fails here (disk full), fetching it resumes after this long (the
@@ -197,6 +199,9 @@ impl Engine {
                 // fetching a thousand sites opens them on each connection): room for that,
                 // still a bound.
                 max_channels: MAX_CHANNELS,
+                // QUIC delivers every answer (or closes the connection): a request is given
+                // up only after a minute of silence, not after two ticks of a slow link.
+                request_timeout_ticks: REQUEST_TIMEOUT_TICKS,
                 ..Limits::default()
             },
             refusal_burst: MAX_CHANNELS as f64,

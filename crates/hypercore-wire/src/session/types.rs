@@ -26,6 +26,10 @@ pub struct Limits {
     pub max_output_bytes: usize,
     /// Largest bitfield answered for one `want`, in blocks.
     pub max_want_blocks: u64,
+    /// Timer ticks a request of ours may stay unanswered (with no other answer arriving)
+    /// before it is cancelled and asked again. Over a slow, lossy link answers already on
+    /// the way are thrown away by a cancel: give such links room.
+    pub request_timeout_ticks: u64,
 }
 
 impl Default for Limits {
@@ -41,6 +45,7 @@ impl Default for Limits {
             max_invalid_requests: 64,
             max_output_bytes: 64 << 20,
             max_want_blocks: 1 << 21,
+            request_timeout_ticks: 2,
         }
     }
 }

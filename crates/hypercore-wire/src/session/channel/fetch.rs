@@ -149,7 +149,8 @@ impl Channel {
         }
     }
 
-    /// The session's periodic timer: requests still unanswered after two ticks, with no answer
+    /// The session's periodic timer: requests still unanswered after
+    /// [`Limits::request_timeout_ticks`](crate::session::Limits) ticks, with no answer
     /// to any request of this channel during the last tick, are cancelled and asked again (from
     /// this peer or, once the application adds the core elsewhere, from others). Wants may be
     /// sent again.
@@ -160,7 +161,9 @@ impl Channel {
         let stale: Vec<(u64, Inflight)> = self
             .inflight
             .iter()
-            .filter(|(_, (_, g))| g.saturating_add(2) <= self.generation)
+            .filter(|(_, (_, g))| {
+                g.saturating_add(ctx.limits.request_timeout_ticks.max(1)) <= self.generation
+            })
             .map(|(id, (what, _))| (*id, *what))
             .collect();
         self.wants_sent.clear();
