@@ -52,7 +52,7 @@ pub const MAX_FRAME: usize = 8 << 20;
 /// Channels one connection may have open (and channel opens refused in a burst).
 pub const MAX_CHANNELS: usize = 1 << 16;
 /// Timer ticks ([`RETRY_STORAGE`] each) before an unanswered request is asked again.
-const REQUEST_TIMEOUT_TICKS: u64 = 5;
+const REQUEST_TIMEOUT_TICKS: u64 = 20;
 /// How long a peer has to open the replication stream after connecting.
 const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// When storing a core fails here (disk full), fetching it resumes after this long (the

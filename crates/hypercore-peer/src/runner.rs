@@ -209,6 +209,14 @@ impl Conn {
     }
 
     fn on_timer(&mut self) {
+        if self.session.inflight() > 0 || self.session.queued_requests() > 0 {
+            tracing::trace!(
+                conn = self.id,
+                "session at tick {}:\n{}",
+                self.ticks,
+                self.session.describe()
+            );
+        }
         self.session.on_timer();
         self.ticks += 1;
         let due: Vec<[u8; 32]> = self
@@ -370,7 +378,7 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
             msg = in_rx.recv() => {
                 // This frame and those queued behind it, then one flush (in `events`).
                 let mut msg = msg;
-                for _ in 0..FRAMES_PER_TURN {
+                for turn in 1..=FRAMES_PER_TURN {
                     match msg {
                         Some(Ok(frame)) => {
                             if let Err(reason) = conn.frame(&frame) {
@@ -386,7 +394,9 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
                             break 'run ("remote closed".into(), false);
                         }
                     }
-                    if conn.session.close_reason().is_some() {
+                    // Take the next frame only if this turn will handle it (a frame taken
+                    // and not handled would be lost: its request never answered).
+                    if conn.session.close_reason().is_some() || turn == FRAMES_PER_TURN {
                         break;
                     }
                     msg = match in_rx.try_recv() {

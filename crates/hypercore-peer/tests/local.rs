@@ -332,3 +332,33 @@ async fn a_connection_that_dies_with_requests_in_flight_leaves_its_blocks_to_oth
     g.abort();
     v.abort();
 }
+
+/// Every frame that arrives is handled, however many arrive together: a burst longer than
+/// what the runner handles in one turn loses nothing (before the fix the frame after every
+/// 64th was taken off the queue and dropped, and its request waited for the timer).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bursts_of_answers_lose_no_frame() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let blocks = 3000;
+    let (a_store, key) = writer(a_dir.path(), 0);
+    let small: Vec<Vec<u8>> = (0..blocks).map(|i| format!("{i}").into_bytes()).collect();
+    a_store.append(&key, small).unwrap();
+    // A timer far beyond the test: a lost answer is never asked again.
+    let slow = PeerConfig {
+        timer: Duration::from_secs(600),
+        frame_queue: 512,
+        ..PeerConfig::default()
+    };
+    let a = Peer::new(a_store, slow.clone());
+    a.add_core(key, false).unwrap();
+    let b = Peer::new(Store::open(b_dir.path()).unwrap(), slow);
+    b.add_core(key, true).unwrap();
+    let (x, y) = pipe(9);
+    let (ta, tb) = (a.spawn(x), b.spawn(y));
+    let got = b
+        .wait_complete(&key, blocks as u64, Duration::from_secs(60))
+        .await;
+    ta.abort();
+    tb.abort();
+    assert_eq!(got.unwrap(), blocks as u64);
+}

@@ -135,6 +135,23 @@ impl Session {
         self.queued_total
     }
 
+    /// A line per channel and per undecided remote open, for traces of a stalled replication.
+    pub fn describe(&self) -> String {
+        let mut lines: Vec<String> = self.channels.values().map(Channel::describe).collect();
+        lines.sort();
+        for (dk, p) in &self.pending {
+            lines.push(format!(
+                "pending open {:02x}{:02x} remote {} ({} messages held)",
+                dk[0],
+                dk[1],
+                p.remote_id,
+                p.buffered.len()
+            ));
+        }
+        lines.push(format!("output {} bytes", self.out.bytes()));
+        lines.join("\n")
+    }
+
     /// Closes the session (the application is closing the connection).
     pub fn close(&mut self) {
         self.closed.get_or_insert(CloseReason::Local);

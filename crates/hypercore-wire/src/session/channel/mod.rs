@@ -518,6 +518,43 @@ impl Channel {
     }
 
     /// Drops queued requests (the channel is closing); returns how many.
+    /// One line of this channel's state, for traces of a stalled replication.
+    pub fn describe(&self) -> String {
+        let info = self.store.info();
+        let mut inflight: Vec<String> = self
+            .inflight
+            .iter()
+            .map(|(id, (what, g))| match what {
+                Inflight::Block(i) => format!("#{id}:b{i}@{g}"),
+                Inflight::Upgrade => format!("#{id}:up@{g}"),
+            })
+            .collect();
+        inflight.sort();
+        format!(
+            "core {:02x}{:02x} local {} remote {:?} open {} dl {} paused {} gen {} | ours len {} contig {} | \
+             remote synced {} len {} acked {} contig {} upgrade {} uploading {} | serving {} | \
+             inflight [{}]",
+            self.key[0],
+            self.key[1],
+            self.local_id,
+            self.remote_id,
+            self.opened,
+            self.download,
+            self.paused,
+            self.generation,
+            info.length,
+            info.contiguous_length,
+            self.remote.synced,
+            self.remote.length,
+            self.remote.length_acked,
+            self.remote.contiguous,
+            self.remote.can_upgrade,
+            self.remote.uploading,
+            self.serving.len(),
+            inflight.join(" ")
+        )
+    }
+
     pub fn drain_queue(&mut self) -> usize {
         let n = self.serving.len();
         self.serving.clear();
