@@ -6,6 +6,7 @@ mod common;
 
 use common::fake::{block, Fake};
 use common::pair::{pair, pump, step, Peer, HH};
+use hypercore_wire::caps;
 use hypercore_wire::session::{ChannelCloseReason, Event, Limits, Session};
 
 fn caught_up(p: &Peer, core: &Fake) -> Option<u64> {
@@ -298,4 +299,50 @@ fn extension_messages_reach_the_other_side() {
         e,
         Event::Extension { name, message, .. } if name == "hello" && message == b"world"
     )));
+}
+
+/// A core removed while the remote's answer to its open is on the way, and another opened at
+/// once: the late answer names a closed channel (ignored), never the new one. Before channel
+/// ids were quarantined, the freed id was reused at once and the new open named an id the
+/// remote still held as undecided: a protocol violation that closed the connection.
+#[test]
+fn a_core_removed_and_another_opened_before_the_answer_closes_nothing() {
+    let (x_seed, x_read) = (Fake::new(40, 5, 0..5), Fake::new(40, 0, []));
+    let (y_seed, y_read) = (Fake::new(41, 5, 0..5), Fake::new(41, 0, []));
+    let (mut a, mut b) = pair();
+    a.know(&x_seed, false);
+    a.know(&y_seed, false);
+    // b opens X; a accepts it (its open and sync are queued, not yet sent).
+    b.open(&x_read, true);
+    step(&mut b, &mut a);
+    // b drops X before a's answer arrives and opens Y right away.
+    b.s.remove_core(&x_read.key());
+    b.cores.remove(&caps::discovery_key(&x_read.key()));
+    b.open(&y_read, true);
+    step(&mut b, &mut a); // a: X closed by the remote, Y accepted
+    pump(&mut a, &mut b);
+    assert_eq!(a.closed, None);
+    assert_eq!(b.closed, None);
+    assert_eq!(y_read.lock().blocks.len(), 5);
+    assert_eq!(x_read.lock().blocks.len(), 0);
+}
+
+/// A reject naming a channel the remote already paired (an answer that crossed an id reuse on
+/// a Node peer) is late, not hostile: the channel stays open.
+#[test]
+fn a_late_reject_of_a_paired_channel_is_ignored() {
+    let seeder = Fake::new(42, 5, 0..5);
+    let reader = Fake::new(42, 0, []);
+    let (mut a, mut b) = pair();
+    a.open(&seeder, false);
+    b.open(&reader, true);
+    pump(&mut a, &mut b);
+    assert_eq!(a.s.channel_count(), 1);
+    a.s.handle_frame(&hypercore_wire::mux::encode_reject(1))
+        .expect("a late reject is not a violation");
+    assert_eq!(a.s.channel_count(), 1);
+    seeder.append(3);
+    a.s.core_updated(&seeder.key());
+    pump(&mut a, &mut b);
+    assert_eq!(reader.lock().blocks.len(), 8);
 }

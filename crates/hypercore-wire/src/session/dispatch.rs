@@ -24,9 +24,10 @@ impl Session {
                 Some(c) if c.remote_id.is_none() => {
                     self.close_channel(local_id, ChannelCloseReason::Rejected, false);
                 }
-                Some(_) => {
-                    self.closed = Some(CloseReason::ProtocolViolation("invalid reject"));
-                }
+                // A reject of a channel the remote already paired: an answer to an earlier
+                // open of this id that crossed the remote's close of it (Node reuses ids at
+                // once). Late, like messages for a closed channel.
+                Some(_) => {}
                 // A reject that crossed our close of that channel (a core removed while its
                 // open was on the way): late, like messages for a closed channel.
                 None => {}
@@ -192,7 +193,7 @@ impl Session {
         if let Some(remote_id) = ch.remote_id {
             self.remote.remove(&remote_id);
             // Paired: both sides free the id once the close is through (as protomux does).
-            self.free_ids.insert(local_id);
+            self.free_ids.push_back(local_id);
         }
         self.events.push_back(Event::ChannelClosed {
             key: ch.key,

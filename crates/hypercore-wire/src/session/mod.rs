@@ -21,7 +21,7 @@ use crate::mux::decode_frame;
 use crate::store::CoreStore;
 use channel::{Channel, Ctx};
 use output::Output;
-use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::collections::{HashMap, VecDeque};
 use thiserror::Error;
 
 /// Misuse of the session API.
@@ -59,6 +59,15 @@ pub struct CoreOptions {
     pub download: bool,
 }
 
+/// Channel ids freed after this many others before one is reused. A closed channel's id may
+/// still be named by messages on the way: when the remote closes a channel we accepted, it may
+/// not have seen our open yet and will answer it (with a reject, or an open of its own) after
+/// we freed the id. Reused at once (as protomux does), that answer lands on the new channel:
+/// a reject of a paired channel, or an open naming an id the remote still holds as
+/// undecided — both protocol violations, seen when a laptop toggled sites faster than a round
+/// trip. Fresh ids for a while make such late answers name a closed channel (ignored).
+const ID_QUARANTINE: usize = 64;
+
 /// A remote channel we have not decided on yet.
 struct PendingOpen {
     remote_id: u64,
@@ -80,7 +89,9 @@ pub struct Session {
     remote_table_len: u64,
     pending: HashMap<[u8; 32], PendingOpen>,
     buffered_bytes: usize,
-    free_ids: BTreeSet<u64>,
+    /// Our channel ids freed by closes, oldest first; reused only after [`ID_QUARANTINE`]
+    /// others were freed (see there).
+    free_ids: VecDeque<u64>,
     next_local_id: u64,
     next_request_id: u64,
     queued_total: usize,
@@ -104,7 +115,7 @@ impl Session {
             remote_table_len: 0,
             pending: HashMap::new(),
             buffered_bytes: 0,
-            free_ids: BTreeSet::new(),
+            free_ids: VecDeque::new(),
             next_local_id: 1,
             next_request_id: 1,
             queued_total: 0,
@@ -189,7 +200,12 @@ impl Session {
         {
             return Err(SessionError::TooManyChannels);
         }
-        let local_id = match self.free_ids.pop_first() {
+        let reused = if self.free_ids.len() > ID_QUARANTINE {
+            self.free_ids.pop_front()
+        } else {
+            None
+        };
+        let local_id = match reused {
             Some(id) => id,
             None => {
                 let id = self.next_local_id;
