@@ -231,7 +231,17 @@ impl Rng {
 
 /// Polls `check` every 50 ms until it returns `Some`, or panics after `timeout` saying what
 /// it waited for. A hang guard, not a speed assertion.
-pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Option<T>) -> T {
+pub fn wait_for<T>(what: &str, timeout: Duration, check: impl FnMut() -> Option<T>) -> T {
+    wait_for_every(what, timeout, Duration::from_millis(50), check)
+}
+
+/// Like [`wait_for`], checking every `every`.
+pub fn wait_for_every<T>(
+    what: &str,
+    timeout: Duration,
+    every: Duration,
+    mut check: impl FnMut() -> Option<T>,
+) -> T {
     let deadline = Instant::now() + timeout;
     loop {
         if let Some(v) = check() {
@@ -240,7 +250,7 @@ pub fn wait_for<T>(what: &str, timeout: Duration, mut check: impl FnMut() -> Opt
         if Instant::now() > deadline {
             panic!("timed out after {timeout:?} waiting for {what}");
         }
-        std::thread::sleep(Duration::from_millis(50));
+        std::thread::sleep(every);
     }
 }
 
