@@ -362,3 +362,75 @@ async fn bursts_of_answers_lose_no_frame() {
     tb.abort();
     assert_eq!(got.unwrap(), blocks as u64);
 }
+
+/// A one-block append reaches a connected replica in one request (the block rides on the
+/// upgrade, as Node asks for a block past its length) and one stored proof: the delivered
+/// path of a command or an acknowledgement.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_one_block_append_costs_the_replica_one_request_and_one_commit() {
+    let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let (a_store, key) = writer(a_dir.path(), 3);
+    let slow = PeerConfig {
+        timer: Duration::from_secs(600),
+        ..PeerConfig::default()
+    };
+    let a = Peer::new(a_store, slow.clone());
+    a.add_core(key, false).unwrap();
+    let b = Peer::new(Store::open(b_dir.path()).unwrap(), slow);
+    b.add_core(key, true).unwrap();
+    let (x, y) = pipe(10);
+    let (ta, tb) = (a.spawn(x), b.spawn(y));
+    b.wait_complete(&key, 3, Duration::from_secs(20))
+        .await
+        .unwrap();
+    for n in 4..=8u64 {
+        let before = b.store().stats();
+        let mut events = a.subscribe();
+        let mut b_events = b.subscribe();
+        a.append(&key, vec![format!("entry {n}").into_bytes()])
+            .unwrap();
+        // Told once the block is durable (the runner flushes before its events go out).
+        tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Ok(hypercore_peer::PeerEvent::Session {
+                    event: hypercore_wire::session::Event::Downloaded { index, .. },
+                    ..
+                }) = b_events.recv().await
+                {
+                    if index == n - 1 {
+                        return;
+                    }
+                }
+            }
+        })
+        .await
+        .expect("the replica stores the appended block");
+        let after = b.store().stats();
+        eprintln!("append {n}: {before:?} -> {after:?}");
+        // one proof committed (lazily) and made durable by one flush
+        assert_eq!(
+            after.commits - before.commits,
+            2,
+            "append {n}: one stored proof"
+        );
+        assert_eq!(
+            after.data_syncs - before.data_syncs,
+            1,
+            "append {n}: one fdatasync"
+        );
+        let mut uploads = 0;
+        while let Ok(e) = events.try_recv() {
+            if let hypercore_peer::PeerEvent::Session {
+                event: hypercore_wire::session::Event::Uploaded { index, .. },
+                ..
+            } = e
+            {
+                assert_eq!(index, n - 1);
+                uploads += 1;
+            }
+        }
+        assert_eq!(uploads, 1, "append {n}: the block was served once");
+    }
+    ta.abort();
+    tb.abort();
+}

@@ -51,13 +51,36 @@ impl Channel {
         {
             let id = Self::new_id(ctx);
             self.upgrade_inflight = true;
-            self.inflight
-                .insert(id, (Inflight::Upgrade, self.generation));
+            // The first block past our length rides on the upgrade (as Node asks for a block
+            // beyond its length): a one-block append — a command, an acknowledgement — costs
+            // one round trip and one stored proof, not two.
+            let first = info.length;
+            let block = if self.remote_has(first)
+                && !self.store.has(first)
+                && !self.requested.contains(&first)
+                && self.store.try_claim(first)
+            {
+                self.requested.insert(first);
+                Some(RequestBlock {
+                    index: first,
+                    nodes: self.store.missing_nodes(first),
+                })
+            } else {
+                None
+            };
+            self.inflight.insert(
+                id,
+                (
+                    Inflight::Upgrade(block.as_ref().map(|b| b.index)),
+                    self.generation,
+                ),
+            );
             self.send(
                 ctx,
                 Message::Request(Request {
                     id,
                     fork: self.remote.fork,
+                    block,
                     upgrade: Some(RequestUpgrade {
                         start: info.length,
                         length: self.remote.length - info.length,
@@ -177,7 +200,7 @@ impl Channel {
         for (id, what) in &stale {
             self.inflight.remove(id);
             self.forget(*what);
-            if let Inflight::Block(i) = what {
+            if let Inflight::Block(i) | Inflight::Upgrade(Some(i)) = what {
                 self.cursor = self.cursor.min(*i);
             }
             self.send(ctx, Message::Cancel(Cancel { request: *id }));

@@ -53,7 +53,8 @@ struct Remote {
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 enum Inflight {
     Block(u64),
-    Upgrade,
+    /// An upgrade, with the first block past our length when the remote has it.
+    Upgrade(Option<u64>),
 }
 
 /// One core's channel.
@@ -189,10 +190,12 @@ impl Channel {
         if !self.opened {
             return;
         }
+        // What we hold first, then the new length: a peer that hears the length already
+        // knows the new blocks are here and asks for the first with the upgrade.
+        self.announce_contiguous(ctx);
         if self.store.info().length != self.announced_length {
             self.send_sync(ctx);
         }
-        self.announce_contiguous(ctx);
         self.fetch(ctx);
     }
 
@@ -288,15 +291,17 @@ impl Channel {
     }
 
     fn on_answer(&mut self, ctx: &mut Ctx<'_>, what: Inflight, d: Data) -> Result<(), Fault> {
-        if what == Inflight::Upgrade {
+        if let Inflight::Upgrade(_) = what {
             self.upgrade_inflight = false;
         }
+        let block_is = |i: u64| d.block.as_ref().is_some_and(|b| b.index == i);
         let matches = match what {
-            Inflight::Block(i) => d.block.as_ref().is_some_and(|b| b.index == i),
-            Inflight::Upgrade => d.upgrade.is_some(),
+            Inflight::Block(i) => block_is(i),
+            Inflight::Upgrade(None) => d.upgrade.is_some(),
+            Inflight::Upgrade(Some(i)) => d.upgrade.is_some() && block_is(i),
         };
         if !matches {
-            if let Inflight::Block(i) = what {
+            if let Inflight::Block(i) | Inflight::Upgrade(Some(i)) = what {
                 self.remote.ranges.remove(i, i.saturating_add(1));
             }
             return Ok(());
@@ -342,7 +347,14 @@ impl Channel {
                     self.store.release(i);
                 }
             }
-            Inflight::Upgrade => self.upgrade_inflight = false,
+            Inflight::Upgrade(block) => {
+                self.upgrade_inflight = false;
+                if let Some(i) = block {
+                    if self.requested.remove(&i) {
+                        self.store.release(i);
+                    }
+                }
+            }
         }
     }
 
@@ -372,9 +384,12 @@ impl Channel {
         match what {
             // The remote does not have it after all: do not ask it again until it says so.
             Inflight::Block(i) => self.remote.ranges.remove(i, i.saturating_add(1)),
-            Inflight::Upgrade => self.remote.can_upgrade = false,
+            // Either part may be what it lacks: the block is not asked with an upgrade
+            // again, and a plain upgrade refused next stops upgrading from this peer.
+            Inflight::Upgrade(Some(i)) => self.remote.ranges.remove(i, i.saturating_add(1)),
+            Inflight::Upgrade(None) => self.remote.can_upgrade = false,
         }
-        if let Inflight::Block(i) = what {
+        if let Inflight::Block(i) | Inflight::Upgrade(Some(i)) = what {
             if i < self.remote.contiguous {
                 self.remote.contiguous = i;
             }
@@ -526,7 +541,8 @@ impl Channel {
             .iter()
             .map(|(id, (what, g))| match what {
                 Inflight::Block(i) => format!("#{id}:b{i}@{g}"),
-                Inflight::Upgrade => format!("#{id}:up@{g}"),
+                Inflight::Upgrade(None) => format!("#{id}:up@{g}"),
+                Inflight::Upgrade(Some(i)) => format!("#{id}:up+b{i}@{g}"),
             })
             .collect();
         inflight.sort();
