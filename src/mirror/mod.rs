@@ -416,7 +416,11 @@ impl MirrorInner {
         Ok(())
     }
 
-    /// Applies live command-log entries one at a time: fold, reconcile, acknowledge.
+    /// Applies live command-log entries one at a time: fold, acknowledge, reconcile. The
+    /// acknowledgement does not wait for the site to start or its data to be deleted: the
+    /// command is durable in the log and folded, and a restart reconciles the set again
+    /// (starting sites, finishing journalled deletions), so nothing is acknowledged that a
+    /// crash could lose; the laptop sees `delivered` one site start sooner.
     async fn control(self: Arc<Self>, mut rx: mpsc::Receiver<LogEntry>) {
         let mut stalled: HashSet<(Key, u64)> = HashSet::new();
         while let Some(LogEntry { log, seq, entry }) = rx.recv().await {
@@ -428,8 +432,8 @@ impl MirrorInner {
                 Ok(cmd) => {
                     tracing::info!(log = %log.short(), seq, "command: {cmd:?}");
                     self.sites.lock().unwrap().set.apply(log, &cmd);
-                    self.reconcile().await;
                     self.status.record(StatusEvent::Ack { log, seq }).await;
+                    self.reconcile().await;
                 }
                 Err(EntryError::Undecodable(e)) => {
                     tracing::warn!(log = %log.short(), seq, "skipping a command entry: {e}");
