@@ -16,8 +16,7 @@
 //! the peer. What the engine did is published as [`ReplicationEvent`]s, so callers (and
 //! tests) can wait for the proof that an attempt happened instead of sleeping, and counted
 //! ([`ReplicationCounters`]) for `/metrics`. Proofs that arrive together are stored with one
-//! fsync (the peer crate's group commit: durable within 10 ms, or with the next durable
-//! commit of the store — an acknowledgement or status entry syncs what it speaks of first).
+//! fsync (the peer crate's lazy commits, flushed before anyone is told).
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};

@@ -124,8 +124,8 @@ impl CoreStore for EngineCore {
         }
     }
 
-    /// Verified and committed lazily: visible at once, durable at the connection's next
-    /// flush (a group commit, see `runner.rs`) or the store's next durable commit.
+    /// Verified and committed lazily: durable at the connection's next flush (after the
+    /// frames that arrived together), before anyone is told it is stored.
     fn apply(&mut self, data: &Data) -> Result<Applied, StoreError> {
         let block_bytes = data.block.as_ref().map_or(0, |b| b.value.len() as u64);
         self.hooks

@@ -1,6 +1,6 @@
 //! [`Hooks`]: what the application decides for a [`crate::Peer`] — which connection may
 //! replicate which core, which unregistered cores a remote may be served, whether there is
-//! room to store, and what to do once fetched data is stored. The defaults replicate every
+//! room to store, and what to do once stored data is durable. The defaults replicate every
 //! registered core with anyone and nothing else (a public seeder).
 
 use crate::io::LinkInfo;
@@ -27,9 +27,7 @@ pub trait Hooks: Send + Sync + 'static {
         Ok(())
     }
 
-    /// A connection stored fetched data in these cores: visible to readers now, durable
-    /// within a few milliseconds or with the store's next durable commit, whichever is first
-    /// (so whatever the application records durably about it implies it).
+    /// Data a connection fetched into these cores is now durable.
     fn stored(&self, _keys: &[[u8; 32]]) {}
 
     /// A remote announced `length` for core `key`.

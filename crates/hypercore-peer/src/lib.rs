@@ -8,7 +8,7 @@
 //! - [`Peer`] (`peer.rs`): the replicated cores and their connections; live updates reach every
 //!   connected peer; [`PeerEvent`]s report progress and hostile peers.
 //! - [`Hooks`] (`hooks.rs`): the application's decisions — who may replicate which core, room
-//!   to store, what to do once fetched data is stored.
+//!   to store, what to do once fetched data is durable.
 //! - [`FrameIo`] (`io.rs`): what a connection runs over — [`SwarmIo`] for a hyperswarm
 //!   connection, [`FramedIo`] for a length-framed byte stream (TCP, QUIC).
 //! - `runner.rs`: the async loop driving a session (reader and writer tasks, timer, control).

@@ -25,14 +25,9 @@ fn short(key: &[u8; 32]) -> String {
     hex::encode(key.get(..4).unwrap_or_default())
 }
 
-/// Frames handled in a row before the session's output and events get a turn.
+/// Frames handled in a row before the session's output, events and the store's flush get a
+/// turn: proofs that arrive together are made durable with one fsync.
 const FRAMES_PER_TURN: usize = 64;
-/// How long fetched data may stay committed but not yet durable (a group commit): proofs
-/// applied within this window are made durable by one flush, or sooner by any durable commit
-/// of the store (an acknowledgement, a status entry), which syncs them first. So the
-/// application hears of fetched data at once and nothing it records durably can outlive
-/// the data it speaks of; a power loss within the window loses only blocks fetched again.
-const FLUSH_DELAY: std::time::Duration = std::time::Duration::from_millis(10);
 /// A refused core is opened again after at most this many timer ticks.
 const MAX_RETRY_TICKS: u64 = 20;
 
@@ -49,8 +44,8 @@ struct Conn {
     rejected: HashMap<[u8; 32], (u32, u64)>,
     /// Timer ticks so far.
     ticks: u64,
-    /// When the proofs applied since the store's last flush are made durable.
-    flush_at: Option<tokio::time::Instant>,
+    /// Frames were handled since the store's last flush.
+    unflushed: bool,
     /// What refusing the remote's channel opens may still cost.
     refusals: RateBudget,
     hostile: Option<String>,
@@ -128,9 +123,9 @@ impl Conn {
     }
 
     /// Makes what this connection stored durable (one fsync for every proof applied since
-    /// the last time; nothing to do if a durable commit of the store did it meanwhile).
+    /// the last time), then tells the application and the other connections.
     fn flush(&mut self) {
-        if self.flush_at.take().is_none() {
+        if !std::mem::take(&mut self.unflushed) {
             return;
         }
         if let Err(e) = blocking(|| self.inner.store.flush()) {
@@ -141,6 +136,7 @@ impl Conn {
     }
 
     fn events(&mut self) {
+        self.flush();
         while let Some(event) = self.session.poll_event() {
             match &event {
                 Event::ChannelRequested { discovery_key } => self.channel_requested(discovery_key),
@@ -260,20 +256,11 @@ impl Conn {
 
     /// Handles one frame from the remote; `Err(reason)` closes the connection.
     fn frame(&mut self, frame: &[u8]) -> Result<(), String> {
-        self.flush_at
-            .get_or_insert_with(|| tokio::time::Instant::now() + FLUSH_DELAY);
+        self.unflushed = true;
         blocking(|| self.session.handle_frame(frame)).map_err(|reason| {
             self.events();
             reason.to_string()
         })
-    }
-}
-
-/// Sleeps until `at`, or forever without one.
-async fn sleep_until_some(at: Option<tokio::time::Instant>) {
-    match at {
-        Some(at) => tokio::time::sleep_until(at).await,
-        None => std::future::pending().await,
     }
 }
 
@@ -314,7 +301,7 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
         resolved: HashSet::new(),
         rejected: HashMap::new(),
         ticks: 0,
-        flush_at: None,
+        unflushed: false,
         refusals: RateBudget::new(
             inner.config.refusal_burst,
             inner.config.refusals_per_second,
@@ -389,7 +376,7 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
                 }
             }
             msg = in_rx.recv() => {
-                // This frame and those queued behind it.
+                // This frame and those queued behind it, then one flush (in `events`).
                 let mut msg = msg;
                 for turn in 1..=FRAMES_PER_TURN {
                     match msg {
@@ -426,7 +413,6 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
                 }
                 Err(_) => break ("the transport stopped sending".into(), false),
             },
-            () = sleep_until_some(conn.flush_at) => conn.flush(),
             _ = timer.tick() => conn.on_timer(),
         }
     };
