@@ -14,8 +14,7 @@ use std::sync::Arc;
 use common::*;
 use dat_mirror::model::command::Command;
 use dat_mirror::model::keys::Key;
-use dat_mirror::net::endpoint::NetworkConfig;
-use dat_mirror::net::endpoint::{self, Identity, PeerAddr};
+use dat_mirror::net::endpoint::PeerAddr;
 use dat_mirror::net::node::{Node, Policy, ReplicationEvent};
 use dat_mirror::store::CoreStore;
 use raw_peer::{raw_peer, Answer, RawPeer};
@@ -72,14 +71,7 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
 
     // A stranger: its own identity, paired with nobody, serving nothing.
     let stranger_dir = tmp.path().join("stranger");
-    let id = Identity::load_or_create(&stranger_dir).unwrap();
-    let ep = endpoint::bind_endpoint(
-        &id,
-        "127.0.0.1:0".parse().unwrap(),
-        &NetworkConfig::offline(),
-    )
-    .await
-    .unwrap();
+    let (_, ep) = common::loopback_endpoint(&stranger_dir).await;
     let store = Arc::new(CoreStore::new(&stranger_dir).unwrap());
     let stranger = Node::start(ep, store.clone(), Arc::new(Nothing));
 

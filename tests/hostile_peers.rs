@@ -11,8 +11,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 
 use dat_mirror::model::keys::Key;
-use dat_mirror::net::endpoint::NetworkConfig;
-use dat_mirror::net::endpoint::{self, Identity, PeerAddr, ALPN};
+use dat_mirror::net::endpoint::{PeerAddr, ALPN};
 use dat_mirror::net::engine::MAX_CHANNELS;
 use dat_mirror::net::node::{close_code, Node, Policy, ReplicationEvent};
 use dat_mirror::store::{Core, CoreStore};
@@ -43,14 +42,7 @@ struct Peer {
 
 async fn peer() -> Peer {
     let tmp = tempfile::tempdir().unwrap();
-    let id = Identity::load_or_create(&tmp.path().join("id")).unwrap();
-    let ep = endpoint::bind_endpoint(
-        &id,
-        "127.0.0.1:0".parse().unwrap(),
-        &NetworkConfig::offline(),
-    )
-    .await
-    .unwrap();
+    let (id, ep) = common::loopback_endpoint(&tmp.path().join("id")).await;
     let addr = PeerAddr {
         id: id.key(),
         addr: Some(ep.bound_sockets()[0]),
@@ -449,14 +441,7 @@ async fn absent_core_and_refusal_look_the_same_and_a_wrong_capability_is_hostile
         }
     }
     let tmp = tempfile::tempdir().unwrap();
-    let id = Identity::load_or_create(&tmp.path().join("id")).unwrap();
-    let ep = endpoint::bind_endpoint(
-        &id,
-        "127.0.0.1:0".parse().unwrap(),
-        &NetworkConfig::offline(),
-    )
-    .await
-    .unwrap();
+    let (id, ep) = common::loopback_endpoint(&tmp.path().join("id")).await;
     let addr = PeerAddr {
         id: id.key(),
         addr: Some(ep.bound_sockets()[0]),
@@ -526,14 +511,7 @@ async fn closing_peer(
     Arc<std::sync::atomic::AtomicUsize>,
 ) {
     let tmp = tempfile::tempdir().unwrap();
-    let id = Identity::load_or_create(tmp.path()).unwrap();
-    let ep = endpoint::bind_endpoint(
-        &id,
-        "127.0.0.1:0".parse().unwrap(),
-        &NetworkConfig::offline(),
-    )
-    .await
-    .unwrap();
+    let (id, ep) = common::loopback_endpoint(tmp.path()).await;
     ep.set_alpns(vec![ALPN.to_vec()]);
     let addr = PeerAddr {
         id: id.key(),

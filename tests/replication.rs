@@ -8,7 +8,7 @@ use std::sync::Arc;
 
 use common::*;
 use dat_mirror::model::keys::Key;
-use dat_mirror::net::endpoint::{self, Identity, NetworkConfig, PeerAddr};
+use dat_mirror::net::endpoint::{Identity, PeerAddr};
 use dat_mirror::net::node::{Node, Policy, ReplicationEvent};
 use dat_mirror::store::CoreStore;
 
@@ -21,15 +21,8 @@ impl Policy for Only {
 }
 
 async fn node(dir: &std::path::Path, policy: Only) -> (Arc<Node>, Arc<CoreStore>) {
-    let id = Identity::load_or_create(dir).unwrap();
+    let (_, ep) = common::loopback_endpoint(dir).await;
     let store = Arc::new(CoreStore::new(dir).unwrap());
-    let ep = endpoint::bind_endpoint(
-        &id,
-        "127.0.0.1:0".parse().unwrap(),
-        &NetworkConfig::offline(),
-    )
-    .await
-    .unwrap();
     (Node::start(ep, store.clone(), Arc::new(policy)), store)
 }
 

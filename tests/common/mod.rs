@@ -101,6 +101,20 @@ pub fn mirror_addr(m: &Mirror) -> PeerAddr {
     PeerAddr::new(m.key(), m.listen)
 }
 
+/// The identity kept in `dir` (made on first use) and an endpoint for it on 127.0.0.1 with
+/// every discovery route off.
+pub async fn loopback_endpoint(dir: &Path) -> (Identity, iroh::Endpoint) {
+    let id = Identity::load_or_create(dir).unwrap();
+    let ep = dat_mirror::net::endpoint::bind_endpoint(
+        &id,
+        "127.0.0.1:0".parse().unwrap(),
+        &NetworkConfig::offline(),
+    )
+    .await
+    .unwrap();
+    (id, ep)
+}
+
 pub fn node_id(data: &Path) -> Key {
     Identity::load_or_create(data).unwrap().key()
 }

@@ -6,7 +6,7 @@
 
 use dat_mirror::model::keys::Key;
 use dat_mirror::net::capability::EXPORTER_LABEL;
-use dat_mirror::net::endpoint::{self, Identity, NetworkConfig, PeerAddr, ALPN};
+use dat_mirror::net::endpoint::{PeerAddr, ALPN};
 use dat_mirror::net::node::STREAM_PREFACE;
 use hypercore_peer::{FrameIo, FramedIo, LinkInfo};
 use hypercore_wire::caps;
@@ -32,14 +32,7 @@ pub struct RawPeer {
 /// Dials `to` with a fresh identity and opens the replication stream.
 pub async fn raw_peer(to: &PeerAddr) -> RawPeer {
     let tmp = tempfile::tempdir().unwrap();
-    let id = Identity::load_or_create(tmp.path()).unwrap();
-    let ep = endpoint::bind_endpoint(
-        &id,
-        "127.0.0.1:0".parse().unwrap(),
-        &NetworkConfig::offline(),
-    )
-    .await
-    .unwrap();
+    let (id, ep) = crate::common::loopback_endpoint(tmp.path()).await;
     let conn = ep.connect(to.endpoint_addr().unwrap(), ALPN).await.unwrap();
     let (io, secret) = open_stream(&conn, to.id).await;
     RawPeer {
