@@ -88,6 +88,9 @@ struct NodePeer {
     child: Child,
     stdin: Option<ChildStdin>,
     lines: mpsc::Receiver<String>,
+    /// The child's TMPDIR (its hypercore's folder): removed after the child is killed,
+    /// which it cannot clean up itself.
+    _tmp: tempfile::TempDir,
 }
 
 impl Drop for NodePeer {
@@ -114,8 +117,10 @@ fn start_node(
     if let Some((s, e)) = clear {
         cmd.arg(format!("{s}-{e}"));
     }
+    let tmp = tempfile::tempdir().expect("temp dir");
     let mut child = cmd
         .current_dir(node::node_dir())
+        .env("TMPDIR", tmp.path())
         .stdin(Stdio::piped())
         .stdout(Stdio::piped())
         .spawn()
@@ -143,6 +148,7 @@ fn start_node(
             child,
             stdin,
             lines,
+            _tmp: tmp,
         },
         key,
     )

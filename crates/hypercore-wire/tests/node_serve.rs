@@ -87,7 +87,10 @@ fn serve_to_node(rust_is_initiator: bool) {
     let blocks = 200u64;
     let listener = TcpListener::bind("127.0.0.1:0").expect("bind");
     let port = listener.local_addr().expect("addr").port();
+    // The child's TMPDIR, removed when this test ends (the child is killed, not cleaned up).
+    let tmp = tempfile::tempdir().expect("temp dir");
     let mut child = Command::new("node")
+        .env("TMPDIR", tmp.path())
         .arg("serve.js")
         .arg(port.to_string())
         .arg((!rust_is_initiator).to_string())
