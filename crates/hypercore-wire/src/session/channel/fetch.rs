@@ -60,11 +60,7 @@ impl Channel {
                 && !self.requested.contains(&first)
                 && self.store.try_claim(first)
             {
-                self.requested.insert(first);
-                Some(RequestBlock {
-                    index: first,
-                    nodes: self.store.missing_nodes(first),
-                })
+                Some(self.requested_block(first))
             } else {
                 None
             };
@@ -117,16 +113,15 @@ impl Channel {
                 continue;
             }
             let id = Self::new_id(ctx);
-            self.requested.insert(i);
+            let block = self.requested_block(i);
             self.inflight
                 .insert(id, (Inflight::Block(i), self.generation));
-            let nodes = self.store.missing_nodes(i);
             self.send(
                 ctx,
                 Message::Request(Request {
                     id,
                     fork: info.fork,
-                    block: Some(RequestBlock { index: i, nodes }),
+                    block: Some(block),
                     ..Request::default()
                 }),
             );
@@ -136,6 +131,16 @@ impl Channel {
             self.want(ctx, i);
         }
         self.check_caught_up(ctx);
+    }
+
+    /// Block `index` (claimed by us) as requested: remembered until its answer, with the
+    /// tree nodes we lack for it.
+    fn requested_block(&mut self, index: u64) -> RequestBlock {
+        self.requested.insert(index);
+        RequestBlock {
+            index,
+            nodes: self.store.missing_nodes(index),
+        }
     }
 
     /// Asks the remote which blocks of `index`'s batch it holds (it answers with `range` or

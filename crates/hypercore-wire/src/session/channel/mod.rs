@@ -342,19 +342,20 @@ impl Channel {
     /// Ends a request of ours: the block is no longer in flight (and its claim released).
     fn forget(&mut self, what: Inflight) {
         match what {
-            Inflight::Block(i) => {
-                if self.requested.remove(&i) {
-                    self.store.release(i);
-                }
-            }
+            Inflight::Block(i) => self.unrequest(i),
             Inflight::Upgrade(block) => {
                 self.upgrade_inflight = false;
                 if let Some(i) = block {
-                    if self.requested.remove(&i) {
-                        self.store.release(i);
-                    }
+                    self.unrequest(i);
                 }
             }
+        }
+    }
+
+    /// Block `index` is no longer asked for: its claim is released.
+    fn unrequest(&mut self, index: u64) {
+        if self.requested.remove(&index) {
+            self.store.release(index);
         }
     }
 
