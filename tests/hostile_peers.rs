@@ -582,3 +582,28 @@ fn a_peer_that_banned_us_is_not_redialled_before_the_ban_ends() {
     let dials = dials_in(close_code::BANNED, std::time::Duration::from_secs(5));
     assert_eq!(dials, 1, "redialled a peer that banned us");
 }
+
+/// The peer's close reason survives our own close of the same connection (the replication
+/// task closes every connection it ends): `keep_connected` reads it to honour a ban.
+#[tokio::test]
+async fn a_local_close_after_the_peers_close_keeps_the_peers_reason() {
+    use dat_mirror::net::link::Link;
+    init_tracing();
+    let (tmp, addr, accepted) = closing_peer(close_code::BANNED).await;
+    let dialer_dir = tempfile::tempdir().unwrap();
+    let (_, ep) = common::loopback_endpoint(dialer_dir.path()).await;
+    let conn = ep
+        .connect(addr.endpoint_addr().unwrap(), ALPN)
+        .await
+        .unwrap();
+    let reason = tokio::time::timeout(TIMEOUT, conn.closed()).await.unwrap();
+    assert_eq!(accepted.load(Ordering::SeqCst), 1);
+    Link::close(&conn, close_code::REPLACED, "replication ended");
+    let after = conn.close_reason().expect("closed");
+    assert_eq!(
+        after.to_string(),
+        reason.to_string(),
+        "our close replaced the peer's reason"
+    );
+    drop(tmp);
+}
