@@ -36,7 +36,12 @@ fn filter() -> EnvFilter {
 
 /// Installs the global subscriber.
 pub fn init(file: Option<&Path>, format: LogFormat) -> anyhow::Result<LogGuard> {
-    let builder = tracing_subscriber::fmt().with_env_filter(filter());
+    // A log line that cannot be written (the log's disk is full) is dropped. By default
+    // tracing-subscriber reports it with `eprintln!`, which panics when stderr is that same
+    // full file: the laptop daemon died so, taking its control folder with it.
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter())
+        .log_internal_errors(false);
     let Some(path) = file else {
         match format {
             LogFormat::Text => builder.with_writer(std::io::stderr).init(),

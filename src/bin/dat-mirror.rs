@@ -133,7 +133,7 @@ fn main() {
     // Completions need no settings, logging or runtime.
     if let Cmd::Completions(args) = &cli.command {
         if let Err(e) = cli::completions::run(args, Cli::command()) {
-            eprintln!("error: {e:#}");
+            dat_mirror::noteln!("error: {e:#}");
             std::process::exit(1);
         }
         return;
@@ -141,7 +141,7 @@ fn main() {
     let log_guard = match dat_mirror::logging::init(cli.log_file.as_deref(), cli.log_format) {
         Ok(g) => g,
         Err(e) => {
-            eprintln!("error: {e:#}");
+            dat_mirror::noteln!("error: {e:#}");
             std::process::exit(1);
         }
     };
@@ -151,7 +151,7 @@ fn main() {
     {
         Ok(rt) => rt,
         Err(e) => {
-            eprintln!("error: cannot start the async runtime: {e}");
+            dat_mirror::noteln!("error: cannot start the async runtime: {e}");
             std::process::exit(1);
         }
     };
@@ -160,14 +160,14 @@ fn main() {
         Ok(()) => 0,
         Err(e) => match e.downcast_ref::<cli::status::StatusExit>() {
             Some(exit) => {
-                eprintln!("{}", exit.message);
+                dat_mirror::noteln!("{}", exit.message);
                 exit.code
             }
             None => {
                 if logs_to_file {
                     tracing::error!("{e:#}");
                 }
-                eprintln!("error: {e:#}");
+                dat_mirror::noteln!("error: {e:#}");
                 1
             }
         },

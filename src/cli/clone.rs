@@ -57,7 +57,7 @@ pub async fn run(args: Args, s: &crate::config::Settings) -> anyhow::Result<()> 
         network: s.network(),
     })
     .await?;
-    println!(
+    crate::outln!(
         "cloned {} version {} into {}: {} files, {} bytes ({} blocks verified)",
         args.key.to_link(),
         report.version,
@@ -65,9 +65,9 @@ pub async fn run(args: Args, s: &crate::config::Settings) -> anyhow::Result<()> 
         report.files,
         report.bytes,
         report.blocks
-    );
+    )?;
     for link in &report.skipped_links {
-        eprintln!("skipped {link} (it would point outside the folder)");
+        crate::noteln!("skipped {link} (it would point outside the folder)");
     }
     Ok(())
 }
@@ -201,7 +201,7 @@ async fn fetch(
             return Ok((db, blobs));
         }
         if last_report.elapsed() >= Duration::from_secs(2) {
-            eprintln!(
+            crate::noteln!(
                 "fetching: {} of {} blocks",
                 d.held_blocks + b.held_blocks,
                 d.length + b.length

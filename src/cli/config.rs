@@ -12,6 +12,6 @@ DAT_MIRROR_SERVE_HTTP=0.0.0.0:80 dat-mirror --config /etc/dat-mirror/config.toml
 pub struct Args {}
 
 pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
-    print!("{}", s.render());
+    crate::out!("{}", s.render())?;
     Ok(())
 }

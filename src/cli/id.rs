@@ -11,6 +11,6 @@ use crate::net::endpoint::Identity;
 pub struct Args {}
 
 pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
-    println!("{}", Identity::load_or_create(&s.data_dir()?)?.key());
+    crate::outln!("{}", Identity::load_or_create(&s.data_dir()?)?.key())?;
     Ok(())
 }

@@ -54,16 +54,16 @@ pub async fn invite(data: &Path, ttl: Duration, addrs: Vec<SocketAddr>) -> anyho
         Some(other) => anyhow::bail!("unexpected answer from the mirror: {other:?}"),
         None => {
             let inv = laptops::invite_offline(&DataDir::new(data), ttl, addrs.clone())?;
-            eprintln!("note: no mirror is running on {}; start `dat-mirror serve` before the laptop pairs.", data.display());
+            crate::noteln!("note: no mirror is running on {}; start `dat-mirror serve` before the laptop pairs.", data.display());
             if addrs.is_empty() {
-                eprintln!("note: the code carries no address (the mirror is not running); the laptop will look the mirror up by id. Pass --addr IP:PORT to include one.");
+                crate::noteln!("note: the code carries no address (the mirror is not running); the laptop will look the mirror up by id. Pass --addr IP:PORT to include one.");
             }
             (inv.encode(), inv.expires)
         }
     };
-    println!("{code}");
+    crate::outln!("{code}")?;
     let invite = Invite::decode(&code)?;
-    eprintln!(
+    crate::noteln!(
         "Invite for one laptop to pair with mirror {}, valid until {} (single use).\n\
          On the laptop: dat-mirror pair {code}",
         invite.mirror.short(),
@@ -71,7 +71,7 @@ pub async fn invite(data: &Path, ttl: Duration, addrs: Vec<SocketAddr>) -> anyho
     );
     if !invite.addrs.is_empty() {
         let list: Vec<String> = invite.addrs.iter().map(|a| a.to_string()).collect();
-        eprintln!("The laptop will dial: {}", list.join(", "));
+        crate::noteln!("The laptop will dial: {}", list.join(", "));
     }
     Ok(())
 }

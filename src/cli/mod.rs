@@ -65,14 +65,14 @@ impl ShutdownSignal {
                 _ = recv(&mut self.int) => {}
             }
         }
-        eprintln!("shutting down");
+        crate::noteln!("shutting down");
     }
 }
 
 /// The discovery routes in use, for the start-up banner.
 pub(crate) fn print_network(n: &NetworkConfig) {
     let on = |b: bool| if b { "on" } else { "off" };
-    println!(
+    crate::bannerln!(
         "finding peers by id: mDNS {}, DHT {}, relay {}",
         on(n.mdns),
         on(n.dht),

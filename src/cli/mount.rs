@@ -42,7 +42,7 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
     })
     .await?;
     if laptop.inner.mirrors().is_empty() {
-        eprintln!("note: no mirror paired yet: run `dat-mirror invite` on the mirror and `dat-mirror pair CODE` here (or pass --mirror <MIRROR_ID>@<IP:PORT>); commands written meanwhile are delivered once a mirror is paired");
+        crate::noteln!("note: no mirror paired yet: run `dat-mirror invite` on the mirror and `dat-mirror pair CODE` here (or pass --mirror <MIRROR_ID>@<IP:PORT>); commands written meanwhile are delivered once a mirror is paired");
     }
     let routes_off = !network.mdns && !network.dht && network.relay == RelayChoice::Off;
     if routes_off {
@@ -67,8 +67,8 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
                 mountpoint.display()
             )
         })?;
-    println!("laptop key: {}", laptop.inner.key());
-    println!("control folder mounted at {}", mountpoint.display());
+    crate::bannerln!("laptop key: {}", laptop.inner.key());
+    crate::bannerln!("control folder mounted at {}", mountpoint.display());
     super::print_network(&network);
     shutdown.wait().await;
     tokio::task::spawn_blocking(move || session.umount_and_join()).await??;

@@ -71,7 +71,7 @@ pub async fn pair(
             result?
         }
     };
-    println!("paired with mirror {} ({peer})", invite.mirror);
-    eprintln!("The mirror now follows this laptop's commands. `dat-mirror mount DIR` keeps it connected; `touch DIR/<key>` mirrors a site.");
+    crate::outln!("paired with mirror {} ({peer})", invite.mirror)?;
+    crate::noteln!("The mirror now follows this laptop's commands. `dat-mirror mount DIR` keeps it connected; `touch DIR/<key>` mirrors a site.");
     Ok(())
 }

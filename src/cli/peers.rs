@@ -43,9 +43,9 @@ pub fn role_of(data: &Path) -> anyhow::Result<Role> {
 pub async fn peers(data: &Path) -> anyhow::Result<()> {
     let now = now_ms();
     match role_of(data)? {
-        Role::Fresh => println!(
+        Role::Fresh => crate::outln!(
             "no peers: this data folder has not been used yet (`dat-mirror invite` on a mirror, `dat-mirror pair CODE` on a laptop)"
-        ),
+        )?,
         Role::Mirror => {
             let rows = match ipc::call::<_, MirrorAnswer>(data, &MirrorRequest::Laptops).await? {
                 Some(MirrorAnswer::Laptops(rows)) => Some(rows),
@@ -53,7 +53,7 @@ pub async fn peers(data: &Path) -> anyhow::Result<()> {
                 Some(other) => anyhow::bail!("unexpected answer from the mirror: {other:?}"),
                 None => None,
             };
-            print!("{}", render_laptops(data, rows, now)?);
+            crate::out!("{}", render_laptops(data, rows, now)?)?;
         }
         Role::Laptop => {
             let rows = match laptop_socket::call(data, &Request::Mirrors).await? {
@@ -62,7 +62,7 @@ pub async fn peers(data: &Path) -> anyhow::Result<()> {
                 Some(other) => anyhow::bail!("unexpected answer from the laptop daemon: {other:?}"),
                 None => None,
             };
-            print!("{}", render_mirrors(data, rows, now)?);
+            crate::out!("{}", render_mirrors(data, rows, now)?)?;
         }
     }
     Ok(())

@@ -58,20 +58,26 @@ pub async fn run(args: Args, s: &Settings) -> anyhow::Result<()> {
             publish_dir(&store, &dir, args.key).await?
         }
     };
-    print_published(&published);
+    print_published(&published)?;
     Ok(())
 }
 
-fn print_published(p: &Published) {
-    println!("{}", p.key.to_link());
-    eprintln!(
+fn print_published(p: &Published) -> std::io::Result<()> {
+    crate::outln!("{}", p.key.to_link())?;
+    crate::noteln!(
         "version {}: {} files ({} added, {} changed, {} removed, {} bytes new)",
-        p.version, p.files, p.added, p.changed, p.removed, p.bytes_appended
+        p.version,
+        p.files,
+        p.added,
+        p.changed,
+        p.removed,
+        p.bytes_appended
     );
     for skipped in &p.skipped {
-        eprintln!(
+        crate::noteln!(
             "skipped {} (neither a file, a folder nor a symlink)",
             skipped.display()
         );
     }
+    Ok(())
 }

@@ -48,10 +48,10 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
     })
     .await?;
     for (host, key) in &domains {
-        println!("custom domain {host} serves {key}");
+        crate::bannerln!("custom domain {host} serves {key}");
     }
     if let Some(cap) = max_storage {
-        println!(
+        crate::bannerln!(
             "storage cap: {} (new sites wait while stored data is over it)",
             format_size(cap)
         );
@@ -69,24 +69,24 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
             })?;
             let session = crate::fs::site_tree::mount(mirror.inner.clone(), dir)
                 .with_context(|| format!("cannot mount the site tree at {}", dir.display()))?;
-            println!("sites mounted read-only at {}", dir.display());
+            crate::bannerln!("sites mounted read-only at {}", dir.display());
             Some(session)
         }
         None => None,
     };
-    println!("mirror key: {}", mirror.key());
+    crate::bannerln!("mirror key: {}", mirror.key());
     super::print_network(&net);
-    println!(
+    crate::bannerln!(
         "listening on {} (peers), http://{} (HTTP)",
         mirror.listen,
         mirror.http.unwrap_or(http)
     );
     let allowed = mirror.inner.allowed();
     if allowed.is_empty() {
-        println!("no laptop is allowed yet: restart with --allow <LAPTOP_ID> (from `dat-mirror id` on the laptop), or add it to `allow` in the config file's [serve] table");
+        crate::bannerln!("no laptop is allowed yet: restart with --allow <LAPTOP_ID> (from `dat-mirror id` on the laptop), or add it to `allow` in the config file's [serve] table");
     } else {
         for a in allowed {
-            println!("following laptop {a}");
+            crate::bannerln!("following laptop {a}");
         }
     }
     shutdown.wait().await;

@@ -110,7 +110,7 @@ pub async fn status(
                 let v = control_socket::view_from_disk(data).await.map_err(|e| {
                     exit(1, format!("no `dat-mirror mount` is running on {}, and the data folder cannot be read: {e:#}", data.display()))
                 })?;
-                eprintln!(
+                crate::noteln!(
                     "note: no `dat-mirror mount` is running on {}: this is what the data folder \
                      last heard from the mirrors (shown offline). Start `dat-mirror mount` for live status.",
                     data.display()
@@ -137,9 +137,9 @@ pub async fn status(
 
 fn print_view(view: &StatusView, json: bool) -> anyhow::Result<()> {
     if json {
-        println!("{}", serde_json::to_string_pretty(view)?);
+        crate::outln!("{}", serde_json::to_string_pretty(view)?)?;
     } else {
-        print!("{}", render_status_table(view, view.at_ms));
+        crate::out!("{}", render_status_table(view, view.at_ms))?;
     }
     Ok(())
 }
@@ -228,9 +228,9 @@ async fn wait_for(
                 bar.finish_and_clear();
                 if json {
                     let site = view.site(&key).expect("a mirrored site is in the view");
-                    println!("{}", serde_json::to_string_pretty(site)?);
+                    crate::outln!("{}", serde_json::to_string_pretty(site)?)?;
                 } else {
-                    println!("{name}: mirrored v{version} on {by}");
+                    crate::outln!("{name}: mirrored v{version} on {by}")?;
                 }
                 return Ok(());
             }
@@ -279,7 +279,7 @@ fn show(bar: &ProgressBar, site: &SiteView, plain: bool, last_said: &mut String)
     }
     bar.set_message(said.clone());
     if plain && said != *last_said {
-        eprintln!(
+        crate::noteln!(
             "{} {}: {said}",
             crate::model::view::format_utc(now_ms()),
             site.alias.clone().unwrap_or_else(|| site.key.short())

@@ -31,9 +31,9 @@ pub async fn link(data: &Path, rotate: bool) -> anyhow::Result<()> {
     let request = MirrorRequest::StatusLink { rotate };
     match ipc::call::<_, MirrorAnswer>(data, &request).await? {
         Some(MirrorAnswer::StatusLink { url, rotated }) => {
-            println!("{url}");
+            crate::outln!("{url}")?;
             if rotated {
-                eprintln!("The old link answers 404 from now on.");
+                crate::noteln!("The old link answers 404 from now on.");
             }
         }
         Some(MirrorAnswer::Error(e)) => anyhow::bail!("{e}"),
@@ -45,11 +45,11 @@ pub async fn link(data: &Path, rotate: bool) -> anyhow::Result<()> {
             } else {
                 StatusToken::load_or_create(data)?
             };
-            println!(
+            crate::outln!(
                 "http://<mirror>:<http port>/?{TOKEN_PARAM}={}",
                 token.as_str()
-            );
-            eprintln!(
+            )?;
+            crate::noteln!(
                 "(no mirror running on {}: the next `dat-mirror serve` uses this token)",
                 data.display()
             );

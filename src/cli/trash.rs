@@ -45,21 +45,21 @@ pub async fn mirror_status(data: &Path, json: bool) -> anyhow::Result<()> {
     let (items, problems, days) = ask(data).await?;
     if json {
         let v = serde_json::json!({ "problems": problems, "trash": items, "trash_days": days });
-        println!("{}", serde_json::to_string_pretty(&v)?);
+        crate::outln!("{}", serde_json::to_string_pretty(&v)?)?;
         return Ok(());
     }
-    println!(
+    crate::outln!(
         "mirror data folder {}: sites and laptops are on the status page (`dat-mirror \
          status-link` prints a link that opens it from anywhere), laptops also in `dat-mirror peers`",
         data.display()
-    );
-    print_trash(&items, &problems, days);
+    )?;
+    print_trash(&items, &problems, days)?;
     Ok(())
 }
 
 async fn show(data: &Path) -> anyhow::Result<()> {
     let (items, problems, days) = ask(data).await?;
-    print_trash(&items, &problems, days);
+    print_trash(&items, &problems, days)?;
     Ok(())
 }
 
@@ -83,20 +83,21 @@ async fn ask(data: &Path) -> anyhow::Result<(Vec<TrashItem>, Vec<String>, Option
     )
 }
 
-fn print_trash(items: &[TrashItem], problems: &[String], days: Option<u64>) {
+fn print_trash(items: &[TrashItem], problems: &[String], days: Option<u64>) -> std::io::Result<()> {
     for p in problems {
-        println!("problem: {p}");
+        crate::outln!("problem: {p}")?;
     }
-    print!("{}", render(items, now_ms()));
+    crate::out!("{}", render(items, now_ms()))?;
     if !items.is_empty() {
         match days {
-            Some(0) => println!("kept until `dat-mirror trash empty` (trash_days = 0)"),
-            Some(d) => println!(
+            Some(0) => crate::outln!("kept until `dat-mirror trash empty` (trash_days = 0)")?,
+            Some(d) => crate::outln!(
                 "deleted by the mirror after {d} days, or now with `dat-mirror trash empty`"
-            ),
-            None => println!("(no mirror running) `dat-mirror trash empty` deletes it"),
+            )?,
+            None => crate::outln!("(no mirror running) `dat-mirror trash empty` deletes it")?,
         }
     }
+    Ok(())
 }
 
 /// The trash as lines: a summary, then one line per entry.
@@ -131,6 +132,6 @@ async fn empty(data: &Path) -> anyhow::Result<()> {
             leftovers::empty_trash(&DataDir::new(data), None)?
         }
     };
-    println!("deleted {n} trash entries");
+    crate::outln!("deleted {n} trash entries")?;
     Ok(())
 }

@@ -40,8 +40,8 @@ pub async fn unpair(data: &Path, id: Key) -> anyhow::Result<()> {
                 Some(other) => anyhow::bail!("unexpected answer from the mirror: {other:?}"),
                 None => laptops::unpair_offline(&DataDir::new(data), id)?,
             }
-            println!("unpaired laptop {id}");
-            eprintln!("The mirror no longer follows its commands nor shows it its status; the sites it asked for stay until unmirrored. If `serve` is started with --allow {} (or the config's allow list names it), it is paired again.", id.short());
+            crate::outln!("unpaired laptop {id}")?;
+            crate::noteln!("The mirror no longer follows its commands nor shows it its status; the sites it asked for stay until unmirrored. If `serve` is started with --allow {} (or the config's allow list names it), it is paired again.", id.short());
         }
         Role::Laptop => {
             match laptop_socket::call(data, &Request::Unpair { id }).await? {
@@ -50,8 +50,8 @@ pub async fn unpair(data: &Path, id: Key) -> anyhow::Result<()> {
                 Some(other) => anyhow::bail!("unexpected answer from the laptop daemon: {other:?}"),
                 None => crate::laptop::mirrors::unpair_offline(&DataDir::new(data), id)?,
             }
-            println!("unpaired mirror {id}");
-            eprintln!("This laptop no longer dials it nor lets it read its commands; run `dat-mirror unpair` on the mirror too to drop this laptop there.");
+            crate::outln!("unpaired mirror {id}")?;
+            crate::noteln!("This laptop no longer dials it nor lets it read its commands; run `dat-mirror unpair` on the mirror too to drop this laptop there.");
         }
     }
     Ok(())

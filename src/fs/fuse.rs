@@ -196,6 +196,13 @@ pub fn raise_readahead(mountpoint: &Path, kb: u32) {
     }
 }
 
+/// Answers an ioctl: these are not terminals or devices (`ENOTTY`, what a regular file on
+/// ext4 answers). fuser's default answers `ENOSYS` and logs a warning per call, and a shell
+/// asks `TCGETS` of every file it reads: the log grew with every poll of the folder.
+pub fn reply_no_ioctl(reply: fuser::ReplyIoctl) {
+    reply.error(Errno::ENOTTY);
+}
+
 /// Answers a lookup/mkdir: the entry, cached for `entry_ttl`, its attributes for `attr_ttl`.
 pub fn reply_entry(
     reply: ReplyEntry,

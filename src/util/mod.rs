@@ -1,6 +1,8 @@
 //! Small shared pieces every room uses, each written once: the wall clock ([`clock`]),
-//! durable file replacement ([`atomic`]) and retry pacing ([`backoff`]).
+//! durable file replacement ([`atomic`]), retry pacing ([`backoff`]) and terminal output that
+//! cannot panic ([`console`]).
 
 pub mod atomic;
 pub mod backoff;
 pub mod clock;
+pub mod console;

@@ -259,6 +259,20 @@ impl Filesystem for ControlFs {
         }
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        crate::fs::fuse::reply_no_ioctl(reply);
+    }
+
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
         let attrs = FolderOp::begin(self).xattrs(ino.0);
         match attrs.iter().find(|(n, _)| OsStr::new(n) == name) {

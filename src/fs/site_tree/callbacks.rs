@@ -257,6 +257,20 @@ impl Filesystem for TreeFs {
         reply.error(Errno::EROFS);
     }
 
+    fn ioctl(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        _fh: FileHandle,
+        _flags: fuser::IoctlFlags,
+        _cmd: u32,
+        _in_data: &[u8],
+        _out_size: u32,
+        reply: fuser::ReplyIoctl,
+    ) {
+        crate::fs::fuse::reply_no_ioctl(reply);
+    }
+
     fn getxattr(
         &self,
         _req: &Request,
