@@ -182,7 +182,14 @@ async fn status_and_wait_with_and_without_the_daemon() {
     )
     .await;
     assert_eq!(o.status.code(), Some(2), "{}", show(&o));
-    assert!(text(&o.stderr).contains("remov"), "{}", show(&o));
+    // `removing` until the mirror acknowledges; once it has, the site has left the folder
+    // (a busy machine can get there before the CLI's first look).
+    let said = text(&o.stderr);
+    assert!(
+        said.contains("remov") || said.contains("no site"),
+        "{}",
+        show(&o)
+    );
 
     // No daemon: the table from the data folder, mirrors offline, and a note saying so.
     let Pair {

@@ -24,6 +24,7 @@
 //! Every view type is serde-serializable: `dat-mirror status --json` prints it and the
 //! laptop's control socket sends it.
 
+use std::collections::HashMap;
 use std::fmt;
 
 use serde::{Deserialize, Serialize};
@@ -197,7 +198,24 @@ pub struct StatusView {
     pub mirrors: Vec<MirrorSummary>,
     /// The `now_ms` the view was folded at.
     pub at_ms: u64,
+    /// Where each site is in `sites`, for [`StatusView::site`] (the folder looks a site up
+    /// on every callback). Built by `fold`; empty in a view built otherwise (deserialized).
+    #[serde(skip)]
+    pub(crate) index: SiteIndex,
 }
+
+/// Positions of the sites by key. Derived data, not part of the view's value: always equal,
+/// never serialized.
+#[derive(Debug, Clone, Default)]
+pub(crate) struct SiteIndex(HashMap<Key, usize>);
+
+impl PartialEq for SiteIndex {
+    fn eq(&self, _: &SiteIndex) -> bool {
+        true
+    }
+}
+
+impl Eq for SiteIndex {}
 
 /// Notes on `mirror`'s summary that its status log has an entry the laptop cannot use
 /// (the fold itself only sees the readable entries).
@@ -209,6 +227,10 @@ pub fn note_unreadable(view: &mut StatusView, mirror: Key, note: String) {
 
 impl StatusView {
     pub fn site(&self, key: &Key) -> Option<&SiteView> {
+        if self.index.0.len() == self.sites.len() && !self.sites.is_empty() {
+            let site = self.sites.get(*self.index.0.get(key)?)?;
+            return (site.key == *key).then_some(site);
+        }
         self.sites.iter().find(|s| s.key == *key)
     }
 
@@ -248,13 +270,14 @@ pub fn fold(
         }
     }
     let http_of: Vec<Option<String>> = mirrors.iter().map(latest_http).collect();
+    let indexes: Vec<MirrorIndex> = mirrors.iter().map(|m| MirrorIndex::new(me, m)).collect();
     let mut sites = Vec::new();
     for key in order {
         let (seq, cmd) = last[&key];
         let removing = matches!(cmd, Command::Unmirror { .. });
-        let per_mirror: Vec<MirrorSiteState> = mirrors
+        let per_mirror: Vec<MirrorSiteState> = indexes
             .iter()
-            .map(|m| mirror_site_state(key, mirror_state(me, key, seq, removing, m), m))
+            .map(|ix| mirror_site_state(key, mirror_state(key, seq, removing, ix), ix))
             .collect();
         if removing && per_mirror.iter().all(|p| p.state == SiteState::Removed) {
             continue;
@@ -286,8 +309,8 @@ pub fn fold(
             last_error_ms: None,
             http: None,
         };
-        for m in mirrors {
-            add_data(&mut site, me, m);
+        for ix in &indexes {
+            add_data(&mut site, ix);
         }
         site.http = best_http
             .or_else(|| http_of.iter().flatten().next().cloned())
@@ -325,10 +348,89 @@ pub fn fold(
             unreadable: None,
         })
         .collect();
+    let index = SiteIndex(sites.iter().enumerate().map(|(i, s)| (s.key, i)).collect());
     StatusView {
         sites,
         mirrors: summaries,
         at_ms: now_ms,
+        index,
+    }
+}
+
+/// One mirror's status log, indexed once per fold. Each site's questions are answered from
+/// its own events; scanning the whole log once per site made the fold quadratic (1,000
+/// sites with their ~3,000 events: milliseconds per fold, paid by folder callbacks).
+struct MirrorIndex<'a> {
+    m: &'a MirrorInput,
+    /// Positions of each site's events, in log order.
+    events: HashMap<Key, Vec<usize>>,
+    /// Positions of the rejections of my commands, by seq, in log order.
+    rejections: HashMap<u64, Vec<usize>>,
+    /// `(seq, position)` of each `Ack` of my log that acknowledged more than every earlier
+    /// one: both columns increase, so the first ack covering seq `s` is the first row with
+    /// a seq `>= s`.
+    acks: Vec<(u64, usize)>,
+}
+
+impl<'a> MirrorIndex<'a> {
+    fn new(me: Key, m: &'a MirrorInput) -> MirrorIndex<'a> {
+        let mut ix = MirrorIndex {
+            m,
+            events: HashMap::new(),
+            rejections: HashMap::new(),
+            acks: Vec::new(),
+        };
+        for (pos, e) in m.status.iter().enumerate() {
+            match &e.event {
+                StatusEvent::Ack { log, seq } if *log == me => {
+                    if ix.acks.last().is_none_or(|(acked, _)| seq > acked) {
+                        ix.acks.push((*seq, pos));
+                    }
+                }
+                StatusEvent::Rejected { log, seq, .. } if *log == me => {
+                    ix.rejections.entry(*seq).or_default().push(pos)
+                }
+                event => {
+                    if let Some(key) = event.site() {
+                        ix.events.entry(key).or_default().push(pos);
+                    }
+                }
+            }
+        }
+        ix
+    }
+
+    fn event(&self, pos: usize) -> &'a StatusEntry {
+        &self.m.status[pos]
+    }
+
+    /// Positions of every event about `key`.
+    fn site_events(&self, key: &Key) -> &[usize] {
+        self.events.get(key).map_or(&[], Vec::as_slice)
+    }
+
+    /// The log position after the last `Removed` of `key` (0 if none), and the positions of
+    /// the events about `key` from there on.
+    fn since_removed(&self, key: &Key) -> (usize, &[usize]) {
+        let all = self.site_events(key);
+        let removed = all
+            .iter()
+            .rposition(|&p| matches!(self.event(p).event, StatusEvent::Removed { .. }));
+        match removed {
+            Some(i) => (all[i] + 1, &all[i + 1..]),
+            None => (0, all),
+        }
+    }
+
+    /// Where my command `seq` was first acknowledged (by an ack of it or of a later one).
+    fn first_ack(&self, seq: u64) -> Option<usize> {
+        let i = self.acks.partition_point(|(acked, _)| *acked < seq);
+        self.acks.get(i).map(|(_, pos)| *pos)
+    }
+
+    /// Positions of the rejections of my command `seq`.
+    fn rejections_of(&self, seq: u64) -> &[usize] {
+        self.rejections.get(&seq).map_or(&[], Vec::as_slice)
     }
 }
 
@@ -344,7 +446,8 @@ fn sites_held_all(m: &MirrorInput) -> usize {
 }
 
 /// One mirror's state and data for the site (its events after its last `Removed` of it).
-fn mirror_site_state(key: Key, state: SiteState, m: &MirrorInput) -> MirrorSiteState {
+fn mirror_site_state(key: Key, state: SiteState, ix: &MirrorIndex) -> MirrorSiteState {
+    let m = ix.m;
     let mut out = MirrorSiteState {
         mirror: m.mirror,
         state,
@@ -356,15 +459,7 @@ fn mirror_site_state(key: Key, state: SiteState, m: &MirrorInput) -> MirrorSiteS
         peers: None,
         updated_ms: None,
     };
-    let start = m
-        .status
-        .iter()
-        .rposition(|e| matches!(e.event, StatusEvent::Removed { key: k } if k == key))
-        .map_or(0, |p| p + 1);
-    for e in m.status[start..]
-        .iter()
-        .filter(|e| e.event.site() == Some(key))
-    {
+    for e in ix.since_removed(&key).1.iter().map(|&p| ix.event(p)) {
         out.updated_ms = Some(e.at);
         if let StatusEvent::Progress {
             version,
@@ -397,38 +492,31 @@ fn latest_http(m: &MirrorInput) -> Option<String> {
     })?
 }
 
-fn mirror_state(me: Key, key: Key, seq: u64, removing: bool, m: &MirrorInput) -> SiteState {
-    let rejected = m.status.iter().rev().find_map(|e| match &e.event {
-        StatusEvent::Rejected {
-            log,
-            seq: s,
-            reason,
-        } if *log == me && *s == seq => Some(reason),
-        _ => None,
-    });
-    if let Some(reason) = rejected {
-        return SiteState::Error {
-            reason: format!("rejected: {reason}"),
-        };
+fn mirror_state(key: Key, seq: u64, removing: bool, ix: &MirrorIndex) -> SiteState {
+    if let Some(&pos) = ix.rejections_of(seq).last() {
+        if let StatusEvent::Rejected { reason, .. } = &ix.event(pos).event {
+            return SiteState::Error {
+                reason: format!("rejected: {reason}"),
+            };
+        }
     }
-    let ack = m
-        .status
-        .iter()
-        .position(|e| matches!(e.event, StatusEvent::Ack { log, seq: s } if log == me && s >= seq));
-    match (removing, ack) {
+    match (removing, ix.first_ack(seq)) {
         (true, None) => SiteState::Removing,
         (true, Some(_)) => SiteState::Removed,
         (false, None) => SiteState::Queued,
-        (false, Some(pos)) => {
-            let about = |e: &&StatusEntry| e.event.site() == Some(key);
-            if let Some(e) = m.status[pos + 1..].iter().rev().find(about) {
-                return event_state(&e.event);
+        (false, Some(ack)) => match ix.site_events(&key).last() {
+            // The latest event about the key counts if it came after the ack; before it,
+            // unless it ended an earlier mirroring of the key.
+            Some(&last) => {
+                let event = &ix.event(last).event;
+                if last > ack || !matches!(event, StatusEvent::Removed { .. }) {
+                    event_state(event)
+                } else {
+                    SiteState::Delivered
+                }
             }
-            match m.status[..pos].iter().rev().find(about) {
-                Some(e) if !matches!(e.event, StatusEvent::Removed { .. }) => event_state(&e.event),
-                _ => SiteState::Delivered,
-            }
-        }
+            None => SiteState::Delivered,
+        },
     }
 }
 
@@ -473,18 +561,15 @@ fn event_state(event: &StatusEvent) -> SiteState {
 
 /// Adds one mirror's data for the site: its events after its last `Removed` of the key,
 /// plus a rejection of my last command for it.
-fn add_data(site: &mut SiteView, me: Key, m: &MirrorInput) {
-    let start = m
-        .status
-        .iter()
-        .rposition(|e| matches!(e.event, StatusEvent::Removed { key } if key == site.key))
-        .map_or(0, |p| p + 1);
+fn add_data(site: &mut SiteView, ix: &MirrorIndex) {
+    let (start, events) = ix.since_removed(&site.key);
     let max = |a: Option<u64>, b: u64| Some(a.map_or(b, |a| a.max(b)));
-    for e in &m.status[start..] {
-        let mut error = None;
+    // Errors and rejections, in log order: the latest wins.
+    let mut errors: Vec<usize> = Vec::new();
+    for &pos in events {
+        let e = ix.event(pos);
         match &e.event {
             StatusEvent::Progress {
-                key,
                 version,
                 blocks,
                 bytes,
@@ -492,29 +577,34 @@ fn add_data(site: &mut SiteView, me: Key, m: &MirrorInput) {
                 ..
             }
             | StatusEvent::Mirrored {
-                key,
                 version,
                 blocks,
                 bytes,
                 peers,
-            } if *key == site.key => {
+                ..
+            } => {
                 site.version = max(site.version, *version);
                 site.blocks = max(site.blocks, *blocks);
                 site.bytes = site.bytes.max(*bytes);
                 site.peers = Some(site.peers.unwrap_or(0).max(*peers));
                 site.last_sync_ms = max(site.last_sync_ms, e.at);
             }
-            StatusEvent::Error { key, reason } if *key == site.key => error = Some(reason.clone()),
-            StatusEvent::Rejected { log, seq, reason } if *log == me && *seq == site.seq => {
-                error = Some(format!("rejected: {reason}"))
-            }
+            StatusEvent::Error { .. } => errors.push(pos),
             _ => {}
         }
-        if let Some(reason) = error {
-            if site.last_error_ms.is_none_or(|t| e.at >= t) {
-                site.last_error = Some(reason);
-                site.last_error_ms = Some(e.at);
-            }
+    }
+    errors.extend(ix.rejections_of(site.seq).iter().filter(|&&p| p >= start));
+    errors.sort_unstable();
+    for pos in errors {
+        let e = ix.event(pos);
+        let reason = match &e.event {
+            StatusEvent::Error { reason, .. } => reason.clone(),
+            StatusEvent::Rejected { reason, .. } => format!("rejected: {reason}"),
+            _ => continue,
+        };
+        if site.last_error_ms.is_none_or(|t| e.at >= t) {
+            site.last_error = Some(reason);
+            site.last_error_ms = Some(e.at);
         }
     }
 }

@@ -179,6 +179,9 @@ pub fn render_status_table(view: &StatusView, now_ms: u64) -> String {
     out
 }
 
+/// The namespace of a site's extended attributes.
+pub const XATTR_PREFIX: &str = "user.dat-mirror.";
+
 /// The `user.dat-mirror.*` attributes of a site; all nine always present, empty when unknown.
 pub fn xattrs(site: &SiteView) -> Vec<(String, Vec<u8>)> {
     let fields = [
@@ -203,6 +206,6 @@ pub fn xattrs(site: &SiteView) -> Vec<(String, Vec<u8>)> {
     ];
     fields
         .into_iter()
-        .map(|(n, v)| (format!("user.dat-mirror.{n}"), v.into_bytes()))
+        .map(|(n, v)| (format!("{XATTR_PREFIX}{n}"), v.into_bytes()))
         .collect()
 }

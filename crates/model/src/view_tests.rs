@@ -656,3 +656,66 @@ fn the_view_round_trips_through_json_and_finds_sites_by_name() {
     assert_eq!(v.find(&B.to_z32()).map(|s| s.key), Some(B));
     assert!(v.find("nope").is_none());
 }
+
+#[path = "view_oracle.rs"]
+mod oracle;
+
+/// The indexed fold equals the quadratic oracle on random command and status logs (keys,
+/// acks, rejections, removals and re-mirrorings, errors; two mirrors).
+#[test]
+fn the_indexed_fold_equals_the_plain_one_on_random_logs() {
+    let mut state = 0x9e37_79b9_7f4a_7c15_u64;
+    let mut next = move |n: u64| {
+        state ^= state << 13;
+        state ^= state >> 7;
+        state ^= state << 17;
+        state % n
+    };
+    let keys = [A, B, Key([0xcc; 32]), Key([0xdd; 32])];
+    for round in 0..2_000 {
+        let n_cmds = next(12) as usize;
+        let cmds: Vec<Result<Command, CommandError>> = (0..n_cmds)
+            .map(|_| {
+                let k = keys[next(4) as usize];
+                match next(3) {
+                    0 => unmirror(k),
+                    1 => mirror(k, Some("a")),
+                    _ => mirror(k, None),
+                }
+            })
+            .collect();
+        let mut status = || -> Vec<StatusEntry> {
+            (0..next(25))
+                .map(|at| {
+                    let k = keys[next(4) as usize];
+                    let seq = next(n_cmds as u64 + 2);
+                    let event = match next(8) {
+                        0 | 1 => E::Ack { log: ME, seq },
+                        2 => E::Ack { log: B, seq },
+                        3 => E::Rejected {
+                            log: ME,
+                            seq,
+                            reason: format!("r{at}"),
+                        },
+                        4 => E::Removed { key: k },
+                        5 => E::Error {
+                            key: k,
+                            reason: format!("e{at}"),
+                        },
+                        6 => return progress(next(5), k, next(100), 100),
+                        _ => return mirrored(next(5), k, next(9), next(1000)),
+                    };
+                    StatusEntry::new(next(5), event)
+                })
+                .collect()
+        };
+        let mirrors = [input(M1, status()), input(M2, status())];
+        let n_mirrors = next(3) as usize;
+        let got = fold(ME, &cmds, &mirrors[..n_mirrors], 77);
+        let want = oracle::fold(ME, &cmds, &mirrors[..n_mirrors], 77);
+        assert_eq!(got, want, "round {round}: {cmds:?} {mirrors:?}");
+        for k in keys {
+            assert_eq!(got.site(&k), want.site(&k), "round {round}");
+        }
+    }
+}

@@ -17,6 +17,7 @@ use super::ControlFs;
 use crate::fs::fuse::{
     reply_attr, reply_data, reply_empty, reply_entry, reply_open, reply_written, reply_xattr,
 };
+use crate::model::view::XATTR_PREFIX;
 
 const ENTRY_TTL: Duration = Duration::from_secs(1);
 
@@ -274,6 +275,11 @@ impl Filesystem for ControlFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
+        // `ls -l` asks every entry for `security.selinux` and `system.posix_acl_access`:
+        // names outside ours are answered without the table lock or a view.
+        if !name.as_encoded_bytes().starts_with(XATTR_PREFIX.as_bytes()) {
+            return reply.error(Errno::NO_XATTR);
+        }
         let attrs = FolderOp::begin(self).xattrs(ino.0);
         match attrs.iter().find(|(n, _)| OsStr::new(n) == name) {
             None => reply.error(Errno::NO_XATTR),
