@@ -227,7 +227,7 @@ pub fn note_unreadable(view: &mut StatusView, mirror: Key, note: String) {
 
 impl StatusView {
     pub fn site(&self, key: &Key) -> Option<&SiteView> {
-        if self.index.0.len() == self.sites.len() && !self.sites.is_empty() {
+        if self.index.0.len() == self.sites.len() {
             let site = self.sites.get(*self.index.0.get(key)?)?;
             return (site.key == *key).then_some(site);
         }
@@ -326,14 +326,7 @@ pub fn fold(
             online: m.online,
             last_seen_ms: m.last_seen_ms,
             http,
-            acked: m
-                .status
-                .iter()
-                .filter_map(|e| match e.event {
-                    StatusEvent::Ack { log, seq } if log == me => Some(seq),
-                    _ => None,
-                })
-                .max(),
+            acked: indexes[i].acks.last().map(|(seq, _)| *seq),
             sites_held: sites
                 .iter()
                 .filter(|s| {
