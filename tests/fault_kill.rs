@@ -90,26 +90,13 @@ fn mirror_killed_20_times_mid_sync_resumes_and_verifies_everything() {
         // kills it at byte counts while the laptop reconnects on its own after each kill, so
         // it forgets that address (with every discovery route off it cannot dial by id).
         let _ = std::fs::remove_file(pi_dir.join("laptop-addrs.json"));
-        let mut c = command(None, &home);
-        c.arg("--data").arg(&pi_dir).args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--http",
-            &http.to_string(),
-            "--allow",
-            &laptop_id.to_hex(),
-        ]);
+        let listen = format!("127.0.0.1:{port}");
+        let c = serve_command(None, &home, &pi_dir, &listen, &http.to_string(), &laptop_id);
         Proc::spawn("mirror", c, &logs.join(format!("mirror-{run}.log")))
     };
 
-    let mut laptop = command(None, &home);
-    laptop
-        .arg("--data")
-        .arg(&lap_dir)
-        .arg("mount")
-        .arg(&mnt)
-        .args(["--mirror", &format!("{mirror_id}@127.0.0.1:{port}")]);
+    let dial = format!("127.0.0.1:{port}");
+    let laptop = mount_command(None, &home, &lap_dir, &mnt, &mirror_id, &dial);
     let mut laptop = Proc::spawn("laptop", laptop, &t.join("laptop.log"));
     laptop.wait_for_log("control folder mounted at", 1, LONG);
     let files = make_files(&site_dir);

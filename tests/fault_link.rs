@@ -51,24 +51,17 @@ fn start(net: &NetnsPair, tmp: &Path, dial: SocketAddr) -> Setup {
     );
     std::fs::create_dir_all(&home).unwrap();
     let (mirror_id, laptop_id) = (common::node_id(&pi_dir), common::node_id(&lap_dir));
-    let mut mirror = command(Some(&net.a), &home);
-    mirror.arg("--data").arg(&pi_dir).args([
-        "serve",
-        "--listen",
-        &format!("{}:{PEER_PORT}", net.ip_a),
-        "--http",
-        HTTP,
-        "--allow",
-        &laptop_id.to_hex(),
-    ]);
+    let listen = format!("{}:{PEER_PORT}", net.ip_a);
+    let mirror = serve_command(Some(&net.a), &home, &pi_dir, &listen, HTTP, &laptop_id);
     let mut mirror = Proc::spawn("mirror", mirror, &tmp.join("mirror.log"));
-    let mut laptop = command(Some(&net.b), &home);
-    laptop
-        .arg("--data")
-        .arg(&lap_dir)
-        .arg("mount")
-        .arg(&mnt)
-        .args(["--mirror", &format!("{mirror_id}@{dial}")]);
+    let laptop = mount_command(
+        Some(&net.b),
+        &home,
+        &lap_dir,
+        &mnt,
+        &mirror_id,
+        &dial.to_string(),
+    );
     let mut laptop = Proc::spawn("laptop", laptop, &tmp.join("laptop.log"));
     mirror.wait_for_log("mirror key:", 1, LONG);
     laptop.wait_for_log("control folder mounted at", 1, LONG);

@@ -46,13 +46,9 @@ fn laptop_killed_while_mounted_remounts_and_loses_no_command() {
     let (mirror_id, laptop_id) = (common::node_id(&pi_dir), common::node_id(&lap_dir));
     let port = common::free_udp_port();
     let laptop_log = t.join("laptop.log");
+    let dial = format!("127.0.0.1:{port}");
     let spawn_laptop = || {
-        let mut c = command(None, &home);
-        c.arg("--data")
-            .arg(&lap_dir)
-            .arg("mount")
-            .arg(&mnt)
-            .args(["--mirror", &format!("{mirror_id}@127.0.0.1:{port}")]);
+        let c = mount_command(None, &home, &lap_dir, &mnt, &mirror_id, &dial);
         Proc::spawn("laptop", c, &laptop_log)
     };
 
@@ -123,16 +119,7 @@ fn laptop_killed_while_mounted_remounts_and_loses_no_command() {
     }
 
     // The mirror comes up and applies every one of them.
-    let mut c = command(None, &home);
-    c.arg("--data").arg(&pi_dir).args([
-        "serve",
-        "--listen",
-        &format!("127.0.0.1:{port}"),
-        "--http",
-        "127.0.0.1:0",
-        "--allow",
-        &laptop_id.to_hex(),
-    ]);
+    let c = serve_command(None, &home, &pi_dir, &dial, "127.0.0.1:0", &laptop_id);
     let mirror = Proc::spawn("mirror", c, &t.join("mirror.log"));
     let last = acknowledged.last().unwrap().to_hex();
     let mnt2: PathBuf = mnt.clone();

@@ -34,28 +34,13 @@ fn pair(laptop_log: Option<&Path>, rust_log: &str) -> Pair {
     std::fs::create_dir_all(&home).unwrap();
     let (mirror_id, laptop_id) = (common::node_id(&pi_dir), common::node_id(&lap_dir));
     let port = common::free_udp_port();
-    let mut c = command(None, &home);
-    c.env("RUST_LOG", rust_log)
-        .arg("--data")
-        .arg(&pi_dir)
-        .args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--http",
-            "127.0.0.1:0",
-            "--allow",
-            &laptop_id.to_hex(),
-        ]);
+    let dial = format!("127.0.0.1:{port}");
+    let mut c = serve_command(None, &home, &pi_dir, &dial, "127.0.0.1:0", &laptop_id);
+    c.env("RUST_LOG", rust_log);
     let mut mirror = Proc::spawn("mirror", c, &t.join("mirror.log"));
     mirror.wait_for_log("listening on", 1, LONG);
-    let mut c = command(None, &home);
-    c.env("RUST_LOG", rust_log)
-        .arg("--data")
-        .arg(&lap_dir)
-        .arg("mount")
-        .arg(&mnt)
-        .args(["--mirror", &format!("{mirror_id}@127.0.0.1:{port}")]);
+    let mut c = mount_command(None, &home, &lap_dir, &mnt, &mirror_id, &dial);
+    c.env("RUST_LOG", rust_log);
     let laptop_log = laptop_log.map_or_else(|| t.join("laptop.log"), Path::to_path_buf);
     let mut laptop = Proc::spawn("laptop", c, &laptop_log);
     let status = mnt.join("STATUS");

@@ -53,28 +53,15 @@ fn a_restarted_mirror_is_noticed_well_under_the_idle_timeout() {
         .local_addr()
         .unwrap();
     let spawn_mirror = |run: usize| {
-        let mut c = command(None, &home);
-        c.arg("--data").arg(&pi_dir).args([
-            "serve",
-            "--listen",
-            &format!("127.0.0.1:{port}"),
-            "--http",
-            &http.to_string(),
-            "--allow",
-            &laptop_id.to_hex(),
-        ]);
+        let listen = format!("127.0.0.1:{port}");
+        let c = serve_command(None, &home, &pi_dir, &listen, &http.to_string(), &laptop_id);
         Proc::spawn("mirror", c, &t.join(format!("mirror-{run}.log")))
     };
     let mut mirror = spawn_mirror(0);
     mirror.wait_for_log("listening on", 1, LONG);
 
-    let mut laptop = command(None, &home);
-    laptop
-        .arg("--data")
-        .arg(&lap_dir)
-        .arg("mount")
-        .arg(&mnt)
-        .args(["--mirror", &format!("{mirror_id}@127.0.0.1:{port}")]);
+    let dial = format!("127.0.0.1:{port}");
+    let laptop = mount_command(None, &home, &lap_dir, &mnt, &mirror_id, &dial);
     let mut laptop = Proc::spawn("laptop", laptop, &t.join("laptop.log"));
     laptop.wait_for_log("control folder mounted at", 1, LONG);
 

@@ -60,6 +60,48 @@ pub fn command(netns: Option<&str>, home: &Path) -> Command {
     c
 }
 
+/// `dat-mirror --data DATA serve --listen LISTEN --http HTTP --allow LAPTOP`: a mirror
+/// following one laptop (see [`command`] for `netns` and `home`).
+pub fn serve_command(
+    netns: Option<&str>,
+    home: &Path,
+    data: &Path,
+    listen: &str,
+    http: &str,
+    laptop: &Key,
+) -> Command {
+    let mut c = command(netns, home);
+    c.arg("--data").arg(data).args([
+        "serve",
+        "--listen",
+        listen,
+        "--http",
+        http,
+        "--allow",
+        &laptop.to_hex(),
+    ]);
+    c
+}
+
+/// `dat-mirror --data DATA mount MNT --mirror MIRROR@DIAL`: a laptop's control folder,
+/// dialling its mirror at `dial` (see [`command`] for `netns` and `home`).
+pub fn mount_command(
+    netns: Option<&str>,
+    home: &Path,
+    data: &Path,
+    mnt: &Path,
+    mirror: &Key,
+    dial: &str,
+) -> Command {
+    let mut c = command(netns, home);
+    c.arg("--data")
+        .arg(data)
+        .arg("mount")
+        .arg(mnt)
+        .args(["--mirror", &format!("{mirror}@{dial}")]);
+    c
+}
+
 impl Proc {
     pub fn spawn(what: &str, mut cmd: Command, log: &Path) -> Proc {
         let file = std::fs::OpenOptions::new()
