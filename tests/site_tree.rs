@@ -297,6 +297,18 @@ async fn files_are_byte_identical_and_read_only() {
             unsafe { libc::setxattr(c.as_ptr(), c"user.x".as_ptr(), b"1".as_ptr().cast(), 1, 0) };
         assert_eq!(rc, -1);
         erofs("setxattr", Err::<(), _>(std::io::Error::last_os_error()));
+        // No extended attributes: none in `user.`, the other namespaces unsupported (so
+        // `ls -l` stops asking every file for its SELinux label and ACL).
+        for (name, errno) in [
+            (c"user.x", libc::ENODATA),
+            (c"security.selinux", libc::EOPNOTSUPP),
+            (c"system.posix_acl_access", libc::EOPNOTSUPP),
+        ] {
+            // SAFETY: valid NUL-terminated strings, a null buffer of size 0.
+            let rc = unsafe { libc::getxattr(c.as_ptr(), name.as_ptr(), std::ptr::null_mut(), 0) };
+            let got = std::io::Error::last_os_error().raw_os_error();
+            assert_eq!((rc, got), (-1, Some(errno)), "getxattr {name:?}");
+        }
         // Nothing changed.
         assert_eq!(
             fs::read(&f).unwrap(),

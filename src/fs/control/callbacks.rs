@@ -15,7 +15,8 @@ use super::ops::FolderOp;
 use super::table::{HandleKind, ROOT, STATUS};
 use super::ControlFs;
 use crate::fs::fuse::{
-    reply_attr, reply_data, reply_empty, reply_entry, reply_open, reply_written, reply_xattr,
+    missing_xattr, reply_attr, reply_data, reply_empty, reply_entry, reply_open, reply_written,
+    reply_xattr,
 };
 use crate::model::view::XATTR_PREFIX;
 
@@ -275,14 +276,14 @@ impl Filesystem for ControlFs {
     }
 
     fn getxattr(&self, _req: &Request, ino: INodeNo, name: &OsStr, size: u32, reply: ReplyXattr) {
-        // `ls -l` asks every entry for `security.selinux` and `system.posix_acl_access`:
-        // names outside ours are answered without the table lock or a view.
+        // Names outside ours (`ls -l` asks every entry for `security.selinux` and
+        // `system.posix_acl_access`) are answered without the table lock or a view.
         if !name.as_encoded_bytes().starts_with(XATTR_PREFIX.as_bytes()) {
-            return reply.error(Errno::NO_XATTR);
+            return reply.error(missing_xattr(name));
         }
         let attrs = FolderOp::begin(self).xattrs(ino.0);
         match attrs.iter().find(|(n, _)| OsStr::new(n) == name) {
-            None => reply.error(Errno::NO_XATTR),
+            None => reply.error(missing_xattr(name)),
             Some((_, value)) => reply_xattr(reply, value, size),
         }
     }
@@ -314,7 +315,11 @@ impl Filesystem for ControlFs {
             .xattrs(ino.0)
             .iter()
             .any(|(n, _)| OsStr::new(n) == name);
-        reply.error(if known { Errno::EPERM } else { Errno::NO_XATTR });
+        reply.error(if known {
+            Errno::EPERM
+        } else {
+            missing_xattr(name)
+        });
     }
 
     fn access(&self, _req: &Request, _ino: INodeNo, _mask: fuser::AccessFlags, reply: ReplyEmpty) {

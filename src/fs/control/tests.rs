@@ -510,6 +510,14 @@ fn xattrs_follow_the_view() {
     );
     assert_eq!(getxattr(&p, "user.dat-mirror.alias").unwrap(), b"blog");
     assert_eq!(getxattr(&p, "user.nothing"), Err(libc::ENODATA));
+    // Other namespaces are unsupported, not missing: GNU `ls -l` then stops asking every
+    // entry for its SELinux label and ACL.
+    assert_eq!(getxattr(&p, "security.selinux"), Err(libc::EOPNOTSUPP));
+    assert_eq!(
+        getxattr(&p, "system.posix_acl_access"),
+        Err(libc::EOPNOTSUPP)
+    );
+    assert_eq!(getxattr(&m.path(""), "trusted.x"), Err(libc::EOPNOTSUPP));
     assert_eq!(
         getxattr(&m.path("STATUS"), "user.dat-mirror.state"),
         Err(libc::ENODATA)
