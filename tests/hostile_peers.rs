@@ -173,6 +173,7 @@ async fn serve_badly(
                 )),
             };
             let mut s = Session::new(SessionConfig {
+                push: false,
                 is_initiator: true,
                 handshake_hash: bad.secret.to_vec(),
                 limits: Limits::default(),

@@ -205,6 +205,9 @@ impl Engine {
                 ..Limits::default()
             },
             refusal_burst: MAX_CHANNELS as f64,
+            // Both ends are ours: a command or an acknowledgement travels with its append,
+            // one round trip sooner than announce → request → data.
+            push: true,
             ..PeerConfig::default()
         };
         let peer = Peer::with_hooks(store.engine().clone(), config, hooks.clone());

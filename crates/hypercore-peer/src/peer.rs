@@ -36,6 +36,9 @@ pub struct PeerConfig {
     /// peer opens every core of its corestore, so the burst is generous.
     pub refusal_burst: f64,
     pub refusals_per_second: f64,
+    /// Push mode on every connection (see `hypercore_wire::session::SessionConfig::push`):
+    /// for links where both ends run this crate; off by default.
+    pub push: bool,
 }
 
 impl Default for PeerConfig {
@@ -47,6 +50,7 @@ impl Default for PeerConfig {
             open_served: true,
             refusal_burst: 4096.0,
             refusals_per_second: 256.0,
+            push: false,
         }
     }
 }

@@ -279,6 +279,7 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
         remote: link.remote_public_key,
     });
     let session = match Session::new(SessionConfig {
+        push: inner.config.push,
         is_initiator: link.is_initiator,
         handshake_hash: link.handshake_hash.clone(),
         limits: inner.config.limits,

@@ -131,6 +131,7 @@ async fn hostile_side(
 ) {
     use hypercore_peer::FrameIo;
     let mut s = Session::new(SessionConfig {
+        push: false,
         is_initiator: io.info().is_initiator,
         handshake_hash: hh,
         limits: Limits::default(),
@@ -249,6 +250,7 @@ async fn silent_side(
 ) {
     use hypercore_peer::FrameIo;
     let mut s = Session::new(SessionConfig {
+        push: false,
         is_initiator: io.info().is_initiator,
         handshake_hash: hh,
         limits: Limits::default(),

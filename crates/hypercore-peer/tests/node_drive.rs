@@ -196,6 +196,7 @@ async fn node_hyperdrive_13_manifest_drive_mirrored_then_read_from_rust_alone() 
 /// Runs a bare session serving `store` under `key` over `io` until it ends (a hostile peer).
 async fn impostor(io: FramedIo<tokio::io::DuplexStream>, store: EngineCore, key: [u8; 32]) {
     let mut s = Session::new(SessionConfig {
+        push: false,
         is_initiator: io.info().is_initiator,
         handshake_hash: io.info().handshake_hash,
         limits: Limits::default(),

@@ -63,6 +63,7 @@ pub fn stream(data: &[u8]) {
 /// the input as a sequence of 2-byte-length-prefixed frames.
 pub fn session(data: &[u8]) {
     let Ok(mut s) = Session::new(SessionConfig {
+        push: true,
         is_initiator: data.first().is_some_and(|b| b & 1 == 1),
         handshake_hash: vec![0; 64],
         limits: Limits {

@@ -14,7 +14,7 @@
 //! and the handshake hash):
 //!
 //! ```text
-//! let mut s = Session::new(SessionConfig { is_initiator, handshake_hash, limits: Limits::default() })?;
+//! let mut s = Session::new(SessionConfig { is_initiator, handshake_hash, limits: Limits::default(), push: false })?;
 //! s.add_core(key, store, CoreOptions { download: true })?;      // for every core to replicate
 //! loop {
 //!     while let Some(frame) = s.poll_transmit() { transport.send(frame) }   // as it accepts

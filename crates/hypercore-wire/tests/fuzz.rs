@@ -182,6 +182,7 @@ fn relay(from: &mut Session, to: &mut Session, rng: &mut Rng) -> bool {
 
 fn session(is_initiator: bool, rng: &mut Rng) -> (Session, Fake) {
     let mut s = Session::new(SessionConfig {
+        push: false,
         is_initiator,
         handshake_hash: vec![7; 64],
         limits: Limits {
@@ -253,6 +254,7 @@ fn two_sessions_with_a_corrupting_link_never_panic() {
     for round in 0..150 {
         let (mut a, _) = session(true, &mut rng);
         let mut b = Session::new(SessionConfig {
+            push: false,
             is_initiator: false,
             handshake_hash: vec![7; 64],
             limits: Limits::default(),

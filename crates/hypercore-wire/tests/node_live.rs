@@ -181,6 +181,7 @@ fn fetch_from_node(rust_is_initiator: bool) {
     let (mut peer, key, mut sock, frames) = connect(!rust_is_initiator, &hh, blocks, None);
     let store = Shared::default();
     let mut session = Session::new(SessionConfig {
+        push: false,
         is_initiator: rust_is_initiator,
         handshake_hash: hh.clone(),
         limits: Limits::default(),
@@ -262,6 +263,7 @@ fn a_capability_for_another_connection_is_refused_by_both_sides() {
     let (_peer, key, mut sock, frames) = connect(false, &node_hh, 5, None);
     let store = Shared::default();
     let mut session = Session::new(SessionConfig {
+        push: false,
         is_initiator: true,
         handshake_hash: vec![2u8; 64], // not the handshake hash Node uses
         limits: Limits::default(),
@@ -316,6 +318,7 @@ fn a_sparse_node_seeder_is_asked_with_want_and_every_block_it_holds_is_fetched()
     let (_peer, key, mut sock, frames) = connect(false, &hh, blocks, Some((100, 250)));
     let store = Shared::default();
     let mut session = Session::new(SessionConfig {
+        push: false,
         is_initiator: true,
         handshake_hash: hh,
         limits: Limits::default(),

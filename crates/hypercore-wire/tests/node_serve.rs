@@ -139,6 +139,7 @@ fn serve_to_node(rust_is_initiator: bool) {
     sock.set_nodelay(true).ok();
     let frames = reader_thread(sock.try_clone().expect("clone"));
     let mut session = Session::new(SessionConfig {
+        push: false,
         is_initiator: rust_is_initiator,
         handshake_hash: hh,
         limits: Limits::default(),

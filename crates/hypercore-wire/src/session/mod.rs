@@ -50,6 +50,11 @@ pub struct SessionConfig {
     pub handshake_hash: Vec<u8>,
     /// Hostile-peer limits.
     pub limits: Limits,
+    /// Push mode (Node's `allowPush`): on the cores we fetch, say that we accept blocks sent
+    /// unasked, and send the upgrade of a fresh append with its first block to remotes
+    /// that say the same, instead of waiting for their request. Saves a round trip per
+    /// append. For links between our own nodes; off towards the hypercore network.
+    pub push: bool,
 }
 
 /// Options of one core on a connection.
@@ -231,6 +236,7 @@ impl Session {
             local_id,
             store,
             options.download,
+            self.config.push,
             &self.config.limits,
         );
         self.channels.insert(local_id, channel);

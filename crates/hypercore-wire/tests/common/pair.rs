@@ -19,7 +19,12 @@ pub struct Peer {
 
 impl Peer {
     pub fn new(is_initiator: bool, hh: &[u8], limits: Limits) -> Self {
+        Self::with_push(is_initiator, hh, limits, false)
+    }
+    /// A peer whose session is in push mode or not.
+    pub fn with_push(is_initiator: bool, hh: &[u8], limits: Limits, push: bool) -> Self {
         let s = Session::new(SessionConfig {
+            push,
             is_initiator,
             handshake_hash: hh.to_vec(),
             limits,
@@ -98,5 +103,13 @@ pub fn pair() -> (Peer, Peer) {
     (
         Peer::new(true, &HH, Limits::default()),
         Peer::new(false, &HH, Limits::default()),
+    )
+}
+
+/// Two connected peers, each in push mode or not.
+pub fn pair_with_push(a: bool, b: bool) -> (Peer, Peer) {
+    (
+        Peer::with_push(true, &HH, Limits::default(), a),
+        Peer::with_push(false, &HH, Limits::default(), b),
     )
 }

@@ -12,6 +12,7 @@ use crate::store::{CoreStore, StoreError};
 use std::collections::{HashMap, HashSet, VecDeque};
 
 mod fetch;
+mod push;
 
 /// Words of one `bitfield` message processed (Node's segment: 2^21 bits).
 const MAX_BITFIELD_WORDS: usize = 1 << 16;
@@ -45,6 +46,9 @@ struct Remote {
     length_acked: u64,
     can_upgrade: bool,
     uploading: bool,
+    downloading: bool,
+    /// It accepts blocks pushed unasked (`sync.allowPush`).
+    allow_push: bool,
     has_manifest: bool,
     contiguous: u64,
     ranges: RangeSet,
@@ -66,6 +70,10 @@ pub(crate) struct Channel {
     pub opened: bool,
     pub store: Box<dyn CoreStore + Send>,
     download: bool,
+    /// Push mode ([`crate::session::SessionConfig::push`]).
+    push: bool,
+    /// (fork, length) our pushes brought the remote to: not pushed twice.
+    pushed: (u64, u64),
     remote: Remote,
     serving: VecDeque<Request>,
     /// Our requests in flight: id → (what, timer generation when sent).
@@ -96,6 +104,7 @@ impl Channel {
         local_id: u64,
         store: Box<dyn CoreStore + Send>,
         download: bool,
+        push: bool,
         limits: &Limits,
     ) -> Self {
         let cursor = store.info().contiguous_length;
@@ -107,6 +116,8 @@ impl Channel {
             opened: false,
             store,
             download,
+            push,
+            pushed: (0, 0),
             remote: Remote {
                 synced: false,
                 fork: 0,
@@ -114,6 +125,8 @@ impl Channel {
                 length_acked: 0,
                 can_upgrade: false,
                 uploading: true,
+                downloading: false,
+                allow_push: false,
                 has_manifest: false,
                 contiguous: 0,
                 ranges: RangeSet::new(limits.max_remote_ranges),
@@ -155,7 +168,7 @@ impl Channel {
             uploading: true,
             downloading: self.download,
             has_manifest: info.has_manifest,
-            allow_push: false,
+            allow_push: self.push && self.download,
         };
         self.announced_length = info.length;
         self.send(ctx, Message::Sync(sync));
@@ -191,8 +204,10 @@ impl Channel {
             return;
         }
         // What we hold first, then the new length: a peer that hears the length already
-        // knows the new blocks are here and asks for the first with the upgrade.
+        // knows the new blocks are here and asks for the first with the upgrade. A peer in
+        // push mode gets the new blocks before the length, so it has nothing to ask.
         self.announce_contiguous(ctx);
+        self.push_appended(ctx);
         if self.store.info().length != self.announced_length {
             self.send_sync(ctx);
         }
@@ -257,6 +272,8 @@ impl Channel {
         self.remote.length = s.length;
         self.remote.can_upgrade = s.can_upgrade;
         self.remote.uploading = s.uploading;
+        self.remote.downloading = s.downloading;
+        self.remote.allow_push = s.allow_push;
         self.remote.has_manifest = s.has_manifest;
         self.remote.length_acked = if s.fork == info.fork {
             s.remote_length
@@ -279,7 +296,10 @@ impl Channel {
 
     fn on_data(&mut self, ctx: &mut Ctx<'_>, d: Data) -> Result<(), Fault> {
         let Some((what, _)) = self.inflight.remove(&d.request) else {
-            return Ok(()); // unsolicited or cancelled: ignored, as Node does without push
+            if d.request == 0 {
+                return self.on_push(ctx, d);
+            }
+            return Ok(()); // cancelled or timed out: ignored
         };
         self.answered = true;
         let result = self.on_answer(ctx, what, d);
@@ -306,8 +326,14 @@ impl Channel {
             }
             return Ok(());
         }
+        self.store_data(ctx, &d)
+    }
+
+    /// Verifies and stores an answer or a push; a proof that does not verify closes the
+    /// channel, a storage failure pauses fetching.
+    fn store_data(&mut self, ctx: &mut Ctx<'_>, d: &Data) -> Result<(), Fault> {
         let before = self.store.info().length;
-        match self.store.apply(&d) {
+        match self.store.apply(d) {
             Ok(applied) => {
                 if let Some(index) = applied.block {
                     ctx.events.push_back(Event::Downloaded {
