@@ -5,7 +5,8 @@
 # key; after each sample the key is removed again (`rm`, waited for) so the mirror set stays
 # empty. Prints median, p90, min and max, and the ratio against a raw baseline measured in
 # the same run: a small-message round trip and a fresh connection between two iroh
-# endpoints on 127.0.0.1 (examples/bench_rtt.rs).
+# endpoints on 127.0.0.1 (examples/bench_rtt.rs), and the loop's own cost (`touch` of a new
+# file in a plain folder and one read of it: a fork and exec, no dat-mirror).
 # Everything runs on 127.0.0.1 with relays, mDNS and DHT off; nothing leaves the machine.
 #
 # Usage: scripts/bench/delivered.sh
@@ -117,6 +118,20 @@ for i in $(seq 0 $((N + 2))); do
 done
 stop_daemons
 
+# What the loop above costs without dat-mirror: `touch` of a new file (a fork and exec)
+# plus one read of it, in a plain folder (tmpfs when there is one).
+say "== touch of a plain file (the same loop's own cost)"
+PLAIN=$(mktemp -d "$( [ -w /dev/shm ] && echo /dev/shm || echo "$WORK")/dat-mirror-bench.XXXXXX")
+TOUCHES=()
+for i in $(seq 0 $((N + 2))); do
+    T0=$EPOCHREALTIME
+    touch "$PLAIN/$i"
+    state_of "$PLAIN/$i"
+    T1=$EPOCHREALTIME
+    [ "$i" -ge 3 ] && TOUCHES+=("$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.6f", b - a }')")
+done
+rm -rf "$PLAIN"
+
 say "== raw iroh baseline on 127.0.0.1"
 RAW=$("$RTT" "$N")
 RTT_LINE=$(grep '^RESULT rtt ' <<<"$RAW") || die "no rtt result"
@@ -130,6 +145,7 @@ stats() { # prints "median p90 min max p99" of the numbers on stdin
         printf "%s %s %s %s %s\n", m, p, v[1], v[NR], q }'
 }
 read -r MED P90 MIN MAX P99 < <(printf '%s\n' "${SAMPLES[@]}" | stats)
+read -r T_MED T_P90 T_MIN T_MAX _ < <(printf '%s\n' "${TOUCHES[@]}" | stats)
 RTT_MED=$(field median "$RTT_LINE")
 CONN_MED=$(field median "$CONNECT_LINE")
 ms() { awk -v s="$1" 'BEGIN { printf "%9.3f", s * 1000 }'; }
@@ -139,6 +155,7 @@ echo "dat-mirror touch -> delivered benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $
 echo "release build, loopback, FUSE control folder; ${#SAMPLES[@]} samples after 3 warm-up"
 printf '%-44s %9s %9s %9s %9s %10s\n' "what (ms)" "median" "p90" "min" "max" "median/rtt"
 printf '%-44s %s %s %s %s %s\n' "touch -> 'state: delivered'" "$(ms "$MED")" "$(ms "$P90")" "$(ms "$MIN")" "$(ms "$MAX")" "$(ratio "$MED" "$RTT_MED")"
+printf '%-44s %s %s %s %s %s\n' "touch + read of a plain file (the loop itself)" "$(ms "$T_MED")" "$(ms "$T_P90")" "$(ms "$T_MIN")" "$(ms "$T_MAX")" "$(ratio "$T_MED" "$RTT_MED")"
 for l in "$RTT_LINE:raw iroh: 64-byte round trip" "$CONNECT_LINE:raw iroh: new connection"; do
     line=${l%%:*}
     printf '%-44s %s %s %s %s %s\n' "${l#*:}" "$(ms "$(field median "$line")")" "$(ms "$(field p90 "$line")")" \
@@ -148,5 +165,5 @@ echo
 echo "touch -> delivered is $(awk -v a="$MED" -v b="$CONN_MED" 'BEGIN { printf "%.1f", a / b }')x a fresh raw connection (median)"
 bench_row "touch -> 'state: delivered', loopback, p50 / p90 / p99" \
     "$(awk -v a="$MED" -v b="$P90" -v c="$P99" 'BEGIN { printf "%.1f / %.1f / %.1f ms", a * 1000, b * 1000, c * 1000 }')" \
-    "raw iroh RTT $(awk -v a="$RTT_MED" 'BEGIN { printf "%.2f ms", a * 1000 }')" \
+    "raw iroh RTT $(awk -v a="$RTT_MED" 'BEGIN { printf "%.2f ms", a * 1000 }'); touch of a plain file $(awk -v a="$T_MED" 'BEGIN { printf "%.2f ms", a * 1000 }')" \
     "$(awk -v a="$MED" -v b="$RTT_MED" 'BEGIN { printf "%.0fx", a / b }')" "p50 <= 3 ms, p99 <= 10 ms"
