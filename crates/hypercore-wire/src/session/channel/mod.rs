@@ -205,7 +205,8 @@ impl Channel {
         }
         // What we hold first, then the new length: a peer that hears the length already
         // knows the new blocks are here and asks for the first with the upgrade. A peer in
-        // push mode gets the new blocks before the length, so it has nothing to ask.
+        // push mode gets the upgrade with the first new block before the length, so a
+        // one-block append leaves it nothing to ask.
         self.announce_contiguous(ctx);
         self.push_appended(ctx);
         if self.store.info().length != self.announced_length {
