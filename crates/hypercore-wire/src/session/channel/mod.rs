@@ -157,6 +157,18 @@ impl Channel {
         ctx.out.message(self.local_id, &msg);
     }
 
+    /// Sends a block (an answer or a push) and reports the upload.
+    fn send_data(&self, ctx: &mut Ctx<'_>, data: Data) {
+        if let Some(b) = &data.block {
+            ctx.events.push_back(Event::Uploaded {
+                key: self.key,
+                index: b.index,
+                bytes: b.value.len() as u64,
+            });
+        }
+        self.send(ctx, Message::Data(Box::new(data)));
+    }
+
     fn send_sync(&mut self, ctx: &mut Ctx<'_>) {
         let info = self.store.info();
         let same_fork = info.fork == self.remote.fork;
@@ -531,14 +543,7 @@ impl Channel {
         };
         let reason = match answer {
             Ok(Some(data)) => {
-                if let Some(b) = &data.block {
-                    ctx.events.push_back(Event::Uploaded {
-                        key: self.key,
-                        index: b.index,
-                        bytes: b.value.len() as u64,
-                    });
-                }
-                self.send(ctx, Message::Data(Box::new(data)));
+                self.send_data(ctx, data);
                 return Ok(true);
             }
             Ok(None) | Err(StoreError::Storage(_)) => no_data_reason::NOT_AVAILABLE,

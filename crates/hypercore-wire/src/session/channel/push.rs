@@ -13,11 +13,8 @@
 //! not fit (another source got there first) is dropped unverified; one that fits but does
 //! not verify closes the channel, as a bad answer does.
 
-use super::{Channel, Ctx};
-use crate::messages::{Data, Message, Request, RequestBlock, RequestUpgrade};
-use crate::session::types::Event;
-
-use super::Fault;
+use super::{Channel, Ctx, Fault};
+use crate::messages::{Data, Request, RequestBlock, RequestUpgrade};
 
 impl Channel {
     /// Pushes the upgrade to our new length with the first block past the remote's length
@@ -62,14 +59,7 @@ impl Channel {
         let Ok(Some(data)) = self.store.proof_for(&request) else {
             return; // not held after all, or the store failed: the remote asks as usual
         };
-        if let Some(b) = &data.block {
-            ctx.events.push_back(Event::Uploaded {
-                key: self.key,
-                index: b.index,
-                bytes: b.value.len() as u64,
-            });
-        }
-        self.send(ctx, Message::Data(Box::new(data)));
+        self.send_data(ctx, data);
         self.pushed = (info.fork, info.length);
     }
 
