@@ -71,7 +71,8 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
     crate::bannerln!("control folder mounted at {}", mountpoint.display());
     super::print_network(&network);
     shutdown.wait().await;
-    tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
+    let mp = mountpoint.clone();
+    tokio::task::spawn_blocking(move || crate::fs::fuse::unmount(session, &mp)).await??;
     laptop.shutdown().await;
     Ok(())
 }

@@ -70,7 +70,7 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
             let session = crate::fs::site_tree::mount(mirror.inner.clone(), dir)
                 .with_context(|| format!("cannot mount the site tree at {}", dir.display()))?;
             crate::bannerln!("sites mounted read-only at {}", dir.display());
-            Some(session)
+            Some((session, dir.clone()))
         }
         None => None,
     };
@@ -90,8 +90,8 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
         }
     }
     shutdown.wait().await;
-    if let Some(session) = tree {
-        tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
+    if let Some((session, dir)) = tree {
+        tokio::task::spawn_blocking(move || crate::fs::fuse::unmount(session, &dir)).await??;
     }
     mirror.shutdown().await;
     Ok(())

@@ -161,6 +161,69 @@ pub fn spawn_mount<FS: Filesystem + Send + 'static>(
     })
 }
 
+/// How long [`unmount`] retries a mount that is busy before detaching it.
+pub(crate) const BUSY_RETRY: Duration = Duration::from_secs(1);
+
+/// Unmounts `mountpoint` and ends `session`, never leaving a dead mount behind. fuser's own
+/// `umount_and_join` gives up on `EBUSY` (a shell whose working directory is inside, a
+/// child process that inherited a descriptor), and the mount is dead once the session is
+/// gone. Here a busy mount is retried for [`BUSY_RETRY`] (a child between fork and exec lets
+/// go by then), then detached lazily as `fusermount3 -u -z` and libfuse do: the folder
+/// leaves the namespace now and processes still inside get "Transport endpoint is not
+/// connected" once this session ends. A non-root user goes through fuser (fusermount3).
+pub fn unmount(session: fuser::BackgroundSession, mountpoint: &Path) -> std::io::Result<()> {
+    let Ok(path) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+        mountpoint.as_os_str(),
+    )) else {
+        return session.umount_and_join();
+    };
+    let deadline = std::time::Instant::now() + BUSY_RETRY;
+    loop {
+        // SAFETY: `path` is a valid NUL-terminated path for the duration of the call.
+        if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
+            return session.join();
+        }
+        let err = std::io::Error::last_os_error();
+        match err.raw_os_error() {
+            Some(libc::EBUSY) if std::time::Instant::now() < deadline => {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            Some(libc::EBUSY) => {
+                // SAFETY: as above.
+                if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
+                    return Err(std::io::Error::new(
+                        err.kind(),
+                        format!(
+                            "cannot unmount {}: {}; run `umount -l {}`",
+                            mountpoint.display(),
+                            std::io::Error::last_os_error(),
+                            mountpoint.display()
+                        ),
+                    ));
+                }
+                tracing::warn!(
+                    "{} was still in use (a shell or program inside it?); detached it: what \
+                     is still inside sees \"Transport endpoint is not connected\"",
+                    mountpoint.display()
+                );
+                // The session ends when the last user lets go; not waited for.
+                drop(session);
+                return Ok(());
+            }
+            // Not root: fuser unmounts through fusermount3 (which detaches lazily itself).
+            Some(libc::EPERM) => return session.umount_and_join(),
+            // Not mounted any more (someone ran `umount`): the session ends by itself.
+            Some(libc::EINVAL) => return session.join(),
+            _ => {
+                return Err(std::io::Error::new(
+                    err.kind(),
+                    format!("cannot unmount {}: {err}", mountpoint.display()),
+                ))
+            }
+        }
+    }
+}
+
 /// Raises the kernel's readahead for the FUSE mount at `mountpoint` to `kb` KiB, best
 /// effort. The kernel offers FUSE filesystems 128 KiB, so a cold sequential read reaches us
 /// as 128 KiB requests one after the other; with more, it sends up to `max_pages` (1 MiB)

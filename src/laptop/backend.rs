@@ -3,7 +3,8 @@
 //! the other way round. The daemon implements it ([`super::LaptopInner`]); tests implement
 //! it with a fake that acknowledges on cue.
 
-use std::sync::Arc;
+use std::sync::{Arc, Condvar, Mutex};
+use std::time::Duration;
 
 use crate::model::command::Command;
 use crate::model::view::StatusView;
@@ -16,6 +17,41 @@ pub trait ControlBackend: Send + Sync + 'static {
     /// Appends to the laptop's command log (blocking) and returns the entry's seq. After it
     /// returns, `view()` must show the command.
     fn append(&self, command: Command) -> Result<u64, AppendError>;
+    /// Counts the changes of what `view()` is folded from (the folder waits on it to tell
+    /// the kernel which cached attributes to forget).
+    fn changes(&self) -> Arc<Changes>;
+}
+
+/// A counter of changes that a thread can wait on: bumped by whoever changes the view's
+/// inputs, awaited (with a time-out) by the control folder's watcher thread. A `Condvar`
+/// and not a tokio channel: the waiter is a plain thread beside the FUSE session.
+#[derive(Default)]
+pub struct Changes {
+    count: Mutex<u64>,
+    bumped: Condvar,
+}
+
+impl Changes {
+    /// One more change; wakes every waiter.
+    pub fn bump(&self) {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner()) += 1;
+        self.bumped.notify_all();
+    }
+
+    /// The count now.
+    pub fn count(&self) -> u64 {
+        *self.count.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Waits until the count differs from `seen`, or `timeout` passed; returns the count.
+    pub fn wait_past(&self, seen: u64, timeout: Duration) -> u64 {
+        let count = self.count.lock().unwrap_or_else(|p| p.into_inner());
+        let (count, _) = self
+            .bumped
+            .wait_timeout_while(count, timeout, |c| *c == seen)
+            .unwrap_or_else(|p| p.into_inner());
+        *count
+    }
 }
 
 /// Why a command could not be appended to the command log. Nothing was appended; the user

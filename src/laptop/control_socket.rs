@@ -129,11 +129,11 @@ pub async fn view_from_disk(data: &Path) -> anyhow::Result<StatusView> {
     let _lock = crate::host::DataLock::acquire(data)?;
     let me = crate::net::endpoint::Identity::load_or_create(data)?.key();
     let store = CoreStore::new(data)?;
-    let cache = std::sync::RwLock::new(super::logs::ViewCache::default());
+    let loaded = super::logs::ViewInputs::default();
     if let Some(core) = store.open_existing(&me).await? {
-        super::logs::load_commands(&cache, &TypedLog::new(core)).await;
+        super::logs::load_commands(&loaded, &TypedLog::new(core)).await;
     }
-    let commands = cache.into_inner().unwrap_or_default().commands;
+    let commands = loaded.into_cache().commands;
     let mut inputs = Vec::new();
     let mut notes = Vec::new();
     for m in super::load_mirrors(&dir)? {

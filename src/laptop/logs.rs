@@ -5,10 +5,11 @@
 //! log and as a note on the view), never skipped in silence.
 
 use std::collections::BTreeMap;
-use std::sync::{Arc, RwLock};
+use std::sync::{Arc, RwLock, RwLockReadGuard};
 
 use futures::StreamExt;
 
+use super::backend::Changes;
 use crate::model::command::{Command, CommandError};
 use crate::model::keys::Key;
 use crate::model::status::StatusEntry;
@@ -48,21 +49,50 @@ pub struct ViewCache {
     pub command_note: Option<String>,
 }
 
+/// The view's inputs as the laptop shares them: the cache behind a lock, written only
+/// through [`ViewInputs::update`], which counts every change in [`Changes`] (the control
+/// folder's watcher waits on it to tell the kernel which cached attributes to forget).
+#[derive(Default)]
+pub struct ViewInputs {
+    cache: RwLock<ViewCache>,
+    changes: Arc<Changes>,
+}
+
+impl ViewInputs {
+    pub fn read(&self) -> RwLockReadGuard<'_, ViewCache> {
+        self.cache.read().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Changes the cache, then says so to whoever waits on [`ViewInputs::changes`].
+    pub fn update<R>(&self, f: impl FnOnce(&mut ViewCache) -> R) -> R {
+        let out = f(&mut self.cache.write().unwrap_or_else(|p| p.into_inner()));
+        self.changes.bump();
+        out
+    }
+
+    pub fn changes(&self) -> Arc<Changes> {
+        self.changes.clone()
+    }
+
+    pub fn into_cache(self) -> ViewCache {
+        self.cache.into_inner().unwrap_or_else(|p| p.into_inner())
+    }
+}
+
 /// Keeps `cache.commands` up to date with the command log, from what it holds on.
-pub async fn watch_commands(cache: Arc<RwLock<ViewCache>>, log: TypedLog<Command>) {
-    let from = cache.read().unwrap().commands.len() as u64;
+pub async fn watch_commands(inputs: Arc<ViewInputs>, log: TypedLog<Command>) {
+    let from = inputs.read().commands.len() as u64;
     let mut entries = Box::pin(log.follow(from));
     while let Some((seq, entry)) = entries.next().await {
-        let mut cache = cache.write().unwrap();
-        match entry {
+        inputs.update(|cache| match entry {
             Err(EntryError::Unreadable(e)) => {
                 let note = format!("command {seq} of this laptop's log cannot be read: {e}");
                 tracing::error!("{note}");
                 cache.command_note = Some(note);
             }
-            Ok(cmd) => push_command(&mut cache, seq, Ok(cmd)),
-            Err(EntryError::Undecodable(e)) => push_command(&mut cache, seq, Err(e)),
-        }
+            Ok(cmd) => push_command(cache, seq, Ok(cmd)),
+            Err(EntryError::Undecodable(e)) => push_command(cache, seq, Err(e)),
+        });
     }
 }
 
@@ -76,15 +106,15 @@ pub fn push_command(cache: &mut ViewCache, seq: u64, entry: Result<Command, Comm
 
 /// The command log's entries up to what it holds now (into the cache before the folder is
 /// mounted, so a listing right after a restart shows every command written).
-pub async fn load_commands(cache: &RwLock<ViewCache>, log: &TypedLog<Command>) {
-    let from = cache.read().unwrap().commands.len() as u64;
+pub async fn load_commands(inputs: &ViewInputs, log: &TypedLog<Command>) {
+    let from = inputs.read().commands.len() as u64;
     for (seq, entry) in log.entries(from..log.len()).await {
-        let mut cache = cache.write().unwrap();
-        match entry {
-            Ok(cmd) => push_command(&mut cache, seq, Ok(cmd)),
-            Err(EntryError::Undecodable(e)) => push_command(&mut cache, seq, Err(e)),
+        let entry = match entry {
+            Ok(cmd) => Ok(cmd),
+            Err(EntryError::Undecodable(e)) => Err(e),
             Err(EntryError::Unreadable(_)) => break,
-        }
+        };
+        inputs.update(|cache| push_command(cache, seq, entry));
     }
 }
 
@@ -102,12 +132,11 @@ fn status_note(seq: u64, e: &EntryError<crate::model::status::StatusError>) -> S
 }
 
 /// Keeps the cached status entries of one mirror up to date with its (replicated) log.
-pub async fn watch_status(cache: Arc<RwLock<ViewCache>>, log: TypedLog<StatusEntry>) {
+pub async fn watch_status(inputs: Arc<ViewInputs>, log: TypedLog<StatusEntry>) {
     let mirror = log.key();
     let mut entries = Box::pin(log.follow(0));
     while let Some((seq, entry)) = entries.next().await {
-        let mut cache = cache.write().unwrap();
-        match entry {
+        inputs.update(|cache| match entry {
             Ok(e) => {
                 cache.status.entry(mirror).or_default().push(e);
                 if cache
@@ -123,7 +152,7 @@ pub async fn watch_status(cache: Arc<RwLock<ViewCache>>, log: TypedLog<StatusEnt
                 tracing::warn!(mirror = %mirror.short(), "{note}");
                 cache.notes.insert(mirror, note);
             }
-        }
+        });
     }
 }
 

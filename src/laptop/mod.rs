@@ -31,7 +31,7 @@ use crate::net::providers::Providers;
 use crate::store::log::TypedLog;
 use crate::store::CoreStore;
 use crate::util::clock::now_ms;
-use logs::{CommandLog, ViewCache};
+use logs::{CommandLog, ViewInputs};
 pub use mirrors::{load_mirrors, save_mirrors};
 
 #[derive(Debug, Clone)]
@@ -77,7 +77,8 @@ pub struct LaptopInner {
     pub data: DataDir,
     commands: CommandLog,
     mirrors: Arc<RwLock<Vec<PeerAddr>>>,
-    cache: Arc<RwLock<ViewCache>>,
+    /// What the view is folded from.
+    inputs: Arc<ViewInputs>,
     /// Per paired mirror: the tasks following its status log and keeping it connected.
     mirror_tasks: std::sync::Mutex<HashMap<Key, Tasks>>,
     /// The last view computed, with the inputs' fingerprint.
@@ -138,7 +139,7 @@ impl Laptop {
             data,
             commands: commands.clone(),
             mirrors: mirrors.clone(),
-            cache: Arc::new(RwLock::new(ViewCache::default())),
+            inputs: Arc::new(ViewInputs::default()),
             mirror_tasks: std::sync::Mutex::new(HashMap::new()),
             last_view: std::sync::Mutex::new(None),
             runtime: tokio::runtime::Handle::current(),
@@ -147,9 +148,9 @@ impl Laptop {
 
         // The whole log is in the view before anyone can look (the folder is mounted after
         // this returns): a listing right after a restart shows every command written.
-        logs::load_commands(&inner.cache, commands.typed()).await;
+        logs::load_commands(&inner.inputs, commands.typed()).await;
         inner.tasks.spawn(logs::watch_commands(
-            inner.cache.clone(),
+            inner.inputs.clone(),
             commands.typed().clone(),
         ));
         let list: Vec<PeerAddr> = mirrors.read().unwrap().clone();
@@ -177,7 +178,7 @@ impl LaptopInner {
         self.node.want(status.clone());
         let tasks = self.tasks.child();
         tasks.spawn(logs::watch_status(
-            self.cache.clone(),
+            self.inputs.clone(),
             TypedLog::new(status),
         ));
         tasks.abort_on_cancel(self.node.keep_connected(m.clone()));
@@ -230,9 +231,10 @@ impl LaptopInner {
         }
         self.node.unwant(id);
         self.node.disconnect(id, "unpaired");
-        let mut cache = self.cache.write().unwrap();
-        cache.status.remove(id);
-        cache.notes.remove(id);
+        self.inputs.update(|cache| {
+            cache.status.remove(id);
+            cache.notes.remove(id);
+        });
         Ok(())
     }
 
@@ -280,7 +282,7 @@ impl LaptopInner {
     /// [`LaptopInner::view`], shared: the same `Arc` until an input changes.
     pub fn view_shared(&self) -> Arc<StatusView> {
         let now = now_ms();
-        let cache = self.cache.read().unwrap();
+        let cache = self.inputs.read();
         let mirrors = self.mirrors.read().unwrap().clone();
         // The fold reads every log entry; the folder asks for the view on every callback
         // (`ls -l` several times per entry), so it is recomputed only when an input changed
@@ -337,7 +339,8 @@ impl LaptopInner {
     pub async fn append(&self, command: Command) -> anyhow::Result<u64> {
         let seq = self.commands.append(&command).await?;
         tracing::info!(seq, "command appended: {command:?}");
-        logs::push_command(&mut self.cache.write().unwrap(), seq, Ok(command));
+        self.inputs
+            .update(|cache| logs::push_command(cache, seq, Ok(command)));
         Ok(seq)
     }
 }
@@ -345,6 +348,10 @@ impl LaptopInner {
 impl backend::ControlBackend for LaptopInner {
     fn view(&self) -> Arc<StatusView> {
         LaptopInner::view_shared(self)
+    }
+
+    fn changes(&self) -> Arc<backend::Changes> {
+        self.inputs.changes()
     }
 
     fn append(&self, command: Command) -> Result<u64, backend::AppendError> {

@@ -128,7 +128,9 @@ pub struct Mounted {
 impl Drop for Mounted {
     fn drop(&mut self) {
         if let Some(s) = self.session.take() {
-            let _ = s.umount_and_join();
+            if let Err(e) = dat_mirror::fs::fuse::unmount(s, &self.path) {
+                eprintln!("unmounting {}: {e}", self.path.display());
+            }
         }
     }
 }

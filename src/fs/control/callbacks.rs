@@ -6,13 +6,14 @@ use std::ffi::OsStr;
 use std::time::Duration;
 
 use fuser::{
-    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, LockOwner, OpenFlags,
-    RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory, ReplyEmpty, ReplyEntry,
-    ReplyOpen, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    Errno, FileAttr, FileHandle, Filesystem, FopenFlags, Generation, INodeNo, InitFlags,
+    KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyDirectoryPlus, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow,
 };
 
 use super::ops::FolderOp;
-use super::table::{HandleKind, ROOT, STATUS};
+use super::table::{HandleKind, Node, ROOT, STATUS};
 use super::ControlFs;
 use crate::fs::fuse::{
     missing_xattr, reply_attr, reply_data, reply_empty, reply_entry, reply_open, reply_written,
@@ -20,30 +21,39 @@ use crate::fs::fuse::{
 };
 use crate::model::view::XATTR_PREFIX;
 
+/// How long the kernel may cache a name → inode answer.
 const ENTRY_TTL: Duration = Duration::from_secs(1);
+/// How long the kernel may cache the attributes of the root and of a site entry: the
+/// watcher (`watch.rs`) makes it forget a site's as soon as they change.
+pub(super) const ATTR_TTL: Duration = Duration::from_secs(1);
 
-/// Attributes are not cached (sizes and times follow the mirrors), except the root's.
-fn attr_ttl(attr: &FileAttr) -> Duration {
-    if attr.ino.0 == ROOT {
-        ENTRY_TTL
-    } else {
-        Duration::ZERO
+/// How long the kernel may keep `attr`: `STATUS` (its size follows the clock) and files
+/// kept in memory (edited through other names) are never cached.
+fn attr_ttl(op: &FolderOp, attr: &FileAttr) -> Duration {
+    match op.t.nodes.get(&attr.ino.0) {
+        _ if attr.ino.0 == ROOT => ATTR_TTL,
+        Some(Node::Site(_)) | Some(Node::SiteDir(_)) => ATTR_TTL,
+        _ => Duration::ZERO,
     }
 }
 
-fn entry(reply: ReplyEntry, result: Result<FileAttr, Errno>) {
-    let ttl = result.as_ref().map_or(Duration::ZERO, attr_ttl);
+/// Answers with the result of `op`, which is still held (its table lock orders this answer
+/// before any invalidation by the watcher; see `watch.rs`).
+fn entry(op: &FolderOp, reply: ReplyEntry, result: Result<FileAttr, Errno>) {
+    let ttl = result.as_ref().map_or(Duration::ZERO, |a| attr_ttl(op, a));
     reply_entry(reply, result, ttl, ENTRY_TTL);
 }
 
-fn attr(reply: ReplyAttr, result: Result<FileAttr, Errno>) {
-    let ttl = result.as_ref().map_or(Duration::ZERO, attr_ttl);
+fn attr(op: &FolderOp, reply: ReplyAttr, result: Result<FileAttr, Errno>) {
+    let ttl = result.as_ref().map_or(Duration::ZERO, |a| attr_ttl(op, a));
     reply_attr(reply, result, ttl);
 }
 
 impl Filesystem for ControlFs {
     fn lookup(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEntry) {
-        entry(reply, FolderOp::begin(self).lookup(parent.0, name));
+        let mut op = FolderOp::begin(self);
+        let result = op.lookup(parent.0, name);
+        entry(&op, reply, result);
     }
 
     fn getattr(&self, _req: &Request, ino: INodeNo, fh: Option<FileHandle>, reply: ReplyAttr) {
@@ -58,7 +68,7 @@ impl Filesystem for ControlFs {
                 }
             }
         }
-        attr(reply, result);
+        attr(&op, reply, result);
     }
 
     fn setattr(
@@ -79,10 +89,9 @@ impl Filesystem for ControlFs {
         _flags: Option<fuser::BsdFileFlags>,
         reply: ReplyAttr,
     ) {
-        attr(
-            reply,
-            FolderOp::begin(self).setattr(ino.0, mode, size, atime, mtime, fh.map(|f| f.0)),
-        );
+        let mut op = FolderOp::begin(self);
+        let result = op.setattr(ino.0, mode, size, atime, mtime, fh.map(|f| f.0));
+        attr(&op, reply, result);
     }
 
     fn mkdir(
@@ -94,10 +103,9 @@ impl Filesystem for ControlFs {
         umask: u32,
         reply: ReplyEntry,
     ) {
-        entry(
-            reply,
-            FolderOp::begin(self).mkdir(parent.0, name, (mode & !umask & 0o7777) as u16),
-        );
+        let mut op = FolderOp::begin(self);
+        let result = op.mkdir(parent.0, name, (mode & !umask & 0o7777) as u16);
+        entry(&op, reply, result);
     }
 
     fn unlink(&self, _req: &Request, parent: INodeNo, name: &OsStr, reply: ReplyEmpty) {
@@ -216,6 +224,50 @@ impl Filesystem for ControlFs {
         crate::fs::fuse::reply_listing(reply, offset, items);
     }
 
+    /// Listings come with each entry's attributes (READDIRPLUS, asked for in `init`), so
+    /// `ls -l` finds them cached instead of asking once per entry.
+    fn readdirplus(
+        &self,
+        _req: &Request,
+        _ino: INodeNo,
+        fh: FileHandle,
+        offset: u64,
+        mut reply: ReplyDirectoryPlus,
+    ) {
+        let mut op = FolderOp::begin(self);
+        let Some(HandleKind::Dir(entries)) = op.t.handles.get(&fh.0).map(|h| &h.kind) else {
+            return reply.error(Errno::EBADF);
+        };
+        let skip = usize::try_from(offset).unwrap_or(usize::MAX);
+        let page: Vec<(u64, String)> = entries
+            .iter()
+            .skip(skip)
+            .map(|(ino, _, name)| (*ino, name.clone()))
+            .collect();
+        for (i, (ino, name)) in page.into_iter().enumerate() {
+            // An entry whose inode went away since opendir is left out, as a plain
+            // listing of a changing folder may leave it out.
+            let Ok(attr) = op.getattr(ino) else { continue };
+            let ttl = if name == "." || name == ".." {
+                Duration::ZERO
+            } else {
+                attr_ttl(&op, &attr).min(ENTRY_TTL)
+            };
+            let next = (skip + i + 1) as u64;
+            if reply.add(INodeNo(ino), next, &name, &ttl, &attr, Generation(0)) {
+                break;
+            }
+        }
+        reply.ok();
+    }
+
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Err(missing) = config.add_capabilities(InitFlags::FUSE_DO_READDIRPLUS) {
+            tracing::debug!("the kernel offers no READDIRPLUS ({missing:?}); listings are plain");
+        }
+        Ok(())
+    }
+
     fn releasedir(
         &self,
         _req: &Request,
@@ -249,9 +301,10 @@ impl Filesystem for ControlFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
-        match FolderOp::begin(self).create(parent.0, name, (mode & !umask & 0o7777) as u16, flags) {
+        let mut op = FolderOp::begin(self);
+        match op.create(parent.0, name, (mode & !umask & 0o7777) as u16, flags) {
             Ok((attr, fh, open_flags)) => reply.created(
-                &attr_ttl(&attr),
+                &attr_ttl(&op, &attr),
                 &attr,
                 Generation(0),
                 FileHandle(fh),

@@ -17,15 +17,19 @@
 //! `.x.swp` create/write/fsync, open(O_WRONLY), setattr(size 0, fh), write, fsync,
 //! setattr(mode), flush, release, setxattr(posix_acl); `mv` = rename; `rm` = unlink;
 //! `mkdir` = lookup, mkdir; `rmdir` = rmdir (only while the directory returned by mkdir is
-//! cached; later the kernel answers ENOTDIR itself, since entries are files);
+//! cached and not yet listed; later the kernel answers ENOTDIR itself, since entries are
+//! files);
 //! `getfattr -d` = listxattr(0), listxattr(n), then getxattr(0)/getxattr(n) per name.
 //! Hence commands are decided on flush (release is asynchronous) and an empty flush is a
 //! no-op — except that a name touched or created means "mirror it", decided in `create`
 //! and `setattr(times)` (see `ops.rs`).
 //!
-//! Caching: entries are cached for 1 s; attributes of site entries and `STATUS` are not
-//! cached (they change under the user); generated text is opened with `direct_io` so `cat`
-//! reads all of it whatever size `ls -l` shows (the bytes the mirror holds).
+//! Caching: entries are cached for 1 s, and so are the attributes of the root and of site
+//! entries, which `watch` makes the kernel forget as soon as the view changes them;
+//! listings are answered with READDIRPLUS (names with their attributes, ~18 per round
+//! trip), so `ls -l` needs no lookup or getattr per entry. `STATUS` and in-memory files are
+//! never cached. Generated text is opened with `direct_io` so `cat` reads all of it
+//! whatever size `ls -l` shows (the bytes the mirror holds).
 
 mod callbacks;
 mod handles;
@@ -38,6 +42,7 @@ mod tests;
 mod tests_edit;
 #[cfg(test)]
 mod tests_race;
+mod watch;
 
 use std::path::Path;
 use std::sync::{Arc, Mutex};
@@ -54,16 +59,16 @@ pub(crate) fn errno(e: &AppendError) -> fuser::Errno {
     }
 }
 
-/// The filesystem: one table behind one lock, and the backend.
+/// The filesystem: one table behind one lock (shared with the watcher), and the backend.
 pub struct ControlFs {
-    table: Mutex<Table>,
+    table: Arc<Mutex<Table>>,
     backend: Arc<dyn ControlBackend>,
 }
 
 impl ControlFs {
     pub fn new(backend: Arc<dyn ControlBackend>) -> ControlFs {
         ControlFs {
-            table: Mutex::new(Table::new()),
+            table: Arc::new(Mutex::new(Table::new())),
             backend,
         }
     }
@@ -82,5 +87,14 @@ pub fn mount(
         read_only: false,
         threads: 1,
     };
-    super::fuse::spawn_mount(ControlFs::new(backend), mountpoint, &spec)
+    let fs = ControlFs::new(backend.clone());
+    let table = Arc::downgrade(&fs.table);
+    let changes = backend.changes();
+    let backend = Arc::downgrade(&backend);
+    let session = super::fuse::spawn_mount(fs, mountpoint, &spec)?;
+    let notifier = session.notifier();
+    std::thread::Builder::new()
+        .name("control-folder-watch".into())
+        .spawn(move || watch::run(table, backend, changes, notifier))?;
+    Ok(session)
 }

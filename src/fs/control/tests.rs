@@ -14,6 +14,7 @@ use std::time::{Duration, Instant};
 
 use super::{mount, AppendError, ControlBackend};
 use crate::fs::require_fuse_or_skip;
+use crate::laptop::backend::Changes;
 use crate::model::command::{Command, CommandError};
 use crate::model::keys::Key;
 use crate::model::status::{StatusEntry, StatusEvent};
@@ -32,10 +33,14 @@ pub(super) struct FakeBackend {
     log: Mutex<Vec<Result<Command, CommandError>>>,
     status: Mutex<Vec<StatusEntry>>,
     pub fail: std::sync::atomic::AtomicBool,
+    changes: Arc<Changes>,
+    /// How many times the folder asked for the view (about once per kernel callback).
+    pub views: std::sync::atomic::AtomicUsize,
 }
 
 impl ControlBackend for FakeBackend {
     fn view(&self) -> std::sync::Arc<StatusView> {
+        self.views.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
         let log = self.log.lock().unwrap().clone();
         let status = self.status.lock().unwrap().clone();
         let mirror = MirrorInput {
@@ -53,7 +58,12 @@ impl ControlBackend for FakeBackend {
         }
         let mut log = self.log.lock().unwrap();
         log.push(Ok(command));
+        self.changes.bump();
         Ok(log.len() as u64 - 1)
+    }
+
+    fn changes(&self) -> Arc<Changes> {
+        self.changes.clone()
     }
 }
 
@@ -73,6 +83,7 @@ impl FakeBackend {
             .lock()
             .unwrap()
             .push(StatusEntry::new(at, event));
+        self.changes.bump();
     }
 
     /// The fake mirror acknowledges everything logged so far.
@@ -90,34 +101,12 @@ pub(super) struct Mounted {
 }
 
 impl Drop for Mounted {
-    /// Unmounts, retrying `EBUSY` for up to 5 s: a child another test thread is spawning
-    /// holds copies of this process's open fds (ours too) until it execs.
+    /// Unmounts through the daemons' own [`crate::fs::fuse::unmount`]: a child another test
+    /// thread is spawning holds copies of this process's open fds (ours too) until it execs.
     fn drop(&mut self) {
-        let Some(session) = self.session.take() else {
-            return;
-        };
-        let path = CString::new(self.dir.path().as_os_str().as_bytes()).unwrap();
-        let deadline = Instant::now() + Duration::from_secs(5);
-        loop {
-            // SAFETY: `path` is a valid NUL-terminated path.
-            if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
-                break;
-            }
-            let err = std::io::Error::last_os_error();
-            if err.raw_os_error() == Some(libc::EPERM) {
-                // Not root: fuser unmounts through fusermount3.
-                return session.umount_and_join().expect("unmount the test folder");
-            }
-            if err.raw_os_error() != Some(libc::EBUSY) || Instant::now() > deadline {
-                // SAFETY: as above; detach so no dead mount outlives the test.
-                unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) };
-                panic!("unmounting the test folder failed: {err}");
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(session) = self.session.take() {
+            crate::fs::fuse::unmount(session, self.dir.path()).expect("unmount the test folder");
         }
-        session
-            .join()
-            .expect("the FUSE session thread ends after unmount");
     }
 }
 
@@ -179,6 +168,32 @@ pub(super) fn wait_until(what: &str, mut check: impl FnMut() -> bool) {
     while !check() {
         assert!(Instant::now() < deadline, "timed out waiting until {what}");
         std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// The metadata of `path` once `fresh` holds, which must happen well before the kernel's
+/// cached attributes would run out (1 s): the folder's watcher makes the kernel forget
+/// them as soon as the view changes. Call it right after changing the view, after a stat
+/// that cached the old attributes.
+pub(super) fn fresh_metadata(
+    path: &Path,
+    fresh: impl Fn(&std::fs::Metadata) -> bool,
+) -> std::fs::Metadata {
+    let start = Instant::now();
+    loop {
+        let meta = std::fs::metadata(path).unwrap();
+        if fresh(&meta) {
+            return meta;
+        }
+        assert!(
+            start.elapsed() < Duration::from_millis(800),
+            "{} still shows the attributes the view had (size {}) after {:?}: the kernel was \
+             not told to forget them",
+            path.display(),
+            meta.len(),
+            start.elapsed()
+        );
+        std::thread::sleep(Duration::from_millis(2));
     }
 }
 
@@ -279,16 +294,18 @@ fn mkdir_key_appends_mirror_and_rmdir_unmirrors() {
     };
     std::fs::create_dir(m.path(&K2.to_hex())).unwrap();
     assert_eq!(m.backend.commands(), [mirror(K2, None)]);
-    assert!(m.names().contains(&K2.to_hex()));
     assert_eq!(
         errno(std::fs::create_dir(m.path(&K2.to_z32()))),
         libc::EEXIST
     );
+    // Before any listing: a listing brings the entry as what it is (a file), after which
+    // `rmdir` is refused by the kernel (ENOTDIR) and `rm` is the way.
     std::fs::remove_dir(m.path(&K2.to_hex())).unwrap();
     assert_eq!(
         m.backend.commands(),
         [mirror(K2, None), Command::Unmirror { key: K2 }]
     );
+    assert!(m.names().contains(&K2.to_hex()), "listed while removing");
 }
 
 #[test]
@@ -434,8 +451,7 @@ fn ls_sizes_and_mtimes_follow_the_status_log() {
         peers: 1,
     };
     m.backend.status(at, progress);
-    let meta = std::fs::metadata(m.path("blog")).unwrap();
-    assert_eq!(meta.len(), 1000);
+    let meta = fresh_metadata(&m.path("blog"), |m| m.len() == 1000);
     assert_eq!(meta.mtime(), (at / 1000) as i64);
     assert!(m.read("blog").lines().any(|l| l == "state: syncing 25%"));
     m.backend.status(
@@ -448,14 +464,80 @@ fn ls_sizes_and_mtimes_follow_the_status_log() {
             peers: 2,
         },
     );
-    let meta = std::fs::metadata(m.path("blog")).unwrap();
-    assert_eq!((meta.len(), meta.mtime()), (4000, (at / 1000 + 60) as i64));
+    let meta = fresh_metadata(&m.path("blog"), |m| m.len() == 4000);
+    assert_eq!(meta.mtime(), (at / 1000 + 60) as i64);
     let text = m.read("blog");
     assert!(text.lines().any(|l| l == "state: mirrored v3"), "{text}");
     assert!(
         text.len() as u64 != meta.len(),
         "cat reads the whole screen whatever the size"
     );
+}
+
+/// `ls -l` is answered from what READDIRPLUS brought and the kernel cached: far fewer
+/// callbacks than entries, even after the cached attributes ran out.
+#[test]
+fn ls_l_is_answered_by_listings_not_per_entry() {
+    use std::sync::atomic::Ordering::SeqCst;
+    let Some(m) = mounted("ls_l_is_answered_by_listings_not_per_entry") else {
+        return;
+    };
+    const SITES: u8 = 60;
+    for i in 0..SITES {
+        m.backend
+            .append(mirror(Key([i.wrapping_add(0x30); 32]), None))
+            .unwrap();
+    }
+    let listed = |m: &Mounted| {
+        let out = m.sh("ls -l");
+        assert!(out.status.success());
+        String::from_utf8(out.stdout).unwrap().lines().count()
+    };
+    assert_eq!(
+        listed(&m),
+        SITES as usize + 2,
+        "total line, STATUS, the sites"
+    );
+    for (what, pause) in [("cached", 0), ("after the cache ran out", 1100)] {
+        std::thread::sleep(Duration::from_millis(pause));
+        m.backend.views.store(0, SeqCst);
+        assert_eq!(listed(&m), SITES as usize + 2);
+        let views = m.backend.views.load(SeqCst);
+        assert!(
+            views < 20,
+            "ls -l of {SITES} entries ({what}) made {views} callbacks that read the view"
+        );
+    }
+}
+
+/// Stopping while a program sits inside the folder detaches it instead of failing and
+/// leaving a dead mount ("Transport endpoint is not connected") behind.
+#[test]
+fn unmount_of_a_busy_folder_detaches_it() {
+    let Some(mut m) = mounted("unmount_of_a_busy_folder_detaches_it") else {
+        return;
+    };
+    let mut inside = std::process::Command::new("sleep")
+        .arg("30")
+        .current_dir(m.dir.path())
+        .spawn()
+        .unwrap();
+    let session = m.session.take().unwrap();
+    let start = Instant::now();
+    crate::fs::fuse::unmount(session, m.dir.path()).expect("a busy folder is detached");
+    assert!(
+        start.elapsed() >= super::super::fuse::BUSY_RETRY,
+        "it was busy"
+    );
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    let path = m.dir.path().to_str().unwrap();
+    assert!(
+        !mounts.lines().any(|l| l.split(' ').nth(4) == Some(path)),
+        "{path} is still mounted"
+    );
+    assert!(std::fs::metadata(m.dir.path()).unwrap().is_dir());
+    inside.kill().unwrap();
+    inside.wait().unwrap();
 }
 
 #[test]
