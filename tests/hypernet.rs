@@ -20,7 +20,8 @@
 //! 5. a compat drive published by Node hyperdrive 11 over hyperswarm: `touch KEY` in the
 //!    laptop's control folder (FUSE) → the entry says `mirrored`, HTTP serves every file
 //!    byte-identical; the publisher stops → fresh Node readers (13 and 11) still get every file
-//!    from the mirror alone.
+//!    from the mirror alone;
+//! 6. a mirror whose HyperDHT is unreachable serves every site it holds at start all the same.
 //!
 //! The Node side (testnet, writer, reader scripts, pinned packages) is the one
 //! `crates/hypercore-peer` tests use; its harness is included here rather than copied.
@@ -439,4 +440,86 @@ async fn a_node_hyperdrive_11_site_touched_in_the_control_folder_is_mirrored_ser
     drop(mounted);
     d.shutdown().await;
     drop(net);
+}
+
+/// 6. A mirror whose HyperDHT cannot be reached (its only bootstrap is a closed port on
+/// loopback; nothing leaves the machine) still starts every site it holds and serves it over
+/// HTTP at once: announcing a site waits on the DHT, starting it must not. Before the join
+/// ran in each site's own tasks, a site's start waited for its announce to give up (several
+/// seconds per site: 12 sites took far longer than the bound below).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_mirror_serves_every_site_at_start_while_the_hyperdht_is_unreachable() {
+    const TEST: &str = "a_mirror_serves_every_site_at_start_while_the_hyperdht_is_unreachable";
+    const SITES: usize = 12;
+    if !node_ready(TEST) {
+        return;
+    }
+    let pair = common::Pair::start().await;
+    let mut keys = Vec::new();
+    for i in 0..SITES {
+        let dir = pair.tmp.path().join(format!("site{i}"));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::write(dir.join("index.html"), format!("site {i}")).unwrap();
+        let key = common::publish(&pair.laptop, &dir, None).await.key;
+        pair.laptop
+            .inner
+            .append(Command::Mirror { key, alias: None })
+            .await
+            .unwrap();
+        keys.push(key);
+    }
+    for key in &keys {
+        wait_mirrored(&pair.mirror, *key, "each site mirrored").await;
+    }
+    let common::Pair {
+        tmp,
+        pi_dir,
+        lap_dir,
+        mirror,
+        laptop,
+        ..
+    } = pair;
+    laptop.shutdown().await;
+    mirror.shutdown().await;
+
+    let mut network = NetworkConfig::offline();
+    network.hyperswarm = true;
+    network.hyperswarm_bootstrap = vec![format!("127.0.0.1:{}", common::free_udp_port())];
+    let started = Instant::now();
+    let mirror = mirror::start(MirrorConfig {
+        data: pi_dir,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        allow: vec![common::node_id(&lap_dir)],
+        network,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        mirror.inner.hyper.net().is_some(),
+        "the hypercore network plane runs (and tries the DHT): {}",
+        mirror.inner.hyper.describe()
+    );
+    let base = common::http_base(&mirror);
+    for (i, key) in keys.iter().enumerate() {
+        let url = format!("{base}/{}/index.html", key.to_hex());
+        let body = common::wait_until("each site served over HTTP", || {
+            let url = url.clone();
+            async move {
+                let (status, _, body) = common::http_get(&url).await;
+                (status == 200).then_some(body)
+            }
+        })
+        .await;
+        assert_eq!(body, format!("site {i}").as_bytes());
+    }
+    let took = started.elapsed();
+    eprintln!("{SITES} sites served {took:?} after the start, the HyperDHT unreachable");
+    assert!(
+        took < Duration::from_secs(15),
+        "serving {SITES} sites took {took:?}: the start waited on the HyperDHT"
+    );
+    mirror.shutdown().await;
+    drop(tmp);
 }
