@@ -190,6 +190,34 @@ fn described(files: &[(String, Vec<u8>)]) -> serde_json::Value {
     serde_json::Value::Object(out)
 }
 
+/// A mirror daemon on loopback that allows the laptop of `lap_dir`, on the hypercore network
+/// with `bootstrap` as its HyperDHT (the plane must run: it needs Node).
+async fn start_hyper_mirror(
+    pi_dir: PathBuf,
+    lap_dir: &std::path::Path,
+    bootstrap: Vec<String>,
+) -> mirror::Mirror {
+    let mut network = NetworkConfig::offline();
+    network.hyperswarm = true;
+    network.hyperswarm_bootstrap = bootstrap;
+    let mirror = mirror::start(MirrorConfig {
+        data: pi_dir,
+        listen: "127.0.0.1:0".parse().unwrap(),
+        http: Some("127.0.0.1:0".parse().unwrap()),
+        allow: vec![common::node_id(lap_dir)],
+        network,
+        ..Default::default()
+    })
+    .await
+    .unwrap();
+    assert!(
+        mirror.inner.hyper.net().is_some(),
+        "{}",
+        mirror.inner.hyper.describe()
+    );
+    mirror
+}
+
 /// A mirror daemon on the testnet's HyperDHT (and iroh on loopback) with a paired laptop
 /// (iroh only: the laptop is not on the hypercore network, so a Node reader can only reach a
 /// site through the mirror).
@@ -209,24 +237,7 @@ impl Daemon {
             tmp.path().join("laptop"),
             tmp.path().join("site"),
         );
-        let mut network = NetworkConfig::offline();
-        network.hyperswarm = true;
-        network.hyperswarm_bootstrap = net.bootstrap.clone();
-        let mirror = mirror::start(MirrorConfig {
-            data: pi_dir,
-            listen: "127.0.0.1:0".parse().unwrap(),
-            http: Some("127.0.0.1:0".parse().unwrap()),
-            allow: vec![common::node_id(&lap_dir)],
-            network,
-            ..Default::default()
-        })
-        .await
-        .unwrap();
-        assert!(
-            mirror.inner.hyper.net().is_some(),
-            "{}",
-            mirror.inner.hyper.describe()
-        );
+        let mirror = start_hyper_mirror(pi_dir, &lap_dir, net.bootstrap.clone()).await;
         let laptop = common::start_laptop(&lap_dir, vec![common::mirror_addr(&mirror)]).await;
         Daemon {
             tmp,
@@ -482,25 +493,9 @@ async fn a_mirror_serves_every_site_at_start_while_the_hyperdht_is_unreachable()
     laptop.shutdown().await;
     mirror.shutdown().await;
 
-    let mut network = NetworkConfig::offline();
-    network.hyperswarm = true;
-    network.hyperswarm_bootstrap = vec![format!("127.0.0.1:{}", common::free_udp_port())];
     let started = Instant::now();
-    let mirror = mirror::start(MirrorConfig {
-        data: pi_dir,
-        listen: "127.0.0.1:0".parse().unwrap(),
-        http: Some("127.0.0.1:0".parse().unwrap()),
-        allow: vec![common::node_id(&lap_dir)],
-        network,
-        ..Default::default()
-    })
-    .await
-    .unwrap();
-    assert!(
-        mirror.inner.hyper.net().is_some(),
-        "the hypercore network plane runs (and tries the DHT): {}",
-        mirror.inner.hyper.describe()
-    );
+    let closed = vec![format!("127.0.0.1:{}", common::free_udp_port())];
+    let mirror = start_hyper_mirror(pi_dir, &lap_dir, closed).await;
     let base = common::http_base(&mirror);
     for (i, key) in keys.iter().enumerate() {
         let url = format!("{base}/{}/index.html", key.to_hex());
