@@ -23,11 +23,14 @@ pub const NO_DISCOVERY: [(&str, &str); 4] = [
     ("DAT_MIRROR_NETWORK_RELAY", "off"),
 ];
 
-/// A running `dat-mirror` process; SIGKILLed on drop.
+/// A running `dat-mirror` process; SIGKILLed on drop. A `mount` process killed that way
+/// leaves a dead FUSE mount, so its mount point is detached too, unless the test killed it
+/// on purpose ([`Proc::kill9`]: it checks and reuses the dead mount).
 pub struct Proc {
     pub what: String,
     pub log: PathBuf,
     child: Child,
+    mount: Option<PathBuf>,
 }
 
 /// `dat-mirror` with `args`, inside namespace `netns` if given, writing to `log` (appended:
@@ -109,6 +112,12 @@ impl Proc {
             .append(true)
             .open(log)
             .unwrap();
+        let args: Vec<&std::ffi::OsStr> = cmd.get_args().collect();
+        let mount = args
+            .iter()
+            .position(|a| *a == "mount")
+            .and_then(|i| args.get(i + 1))
+            .map(PathBuf::from);
         let child = cmd
             .stdout(file.try_clone().unwrap())
             .stderr(file)
@@ -118,6 +127,7 @@ impl Proc {
             what: what.to_string(),
             log: log.to_path_buf(),
             child,
+            mount,
         }
     }
 
@@ -160,6 +170,7 @@ impl Proc {
     }
 
     pub fn kill9(mut self) {
+        self.mount = None;
         let _ = self.child.kill();
         let _ = self.child.wait();
     }
@@ -186,6 +197,10 @@ impl Drop for Proc {
     fn drop(&mut self) {
         let _ = self.child.kill();
         let _ = self.child.wait();
+        if let Some(mnt) = &self.mount {
+            // Dead only if the process did not unmount before it died; otherwise a no-op.
+            dat_mirror::fs::detach_stale(mnt);
+        }
     }
 }
 
