@@ -87,26 +87,47 @@ pub fn detach_stale(mountpoint: &Path) {
         "{} is a dead mount from an earlier run; detaching it",
         mountpoint.display()
     );
-    let Ok(c) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
-        mountpoint.as_os_str(),
-    )) else {
-        return;
-    };
-    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
-    if unsafe { libc::umount2(c.as_ptr(), libc::MNT_DETACH) } != 0 {
-        let status = std::process::Command::new("fusermount3")
-            .arg("-u")
-            .arg("-z")
-            .arg(mountpoint)
-            .status();
-        if !status.is_ok_and(|s| s.success()) {
-            tracing::warn!(
-                "could not detach {}: run `fusermount3 -u -z {}`",
-                mountpoint.display(),
-                mountpoint.display()
-            );
-        }
+    if let Err(e) = detach(mountpoint) {
+        tracing::warn!("{e}");
     }
+}
+
+/// `umount2(2)` of `mountpoint` with `flags`.
+fn umount2(mountpoint: &Path, flags: libc::c_int) -> std::io::Result<()> {
+    let c = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
+        mountpoint.as_os_str(),
+    ))
+    .map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidInput, e))?;
+    // SAFETY: `c` is a valid NUL-terminated path for the duration of the call.
+    if unsafe { libc::umount2(c.as_ptr(), flags) } == 0 {
+        Ok(())
+    } else {
+        Err(std::io::Error::last_os_error())
+    }
+}
+
+/// Detaches the mount at `mountpoint` lazily (`umount -l`): it leaves the namespace now and
+/// ends when its last user lets go. Through `fusermount3 -u -z` where this process may not.
+fn detach(mountpoint: &Path) -> std::io::Result<()> {
+    let Err(e) = umount2(mountpoint, libc::MNT_DETACH) else {
+        return Ok(());
+    };
+    let status = std::process::Command::new("fusermount3")
+        .arg("-u")
+        .arg("-z")
+        .arg(mountpoint)
+        .status();
+    if status.is_ok_and(|s| s.success()) {
+        return Ok(());
+    }
+    Err(std::io::Error::new(
+        e.kind(),
+        format!(
+            "could not detach {}: {e}; run `fusermount3 -u -z {}`",
+            mountpoint.display(),
+            mountpoint.display()
+        ),
+    ))
 }
 
 /// What differs between our mounts.
@@ -172,35 +193,17 @@ pub(crate) const BUSY_RETRY: Duration = Duration::from_secs(1);
 /// leaves the namespace now and processes still inside get "Transport endpoint is not
 /// connected" once this session ends. A non-root user goes through fuser (fusermount3).
 pub fn unmount(session: fuser::BackgroundSession, mountpoint: &Path) -> std::io::Result<()> {
-    let Ok(path) = std::ffi::CString::new(std::os::unix::ffi::OsStrExt::as_bytes(
-        mountpoint.as_os_str(),
-    )) else {
-        return session.umount_and_join();
-    };
     let deadline = std::time::Instant::now() + BUSY_RETRY;
     loop {
-        // SAFETY: `path` is a valid NUL-terminated path for the duration of the call.
-        if unsafe { libc::umount2(path.as_ptr(), 0) } == 0 {
+        let Err(err) = umount2(mountpoint, 0) else {
             return session.join();
-        }
-        let err = std::io::Error::last_os_error();
+        };
         match err.raw_os_error() {
             Some(libc::EBUSY) if std::time::Instant::now() < deadline => {
                 std::thread::sleep(Duration::from_millis(20));
             }
             Some(libc::EBUSY) => {
-                // SAFETY: as above.
-                if unsafe { libc::umount2(path.as_ptr(), libc::MNT_DETACH) } != 0 {
-                    return Err(std::io::Error::new(
-                        err.kind(),
-                        format!(
-                            "cannot unmount {}: {}; run `umount -l {}`",
-                            mountpoint.display(),
-                            std::io::Error::last_os_error(),
-                            mountpoint.display()
-                        ),
-                    ));
-                }
+                detach(mountpoint)?;
                 tracing::warn!(
                     "{} was still in use (a shell or program inside it?); detached it: what \
                      is still inside sees \"Transport endpoint is not connected\"",

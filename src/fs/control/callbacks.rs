@@ -235,28 +235,35 @@ impl Filesystem for ControlFs {
         mut reply: ReplyDirectoryPlus,
     ) {
         let mut op = FolderOp::begin(self);
-        let Some(HandleKind::Dir(entries)) = op.t.handles.get(&fh.0).map(|h| &h.kind) else {
+        // The listing is lent out of its handle while attributes are looked up (both live
+        // in the table this operation holds locked), instead of copied on every call.
+        let Some(HandleKind::Dir(slot)) = op.t.handles.get_mut(&fh.0).map(|h| &mut h.kind) else {
             return reply.error(Errno::EBADF);
         };
+        let entries = std::mem::take(slot);
         let skip = usize::try_from(offset).unwrap_or(usize::MAX);
-        let page: Vec<(u64, String)> = entries
-            .iter()
-            .skip(skip)
-            .map(|(ino, _, name)| (*ino, name.clone()))
-            .collect();
-        for (i, (ino, name)) in page.into_iter().enumerate() {
+        for (i, (ino, _, name)) in entries.iter().enumerate().skip(skip) {
             // An entry whose inode went away since opendir is left out, as a plain
             // listing of a changing folder may leave it out.
-            let Ok(attr) = op.getattr(ino) else { continue };
+            let Ok(attr) = op.getattr(*ino) else { continue };
             let ttl = if name == "." || name == ".." {
                 Duration::ZERO
             } else {
                 attr_ttl(&op, &attr).min(ENTRY_TTL)
             };
-            let next = (skip + i + 1) as u64;
-            if reply.add(INodeNo(ino), next, &name, &ttl, &attr, Generation(0)) {
+            if reply.add(
+                INodeNo(*ino),
+                i as u64 + 1,
+                name,
+                &ttl,
+                &attr,
+                Generation(0),
+            ) {
                 break;
             }
+        }
+        if let Some(HandleKind::Dir(slot)) = op.t.handles.get_mut(&fh.0).map(|h| &mut h.kind) {
+            *slot = entries;
         }
         reply.ok();
     }
