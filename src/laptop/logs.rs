@@ -36,6 +36,11 @@ impl CommandLog {
     pub async fn append(&self, command: &Command) -> Result<u64, StoreError> {
         self.log.append(command).await
     }
+
+    /// [`CommandLog::append`] on the calling thread (a FUSE thread: it may block).
+    pub fn append_in_place(&self, command: &Command) -> Result<u64, StoreError> {
+        self.log.append_in_place(command)
+    }
 }
 
 /// What the view is folded from.
@@ -67,6 +72,7 @@ impl ViewInputs {
     pub fn update<R>(&self, f: impl FnOnce(&mut ViewCache) -> R) -> R {
         let out = f(&mut self.cache.write().unwrap_or_else(|p| p.into_inner()));
         self.changes.bump();
+        tracing::debug!(target: "latency", "view inputs updated");
         out
     }
 

@@ -16,7 +16,8 @@
 //! the peer. What the engine did is published as [`ReplicationEvent`]s, so callers (and
 //! tests) can wait for the proof that an attempt happened instead of sleeping, and counted
 //! ([`ReplicationCounters`]) for `/metrics`. Proofs that arrive together are stored with one
-//! fsync (the peer crate's lazy commits, flushed before anyone is told).
+//! fsync (the peer crate's lazy commits), flushed within [`REPLICA_FLUSH_DELAY`] of being
+//! told, not before.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
@@ -58,6 +59,14 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// When storing a core fails here (disk full), fetching it resumes after this long (the
 /// session's timer tick).
 pub const RETRY_STORAGE: Duration = Duration::from_secs(3);
+/// How long fetched blocks may be visible before they are durable (see
+/// [`hypercore_peer::PeerConfig::flush_delay`]). What is fetched over this plane is a copy of
+/// a core another node signs: a crash before the flush loses only the copy's tail, fetched
+/// again. Whatever this node states durably about it (the mirror acknowledging a command,
+/// recording a site's version) is a durable commit of the same store, which makes every
+/// earlier lazy commit durable first. So the fsync is off the path from a laptop's append
+/// to the mirror's acknowledgement, and from that back to the laptop's view.
+pub const REPLICA_FLUSH_DELAY: Duration = Duration::from_millis(20);
 /// How long a peer that misbehaved is refused.
 pub const MISBEHAVIOUR_BAN: Duration = Duration::from_secs(60);
 
@@ -208,6 +217,7 @@ impl Engine {
             // Both ends are ours: a command or an acknowledgement travels with its append,
             // one round trip sooner than announce → request → data.
             push: true,
+            flush_delay: REPLICA_FLUSH_DELAY,
             ..PeerConfig::default()
         };
         let peer = Peer::with_hooks(store.engine().clone(), config, hooks.clone());

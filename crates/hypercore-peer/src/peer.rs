@@ -39,6 +39,14 @@ pub struct PeerConfig {
     /// Push mode on every connection (see `hypercore_wire::session::SessionConfig::push`):
     /// for links where both ends run this crate; off by default.
     pub push: bool,
+    /// How long fetched blocks may stay visible but not yet durable. Zero (the default):
+    /// every burst of proofs is made durable (one fsync) before the application or the other
+    /// connections hear of it. More: they hear at once, and the flush follows within this
+    /// time — one fsync fewer on the path from a remote's append to our reaction. Safe where
+    /// losing the tail of a *replica* in a crash costs only fetching it again, and where
+    /// anything this node says durably about it comes from a durable commit of the same
+    /// store (which syncs every lazy commit before it).
+    pub flush_delay: Duration,
 }
 
 impl Default for PeerConfig {
@@ -51,6 +59,7 @@ impl Default for PeerConfig {
             refusal_burst: 4096.0,
             refusals_per_second: 256.0,
             push: false,
+            flush_delay: Duration::ZERO,
         }
     }
 }

@@ -13,6 +13,14 @@ use std::sync::Arc;
 use tokio::runtime::{Handle, RuntimeFlavor};
 use tokio::sync::{broadcast, mpsc};
 
+/// Waits until `due` (forever when there is none; the caller's branch is disabled then).
+async fn sleep_until(due: Option<tokio::time::Instant>) {
+    match due {
+        Some(at) => tokio::time::sleep_until(at).await,
+        None => std::future::pending().await,
+    }
+}
+
 /// Runs `f`, telling a multi-threaded runtime that it may block (disk I/O, fsync).
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match Handle::try_current().map(|h| h.runtime_flavor()) {
@@ -46,6 +54,8 @@ struct Conn {
     ticks: u64,
     /// Frames were handled since the store's last flush.
     unflushed: bool,
+    /// When the deferred flush is due ([`crate::PeerConfig::flush_delay`]), if one is.
+    flush_due: Option<tokio::time::Instant>,
     /// What refusing the remote's channel opens may still cost.
     refusals: RateBudget,
     hostile: Option<String>,
@@ -122,21 +132,38 @@ impl Conn {
         });
     }
 
-    /// Makes what this connection stored durable (one fsync for every proof applied since
-    /// the last time), then tells the application and the other connections.
+    /// Makes what this connection stored durable: one fsync for every proof applied since
+    /// the last time.
     fn flush(&mut self) {
+        self.flush_due = None;
         if !std::mem::take(&mut self.unflushed) {
             return;
         }
-        if let Err(e) = blocking(|| self.inner.store.flush()) {
+        tracing::debug!(target: "latency", conn = self.id, "flush start");
+        let r = blocking(|| self.inner.store.flush());
+        tracing::debug!(target: "latency", conn = self.id, "flush done");
+        if let Err(e) = r {
             // Ours, not the peer's: the data stays visible and the next durable commit
             // syncs it; say so.
             tracing::warn!(conn = self.id, "cannot make fetched blocks durable: {e}");
         }
     }
 
+    /// Flushes now (no delay configured: before anyone is told) or makes sure a flush is due
+    /// within the configured delay.
+    fn flush_or_defer(&mut self) {
+        let delay = self.inner.config.flush_delay;
+        if delay.is_zero() {
+            self.flush();
+        } else if self.unflushed && self.flush_due.is_none() {
+            self.flush_due = Some(tokio::time::Instant::now() + delay);
+        }
+    }
+
+    /// Tells the application and the other connections what the session did, after
+    /// [`Conn::flush_or_defer`].
     fn events(&mut self) {
-        self.flush();
+        self.flush_or_defer();
         while let Some(event) = self.session.poll_event() {
             match &event {
                 Event::ChannelRequested { discovery_key } => self.channel_requested(discovery_key),
@@ -178,6 +205,7 @@ impl Conn {
             });
         }
         if !self.dirty.is_empty() {
+            tracing::debug!(target: "latency", conn = self.id, "stored hook");
             let keys: Vec<[u8; 32]> = self.dirty.iter().copied().collect();
             self.inner.hooks.stored(&keys);
         }
@@ -256,6 +284,7 @@ impl Conn {
 
     /// Handles one frame from the remote; `Err(reason)` closes the connection.
     fn frame(&mut self, frame: &[u8]) -> Result<(), String> {
+        tracing::debug!(target: "latency", conn = self.id, len = frame.len(), "frame in");
         self.unflushed = true;
         blocking(|| self.session.handle_frame(frame)).map_err(|reason| {
             self.events();
@@ -303,6 +332,7 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
         rejected: HashMap::new(),
         ticks: 0,
         unflushed: false,
+        flush_due: None,
         refusals: RateBudget::new(
             inner.config.refusal_burst,
             inner.config.refusals_per_second,
@@ -350,7 +380,10 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
         loop {
             match out_tx.try_reserve() {
                 Ok(permit) => match blocking(|| conn.session.poll_transmit()) {
-                    Some(frame) => permit.send(frame),
+                    Some(frame) => {
+                        tracing::debug!(target: "latency", conn = conn.id, len = frame.len(), "frame out");
+                        permit.send(frame)
+                    }
                     None => break,
                 },
                 Err(mpsc::error::TrySendError::Full(())) => {
@@ -415,6 +448,7 @@ pub(crate) async fn run(inner: Arc<Inner>, io: Arc<dyn FrameIo>) -> ConnectionEn
                 Err(_) => break ("the transport stopped sending".into(), false),
             },
             _ = timer.tick() => conn.on_timer(),
+            _ = sleep_until(conn.flush_due), if conn.flush_due.is_some() => conn.flush(),
         }
     };
     conn.flush();

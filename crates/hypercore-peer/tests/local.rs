@@ -437,3 +437,88 @@ async fn a_one_block_append_costs_the_replica_one_request_and_one_commit() {
     ta.abort();
     tb.abort();
 }
+
+/// Waits (bounded) for the replica's event that block `index` of the appended core arrived.
+async fn downloaded(
+    events: &mut tokio::sync::broadcast::Receiver<hypercore_peer::PeerEvent>,
+    index: u64,
+) {
+    tokio::time::timeout(Duration::from_secs(20), async {
+        loop {
+            if let Ok(hypercore_peer::PeerEvent::Session {
+                event: hypercore_wire::session::Event::Downloaded { index: i, .. },
+                ..
+            }) = events.recv().await
+            {
+                if i == index {
+                    return;
+                }
+            }
+        }
+    })
+    .await
+    .expect("the replica stores the appended block");
+}
+
+/// `flush_delay`: with none (the default) a fetched block is durable (its data file synced)
+/// before anyone hears of it; with one, the events go out at once and the flush follows
+/// within the delay — never later, and never skipped.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_flush_delay_tells_before_the_fsync_and_syncs_within_the_delay() {
+    for delay in [Duration::ZERO, Duration::from_millis(300)] {
+        let (a_dir, b_dir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+        let (a_store, key) = writer(a_dir.path(), 2);
+        let a = Peer::new(a_store, config());
+        a.add_core(key, false).unwrap();
+        let replica = PeerConfig {
+            flush_delay: delay,
+            ..config()
+        };
+        let b = Peer::new(Store::open(b_dir.path()).unwrap(), replica);
+        b.add_core(key, true).unwrap();
+        let (x, y) = pipe(11);
+        let (ta, tb) = (a.spawn(x), b.spawn(y));
+        b.wait_complete(&key, 2, Duration::from_secs(20))
+            .await
+            .unwrap();
+        // Everything fetched so far is durable (bounded wait past the delay).
+        let deadline = Instant::now() + Duration::from_secs(10);
+        while b.store().stats().data_syncs == 0 {
+            assert!(
+                Instant::now() < deadline,
+                "the first blocks were never synced"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        tokio::time::sleep(delay * 2).await;
+        let mut b_events = b.subscribe();
+        let before = b.store().stats().data_syncs;
+        a.append(&key, vec![b"one more".to_vec()]).unwrap();
+        downloaded(&mut b_events, 2).await;
+        let told = b.store().stats().data_syncs;
+        let told_at = Instant::now();
+        if delay.is_zero() {
+            assert_eq!(
+                told,
+                before + 1,
+                "without a delay the block is synced before the event"
+            );
+        } else {
+            assert_eq!(told, before, "with a delay the event comes before the sync");
+            while b.store().stats().data_syncs == before {
+                assert!(
+                    told_at.elapsed() < Duration::from_secs(10),
+                    "the deferred flush never came"
+                );
+                tokio::time::sleep(Duration::from_millis(5)).await;
+            }
+            assert!(
+                told_at.elapsed() < delay + Duration::from_secs(2),
+                "the flush came {:?} after the event (delay {delay:?})",
+                told_at.elapsed()
+            );
+        }
+        ta.abort();
+        tb.abort();
+    }
+}

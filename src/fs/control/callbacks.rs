@@ -135,6 +135,7 @@ impl Filesystem for ControlFs {
     }
 
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
+        tracing::debug!(target: "latency", ino = ino.0, "fuse open");
         reply_open(reply, FolderOp::begin(self).open(ino.0, flags.0));
     }
 
@@ -308,15 +309,19 @@ impl Filesystem for ControlFs {
         flags: i32,
         reply: ReplyCreate,
     ) {
+        tracing::debug!(target: "latency", "fuse create");
         let mut op = FolderOp::begin(self);
         match op.create(parent.0, name, (mode & !umask & 0o7777) as u16, flags) {
-            Ok((attr, fh, open_flags)) => reply.created(
-                &attr_ttl(&op, &attr),
-                &attr,
-                Generation(0),
-                FileHandle(fh),
-                open_flags,
-            ),
+            Ok((attr, fh, open_flags)) => {
+                tracing::debug!(target: "latency", "fuse create reply");
+                reply.created(
+                    &attr_ttl(&op, &attr),
+                    &attr,
+                    Generation(0),
+                    FileHandle(fh),
+                    open_flags,
+                )
+            }
             Err(e) => reply.error(e),
         }
     }
