@@ -66,6 +66,11 @@ impl Policy for LaptopPolicy {
     fn may_fetch(&self, peer: &Key, core: &Key) -> bool {
         !self.mirrors.read().unwrap().iter().any(|m| m.id == *core) || peer == core
     }
+
+    /// A paired mirror's status log.
+    fn is_log(&self, core: &Key) -> bool {
+        self.mirrors.read().unwrap().iter().any(|m| m.id == *core)
+    }
 }
 
 pub struct LaptopInner {

@@ -152,6 +152,11 @@ impl Policy for MirrorPolicy {
     fn may_fetch(&self, peer: &Key, core: &Key) -> bool {
         !self.allowed.read().unwrap().contains(core) || peer == core
     }
+
+    /// A paired laptop's command log.
+    fn is_log(&self, core: &Key) -> bool {
+        self.allowed.read().unwrap().contains(core)
+    }
 }
 
 /// The desired and the running sites.

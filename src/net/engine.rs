@@ -16,8 +16,8 @@
 //! the peer. What the engine did is published as [`ReplicationEvent`]s, so callers (and
 //! tests) can wait for the proof that an attempt happened instead of sleeping, and counted
 //! ([`ReplicationCounters`]) for `/metrics`. Proofs that arrive together are stored with one
-//! fsync (the peer crate's lazy commits), flushed within [`REPLICA_FLUSH_DELAY`] of being
-//! told, not before.
+//! fsync (the peer crate's lazy commits) before anyone is told; log entries within
+//! [`REPLICA_FLUSH_DELAY`] after.
 
 use std::collections::{HashMap, HashSet};
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
@@ -42,6 +42,13 @@ pub trait Policy: Send + Sync + 'static {
     fn may_fetch(&self, _peer: &Key, _core: &Key) -> bool {
         true
     }
+    /// Is `core` another node's log (a laptop's command log, a mirror's status log: keyed
+    /// by that node's id)? Fetched log entries are acted on before their fsync
+    /// ([`REPLICA_FLUSH_DELAY`]); a site's blocks are durable before anyone hears of them
+    /// (a mirror reports what it holds, and must still hold it after a crash). Default: no.
+    fn is_log(&self, _core: &Key) -> bool {
+        false
+    }
 }
 
 /// The first bytes the dialling end writes on the replication stream (a QUIC stream is
@@ -59,13 +66,14 @@ const OPEN_TIMEOUT: Duration = Duration::from_secs(20);
 /// When storing a core fails here (disk full), fetching it resumes after this long (the
 /// session's timer tick).
 pub const RETRY_STORAGE: Duration = Duration::from_secs(3);
-/// How long fetched blocks may be visible before they are durable (see
-/// [`hypercore_peer::PeerConfig::flush_delay`]). What is fetched over this plane is a copy of
-/// a core another node signs: a crash before the flush loses only the copy's tail, fetched
-/// again. Whatever this node states durably about it (the mirror acknowledging a command,
-/// recording a site's version) is a durable commit of the same store, which makes every
-/// earlier lazy commit durable first. So the fsync is off the path from a laptop's append
-/// to the mirror's acknowledgement, and from that back to the laptop's view.
+/// How long fetched entries of another node's log ([`Policy::is_log`]) may be acted on before
+/// they are durable (see [`hypercore_peer::PeerConfig::flush_delay`]). The copy of a log is
+/// signed by its owner: a crash before the flush loses only the copy's tail, fetched again.
+/// What this node states durably about it (the mirror acknowledging a command) is a durable
+/// commit of the same store, which makes every earlier lazy commit durable first. So the
+/// fsync is off the path from a laptop's append to the mirror's acknowledgement, and from
+/// that back to the laptop's view. Sites are not deferred: a mirror reports the bytes it
+/// holds (HTTP, status), and after a crash must still hold what it reported.
 pub const REPLICA_FLUSH_DELAY: Duration = Duration::from_millis(20);
 /// How long a peer that misbehaved is refused.
 pub const MISBEHAVIOUR_BAN: Duration = Duration::from_secs(60);
@@ -122,6 +130,10 @@ fn remote_of(link: &LinkInfo) -> Option<Key> {
 }
 
 impl Hooks for EngineHooks {
+    fn flush_may_wait(&self, key: &[u8; 32]) -> bool {
+        self.policy.is_log(&Key(*key))
+    }
+
     fn access(&self, link: &LinkInfo, key: &[u8; 32]) -> Access {
         let Some(peer) = remote_of(link) else {
             return Access::NONE;

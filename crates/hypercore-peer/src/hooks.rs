@@ -27,8 +27,17 @@ pub trait Hooks: Send + Sync + 'static {
         Ok(())
     }
 
-    /// Data a connection fetched into these cores is now durable.
+    /// Data a connection fetched into these cores is stored: durable, except in cores for
+    /// which [`Hooks::flush_may_wait`] said yes (durable within
+    /// [`crate::PeerConfig::flush_delay`]).
     fn stored(&self, _keys: &[[u8; 32]]) {}
+
+    /// Whether blocks fetched into core `key` may be told (to the application, to other
+    /// connections) before they are durable, when [`crate::PeerConfig::flush_delay`] allows.
+    /// No by default: what a node reports having fetched it then keeps through a crash.
+    fn flush_may_wait(&self, _key: &[u8; 32]) -> bool {
+        false
+    }
 
     /// A remote announced `length` for core `key`.
     fn remote_length(&self, _key: &[u8; 32], _length: u64) {}

@@ -149,11 +149,13 @@ impl Conn {
         }
     }
 
-    /// Flushes now (no delay configured: before anyone is told) or makes sure a flush is due
-    /// within the configured delay.
+    /// Flushes now, before anyone is told — unless a delay is configured and every core that
+    /// got data may wait ([`crate::Hooks::flush_may_wait`]): then makes sure a flush is due
+    /// within the delay.
     fn flush_or_defer(&mut self) {
         let delay = self.inner.config.flush_delay;
-        if delay.is_zero() {
+        let hooks = &self.inner.hooks;
+        if delay.is_zero() || !self.dirty.iter().all(|k| hooks.flush_may_wait(k)) {
             self.flush();
         } else if self.unflushed && self.flush_due.is_none() {
             self.flush_due = Some(tokio::time::Instant::now() + delay);
@@ -163,13 +165,17 @@ impl Conn {
     /// Tells the application and the other connections what the session did, after
     /// [`Conn::flush_or_defer`].
     fn events(&mut self) {
-        self.flush_or_defer();
+        let mut events = Vec::new();
         while let Some(event) = self.session.poll_event() {
+            if let Event::Downloaded { key, .. } | Event::Upgraded { key, .. } = &event {
+                self.dirty.insert(*key);
+            }
+            events.push(event);
+        }
+        self.flush_or_defer();
+        for event in events {
             match &event {
                 Event::ChannelRequested { discovery_key } => self.channel_requested(discovery_key),
-                Event::Downloaded { key, .. } | Event::Upgraded { key, .. } => {
-                    self.dirty.insert(*key);
-                }
                 Event::RemoteSync { key, length, .. } => {
                     self.inner.hooks.remote_length(key, *length);
                 }
