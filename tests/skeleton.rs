@@ -437,3 +437,75 @@ async fn leftover_site_data_is_removed_on_start_and_kept_sites_survive() {
     laptop.shutdown().await;
     mirror.shutdown().await;
 }
+
+/// A mirror restarted while its laptop is away (a Pi rebooting while the laptop is closed)
+/// serves its complete sites at once and does not say again what its status log already
+/// says: before, every start appended an entry per site (1,000 durable appends for 1,000
+/// sites, which the sites started last waited behind to be served; and the log grew by a
+/// thousand entries per reboot).
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_restarted_mirror_does_not_report_its_complete_sites_again() {
+    let Pair {
+        pi_dir,
+        lap_dir,
+        site_dir,
+        mirror,
+        laptop,
+        tmp: _tmp,
+    } = Pair::start().await;
+    let mut sites = Vec::new();
+    for n in 0..3 {
+        let dir = site_dir.join(format!("s{n}"));
+        make_site(&dir, 0);
+        let site = publish(&laptop, &dir, None).await;
+        laptop
+            .inner
+            .append(dat_mirror::model::command::Command::Mirror {
+                key: site.key,
+                alias: None,
+            })
+            .await
+            .unwrap();
+        sites.push(site.key);
+    }
+    wait_until("every site to be recorded as mirrored", || {
+        let sites = sites.clone();
+        let mirror = &mirror;
+        async move {
+            let events = status_events(mirror).await;
+            sites
+                .iter()
+                .all(|k| {
+                    events
+                        .iter()
+                        .any(|e| matches!(e, StatusEvent::Mirrored { key, .. } if key == k))
+                })
+                .then_some(())
+        }
+    })
+    .await;
+    let listen = mirror.listen;
+    laptop.shutdown().await;
+    mirror.shutdown().await;
+
+    let mirror = start_mirror(&pi_dir, listen, vec![node_id(&lap_dir)]).await;
+    let before = status_events(&mirror).await.len();
+    for key in &sites {
+        let url = format!("{}/{}/index.html", http_base(&mirror), key);
+        wait_until("the site to be served after the restart", || {
+            let url = url.clone();
+            async move { (http_get(&url).await.0 == 200).then_some(()) }
+        })
+        .await;
+    }
+    // Served means the site task sent its drive (SiteEvent::Blobs) and went on to its first
+    // look at the cores, which is what appended the entries; give those a generous moment.
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = status_events(&mirror).await;
+    let new: Vec<&StatusEvent> = after.iter().skip(before).collect();
+    assert!(
+        new.iter().all(|e| e.site().is_none()),
+        "the restart reported its sites again: {new:?}"
+    );
+    mirror.shutdown().await;
+}

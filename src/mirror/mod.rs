@@ -24,7 +24,7 @@ mod site_source;
 pub mod status_log;
 pub mod storage_cap;
 
-use std::collections::{BTreeMap, BTreeSet, HashSet};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex as StdMutex, RwLock};
@@ -189,6 +189,9 @@ pub struct MirrorInner {
     cap: StorageCap,
     /// Problems found at start that need the owner (unreadable log entries).
     problems: StdMutex<Vec<String>>,
+    /// Sites the status log last said were mirrored (at which version), read at start and
+    /// handed to each site's first run, so it does not say so again.
+    recorded_mirrored: StdMutex<HashMap<Key, u64>>,
     /// The hypercore network plane (hyper:// browsers, Node peers), or why there is none.
     pub hyper: hyperplane::HyperPlane,
     tasks: Tasks,
@@ -296,6 +299,7 @@ pub async fn start(config: MirrorConfig) -> anyhow::Result<Mirror> {
         }),
         domains: RwLock::new(Arc::new(lower_domains(config.domains))),
         problems: StdMutex::new(Vec::new()),
+        recorded_mirrored: StdMutex::new(HashMap::new()),
         hyper,
         tasks,
         site_events,
@@ -372,6 +376,7 @@ impl MirrorInner {
     /// every allowed log live, and settles data left on disk ([`leftovers`]).
     async fn replay(self: &Arc<Self>) -> anyhow::Result<()> {
         let acked = self.status.acknowledged().await;
+        *self.recorded_mirrored.lock().unwrap() = acked.mirrored.clone();
         let mut damage: Vec<String> = acked
             .unreadable
             .iter()
@@ -565,6 +570,7 @@ impl MirrorInner {
             hyper: self.hyper.clone(),
             cap: self.cap.clone(),
             events: self.site_events.clone(),
+            recorded_mirrored: self.recorded_mirrored.lock().unwrap().remove(&key),
         }));
         sites.running.insert(
             key,

@@ -55,6 +55,9 @@ pub struct SiteCx {
     pub hyper: super::hyperplane::HyperPlane,
     pub cap: StorageCap,
     pub events: UnboundedSender<SiteMessage>,
+    /// The version the status log last said this site was mirrored at (first run after a
+    /// start): not said again while the site is still complete at it.
+    pub recorded_mirrored: Option<u64>,
 }
 
 impl SiteCx {
@@ -147,9 +150,13 @@ pub async fn run_site(cx: SiteCx) {
 
     let mut last_progress: Option<(Instant, StatusEvent)> = None;
     let mut mirrored_version: Option<u64> = None;
+    // What the status log said last, trusted only on the first look, when nothing went
+    // wrong before it: the site is complete at that version, so saying it again adds nothing.
+    let mut said_at_start = cx.recorded_mirrored;
     let mut seen_version: Option<u64> = None;
     let mut told_plane = (None, None);
     loop {
+        let said_before = said_at_start.take().filter(|_| last_error.is_none());
         let d = db.info();
         let b = blobs.info();
         let peers = cx.node.peers_for(&key).saturating_add(cx.hyper.peers(&key));
@@ -197,7 +204,10 @@ pub async fn run_site(cx: SiteCx) {
             last_progress = None;
             continue;
         }
-        let complete = in_sync
+        // Restarted with no peer online yet (a Pi rebooting while the laptop is closed): the
+        // site holds every block of the version the log says it mirrored, so it still is.
+        let as_said = said_before == Some(version) && d.complete() && b.complete();
+        let complete = (in_sync || as_said)
             && mirrored_version != Some(version)
             && all_files_held(&db, &blobs, version).await;
         let mut wake_in = None;
@@ -209,7 +219,9 @@ pub async fn run_site(cx: SiteCx) {
                 bytes: d.byte_length + b.byte_length,
                 peers,
             };
-            cx.status(event);
+            if said_before != Some(version) {
+                cx.status(event);
+            }
             mirrored_version = Some(version);
             last_progress = None;
             last_error = None;

@@ -26,6 +26,10 @@ pub struct Acknowledged {
     pub rejected: BTreeSet<(Key, u64)>,
     /// Status entries that could not be read or decoded, with why.
     pub unreadable: Vec<(u64, String)>,
+    /// Sites whose last entry says they were mirrored, at which version: a restarted mirror
+    /// does not say so again (a thousand sites wrote a thousand entries at every start, one
+    /// durable append each, and the sites started last waited for them to be served).
+    pub mirrored: HashMap<Key, u64>,
 }
 
 impl StatusLog {
@@ -61,6 +65,18 @@ impl StatusLog {
         let mut out = Acknowledged::default();
         let length = self.log.core().info().length;
         for (seq, entry) in self.log.entries(0..length).await {
+            if let Ok(StatusEntry { event, .. }) = &entry {
+                match event {
+                    StatusEvent::Mirrored { key, version, .. } => {
+                        out.mirrored.insert(*key, *version);
+                    }
+                    other => {
+                        if let Some(site) = other.site() {
+                            out.mirrored.remove(&site);
+                        }
+                    }
+                }
+            }
             match entry {
                 Ok(StatusEntry { event, .. }) => match event {
                     StatusEvent::Ack { log, seq } | StatusEvent::Rejected { log, seq, .. } => {
