@@ -627,6 +627,37 @@ fn a_durable_commit_syncs_what_lazy_commits_wrote_first() {
     );
 }
 
+/// The same for the store's other durable commits (a core created or removed): a fetched
+/// block's location never becomes durable before its bytes.
+#[test]
+fn creating_or_removing_a_core_syncs_what_lazy_commits_wrote_first() {
+    let (wdir, rdir) = (tempfile::tempdir().unwrap(), tempfile::tempdir().unwrap());
+    let w = Store::open(wdir.path()).unwrap();
+    let key = w
+        .create_writer(&KeyPair::from_seed(&[11; 32]), CoreKind::Compat)
+        .unwrap();
+    w.append(&key, blocks(4)).unwrap();
+    let r = Store::open(rdir.path()).unwrap();
+    r.open_replica(key, None).unwrap();
+    replicate_all_with(&w, &r, &key, Store::apply_proof_lazy);
+    let before = r.stats();
+    r.open_replica([12; 32], None).unwrap();
+    assert_eq!(
+        r.stats().data_syncs,
+        before.data_syncs + 1,
+        "synced by the creation"
+    );
+    w.append(&key, blocks(2)).unwrap();
+    replicate_all_with(&w, &r, &key, Store::apply_proof_lazy);
+    let before = r.stats();
+    r.remove_core(&[12; 32]).unwrap();
+    assert_eq!(
+        r.stats().data_syncs,
+        before.data_syncs + 1,
+        "synced by the removal"
+    );
+}
+
 #[test]
 fn journaled_small_batches_survive_lost_data_file_writes() {
     let dir = tempfile::tempdir().unwrap();

@@ -441,7 +441,7 @@ impl Store {
 
     /// fdatasync of every data file a lazy commit wrote (writer lock held). On failure the
     /// files stay listed, so the next durable commit tries again.
-    fn sync_unsynced(&self) -> Result<()> {
+    pub(super) fn sync_unsynced(&self) -> Result<()> {
         let files = std::mem::take(
             &mut *self
                 .shared

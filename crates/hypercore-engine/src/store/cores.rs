@@ -101,7 +101,7 @@ impl Store {
             Vec::new(),
             Bitfield::new(),
         )?;
-        let wtx = self.begin_write()?;
+        let wtx = self.begin_durable_write()?;
         {
             let mut cores = wtx.open_table(CORES).map_err(db_err)?;
             cores.insert(&key, id).map_err(db_err)?;
@@ -138,7 +138,7 @@ impl Store {
         }
         core.verifier = Verifier::new(&key, Some(&manifest))?;
         core.meta.manifest = Some(manifest);
-        let wtx = self.begin_write()?;
+        let wtx = self.begin_durable_write()?;
         {
             let mut metas = wtx.open_table(META).map_err(db_err)?;
             metas
@@ -159,7 +159,7 @@ impl Store {
             return Ok(());
         };
         let id = core.id;
-        let wtx = self.begin_write()?;
+        let wtx = self.begin_durable_write()?;
         {
             wtx.open_table(CORES)
                 .map_err(db_err)?
@@ -222,7 +222,7 @@ impl Store {
         if bad.is_empty() {
             return Ok(bad);
         }
-        let wtx = self.begin_write()?;
+        let wtx = self.begin_durable_write()?;
         {
             let mut t = wtx.open_table(BLOCKS).map_err(db_err)?;
             for i in &bad {

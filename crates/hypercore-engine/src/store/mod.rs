@@ -309,6 +309,15 @@ impl Store {
             .inspect_err(|e| self.note_failure(e))
     }
 
+    /// A write transaction that will commit durably (writer lock held): it makes every lazy
+    /// commit before it durable too, so their data files are synced first — a core created
+    /// or removed while a fetched block waits for its flush must not make the block's
+    /// location durable without its bytes.
+    pub(crate) fn begin_durable_write(&self) -> Result<redb::WriteTransaction> {
+        self.sync_unsynced()?;
+        self.begin_write()
+    }
+
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
         self.with_db(|db| db.begin_write().map_err(db_err))
             .inspect_err(|e| self.note_failure(e))
