@@ -457,16 +457,7 @@ async fn a_restarted_mirror_does_not_report_its_complete_sites_again() {
     for n in 0..3 {
         let dir = site_dir.join(format!("s{n}"));
         make_site(&dir, 0);
-        let site = publish(&laptop, &dir, None).await;
-        laptop
-            .inner
-            .append(dat_mirror::model::command::Command::Mirror {
-                key: site.key,
-                alias: None,
-            })
-            .await
-            .unwrap();
-        sites.push(site.key);
+        sites.push(publish_and_mirror(&laptop, &dir).await.key);
     }
     wait_until("every site to be recorded as mirrored", || {
         let sites = sites.clone();

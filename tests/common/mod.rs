@@ -196,6 +196,20 @@ pub async fn publish(laptop: &Laptop, dir: &Path, key: Option<Key>) -> Published
         .expect("publish")
 }
 
+/// Publishes `dir` as a new site and asks the mirror for it (a `Mirror` command, no alias).
+pub async fn publish_and_mirror(laptop: &Laptop, dir: &Path) -> Published {
+    let site = publish(laptop, dir, None).await;
+    laptop
+        .inner
+        .append(dat_mirror::model::command::Command::Mirror {
+            key: site.key,
+            alias: None,
+        })
+        .await
+        .expect("the Mirror command is appended");
+    site
+}
+
 /// The `state: ...` line of `cat <entry>`, or None if the entry does not exist.
 pub fn state_of(mount: &Path, name: &str) -> Option<String> {
     let text = std::fs::read_to_string(mount.join(name)).ok()?;
