@@ -6,7 +6,9 @@
 # empty. Prints median, p90, min and max, and the ratio against a raw baseline measured in
 # the same run: a small-message round trip and a fresh connection between two iroh
 # endpoints on 127.0.0.1 (examples/bench_rtt.rs), and the loop's own cost (`touch` of a new
-# file in a plain folder and one read of it: a fork and exec, no dat-mirror).
+# file in a plain folder and one read of it: a fork and exec, no dat-mirror). Interleaved
+# with those samples, as many created by the shell's own redirection (`: >MNT/<key>`, the
+# same create(2) with no process started): what dat-mirror itself takes.
 # Everything runs on 127.0.0.1 with relays, mDNS and DHT off; nothing leaves the machine.
 #
 # Usage: scripts/bench/delivered.sh
@@ -79,9 +81,9 @@ mountpoint -q "$MNT" || die "$MNT is not mounted"
 
 # Keys: real ed25519 public keys (identities of throwaway data folders), so the mirror
 # accepts them and waits for a peer that has the site (nobody does: `delivered` stays).
-say "== $N keys"
+say "== $((2 * N + 6)) keys"
 KEYS=()
-for i in $(seq 0 $((N + 2))); do
+for i in $(seq 0 $((2 * N + 5))); do
     KEYS+=("$("$BIN" --data "$WORK/keys/$i" id)")
 done
 rm -rf "$WORK/keys"
@@ -93,28 +95,40 @@ until "$BIN" --data "$WORK/laptop" status 2>/dev/null | grep -q "^$PI_ID  *yes";
     sleep 0.1
 done
 
-SAMPLES=()
-for i in $(seq 0 $((N + 2))); do
-    KEY=${KEYS[$i]}
-    T0=$EPOCHREALTIME
-    touch "$MNT/$KEY"
+# sample CREATE KEY: one sample, the file created by CREATE (`touch`, or the shell's own
+# redirection: no fork); prints the seconds to `state: delivered`, then removes the key again.
+sample() {
+    local create=$1 key=$2 t0 t1
+    t0=$EPOCHREALTIME
+    if [ "$create" = touch ]; then touch "$MNT/$key"; else : >"$MNT/$key"; fi
     DEADLINE=$((SECONDS + TIMEOUT))
     while :; do
-        state_of "$MNT/$KEY"
+        state_of "$MNT/$key"
         [[ -n "$STATE" && "$STATE" != queued ]] && break
-        [ "$SECONDS" -lt "$DEADLINE" ] || die "sample $i: still '$STATE' after $TIMEOUT s"
+        [ "$SECONDS" -lt "$DEADLINE" ] || die "$key: still '$STATE' after $TIMEOUT s"
         nap
     done
-    T1=$EPOCHREALTIME
-    [[ "$STATE" == delivered ]] || die "sample $i: went from queued to '$STATE', expected delivered"
-    # The first 3 are warm-up (first command on a fresh log and connection).
-    [ "$i" -ge 3 ] && SAMPLES+=("$(awk -v a="$T0" -v b="$T1" 'BEGIN { printf "%.6f", b - a }')")
-    rm "$MNT/$KEY"
+    t1=$EPOCHREALTIME
+    [[ "$STATE" == delivered ]] || die "$key: went from queued to '$STATE', expected delivered"
+    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }'
+    rm "$MNT/$key"
     DEADLINE=$((SECONDS + TIMEOUT))
-    while [ -e "$MNT/$KEY" ]; do
-        [ "$SECONDS" -lt "$DEADLINE" ] || die "sample $i: $KEY not removed after $TIMEOUT s"
+    while [ -e "$MNT/$key" ]; do
+        [ "$SECONDS" -lt "$DEADLINE" ] || die "$key: not removed after $TIMEOUT s"
         sleep 0.01
     done
+}
+
+# Alternating: a `touch` sample (the goal's measure), then one created by the shell itself
+# (the same create(2) with no process started: what dat-mirror takes, without `touch`).
+# The first 3 of each are warm-up (first command on a fresh log and connection).
+SAMPLES=()
+CREATES=()
+for i in $(seq 0 $((N + 2))); do
+    T=$(sample touch "${KEYS[$i]}") || exit 1
+    [ "$i" -ge 3 ] && SAMPLES+=("$T")
+    T=$(sample redirect "${KEYS[$((N + 3 + i))]}") || exit 1
+    [ "$i" -ge 3 ] && CREATES+=("$T")
 done
 stop_daemons
 
@@ -146,6 +160,7 @@ stats() { # prints "median p90 min max p99" of the numbers on stdin
 }
 read -r MED P90 MIN MAX P99 < <(printf '%s\n' "${SAMPLES[@]}" | stats)
 read -r T_MED T_P90 T_MIN T_MAX _ < <(printf '%s\n' "${TOUCHES[@]}" | stats)
+read -r C_MED C_P90 C_MIN C_MAX C_P99 < <(printf '%s\n' "${CREATES[@]}" | stats)
 RTT_MED=$(field median "$RTT_LINE")
 CONN_MED=$(field median "$CONNECT_LINE")
 ms() { awk -v s="$1" 'BEGIN { printf "%9.3f", s * 1000 }'; }
@@ -155,6 +170,7 @@ echo "dat-mirror touch -> delivered benchmark — $(date -u +%Y-%m-%dT%H:%MZ), $
 echo "release build, loopback, FUSE control folder; ${#SAMPLES[@]} samples after 3 warm-up"
 printf '%-44s %9s %9s %9s %9s %10s\n' "what (ms)" "median" "p90" "min" "max" "median/rtt"
 printf '%-44s %s %s %s %s %s\n' "touch -> 'state: delivered'" "$(ms "$MED")" "$(ms "$P90")" "$(ms "$MIN")" "$(ms "$MAX")" "$(ratio "$MED" "$RTT_MED")"
+printf '%-44s %s %s %s %s %s\n' "create(2) by the shell -> 'state: delivered'" "$(ms "$C_MED")" "$(ms "$C_P90")" "$(ms "$C_MIN")" "$(ms "$C_MAX")" "$(ratio "$C_MED" "$RTT_MED")"
 printf '%-44s %s %s %s %s %s\n' "touch + read of a plain file (the loop itself)" "$(ms "$T_MED")" "$(ms "$T_P90")" "$(ms "$T_MIN")" "$(ms "$T_MAX")" "$(ratio "$T_MED" "$RTT_MED")"
 for l in "$RTT_LINE:raw iroh: 64-byte round trip" "$CONNECT_LINE:raw iroh: new connection"; do
     line=${l%%:*}
@@ -167,3 +183,7 @@ bench_row "touch -> 'state: delivered', loopback, p50 / p90 / p99" \
     "$(awk -v a="$MED" -v b="$P90" -v c="$P99" 'BEGIN { printf "%.1f / %.1f / %.1f ms", a * 1000, b * 1000, c * 1000 }')" \
     "raw iroh RTT $(awk -v a="$RTT_MED" 'BEGIN { printf "%.2f ms", a * 1000 }'); touch of a plain file $(awk -v a="$T_MED" 'BEGIN { printf "%.2f ms", a * 1000 }')" \
     "$(awk -v a="$MED" -v b="$RTT_MED" 'BEGIN { printf "%.0fx", a / b }')" "p50 <= 3 ms, p99 <= 10 ms"
+bench_row "create(2) by the shell -> 'state: delivered', p50 / p90 / p99" \
+    "$(awk -v a="$C_MED" -v b="$C_P90" -v c="$C_P99" 'BEGIN { printf "%.1f / %.1f / %.1f ms", a * 1000, b * 1000, c * 1000 }')" \
+    "raw iroh RTT $(awk -v a="$RTT_MED" 'BEGIN { printf "%.2f ms", a * 1000 }')" \
+    "$(awk -v a="$C_MED" -v b="$RTT_MED" 'BEGIN { printf "%.0fx", a / b }')" "(no touch process)"
