@@ -12,7 +12,6 @@ mod raw_peer;
 use std::sync::Arc;
 
 use common::*;
-use dat_mirror::model::command::Command;
 use dat_mirror::model::keys::Key;
 use dat_mirror::net::endpoint::PeerAddr;
 use dat_mirror::net::node::{Node, Policy, ReplicationEvent};
@@ -50,15 +49,7 @@ async fn strangers_learn_nothing_about_logs_and_fetch_sites_they_know() {
         ..
     } = Pair::start().await;
     make_site(&site_dir, 200_000);
-    let site = publish(&laptop, &site_dir, None).await;
-    laptop
-        .inner
-        .append(Command::Mirror {
-            key: site.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let site = publish_and_mirror(&laptop, &site_dir).await;
     // The mirror holds the site and both logs exist and are replicated.
     wait_until("the site on the mirror", || async {
         mirror

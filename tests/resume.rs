@@ -7,7 +7,6 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use common::*;
-use dat_mirror::model::command::Command as Cmd;
 use dat_mirror::model::keys::Key;
 use dat_mirror::net::endpoint::PeerAddr;
 
@@ -81,15 +80,7 @@ async fn mirror_killed_mid_transfer_resumes() {
     };
     let laptop = start_laptop(&lap_dir, vec![mirror]).await;
     let files = make_site(&site_dir, 96 << 20);
-    let site = publish(&laptop, &site_dir, None).await;
-    laptop
-        .inner
-        .append(Cmd::Mirror {
-            key: site.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let site = publish_and_mirror(&laptop, &site_dir).await;
 
     let mut kills = 0;
     let mut last_held = 0;
@@ -162,15 +153,7 @@ async fn laptop_restarted_mid_transfer_resumes() {
         ..
     } = Pair::start().await;
     let files = make_site(&site_dir, 64 << 20);
-    let site = publish(&laptop, &site_dir, None).await;
-    laptop
-        .inner
-        .append(Cmd::Mirror {
-            key: site.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let site = publish_and_mirror(&laptop, &site_dir).await;
     let blobs = wait_until("the mirror to start on the blobs", || async {
         mirror
             .inner

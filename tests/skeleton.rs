@@ -230,15 +230,7 @@ async fn new_version_reaches_the_mirror_without_reconnecting() {
         ..
     } = Pair::start().await;
     make_site(&site_dir, 0);
-    let site = publish(&laptop, &site_dir, None).await;
-    laptop
-        .inner
-        .append(dat_mirror::model::command::Command::Mirror {
-            key: site.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let site = publish_and_mirror(&laptop, &site_dir).await;
     let url = format!("{}/{}/index.html", http_base(&mirror), site.key);
     wait_until("v1 to be served", || {
         let url = url.clone();
@@ -389,15 +381,7 @@ async fn leftover_site_data_is_removed_on_start_and_kept_sites_survive() {
         ..
     } = Pair::start().await;
     make_site(&site_dir, 0);
-    let site = publish(&laptop, &site_dir, None).await;
-    laptop
-        .inner
-        .append(dat_mirror::model::command::Command::Mirror {
-            key: site.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let site = publish_and_mirror(&laptop, &site_dir).await;
     let url = format!("{}/{}/index.html", http_base(&mirror), site.key);
     wait_until("the site to be served", || {
         let url = url.clone();

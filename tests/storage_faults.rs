@@ -10,7 +10,6 @@ use std::process::Command as Process;
 
 use dat_mirror::drive;
 use dat_mirror::laptop::Laptop;
-use dat_mirror::model::command::Command;
 use dat_mirror::model::keys::Key;
 use dat_mirror::store::CoreStore;
 
@@ -131,15 +130,7 @@ async fn disk_full_is_reported_and_the_site_completes_when_space_returns() {
     .await;
     let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
     make_site(&site_dir, 12 << 20);
-    let site = publish(&laptop, &site_dir, None).await;
-    laptop
-        .inner
-        .append(Command::Mirror {
-            key: site.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let site = publish_and_mirror(&laptop, &site_dir).await;
 
     let shown = wait_state(&laptop, &site.key, "error: disk full").await;
     eprintln!("laptop shows: {shown}");
@@ -171,15 +162,7 @@ async fn the_storage_cap_stops_fetching_and_refuses_new_sites() {
     } = Pair::start().await;
     mirror.inner.set_max_storage(Some(2 << 20));
     make_site(&site_dir, 16 << 20);
-    let big = publish(&laptop, &site_dir, None).await;
-    laptop
-        .inner
-        .append(Command::Mirror {
-            key: big.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let big = publish_and_mirror(&laptop, &site_dir).await;
     // A site already being mirrored stops fetching past the cap.
     let shown = wait_state(&laptop, &big.key, "error: storage cap reached").await;
     eprintln!("laptop shows: {shown}");
@@ -191,15 +174,7 @@ async fn the_storage_cap_stops_fetching_and_refuses_new_sites() {
     let small_dir = tmp.path().join("small");
     std::fs::create_dir_all(&small_dir).unwrap();
     std::fs::write(small_dir.join("index.html"), b"<h1>small</h1>").unwrap();
-    let small = publish(&laptop, &small_dir, None).await;
-    laptop
-        .inner
-        .append(Command::Mirror {
-            key: small.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let small = publish_and_mirror(&laptop, &small_dir).await;
     wait_state(&laptop, &small.key, "error: storage cap reached").await;
     assert!(mirror
         .inner
@@ -243,15 +218,7 @@ async fn damaged_logs_and_a_deleted_allow_list_never_delete_wanted_sites() {
     mirror.inner.pair_laptop(laptop_id).await.unwrap();
     let laptop = start_laptop(&lap_dir, vec![mirror_addr(&mirror)]).await;
     make_site(&site_dir, 200_000);
-    let site = publish(&laptop, &site_dir, None).await;
-    laptop
-        .inner
-        .append(Command::Mirror {
-            key: site.key,
-            alias: None,
-        })
-        .await
-        .unwrap();
+    let site = publish_and_mirror(&laptop, &site_dir).await;
     wait_state(&laptop, &site.key, "mirrored").await;
     let blobs = blobs_key(&laptop.inner.store, &site.key).await;
     laptop.shutdown().await;
