@@ -62,12 +62,8 @@ impl Policy for LaptopPolicy {
         self.store.get_open(core).is_some_and(|c| c.info().writable)
     }
 
-    /// A mirror's status log (keyed by the mirror's id) only from that mirror.
-    fn may_fetch(&self, peer: &Key, core: &Key) -> bool {
-        !self.mirrors.read().unwrap().iter().any(|m| m.id == *core) || peer == core
-    }
-
-    /// A paired mirror's status log.
+    /// A paired mirror's status log (keyed by the mirror's id): fetched only from that
+    /// mirror ([`Policy::may_fetch`]).
     fn is_log(&self, core: &Key) -> bool {
         self.mirrors.read().unwrap().iter().any(|m| m.id == *core)
     }

@@ -147,13 +147,8 @@ impl Policy for MirrorPolicy {
         self.served.read().unwrap().contains(core)
     }
 
-    /// A laptop's command log (keyed by the laptop's id) only from that laptop; sites from
-    /// anyone who holds them.
-    fn may_fetch(&self, peer: &Key, core: &Key) -> bool {
-        !self.allowed.read().unwrap().contains(core) || peer == core
-    }
-
-    /// A paired laptop's command log.
+    /// A paired laptop's command log (keyed by the laptop's id): fetched only from that
+    /// laptop ([`Policy::may_fetch`]); sites from anyone who holds them.
     fn is_log(&self, core: &Key) -> bool {
         self.allowed.read().unwrap().contains(core)
     }
@@ -375,8 +370,8 @@ impl MirrorInner {
     /// Folds what was already acknowledged (of unpaired laptops' logs too), starts following
     /// every allowed log live, and settles data left on disk ([`leftovers`]).
     async fn replay(self: &Arc<Self>) -> anyhow::Result<()> {
-        let acked = self.status.acknowledged().await;
-        *self.recorded_mirrored.lock().unwrap() = acked.mirrored.clone();
+        let mut acked = self.status.acknowledged().await;
+        *self.recorded_mirrored.lock().unwrap() = std::mem::take(&mut acked.mirrored);
         let mut damage: Vec<String> = acked
             .unreadable
             .iter()

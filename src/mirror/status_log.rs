@@ -65,18 +65,6 @@ impl StatusLog {
         let mut out = Acknowledged::default();
         let length = self.log.core().info().length;
         for (seq, entry) in self.log.entries(0..length).await {
-            if let Ok(StatusEntry { event, .. }) = &entry {
-                match event {
-                    StatusEvent::Mirrored { key, version, .. } => {
-                        out.mirrored.insert(*key, *version);
-                    }
-                    other => {
-                        if let Some(site) = other.site() {
-                            out.mirrored.remove(&site);
-                        }
-                    }
-                }
-            }
             match entry {
                 Ok(StatusEntry { event, .. }) => match event {
                     StatusEvent::Ack { log, seq } | StatusEvent::Rejected { log, seq, .. } => {
@@ -86,7 +74,14 @@ impl StatusLog {
                         let n = out.next.entry(log).or_insert(0);
                         *n = (*n).max(seq + 1);
                     }
-                    _ => {}
+                    StatusEvent::Mirrored { key, version, .. } => {
+                        out.mirrored.insert(key, version);
+                    }
+                    other => {
+                        if let Some(site) = other.site() {
+                            out.mirrored.remove(&site);
+                        }
+                    }
                 },
                 Err(e) => {
                     tracing::error!("status entry {seq} of this mirror is unreadable: {e}");

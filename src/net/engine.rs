@@ -37,17 +37,18 @@ use crate::store::{Core, CoreStore};
 pub trait Policy: Send + Sync + 'static {
     /// May `peer` read `core` from us?
     fn may_serve(&self, peer: &Key, core: &Key) -> bool;
-    /// May a wanted `core` be fetched from `peer`? (A log only from its owner: a stranger
-    /// that knows a log's key must not learn even its length from us.) Default: anyone.
-    fn may_fetch(&self, _peer: &Key, _core: &Key) -> bool {
-        true
-    }
     /// Is `core` another node's log (a laptop's command log, a mirror's status log: keyed
     /// by that node's id)? Fetched log entries are acted on before their fsync
     /// ([`REPLICA_FLUSH_DELAY`]); a site's blocks are durable before anyone hears of them
     /// (a mirror reports what it holds, and must still hold it after a crash). Default: no.
     fn is_log(&self, _core: &Key) -> bool {
         false
+    }
+    /// May a wanted `core` be fetched from `peer`? A log only from its owner (its key is the
+    /// owner's id): a stranger that knows a log's key must not learn even its length from
+    /// us. Anything else from anyone.
+    fn may_fetch(&self, peer: &Key, core: &Key) -> bool {
+        !self.is_log(core) || peer == core
     }
 }
 
