@@ -80,6 +80,8 @@ async fn main() -> Result<()> {
     );
     std::fs::create_dir_all(&site)?;
     std::fs::create_dir_all(&tree)?;
+    let (tree_copies, copies_dir) = (work.join("tree-copies"), work.join("copies"));
+    std::fs::create_dir_all(&tree_copies)?;
     let plain = site.join("big.bin");
     let t = Instant::now();
     write_big(&plain, bytes)?;
@@ -132,15 +134,33 @@ async fn main() -> Result<()> {
 
     let (inner, mnt) = (mirror.inner.clone(), tree.clone());
     let session =
-        tokio::task::spawn_blocking(move || dat_mirror::fs::site_tree::mount(inner, &mnt))
+        tokio::task::spawn_blocking(move || dat_mirror::fs::site_tree::mount(inner, &mnt, None))
             .await??;
+    // the same tree again, with copies for passthrough reads (as `serve --mount` has them)
+    let (inner, mnt, at) = (
+        mirror.inner.clone(),
+        tree_copies.clone(),
+        copies_dir.clone(),
+    );
+    let copies_session = tokio::task::spawn_blocking(move || {
+        let copies = dat_mirror::fs::site_tree::Checkouts::new(
+            &at,
+            dat_mirror::fs::site_tree::DEFAULT_MOUNT_CACHE,
+        )?;
+        dat_mirror::fs::site_tree::mount(inner, &mnt, Some(copies))
+    })
+    .await??;
     let file = tree.join(key.to_hex()).join("big.bin");
-    let f2 = file.clone();
-    wait_for("the tree to show the file", || {
+    let file_copies = tree_copies.join(key.to_hex()).join("big.bin");
+    let (f2, f3) = (file.clone(), file_copies.clone());
+    wait_for("the trees to show the file", || {
         std::fs::metadata(&f2).is_ok_and(|m| m.len() == bytes)
+            && std::fs::metadata(&f3).is_ok_and(|m| m.len() == bytes)
     })
     .await?;
     println!("FILE {}", file.display());
+    println!("FILE_COPIES {}", file_copies.display());
+    println!("COPIES {}", copies_dir.display());
     println!("PLAIN {}", plain.display());
     println!("READY");
     std::io::stdout().flush()?;
@@ -152,6 +172,7 @@ async fn main() -> Result<()> {
     }
     eprintln!("stopping: unmounting {}", tree.display());
     tokio::task::spawn_blocking(move || session.umount_and_join()).await??;
+    tokio::task::spawn_blocking(move || copies_session.umount_and_join()).await??;
     laptop.shutdown().await;
     mirror.shutdown().await;
     eprintln!("stopped");

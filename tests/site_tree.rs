@@ -55,7 +55,13 @@ impl Setup {
         let path = tmp.path().join("tree");
         std::fs::create_dir_all(&path).unwrap();
         let (inner, p) = (mirror.inner.clone(), path.clone());
-        let session = blocking(move || dat_mirror::fs::site_tree::mount(inner, &p))
+        // copies for passthrough on, as `serve --mount` has them: BIG files pass through
+        let copies = dat_mirror::fs::site_tree::Checkouts::new(
+            &tmp.path().join("copies"),
+            dat_mirror::fs::site_tree::DEFAULT_MOUNT_CACHE,
+        )
+        .unwrap();
+        let session = blocking(move || dat_mirror::fs::site_tree::mount(inner, &p, Some(copies)))
             .await
             .expect("mount the site tree");
         Some(Setup {
@@ -540,6 +546,16 @@ async fn hostile_entries_are_shown_safely_or_not_at_all() {
     })
     .await;
     assert!(s.mirror.inner.site(&site.key).unwrap().0.info().length >= want);
+    // ... and until its blobs are held (the entries below read block 0 of them).
+    let inner = s.mirror.inner.clone();
+    wait_until("the site's blobs to be held", || {
+        let held = inner
+            .site(&site.key)
+            .and_then(|(_, blobs)| blobs)
+            .is_some_and(|b| b.info().complete());
+        async move { held.then_some(()) }
+    })
+    .await;
 
     let r = root.clone();
     blocking(move || {

@@ -34,8 +34,9 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
     let http = s.serve_http.value;
     let domains = s.serve_domains.value.clone();
     let max_storage = s.serve_max_storage.as_ref().map(|c| c.value);
+    let data = s.data_dir()?;
     let mirror = mirror::start(MirrorConfig {
-        data: s.data_dir()?,
+        data: data.clone(),
         listen: s.serve_listen.value,
         http: Some(http),
         allow: s.serve_allow.value.clone(),
@@ -67,7 +68,17 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
                     dir.display()
                 )
             })?;
-            let session = crate::fs::site_tree::mount(mirror.inner.clone(), dir)
+            let budget = s.serve_mount_cache.value;
+            let copies = if budget == 0 {
+                None
+            } else {
+                let at = data.join(crate::fs::site_tree::CHECKOUT_DIR);
+                Some(
+                    crate::fs::site_tree::Checkouts::new(&at, budget)
+                        .with_context(|| format!("cannot use {} for copies of large files: fix its permissions, or turn them off with --mount-cache 0", at.display()))?,
+                )
+            };
+            let session = crate::fs::site_tree::mount(mirror.inner.clone(), dir, copies)
                 .with_context(|| format!("cannot mount the site tree at {}", dir.display()))?;
             crate::bannerln!("sites mounted read-only at {}", dir.display());
             Some((session, dir.clone()))

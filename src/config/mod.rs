@@ -188,6 +188,16 @@ settings! {
         value_name: "DIR", default_help: "not mounted", kind: PATH,
         default: |_| None, unset: ("# mount = (unset: no read-only tree)", "default"),
     };
+    /// `[serve] mount_cache`: disk space for copies of large files read through the tree.
+    serve_mount_cache: Chosen<u64> = Setting {
+        key: "serve.mount_cache", env: "DAT_MIRROR_SERVE_MOUNT_CACHE",
+        flag: flag("mount-cache", on::SERVE),
+        help: "Disk space for copies of large files (1 MiB and up) read through --mount, which \
+               the kernel then reads itself at the disk's speed (FUSE passthrough, Linux 6.9+, \
+               root); 0 reads every file through the mirror",
+        value_name: "SIZE", default_help: "2GiB", kind: SIZE,
+        default: |_| Some(crate::fs::site_tree::DEFAULT_MOUNT_CACHE), unset: ("", ""),
+    };
     /// `[serve] max_storage`: storage cap in bytes.
     serve_max_storage: Option<Chosen<u64>> = Setting {
         key: "serve.max_storage", env: "DAT_MIRROR_SERVE_MAX_STORAGE",

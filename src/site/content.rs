@@ -105,6 +105,11 @@ impl FileContent {
         self.read(range).await.map_err(std::io::Error::other)
     }
 
+    /// The blobs core the bytes are in.
+    pub fn core(&self) -> &Arc<Core> {
+        &self.blobs
+    }
+
     pub fn blob(&self) -> &BlobRef {
         &self.blob
     }

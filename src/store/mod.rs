@@ -26,7 +26,9 @@ use hypercore_engine as engine;
 pub use self::cache::BlockCache;
 pub use self::core::{full_roots, Core, CoreInfo};
 pub use self::reader::CoreReader;
-pub use self::space::{available_bytes, io_error_is_disk_full, SpaceReserve, MIN_FREE_BYTES};
+pub use self::space::{
+    available_bytes, disk_bytes, io_error_is_disk_full, SpaceReserve, MIN_FREE_BYTES,
+};
 use crate::model::keys::Key;
 
 pub mod migrate;

@@ -12,6 +12,12 @@ pub const MIN_FREE_BYTES: u64 = 2 * 1024 * 1024;
 /// Bytes available to unprivileged writers on the file system holding `path` (None if the
 /// file system cannot tell).
 pub fn available_bytes(path: &Path) -> Option<u64> {
+    disk_bytes(path).map(|(available, _)| available)
+}
+
+/// Bytes available to unprivileged writers and the file system's size, for the file system
+/// holding `path` (None if it cannot tell).
+pub fn disk_bytes(path: &Path) -> Option<(u64, u64)> {
     use std::os::unix::ffi::OsStrExt;
     let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
     let mut st: libc::statvfs = unsafe { std::mem::zeroed() };
@@ -19,7 +25,11 @@ pub fn available_bytes(path: &Path) -> Option<u64> {
     if unsafe { libc::statvfs(c.as_ptr(), &mut st) } != 0 {
         return None;
     }
-    Some((st.f_bavail as u64).saturating_mul(st.f_frsize as u64))
+    let frsize = st.f_frsize as u64;
+    Some((
+        (st.f_bavail as u64).saturating_mul(frsize),
+        (st.f_blocks as u64).saturating_mul(frsize),
+    ))
 }
 
 /// ENOSPC or EDQUOT.

@@ -8,8 +8,9 @@ use std::time::SystemTime;
 
 use fuser::{
     AccessFlags, CopyFileRangeFlags, Errno, FileAttr, FileHandle, Filesystem, FopenFlags, INodeNo,
-    LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData, ReplyDirectory,
-    ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr, Request, TimeOrNow,
+    InitFlags, KernelConfig, LockOwner, OpenFlags, RenameFlags, ReplyAttr, ReplyCreate, ReplyData,
+    ReplyDirectory, ReplyEmpty, ReplyEntry, ReplyOpen, ReplyStatfs, ReplyWrite, ReplyXattr,
+    Request, TimeOrNow,
 };
 
 use super::{view, TreeFs, TTL};
@@ -124,8 +125,33 @@ impl Filesystem for TreeFs {
         reply.error(Errno::EROFS);
     }
 
+    fn init(&mut self, _req: &Request, config: &mut KernelConfig) -> std::io::Result<()> {
+        if let Some(copies) = &self.checkouts {
+            // Passthrough (Linux 6.9+); the copies may sit on a stacked file system (overlayfs).
+            let asked = config
+                .add_capabilities(InitFlags::FUSE_PASSTHROUGH)
+                .map_err(|_| std::io::Error::other("this kernel offers no FUSE passthrough"))
+                .and_then(|()| {
+                    config.set_max_stack_depth(2).map(|_| ()).map_err(|_| {
+                        std::io::Error::other("this kernel refuses a stacking depth of 2")
+                    })
+                });
+            if let Err(e) = asked {
+                copies.disable(&e);
+            }
+        }
+        Ok(())
+    }
+
     fn open(&self, _req: &Request, ino: INodeNo, flags: OpenFlags, reply: ReplyOpen) {
-        fuse::reply_open(reply, self.do_open(ino.0, flags.0));
+        let opened = self.do_open(ino.0, flags.0, &|file| reply.open_backing(file));
+        match opened {
+            Ok(o) => match &o.backing {
+                Some(id) => reply.opened_passthrough(FileHandle(o.fh), o.flags, id),
+                None => reply.opened(FileHandle(o.fh), o.flags),
+            },
+            Err(e) => reply.error(e),
+        }
     }
 
     fn read(

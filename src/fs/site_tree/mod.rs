@@ -42,6 +42,7 @@
 //! site can make a callback panic; a panic in the runtime while serving becomes `EIO`.
 
 mod callbacks;
+mod checkout;
 mod inodes;
 mod view;
 mod watch;
@@ -50,10 +51,10 @@ use std::collections::{BTreeMap, HashMap};
 use std::ffi::OsStr;
 use std::os::unix::ffi::OsStrExt;
 use std::path::Path;
-use std::sync::{Arc, Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
-use fuser::{Errno, FileAttr, FileType, FopenFlags, INodeNo};
+use fuser::{BackingId, Errno, FileAttr, FileType, FopenFlags, INodeNo};
 use tokio::runtime::Handle;
 
 use crate::drive::{BlobRef, DriveError};
@@ -63,6 +64,13 @@ use crate::site::{ContentError, FileContent};
 use crate::store::{Core, CoreReader};
 use inodes::{ContentId, Inodes, NodeId, OpenMode, ROOT};
 use view::{Found, Kind, SiteClock};
+
+pub use checkout::{Checkouts, MIN_SIZE as CHECKOUT_MIN_SIZE};
+
+/// Default disk space for copies of large files ([`checkout`], `[serve] mount_cache`).
+pub const DEFAULT_MOUNT_CACHE: u64 = 2 << 30;
+/// Where a mirror's data folder keeps the copies.
+pub const CHECKOUT_DIR: &str = "site-tree-cache";
 
 /// How long the kernel may cache entries and attributes.
 pub const TTL: Duration = Duration::from_secs(1);
@@ -78,17 +86,22 @@ const READAHEAD_KB: u32 = 4096;
 
 /// Mounts the read-only tree of every site `sites` holds at `mountpoint` and serves it on
 /// background threads until the returned session is dropped (or `umount_and_join`ed).
-/// Must be called within a tokio runtime (it captures the handle to read the cores). A
-/// dead mount left by a crashed run ("Transport endpoint is not connected") is detached
-/// first.
+/// Large files are copied to `checkouts` and read by the kernel from there
+/// ([`checkout`]); `None` reads everything through the mirror. Must be called within a
+/// tokio runtime (it captures the handle to read the cores). A dead mount left by a crashed
+/// run ("Transport endpoint is not connected") is detached first.
 pub fn mount(
     sites: Arc<dyn SiteSource>,
     mountpoint: &Path,
+    checkouts: Option<Checkouts>,
 ) -> std::io::Result<fuser::BackgroundSession> {
     let rt = Handle::try_current().map_err(|_| {
         std::io::Error::other("the site tree must be mounted from within the tokio runtime")
     })?;
-    let tree = Arc::new(SiteTree::new(sites, rt));
+    if let Some(c) = &checkouts {
+        c.remove_others(&sites.site_list().iter().map(|s| s.key).collect());
+    }
+    let tree = Arc::new(SiteTree::new(sites, rt, checkouts.map(Arc::new)));
     let watched = Arc::downgrade(&tree);
     let session = crate::fs::fuse::spawn_mount(
         TreeFs(tree),
@@ -128,6 +141,8 @@ pub struct SiteTree {
     gid: u32,
     mounted: SystemTime,
     state: Mutex<State>,
+    /// Copies of large files for passthrough reads (None: off).
+    checkouts: Option<Arc<Checkouts>>,
 }
 
 #[derive(Default)]
@@ -137,6 +152,9 @@ struct State {
     files: HashMap<u64, OpenFile>,
     dirs: HashMap<u64, Vec<DirItem>>,
     next_fh: u64,
+    /// The copy the kernel reads an inode's passthrough opens from, while any is open: the
+    /// kernel takes every open of that inode to pass through to the same one.
+    backings: HashMap<u64, (ContentId, Weak<BackingId>)>,
 }
 
 impl State {
@@ -153,6 +171,16 @@ struct OpenFile {
     content: ContentId,
     mode: OpenMode,
     reading: Reading,
+    /// Passed through to a copy: the kernel reads it, no read reaches us. Held only: the
+    /// last one dropped closes the kernel's registration.
+    _backing: Option<Arc<BackingId>>,
+}
+
+/// An open's answer: the handle, its flags, and the copy it passes through to.
+pub(crate) struct Opened {
+    fh: u64,
+    flags: FopenFlags,
+    backing: Option<Arc<BackingId>>,
 }
 
 /// How an open file's bytes are read.
@@ -220,7 +248,7 @@ fn content_errno(what: &str, e: ContentError) -> Errno {
 }
 
 impl SiteTree {
-    fn new(sites: Arc<dyn SiteSource>, rt: Handle) -> SiteTree {
+    fn new(sites: Arc<dyn SiteSource>, rt: Handle, checkouts: Option<Arc<Checkouts>>) -> SiteTree {
         // SAFETY: geteuid/getegid cannot fail and touch no memory.
         let (uid, gid) = unsafe { (libc::geteuid(), libc::getegid()) };
         SiteTree {
@@ -230,6 +258,7 @@ impl SiteTree {
             gid,
             mounted: SystemTime::now(),
             state: Mutex::new(State::default()),
+            checkouts,
         }
     }
 
@@ -442,7 +471,13 @@ impl SiteTree {
         }
     }
 
-    fn do_open(&self, ino: u64, flags: i32) -> Result<(u64, FopenFlags), Errno> {
+    /// Opens file `ino`; `register` hands a copy to the kernel for passthrough.
+    fn do_open(
+        &self,
+        ino: u64,
+        flags: i32,
+        register: &dyn Fn(&std::fs::File) -> std::io::Result<BackingId>,
+    ) -> Result<Opened, Errno> {
         if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
             return Err(Errno::EROFS);
         }
@@ -474,13 +509,33 @@ impl SiteTree {
             blobs: blobs.as_ref().map(|b| b.key()),
             blob: blob.unwrap_or_default(),
         };
+        let copy = match (&reading, &self.checkouts) {
+            (Reading::Straight(c), Some(copies)) if copies.wanted(c) => Some((copies, c)),
+            _ => None,
+        };
         let mut st = self.st();
+        let backing = match copy {
+            Some((copies, c)) => {
+                self.pass_through(&mut st, ino, content, copies, key, c, register)?
+            }
+            None => None,
+        };
         let mode = match st.inodes.get_mut(ino) {
             Some(node) => node.open(content, file_size(blob.as_ref())),
             None => return Err(Errno::ESTALE),
         };
         let fh = st.fh();
-        tracing::debug!("site tree: open {id:?} as {mode:?}");
+        tracing::debug!(
+            "site tree: open {id:?} as {mode:?}{}",
+            if backing.is_some() {
+                ", passed through"
+            } else {
+                ""
+            }
+        );
+        if let Some(b) = &backing {
+            st.backings.insert(ino, (content, Arc::downgrade(b)));
+        }
         st.files.insert(
             fh,
             OpenFile {
@@ -489,14 +544,62 @@ impl SiteTree {
                 content,
                 mode,
                 reading,
+                _backing: backing.clone(),
             },
         );
-        let flags = match mode {
-            OpenMode::KeepCache => FopenFlags::FOPEN_KEEP_CACHE,
-            OpenMode::Fresh => FopenFlags::empty(),
-            OpenMode::Direct => FopenFlags::FOPEN_DIRECT_IO,
+        let flags = match (mode, &backing) {
+            (_, Some(_)) => FopenFlags::empty(),
+            (OpenMode::KeepCache, None) => FopenFlags::FOPEN_KEEP_CACHE,
+            (OpenMode::Fresh, None) => FopenFlags::empty(),
+            (OpenMode::Direct, None) => FopenFlags::FOPEN_DIRECT_IO,
         };
-        Ok((fh, flags))
+        Ok(Opened { fh, flags, backing })
+    }
+
+    /// The copy an open of `ino` (showing `content`) passes through to, if any: the one its
+    /// other passthrough opens use, else its finished copy when no other open reads through
+    /// us (the kernel holds an inode to one way of reading while it is open). Without a
+    /// finished copy, one is started for the next open.
+    #[allow(clippy::too_many_arguments)]
+    fn pass_through(
+        &self,
+        st: &mut State,
+        ino: u64,
+        content: ContentId,
+        copies: &Arc<Checkouts>,
+        site: &Key,
+        c: &FileContent,
+        register: &dyn Fn(&std::fs::File) -> std::io::Result<BackingId>,
+    ) -> Result<Option<Arc<BackingId>>, Errno> {
+        if let Some((shown, live)) = st.backings.get(&ino) {
+            if let Some(live) = live.upgrade() {
+                if *shown == content {
+                    return Ok(Some(live));
+                }
+                // The kernel reads every open of this inode from the old copy until the
+                // last one closes: a new open could only see the old bytes.
+                tracing::warn!(
+                    "site tree: a file changed while its earlier version is open; close that \
+                     and open it again"
+                );
+                return Err(Errno::EBUSY);
+            }
+            st.backings.remove(&ino);
+        }
+        if st.files.values().any(|f| f.ino == ino) {
+            return Ok(None); // open through us: the kernel would refuse a passthrough open
+        }
+        let Some(file) = copies.ready(site, c) else {
+            copies.request(site, c.clone());
+            return Ok(None);
+        };
+        match register(&file) {
+            Ok(id) => Ok(Some(Arc::new(id))),
+            Err(e) => {
+                copies.disable(&e);
+                Ok(None)
+            }
+        }
     }
 
     fn do_read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {

@@ -3,7 +3,8 @@
 //! with what it saw last, and tells the kernel (fuser's notifier) to forget what it caches:
 //! for a site with a new version, every entry and the attributes of every inode of that
 //! site the kernel holds (a removed file is gone at once, a changed one is looked up again);
-//! for a site that left the set or an alias that changed, its entry in the root.
+//! for a site that left the set or an alias that changed, its entry in the root (and the
+//! copies of a site that left are removed, [`super::checkout`]).
 //!
 //! The watcher never holds the table's lock while notifying (an entry invalidation waits for
 //! the kernel's directory lock, which a lookup being answered by the session threads may
@@ -80,6 +81,9 @@ fn tick(tree: &Arc<SiteTree>, notifier: &Notifier, seen: &mut HashMap<Key, Seen>
         if !now.contains_key(key) {
             root_names.push(key.to_hex());
             root_names.extend(old.alias.clone());
+            if let Some(copies) = &tree.checkouts {
+                copies.remove_site(key);
+            }
         }
     }
     *seen = now;

@@ -1,0 +1,288 @@
+//! Checkouts: plain-file copies of large site files, which the kernel then reads itself
+//! (FUSE passthrough, Linux ≥ 6.9) instead of asking the mirror for every page.
+//!
+//! Why: a file served through FUSE lives in the FUSE inode's page cache, and this kernel
+//! caches FUSE files in 4 KiB folios, where ext4 uses folios up to 2 MiB: a warm `cat`
+//! through the tree ran at a quarter of a plain file's speed, and every cold read crossed
+//! into the mirror and back. Passthrough needs a file holding exactly the site file's bytes
+//! from offset 0; the blobs core's data file holds many files at other offsets, so the tree
+//! keeps a copy, the way `rclone mount --vfs-cache-mode full` keeps its disk cache.
+//!
+//! Rules:
+//! - Only files of at least [`MIN_SIZE`] whose every block is held and whose placement was
+//!   checked ([`FileContent::straight`]); the copy is made from those verified bytes (the
+//!   same bytes a straight read returns), on a background thread, after the first open:
+//!   the first reader reads through the mirror as before, later opens pass through.
+//! - `DIR/<site key>/<blobs key>-<fork>-<byte offset>-<byte length>`: a copy names exactly
+//!   the bytes it holds (a blobs core is append-only within a fork), so it never goes stale. Written
+//!   to a temporary name, synced, then renamed: a crash leaves no partial copy under a
+//!   final name, and temporary files are removed at mount.
+//! - A budget in bytes (`[serve] mount_cache`): after each new copy the least recently
+//!   opened ones are removed until the rest fits; a copy is not made when it alone is over
+//!   the budget or would leave the disk less than [`KEEP_FREE_PERCENT`] free. Copies of
+//!   sites no longer mirrored are removed at mount and by the budget.
+//! - Registering a copy with the kernel needs `CAP_SYS_ADMIN`; where it is refused the tree
+//!   says so once and reads through the mirror (no copies are made from then on).
+
+use std::collections::HashSet;
+use std::fs::File;
+use std::io::Write;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::SystemTime;
+
+use crate::model::keys::Key;
+use crate::site::FileContent;
+
+/// Smaller files are not copied: a 4 KiB-folio read of them is already quick, and each
+/// passthrough open costs a registration.
+pub const MIN_SIZE: u64 = 1 << 20;
+/// A copy is not made if it would leave less than this share of the disk free.
+pub const KEEP_FREE_PERCENT: u64 = 10;
+/// Copies made at once (each reads and writes at disk speed).
+const AT_ONCE: usize = 1;
+/// Bytes read and written per step of a copy.
+const CHUNK: u64 = 4 << 20;
+/// Prefix of copies being written.
+const TEMP_PREFIX: &str = ".tmp-";
+
+/// The copies of one mounted tree.
+pub struct Checkouts {
+    dir: PathBuf,
+    budget: u64,
+    /// Copies being made (their final paths).
+    making: Mutex<HashSet<PathBuf>>,
+    /// False once the kernel refused a registration (no `CAP_SYS_ADMIN`, an old kernel).
+    enabled: AtomicBool,
+}
+
+impl Checkouts {
+    /// Copies in `dir` (created if missing; temporary files left by a crash removed), at most
+    /// `budget` bytes of them.
+    pub fn new(dir: &Path, budget: u64) -> std::io::Result<Checkouts> {
+        std::fs::create_dir_all(dir)?;
+        for site in std::fs::read_dir(dir)?.flatten() {
+            if let Ok(files) = std::fs::read_dir(site.path()) {
+                for f in files.flatten() {
+                    if f.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
+                        let _ = std::fs::remove_file(f.path());
+                    }
+                }
+            }
+        }
+        Ok(Checkouts {
+            dir: dir.to_path_buf(),
+            budget,
+            making: Mutex::new(HashSet::new()),
+            enabled: AtomicBool::new(budget > 0),
+        })
+    }
+
+    /// Whether opens may pass through (the kernel accepted, or was not asked yet).
+    pub fn enabled(&self) -> bool {
+        self.enabled.load(Ordering::Relaxed)
+    }
+
+    /// The kernel refused to register a copy: read through the mirror from now on.
+    pub fn disable(&self, why: &std::io::Error) {
+        if self.enabled.swap(false, Ordering::Relaxed) {
+            tracing::warn!(
+                "site tree: the kernel refused passthrough ({why}); large files are read \
+                 through the mirror (needs Linux 6.9+ and CAP_SYS_ADMIN, e.g. run as root)"
+            );
+        }
+    }
+
+    /// Removes the copies of sites not in `keep` (no longer mirrored).
+    pub fn remove_others(&self, keep: &HashSet<Key>) {
+        let Ok(sites) = std::fs::read_dir(&self.dir) else {
+            return;
+        };
+        for site in sites.flatten() {
+            let name = site.file_name().to_string_lossy().to_string();
+            let known = name.parse::<Key>().is_ok_and(|k| keep.contains(&k));
+            if !known && site.path().is_dir() {
+                if let Err(e) = std::fs::remove_dir_all(site.path()) {
+                    tracing::debug!("site tree: removing old copies in {name}: {e}");
+                }
+            }
+        }
+    }
+
+    /// Removes the copies of `site` (it left the mirror set).
+    pub fn remove_site(&self, site: &Key) {
+        let dir = self.dir.join(site.to_string());
+        if dir.exists() {
+            if let Err(e) = std::fs::remove_dir_all(&dir) {
+                tracing::debug!("site tree: removing the copies of {site}: {e}");
+            }
+        }
+    }
+
+    /// Where the copy of `content` of `site` goes.
+    fn path(&self, site: &Key, content: &FileContent) -> PathBuf {
+        let blob = content.blob();
+        let core = content.core();
+        let fork = core.engine().info(&core.key().0).map_or(0, |i| i.fork);
+        self.dir.join(site.to_string()).join(format!(
+            "{}-{fork}-{}-{}",
+            content.core().key(),
+            blob.byte_offset,
+            blob.byte_length
+        ))
+    }
+
+    /// May `content` be copied at all?
+    pub fn wanted(&self, content: &FileContent) -> bool {
+        self.enabled()
+            && content.straight()
+            && content.len() >= MIN_SIZE
+            && content.len() <= self.budget
+    }
+
+    /// The finished copy of `content`, opened (and marked as just used), if there is one.
+    pub fn ready(&self, site: &Key, content: &FileContent) -> Option<File> {
+        let path = self.path(site, content);
+        let file = File::open(&path).ok()?;
+        let size = file.metadata().ok()?.len();
+        if size != content.len() {
+            tracing::warn!(
+                "site tree: {} has {size} bytes, not {}; making it again",
+                path.display(),
+                content.len()
+            );
+            let _ = std::fs::remove_file(&path);
+            return None;
+        }
+        // the budget removes the least recently used copies first
+        let _ = file.set_modified(SystemTime::now());
+        // The kernel reads through this very descriptor, with its readahead state: readers
+        // of a large file mostly read on (as `FileContent` does for its data file).
+        // SAFETY: a valid open descriptor; the call only sets a hint on it.
+        unsafe {
+            libc::posix_fadvise(
+                std::os::fd::AsRawFd::as_raw_fd(&file),
+                0,
+                0,
+                libc::POSIX_FADV_SEQUENTIAL,
+            )
+        };
+        Some(file)
+    }
+
+    /// Starts making the copy of `content` in the background, unless it is being made or
+    /// enough are already.
+    pub fn request(self: &Arc<Self>, site: &Key, content: FileContent) {
+        let path = self.path(site, &content);
+        {
+            let mut making = self.making.lock().unwrap_or_else(|e| e.into_inner());
+            if making.len() >= AT_ONCE || !making.insert(path.clone()) {
+                return;
+            }
+        }
+        let this = self.clone();
+        let spawned = std::thread::Builder::new()
+            .name("site-tree-copy".into())
+            .spawn(move || {
+                let started = std::time::Instant::now();
+                match this.make(&content, &path) {
+                    Ok(true) => tracing::debug!(
+                        "site tree: copied {} bytes to {} in {:?}",
+                        content.len(),
+                        path.display(),
+                        started.elapsed()
+                    ),
+                    Ok(false) => {}
+                    Err(e) => tracing::warn!(
+                        "site tree: could not copy a file for passthrough reads ({e}); it is \
+                         read through the mirror"
+                    ),
+                }
+                this.making
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner())
+                    .remove(&path);
+            });
+        if let Err(e) = spawned {
+            tracing::warn!("site tree: cannot start a copy: {e}");
+            self.making
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .clear();
+        }
+    }
+
+    /// Makes the copy (false: skipped for space). Every byte comes from
+    /// [`FileContent::read_held`], the verified data file.
+    fn make(&self, content: &FileContent, path: &Path) -> std::io::Result<bool> {
+        let Some(site_dir) = path.parent() else {
+            return Ok(false);
+        };
+        std::fs::create_dir_all(site_dir)?;
+        if !self.room_for(content.len()) {
+            tracing::info!(
+                "site tree: no copy of a {}-byte file: the disk would be less than {}% free",
+                content.len(),
+                KEEP_FREE_PERCENT
+            );
+            return Ok(false);
+        }
+        let temp = site_dir.join(format!(
+            "{TEMP_PREFIX}{}",
+            path.file_name().unwrap_or_default().to_string_lossy()
+        ));
+        let written = (|| {
+            let mut out = File::create(&temp)?;
+            let mut at = 0;
+            while at < content.len() {
+                let end = at.saturating_add(CHUNK).min(content.len());
+                out.write_all(&content.read_held(at..end)?)?;
+                at = end;
+            }
+            out.sync_all()?;
+            std::fs::rename(&temp, path)?;
+            crate::util::atomic::sync_dir(site_dir)
+        })();
+        if written.is_err() {
+            let _ = std::fs::remove_file(&temp);
+        }
+        written?;
+        self.keep_to_budget(path);
+        Ok(true)
+    }
+
+    /// Whether `bytes` more would leave the disk at least [`KEEP_FREE_PERCENT`] free.
+    fn room_for(&self, bytes: u64) -> bool {
+        crate::store::disk_bytes(&self.dir).is_some_and(|(free, total)| {
+            free.saturating_sub(bytes) >= total / 100 * KEEP_FREE_PERCENT
+        })
+    }
+
+    /// Removes the least recently used copies (never `keep`) until the rest fit the budget.
+    fn keep_to_budget(&self, keep: &Path) {
+        let mut copies: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
+        for site in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
+            for f in std::fs::read_dir(site.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+            {
+                if let Ok(m) = f.metadata() {
+                    let used = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                    copies.push((used, m.len(), f.path()));
+                }
+            }
+        }
+        let mut total: u64 = copies.iter().map(|c| c.1).sum();
+        copies.sort();
+        for (_, len, path) in copies {
+            if total <= self.budget {
+                break;
+            }
+            if path != keep && std::fs::remove_file(&path).is_ok() {
+                total = total.saturating_sub(len);
+            }
+        }
+    }
+}

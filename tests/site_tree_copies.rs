@@ -1,0 +1,188 @@
+//! The site tree's copies for passthrough reads (`serve --mount`, `[serve] mount_cache`),
+//! on a real mount: a large file's first open reads through the mirror and starts a copy of
+//! its verified bytes; later opens hand the copy to the kernel, which reads it without the
+//! mirror (FUSE passthrough). Opens through the mirror and passed-through opens of one inode
+//! never collide, the budget removes the least recently used copy, and a site that leaves
+//! the mirror takes its copies with it.
+
+mod common;
+
+use std::os::unix::fs::FileExt;
+use std::path::{Path, PathBuf};
+
+use common::*;
+use dat_mirror::fs::site_tree::{Checkouts, CHECKOUT_MIN_SIZE};
+use dat_mirror::model::command::Command;
+
+const FILE: usize = 5 * 1024 * 1024 + 777;
+
+/// Every finished copy under `dir`: (path, size).
+fn copies(dir: &Path) -> Vec<(PathBuf, u64)> {
+    let mut out = Vec::new();
+    for site in std::fs::read_dir(dir).into_iter().flatten().flatten() {
+        for f in std::fs::read_dir(site.path())
+            .into_iter()
+            .flatten()
+            .flatten()
+        {
+            let name = f.file_name().to_string_lossy().to_string();
+            if !name.starts_with('.') {
+                out.push((f.path(), f.metadata().map_or(0, |m| m.len())));
+            }
+        }
+    }
+    out.sort();
+    out
+}
+
+/// The copy of a `len`-byte file, once it is finished.
+async fn wait_copy(dir: &Path, len: u64) -> PathBuf {
+    let dir = dir.to_path_buf();
+    wait_until("the copy to be made", || {
+        let dir = dir.clone();
+        async move { copies(&dir).into_iter().find(|c| c.1 == len).map(|c| c.0) }
+    })
+    .await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn large_files_pass_through_a_verified_copy() {
+    if !dat_mirror::fs::require_fuse_or_skip("large_files_pass_through_a_verified_copy") {
+        return;
+    }
+    let Pair {
+        tmp,
+        mirror,
+        laptop,
+        site_dir,
+        ..
+    } = Pair::start().await;
+    let (tree, copy_dir) = (tmp.path().join("tree"), tmp.path().join("copies"));
+    std::fs::create_dir_all(&tree).unwrap();
+    // Room for one of the two large files, not both.
+    let budget = FILE as u64 * 3 / 2;
+    let copies_at = Checkouts::new(&copy_dir, budget).unwrap();
+    let (inner, at) = (mirror.inner.clone(), tree.clone());
+    let session = blocking(move || dat_mirror::fs::site_tree::mount(inner, &at, Some(copies_at)))
+        .await
+        .expect("mount the site tree");
+
+    std::fs::create_dir_all(&site_dir).unwrap();
+    let big = pseudo_random(FILE, 7);
+    let other = pseudo_random(FILE, 8);
+    let small = pseudo_random(CHECKOUT_MIN_SIZE as usize - 1, 9);
+    std::fs::write(site_dir.join("big.bin"), &big).unwrap();
+    std::fs::write(site_dir.join("other.bin"), &other).unwrap();
+    std::fs::write(site_dir.join("small.bin"), &small).unwrap();
+    let site = publish_and_mirror(&laptop, &site_dir).await;
+    let root = tree.join(site.key.to_hex());
+    let path = root.join("big.bin");
+    let inner = mirror.inner.clone();
+    wait_until("the mirror to hold the whole site", || {
+        let done = inner.site(&site.key).is_some_and(|(db, blobs)| {
+            let d = db.info();
+            d.length >= site.version
+                && d.contiguous_length == d.length
+                && blobs.is_some_and(|b| b.info().complete())
+        });
+        async move { done.then_some(()) }
+    })
+    .await;
+    let p = path.clone();
+    wait_until("the tree to show big.bin", || {
+        let p = p.clone();
+        async move { blocking(move || std::fs::metadata(&p).ok().filter(|m| m.is_file())).await }
+    })
+    .await;
+
+    let (root2, copy_dir2) = (root.clone(), copy_dir.clone());
+    let (big2, small2) = (big.clone(), small.clone());
+    // First open: through the mirror. Held open while the copy is made.
+    let first = blocking(move || {
+        let f = std::fs::File::open(root2.join("big.bin")).unwrap();
+        let mut got = vec![0; FILE];
+        f.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(got, big2, "first read");
+        assert_eq!(std::fs::read(root2.join("small.bin")).unwrap(), small2);
+        f
+    })
+    .await;
+    let copy = wait_copy(&copy_dir2, FILE as u64).await;
+    assert_eq!(
+        std::fs::read(&copy).unwrap(),
+        big,
+        "the copy holds the file"
+    );
+
+    let (root2, big2, copy2) = (root.clone(), big.clone(), copy.clone());
+    blocking(move || {
+        // Another open while the first (through the mirror) is open: through the mirror
+        // too (the kernel refuses passthrough then, which would be EIO).
+        let second = std::fs::File::open(root2.join("big.bin")).expect("second open");
+        let mut got = vec![0; FILE];
+        second.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(got, big2, "second read, with the first open");
+        drop((first, second));
+
+        // Now an open passes through: bytes written into the copy show through the tree,
+        // which only the kernel reading the copy itself can do.
+        let pass = std::fs::File::open(root2.join("big.bin")).expect("passthrough open");
+        let marked = std::fs::OpenOptions::new()
+            .write(true)
+            .open(&copy2)
+            .unwrap();
+        marked.write_all_at(b"COPY", 1000).unwrap();
+        let mut four = [0u8; 4];
+        pass.read_exact_at(&mut four, 1000).unwrap();
+        assert_eq!(&four, b"COPY", "the open passed through to the copy");
+        marked.write_all_at(&big2[1000..1004], 1000).unwrap();
+        // A further open while it is open shares the copy (the kernel needs the same one).
+        let again = std::fs::File::open(root2.join("big.bin")).expect("open beside it");
+        let mut got = vec![0; FILE];
+        again.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(got, big2, "read beside a passthrough open");
+    })
+    .await;
+    // Files under 1 MiB are never copied.
+    assert!(
+        copies(&copy_dir).iter().all(|c| c.1 != small.len() as u64),
+        "{:?}",
+        copies(&copy_dir)
+    );
+
+    // The second large file's copy pushes the first out of the budget.
+    let root2 = root.clone();
+    let got = blocking(move || std::fs::read(root2.join("other.bin")).unwrap()).await;
+    assert_eq!(got, other);
+    let dir = copy_dir.clone();
+    wait_until("the budget to keep only the newest copy", || {
+        let (dir, copy) = (dir.clone(), copy.clone());
+        async move {
+            let now = copies(&dir);
+            (now.len() == 1 && now[0].0 != copy).then_some(())
+        }
+    })
+    .await;
+    let root2 = root.clone();
+    let got = blocking(move || std::fs::read(root2.join("big.bin")).unwrap()).await;
+    assert_eq!(got, big, "read again after its copy was removed");
+
+    // A site that leaves the mirror takes its copies along.
+    laptop
+        .inner
+        .append(Command::Unmirror { key: site.key })
+        .await
+        .unwrap();
+    let site_copies = copy_dir.join(site.key.to_hex());
+    wait_until("the site's copies to be removed", || {
+        let gone = !site_copies.exists();
+        async move { gone.then_some(()) }
+    })
+    .await;
+
+    blocking(move || dat_mirror::fs::fuse::unmount(session, &tree))
+        .await
+        .unwrap();
+    laptop.shutdown().await;
+    mirror.shutdown().await;
+}
