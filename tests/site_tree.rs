@@ -552,7 +552,7 @@ async fn hostile_entries_are_shown_safely_or_not_at_all() {
         let held = inner
             .site(&site.key)
             .and_then(|(_, blobs)| blobs)
-            .is_some_and(|b| b.info().complete());
+            .is_some_and(|b| b.info().length > 0 && b.info().complete());
         async move { held.then_some(()) }
     })
     .await;

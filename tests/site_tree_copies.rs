@@ -13,6 +13,7 @@ use std::path::{Path, PathBuf};
 use common::*;
 use dat_mirror::fs::site_tree::{Checkouts, CHECKOUT_MIN_SIZE};
 use dat_mirror::model::command::Command;
+use dat_mirror::model::keys::Key;
 
 const FILE: usize = 5 * 1024 * 1024 + 777;
 
@@ -45,55 +46,98 @@ async fn wait_copy(dir: &Path, len: u64) -> PathBuf {
     .await
 }
 
+/// A mirror and laptop with the tree mounted at `tree`, copies in `copies` (`budget`).
+struct Setup {
+    pair: Pair,
+    tree: PathBuf,
+    copy_dir: PathBuf,
+    session: fuser::BackgroundSession,
+}
+
+impl Setup {
+    async fn start(test: &str, budget: u64) -> Option<Setup> {
+        if !dat_mirror::fs::require_fuse_or_skip(test) {
+            return None;
+        }
+        let pair = Pair::start().await;
+        let tree = pair.tmp.path().join("tree");
+        let copy_dir = pair.tmp.path().join("copies");
+        std::fs::create_dir_all(&tree).unwrap();
+        std::fs::create_dir_all(&pair.site_dir).unwrap();
+        let copies = Checkouts::new(&copy_dir, budget).unwrap();
+        let (inner, at) = (pair.mirror.inner.clone(), tree.clone());
+        let session = blocking(move || dat_mirror::fs::site_tree::mount(inner, &at, Some(copies)))
+            .await
+            .expect("mount the site tree");
+        Some(Setup {
+            pair,
+            tree,
+            copy_dir,
+            session,
+        })
+    }
+
+    /// Waits until the mirror holds every block of `site` up to `version`, and at least
+    /// `bytes` of its blobs (a blobs core not heard of yet is complete at length 0).
+    async fn wait_held(&self, key: Key, version: u64, bytes: u64) {
+        let inner = self.pair.mirror.inner.clone();
+        wait_until("the mirror to hold the whole site", || {
+            let done = inner.site(&key).is_some_and(|(db, blobs)| {
+                let d = db.info();
+                d.length >= version
+                    && d.contiguous_length == d.length
+                    && blobs.is_some_and(|b| b.info().byte_length >= bytes && b.info().complete())
+            });
+            async move { done.then_some(()) }
+        })
+        .await;
+    }
+
+    async fn stop(self) {
+        let Setup {
+            pair,
+            tree,
+            session,
+            ..
+        } = self;
+        blocking(move || dat_mirror::fs::fuse::unmount(session, &tree))
+            .await
+            .unwrap();
+        pair.laptop.shutdown().await;
+        pair.mirror.shutdown().await;
+    }
+}
+
+/// Waits until `path` exists in the tree.
+async fn wait_shown(path: &Path) {
+    let p = path.to_path_buf();
+    wait_until("the tree to show the file", || {
+        let p = p.clone();
+        async move { blocking(move || std::fs::metadata(&p).ok().filter(|m| m.is_file())).await }
+    })
+    .await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
 async fn large_files_pass_through_a_verified_copy() {
-    if !dat_mirror::fs::require_fuse_or_skip("large_files_pass_through_a_verified_copy") {
-        return;
-    }
-    let Pair {
-        tmp,
-        mirror,
-        laptop,
-        site_dir,
-        ..
-    } = Pair::start().await;
-    let (tree, copy_dir) = (tmp.path().join("tree"), tmp.path().join("copies"));
-    std::fs::create_dir_all(&tree).unwrap();
     // Room for one of the two large files, not both.
     let budget = FILE as u64 * 3 / 2;
-    let copies_at = Checkouts::new(&copy_dir, budget).unwrap();
-    let (inner, at) = (mirror.inner.clone(), tree.clone());
-    let session = blocking(move || dat_mirror::fs::site_tree::mount(inner, &at, Some(copies_at)))
-        .await
-        .expect("mount the site tree");
-
-    std::fs::create_dir_all(&site_dir).unwrap();
+    let Some(s) = Setup::start("large_files_pass_through_a_verified_copy", budget).await else {
+        return;
+    };
+    let (site_dir, copy_dir, laptop) =
+        (s.pair.site_dir.clone(), s.copy_dir.clone(), &s.pair.laptop);
     let big = pseudo_random(FILE, 7);
     let other = pseudo_random(FILE, 8);
     let small = pseudo_random(CHECKOUT_MIN_SIZE as usize - 1, 9);
     std::fs::write(site_dir.join("big.bin"), &big).unwrap();
     std::fs::write(site_dir.join("other.bin"), &other).unwrap();
     std::fs::write(site_dir.join("small.bin"), &small).unwrap();
-    let site = publish_and_mirror(&laptop, &site_dir).await;
-    let root = tree.join(site.key.to_hex());
-    let path = root.join("big.bin");
-    let inner = mirror.inner.clone();
-    wait_until("the mirror to hold the whole site", || {
-        let done = inner.site(&site.key).is_some_and(|(db, blobs)| {
-            let d = db.info();
-            d.length >= site.version
-                && d.contiguous_length == d.length
-                && blobs.is_some_and(|b| b.info().complete())
-        });
-        async move { done.then_some(()) }
-    })
-    .await;
-    let p = path.clone();
-    wait_until("the tree to show big.bin", || {
-        let p = p.clone();
-        async move { blocking(move || std::fs::metadata(&p).ok().filter(|m| m.is_file())).await }
-    })
-    .await;
+    let site = publish_and_mirror(laptop, &site_dir).await;
+    s.wait_held(site.key, site.version, (2 * FILE + small.len()) as u64)
+        .await;
+    let root = s.tree.join(site.key.to_hex());
+    wait_shown(&root.join("big.bin")).await;
 
     let (root2, copy_dir2) = (root.clone(), copy_dir.clone());
     let (big2, small2) = (big.clone(), small.clone());
@@ -180,9 +224,62 @@ async fn large_files_pass_through_a_verified_copy() {
     })
     .await;
 
-    blocking(move || dat_mirror::fs::fuse::unmount(session, &tree))
-        .await
-        .unwrap();
-    laptop.shutdown().await;
-    mirror.shutdown().await;
+    s.stop().await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn a_changed_file_is_never_read_stale_through_an_open_copy() {
+    let Some(s) = Setup::start(
+        "a_changed_file_is_never_read_stale_through_an_open_copy",
+        dat_mirror::fs::site_tree::DEFAULT_MOUNT_CACHE,
+    )
+    .await
+    else {
+        return;
+    };
+    let site_dir = s.pair.site_dir.clone();
+    let (old, new) = (pseudo_random(FILE, 1), pseudo_random(FILE, 2));
+    std::fs::write(site_dir.join("big.bin"), &old).unwrap();
+    let site = publish_and_mirror(&s.pair.laptop, &site_dir).await;
+    s.wait_held(site.key, site.version, FILE as u64).await;
+    let root = s.tree.join(site.key.to_hex());
+    wait_shown(&root.join("big.bin")).await;
+    let (path, old2) = (root.join("big.bin"), old.clone());
+    blocking(move || assert_eq!(std::fs::read(path).unwrap(), old2, "first read")).await;
+    wait_copy(&s.copy_dir, FILE as u64).await;
+    // An open passed through to the old version's copy, held across the change.
+    let path = root.join("big.bin");
+    let held = blocking(move || std::fs::File::open(path).unwrap()).await;
+
+    // A new version: the same size, other bytes (and a file to see it arrive by).
+    std::fs::write(site_dir.join("big.bin"), &new).unwrap();
+    std::fs::write(site_dir.join("v2.txt"), b"2").unwrap();
+    let v2 = publish(&s.pair.laptop, &site_dir, Some(site.key)).await;
+    s.wait_held(site.key, v2.version, 2 * FILE as u64 + 1).await;
+    wait_shown(&root.join("v2.txt")).await;
+
+    let (path, old2, new2) = (root.join("big.bin"), old.clone(), new.clone());
+    blocking(move || {
+        // The kernel would read the old copy for any open while that one is open: refused.
+        let e = std::fs::File::open(&path).expect_err("an open beside the old version's");
+        assert_eq!(e.raw_os_error(), Some(libc::EBUSY), "{e}");
+        // The open handle keeps the bytes it was opened on.
+        let mut got = vec![0; FILE];
+        held.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(got, old2, "the held handle");
+        drop(held);
+        // Closed: the new version, through the mirror, then through its own copy.
+        assert_eq!(std::fs::read(&path).unwrap(), new2, "after the close");
+    })
+    .await;
+    let dir = s.copy_dir.clone();
+    wait_until("the new version's copy", || {
+        let dir = dir.clone();
+        async move { (copies(&dir).len() == 2).then_some(()) }
+    })
+    .await;
+    let path = root.join("big.bin");
+    let got = blocking(move || std::fs::read(path).unwrap()).await;
+    assert_eq!(got, new, "through the new copy");
+    s.stop().await;
 }

@@ -14,7 +14,10 @@
 //! against the blobs core's Merkle tree at open ([`crate::site::content`]; an inconsistent
 //! entry reads as `EIO`): straight from its data file when every block of the file is held
 //! (verified) at open, else block by block through hypercore, where a block not held yet
-//! gives `EIO` and a warning (as the HTTP gateway answers 503). Entries with a `linkname`
+//! gives `EIO` and a warning (as the HTTP gateway answers 503). Files of 1 MiB and up are
+//! copied after their first open, from those verified bytes, and later opens pass through
+//! to the copy: the kernel reads it without us ([`checkout`]; an open of a file whose
+//! earlier version is still open that way answers `EBUSY`). Entries with a `linkname`
 //! are symlinks whose targets are kept inside the site ([`view::link_target`]). Names that
 //! are not valid single path components, and paths longer than 4096 bytes, are not shown.
 //!
@@ -514,15 +517,22 @@ impl SiteTree {
             _ => None,
         };
         let mut st = self.st();
+        if st.inodes.get_mut(ino).is_none() {
+            return Err(Errno::ESTALE);
+        }
         let backing = match copy {
             Some((copies, c)) => {
                 self.pass_through(&mut st, ino, content, copies, key, c, register)?
             }
             None => None,
         };
-        let mode = match st.inodes.get_mut(ino) {
-            Some(node) => node.open(content, file_size(blob.as_ref())),
-            None => return Err(Errno::ESTALE),
+        let mode = match (&backing, st.inodes.get_mut(ino)) {
+            (_, None) => return Err(Errno::ESTALE),
+            // The kernel reads the copy and adds no page to this inode: its page-cache rule
+            // stays as it was (the next open through us still drops what is not this
+            // content's), and this handle counts as one that adds no pages.
+            (Some(_), Some(_)) => OpenMode::Direct,
+            (None, Some(node)) => node.open(content, file_size(blob.as_ref())),
         };
         let fh = st.fh();
         tracing::debug!(
