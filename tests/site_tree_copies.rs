@@ -139,19 +139,19 @@ async fn large_files_pass_through_a_verified_copy() {
     let root = s.tree.join(site.key.to_hex());
     wait_shown(&root.join("big.bin")).await;
 
-    let (root2, copy_dir2) = (root.clone(), copy_dir.clone());
-    let (big2, small2) = (big.clone(), small.clone());
-    // First open: through the mirror. Held open while the copy is made.
-    let first = blocking(move || {
-        let f = std::fs::File::open(root2.join("big.bin")).unwrap();
+    let (root2, big2, small2) = (root.clone(), big.clone(), small.clone());
+    // First opens: through the mirror; the copy is made once the first of them closes.
+    let second = blocking(move || {
+        let first = std::fs::File::open(root2.join("big.bin")).unwrap();
+        let second = std::fs::File::open(root2.join("big.bin")).unwrap();
         let mut got = vec![0; FILE];
-        f.read_exact_at(&mut got, 0).unwrap();
+        first.read_exact_at(&mut got, 0).unwrap();
         assert_eq!(got, big2, "first read");
         assert_eq!(std::fs::read(root2.join("small.bin")).unwrap(), small2);
-        f
+        second
     })
     .await;
-    let copy = wait_copy(&copy_dir2, FILE as u64).await;
+    let copy = wait_copy(&copy_dir, FILE as u64).await;
     assert_eq!(
         std::fs::read(&copy).unwrap(),
         big,
@@ -160,13 +160,15 @@ async fn large_files_pass_through_a_verified_copy() {
 
     let (root2, big2, copy2) = (root.clone(), big.clone(), copy.clone());
     blocking(move || {
-        // Another open while the first (through the mirror) is open: through the mirror
-        // too (the kernel refuses passthrough then, which would be EIO).
-        let second = std::fs::File::open(root2.join("big.bin")).expect("second open");
+        // An open while another through the mirror is open: through the mirror too (the
+        // kernel refuses passthrough then, which would be EIO).
+        let third = std::fs::File::open(root2.join("big.bin")).expect("third open");
         let mut got = vec![0; FILE];
+        third.read_exact_at(&mut got, 0).unwrap();
+        assert_eq!(got, big2, "read beside an open through the mirror");
         second.read_exact_at(&mut got, 0).unwrap();
-        assert_eq!(got, big2, "second read, with the first open");
-        drop((first, second));
+        assert_eq!(got, big2, "the second open's read");
+        drop((second, third));
 
         // Now an open passes through: bytes written into the copy show through the tree,
         // which only the kernel reading the copy itself can do.

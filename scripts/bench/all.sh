@@ -3,7 +3,8 @@
 # measured, each against its anchor from the same run (the shape of issue 13's table):
 #   replicate.sh  touch -> mirrored of a 100 MiB site vs Node hyperdrive 13 replicating it
 #   http.sh       10 KiB files (wrk) and one large file (curl) vs nginx
-#   fuse.sh       cat of a large file through the site tree vs the plain file, warm and cold
+#   fuse.sh       cat of a large file through the site tree vs the plain file, warm and cold:
+#                 passed through to its copy (the default) and read through the mirror
 #   delivered.sh  touch -> `state: delivered` vs a raw iroh round trip
 #   idle.sh       an idle mirror holding 100 sites vs one holding none
 #   sites.sh      `ls -l` of a control folder with 1,000 sites vs tmpfs; mirror start with

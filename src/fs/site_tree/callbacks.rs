@@ -204,7 +204,7 @@ impl Filesystem for TreeFs {
         _flush: bool,
         reply: ReplyEmpty,
     ) {
-        self.st().files.remove(&fh.0);
+        self.do_release(fh.0);
         reply.ok();
     }
 

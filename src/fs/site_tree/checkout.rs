@@ -11,8 +11,9 @@
 //! Rules:
 //! - Only files of at least [`MIN_SIZE`] whose every block is held and whose placement was
 //!   checked ([`FileContent::straight`]); the copy is made from those verified bytes (the
-//!   same bytes a straight read returns), on a background thread, after the first open:
-//!   the first reader reads through the mirror as before, later opens pass through.
+//!   same bytes a straight read returns), on a background thread, once the first open
+//!   closes (not competing with its reads): it reads through the mirror as before, later
+//!   opens pass through.
 //! - `DIR/<site key>/<blobs key>-<fork>-<byte offset>-<byte length>`: a copy names exactly
 //!   the bytes it holds (a blobs core is append-only within a fork), so it never goes stale. Written
 //!   to a temporary name, synced, then renamed: a crash leaves no partial copy under a

@@ -15,8 +15,8 @@
 //! entry reads as `EIO`): straight from its data file when every block of the file is held
 //! (verified) at open, else block by block through hypercore, where a block not held yet
 //! gives `EIO` and a warning (as the HTTP gateway answers 503). Files of 1 MiB and up are
-//! copied after their first open, from those verified bytes, and later opens pass through
-//! to the copy: the kernel reads it without us ([`checkout`]; an open of a file whose
+//! copied once their first open closes, from those verified bytes, and later opens pass
+//! through to the copy: the kernel reads it without us ([`checkout`]; an open of a file whose
 //! earlier version is still open that way answers `EBUSY`). Entries with a `linkname`
 //! are symlinks whose targets are kept inside the site ([`view::link_target`]). Names that
 //! are not valid single path components, and paths longer than 4096 bytes, are not shown.
@@ -177,6 +177,18 @@ struct OpenFile {
     /// Passed through to a copy: the kernel reads it, no read reaches us. Held only: the
     /// last one dropped closes the kernel's registration.
     _backing: Option<Arc<BackingId>>,
+    /// The site whose copy of this file is made when this handle closes.
+    copy_on_close: Option<Key>,
+}
+
+/// How an open file is read.
+enum Through {
+    /// By the kernel, from this copy.
+    Copy(Arc<BackingId>),
+    /// Through us.
+    Mirror,
+    /// Through us, and a copy is made once this handle closes.
+    MirrorThenCopy,
 }
 
 /// An open's answer: the handle, its flags, and the copy it passes through to.
@@ -520,11 +532,16 @@ impl SiteTree {
         if st.inodes.get_mut(ino).is_none() {
             return Err(Errno::ESTALE);
         }
-        let backing = match copy {
+        let through = match copy {
             Some((copies, c)) => {
                 self.pass_through(&mut st, ino, content, copies, key, c, register)?
             }
-            None => None,
+            None => Through::Mirror,
+        };
+        let (backing, copy_on_close) = match through {
+            Through::Copy(b) => (Some(b), None),
+            Through::Mirror => (None, None),
+            Through::MirrorThenCopy => (None, Some(*key)),
         };
         let mode = match (&backing, st.inodes.get_mut(ino)) {
             (_, None) => return Err(Errno::ESTALE),
@@ -555,6 +572,7 @@ impl SiteTree {
                 mode,
                 reading,
                 _backing: backing.clone(),
+                copy_on_close,
             },
         );
         let flags = match (mode, &backing) {
@@ -569,7 +587,7 @@ impl SiteTree {
     /// The copy an open of `ino` (showing `content`) passes through to, if any: the one its
     /// other passthrough opens use, else its finished copy when no other open reads through
     /// us (the kernel holds an inode to one way of reading while it is open). Without a
-    /// finished copy, one is started for the next open.
+    /// finished copy, one is made once this open closes (not competing with its reads).
     #[allow(clippy::too_many_arguments)]
     fn pass_through(
         &self,
@@ -580,11 +598,11 @@ impl SiteTree {
         site: &Key,
         c: &FileContent,
         register: &dyn Fn(&std::fs::File) -> std::io::Result<BackingId>,
-    ) -> Result<Option<Arc<BackingId>>, Errno> {
+    ) -> Result<Through, Errno> {
         if let Some((shown, live)) = st.backings.get(&ino) {
             if let Some(live) = live.upgrade() {
                 if *shown == content {
-                    return Ok(Some(live));
+                    return Ok(Through::Copy(live));
                 }
                 // The kernel reads every open of this inode from the old copy until the
                 // last one closes: a new open could only see the old bytes.
@@ -597,17 +615,16 @@ impl SiteTree {
             st.backings.remove(&ino);
         }
         if st.files.values().any(|f| f.ino == ino) {
-            return Ok(None); // open through us: the kernel would refuse a passthrough open
+            return Ok(Through::Mirror); // open through us: the kernel would refuse passthrough
         }
         let Some(file) = copies.ready(site, c) else {
-            copies.request(site, c.clone());
-            return Ok(None);
+            return Ok(Through::MirrorThenCopy);
         };
         match register(&file) {
-            Ok(id) => Ok(Some(Arc::new(id))),
+            Ok(id) => Ok(Through::Copy(Arc::new(id))),
             Err(e) => {
                 copies.disable(&e);
-                Ok(None)
+                Ok(Through::Mirror)
             }
         }
     }
@@ -656,6 +673,18 @@ impl SiteTree {
         };
         self.block_on(content.read(range))?
             .map_err(|e| drive_errno("reading a file", e))
+    }
+
+    /// Forgets handle `fh`; a copy it waited for is started now.
+    fn do_release(&self, fh: u64) {
+        let Some(file) = self.st().files.remove(&fh) else {
+            return;
+        };
+        if let (Some(site), Reading::Straight(c), Some(copies)) =
+            (file.copy_on_close, file.reading, &self.checkouts)
+        {
+            copies.request(&site, c);
+        }
     }
 
     fn do_opendir(&self, ino: u64) -> Result<u64, Errno> {
