@@ -20,8 +20,9 @@
 //!   final name, and temporary files are removed at mount.
 //! - A budget in bytes (`[serve] mount_cache`): after each new copy the least recently
 //!   opened ones are removed until the rest fits; a copy is not made when it alone is over
-//!   the budget or would leave the disk less than [`KEEP_FREE_PERCENT`] free. Copies of
-//!   sites no longer mirrored are removed at mount and by the budget.
+//!   the budget or would leave the disk less than [`KEEP_FREE_PERCENT`] free. A site's copies
+//!   are removed when it leaves the mirror set while mounted (the watcher), else by the
+//!   budget: not at mount, when sites are still starting.
 //! - Registering a copy with the kernel needs `CAP_SYS_ADMIN`; where it is refused the tree
 //!   says so once and reads through the mirror (no copies are made from then on).
 
@@ -92,22 +93,6 @@ impl Checkouts {
                 "site tree: the kernel refused passthrough ({why}); large files are read \
                  through the mirror (needs Linux 6.9+ and CAP_SYS_ADMIN, e.g. run as root)"
             );
-        }
-    }
-
-    /// Removes the copies of sites not in `keep` (no longer mirrored).
-    pub fn remove_others(&self, keep: &HashSet<Key>) {
-        let Ok(sites) = std::fs::read_dir(&self.dir) else {
-            return;
-        };
-        for site in sites.flatten() {
-            let name = site.file_name().to_string_lossy().to_string();
-            let known = name.parse::<Key>().is_ok_and(|k| keep.contains(&k));
-            if !known && site.path().is_dir() {
-                if let Err(e) = std::fs::remove_dir_all(site.path()) {
-                    tracing::debug!("site tree: removing old copies in {name}: {e}");
-                }
-            }
         }
     }
 

@@ -101,9 +101,6 @@ pub fn mount(
     let rt = Handle::try_current().map_err(|_| {
         std::io::Error::other("the site tree must be mounted from within the tokio runtime")
     })?;
-    if let Some(c) = &checkouts {
-        c.remove_others(&sites.site_list().iter().map(|s| s.key).collect());
-    }
     let tree = Arc::new(SiteTree::new(sites, rt, checkouts.map(Arc::new)));
     let watched = Arc::downgrade(&tree);
     let session = crate::fs::fuse::spawn_mount(
