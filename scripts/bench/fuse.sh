@@ -137,25 +137,25 @@ say "   copied for passthrough; the passed-through file is byte-identical to the
 
 # Two phases, each interleaved with its own plain-file anchor: reading the tree through
 # the mirror fills the kernel's memory with 4 KiB FUSE pages, and a read right after it
-# (of any file, here) ran up to 3x slower, so the passthrough rows never follow it.
+# (of any file, here) sometimes ran up to 3x slower, so the passthrough rows never follow it.
 say "== $RUNS runs each, interleaved: passthrough copy vs plain file, then through the mirror vs plain file"
 for f in copy_cold copy_warm plain_cold plain_warm tree_cold tree_warm plain2_cold plain2_warm; do
     : >"$WORK/$f"
 done
-for r in $(seq "$RUNS"); do
-    secs "$COPY_FILE" 1 >>"$WORK/copy_cold"
-    secs "$COPY_FILE" 0 >>"$WORK/copy_warm"
-    secs "$PLAIN_FILE" 1 >>"$WORK/plain_cold"
-    secs "$PLAIN_FILE" 0 >>"$WORK/plain_warm"
-    kill -0 "$PID" 2>/dev/null || die "bench_site_tree died during run $r"
-done
-for r in $(seq "$RUNS"); do
-    secs "$TREE_FILE" 1 >>"$WORK/tree_cold"
-    secs "$TREE_FILE" 0 >>"$WORK/tree_warm"
-    secs "$PLAIN_FILE" 1 >>"$WORK/plain2_cold"
-    secs "$PLAIN_FILE" 0 >>"$WORK/plain2_warm"
-    kill -0 "$PID" 2>/dev/null || die "bench_site_tree died during run $r"
-done
+# phase FILE NAME PLAIN: RUNS runs of FILE cold and warm into $WORK/NAME_cold|warm, each
+# followed by the plain file into $WORK/PLAIN_cold|warm.
+phase() {
+    local r
+    for r in $(seq "$RUNS"); do
+        secs "$1" 1 >>"$WORK/$2_cold"
+        secs "$1" 0 >>"$WORK/$2_warm"
+        secs "$PLAIN_FILE" 1 >>"$WORK/$3_cold"
+        secs "$PLAIN_FILE" 0 >>"$WORK/$3_warm"
+        kill -0 "$PID" 2>/dev/null || die "bench_site_tree died during run $r"
+    done
+}
+phase "$COPY_FILE" copy plain
+phase "$TREE_FILE" tree plain2
 
 MIB=$(awk -v b="$BYTES" 'BEGIN { print b / 1048576 }')
 rate() { awk -v m="$MIB" -v s="$1" 'BEGIN { printf "%.0f", m / s }'; }

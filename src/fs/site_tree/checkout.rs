@@ -207,7 +207,7 @@ impl Checkouts {
         };
         std::fs::create_dir_all(site_dir)?;
         if !self.room_for(content.len()) {
-            tracing::info!(
+            tracing::debug!(
                 "site tree: no copy of a {}-byte file: the disk would be less than {}% free",
                 content.len(),
                 KEEP_FREE_PERCENT

@@ -47,6 +47,7 @@
 mod callbacks;
 mod checkout;
 mod inodes;
+mod passthrough;
 mod view;
 mod watch;
 
@@ -66,6 +67,7 @@ use crate::site::SiteSource;
 use crate::site::{ContentError, FileContent};
 use crate::store::{Core, CoreReader};
 use inodes::{ContentId, Inodes, NodeId, OpenMode, ROOT};
+use passthrough::Through;
 use view::{Found, Kind, SiteClock};
 
 pub use checkout::{Checkouts, MIN_SIZE as CHECKOUT_MIN_SIZE};
@@ -178,18 +180,8 @@ struct OpenFile {
     copy_on_close: Option<Key>,
 }
 
-/// How an open file is read.
-enum Through {
-    /// By the kernel, from this copy.
-    Copy(Arc<BackingId>),
-    /// Through us.
-    Mirror,
-    /// Through us, and a copy is made once this handle closes.
-    MirrorThenCopy,
-}
-
 /// An open's answer: the handle, its flags, and the copy it passes through to.
-pub(crate) struct Opened {
+struct Opened {
     fh: u64,
     flags: FopenFlags,
     backing: Option<Arc<BackingId>>,
@@ -581,51 +573,6 @@ impl SiteTree {
         Ok(Opened { fh, flags, backing })
     }
 
-    /// The copy an open of `ino` (showing `content`) passes through to, if any: the one its
-    /// other passthrough opens use, else its finished copy when no other open reads through
-    /// us (the kernel holds an inode to one way of reading while it is open). Without a
-    /// finished copy, one is made once this open closes (not competing with its reads).
-    #[allow(clippy::too_many_arguments)]
-    fn pass_through(
-        &self,
-        st: &mut State,
-        ino: u64,
-        content: ContentId,
-        copies: &Arc<Checkouts>,
-        site: &Key,
-        c: &FileContent,
-        register: &dyn Fn(&std::fs::File) -> std::io::Result<BackingId>,
-    ) -> Result<Through, Errno> {
-        if let Some((shown, live)) = st.backings.get(&ino) {
-            if let Some(live) = live.upgrade() {
-                if *shown == content {
-                    return Ok(Through::Copy(live));
-                }
-                // The kernel reads every open of this inode from the old copy until the
-                // last one closes: a new open could only see the old bytes.
-                tracing::warn!(
-                    "site tree: a file changed while its earlier version is open; close that \
-                     and open it again"
-                );
-                return Err(Errno::EBUSY);
-            }
-            st.backings.remove(&ino);
-        }
-        if st.files.values().any(|f| f.ino == ino) {
-            return Ok(Through::Mirror); // open through us: the kernel would refuse passthrough
-        }
-        let Some(file) = copies.ready(site, c) else {
-            return Ok(Through::MirrorThenCopy);
-        };
-        match register(&file) {
-            Ok(id) => Ok(Through::Copy(Arc::new(id))),
-            Err(e) => {
-                copies.disable(&e);
-                Ok(Through::Mirror)
-            }
-        }
-    }
-
     fn do_read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
         tracing::trace!("site tree: read fh {fh} at {offset}, {size} bytes");
         let (blob, reading) = {
@@ -670,18 +617,6 @@ impl SiteTree {
         };
         self.block_on(content.read(range))?
             .map_err(|e| drive_errno("reading a file", e))
-    }
-
-    /// Forgets handle `fh`; a copy it waited for is started now.
-    fn do_release(&self, fh: u64) {
-        let Some(file) = self.st().files.remove(&fh) else {
-            return;
-        };
-        if let (Some(site), Reading::Straight(c), Some(copies)) =
-            (file.copy_on_close, file.reading, &self.checkouts)
-        {
-            copies.request(&site, c);
-        }
     }
 
     fn do_opendir(&self, ino: u64) -> Result<u64, Errno> {
