@@ -46,6 +46,31 @@ async fn wait_copy(dir: &Path, len: u64) -> PathBuf {
     .await
 }
 
+/// Whether this machine can pass FUSE files through (root, Linux 6.9+); skips loudly
+/// without, and fails in CI (`CI=true`).
+fn passthrough_or_skip(test: &str) -> bool {
+    // SAFETY: geteuid cannot fail and touches no memory.
+    let root = unsafe { libc::geteuid() } == 0;
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap_or_default();
+    let mut parts = release
+        .trim()
+        .split(['.', '-'])
+        .map(|p| p.parse::<u32>().unwrap_or(0));
+    let version = (parts.next().unwrap_or(0), parts.next().unwrap_or(0));
+    if root && version >= (6, 9) {
+        return true;
+    }
+    let why = format!(
+        "needs root and Linux 6.9+ (root: {root}, kernel {})",
+        release.trim()
+    );
+    if std::env::var("CI").is_ok_and(|v| v == "true") {
+        panic!("{test}: FUSE passthrough is required in CI (CI=true): {why}");
+    }
+    eprintln!("SKIPPED {test}: FUSE passthrough {why} (with CI=true this fails)");
+    false
+}
+
 /// A mirror and laptop with the tree mounted at `tree`, copies in `copies` (`budget`).
 struct Setup {
     pair: Pair,
@@ -56,7 +81,7 @@ struct Setup {
 
 impl Setup {
     async fn start(test: &str, budget: u64) -> Option<Setup> {
-        if !dat_mirror::fs::require_fuse_or_skip(test) {
+        if !dat_mirror::fs::require_fuse_or_skip(test) || !passthrough_or_skip(test) {
             return None;
         }
         let pair = Pair::start().await;
