@@ -69,10 +69,16 @@ pub async fn run(_args: Args, s: &Settings) -> anyhow::Result<()> {
                 )
             })?;
             let budget = s.serve_mount_cache.value;
+            let at = data.join(crate::fs::site_tree::CHECKOUT_DIR);
             let copies = if budget == 0 {
+                crate::fs::site_tree::Checkouts::remove_all(&at).with_context(|| {
+                    format!(
+                        "cannot remove the copies in {} (--mount-cache 0)",
+                        at.display()
+                    )
+                })?;
                 None
             } else {
-                let at = data.join(crate::fs::site_tree::CHECKOUT_DIR);
                 Some(
                     crate::fs::site_tree::Checkouts::new(&at, budget)
                         .with_context(|| format!("cannot use {} for copies of large files: fix its permissions, or turn them off with --mount-cache 0", at.display()))?,

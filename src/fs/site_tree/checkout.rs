@@ -61,7 +61,7 @@ pub struct Checkouts {
 
 impl Checkouts {
     /// Copies in `dir` (created if missing; temporary files left by a crash removed), at most
-    /// `budget` bytes of them.
+    /// `budget` bytes of them (the least recently used beyond it removed now).
     pub fn new(dir: &Path, budget: u64) -> std::io::Result<Checkouts> {
         std::fs::create_dir_all(dir)?;
         for site in std::fs::read_dir(dir)?.flatten() {
@@ -73,12 +73,22 @@ impl Checkouts {
                 }
             }
         }
-        Ok(Checkouts {
+        let copies = Checkouts {
             dir: dir.to_path_buf(),
             budget,
             making: Mutex::new(HashSet::new()),
             enabled: AtomicBool::new(budget > 0),
-        })
+        };
+        copies.keep_to_budget(None); // the budget may have been lowered since
+        Ok(copies)
+    }
+
+    /// Removes every copy in `dir` (copies turned off: `--mount-cache 0`).
+    pub fn remove_all(dir: &Path) -> std::io::Result<()> {
+        match std::fs::remove_dir_all(dir) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => Err(e),
+            _ => Ok(()),
+        }
     }
 
     /// Whether opens may pass through (the kernel accepted, or was not asked yet).
@@ -234,7 +244,7 @@ impl Checkouts {
             let _ = std::fs::remove_file(&temp);
         }
         written?;
-        self.keep_to_budget(path);
+        self.keep_to_budget(Some(path));
         Ok(true)
     }
 
@@ -246,7 +256,7 @@ impl Checkouts {
     }
 
     /// Removes the least recently used copies (never `keep`) until the rest fit the budget.
-    fn keep_to_budget(&self, keep: &Path) {
+    fn keep_to_budget(&self, keep: Option<&Path>) {
         let mut copies: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
         for site in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
             for f in std::fs::read_dir(site.path())
@@ -266,9 +276,54 @@ impl Checkouts {
             if total <= self.budget {
                 break;
             }
-            if path != keep && std::fs::remove_file(&path).is_ok() {
+            if Some(path.as_path()) != keep && std::fs::remove_file(&path).is_ok() {
                 total = total.saturating_sub(len);
             }
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::time::Duration;
+
+    fn copy(dir: &Path, name: &str, len: usize, age_s: u64) -> PathBuf {
+        let site = dir.join("site");
+        std::fs::create_dir_all(&site).unwrap();
+        let path = site.join(name);
+        std::fs::write(&path, vec![7u8; len]).unwrap();
+        let when = SystemTime::now() - Duration::from_secs(age_s);
+        File::options()
+            .write(true)
+            .open(&path)
+            .unwrap()
+            .set_modified(when)
+            .unwrap();
+        path
+    }
+
+    #[test]
+    fn opening_drops_temporary_files_and_what_a_lowered_budget_no_longer_fits() {
+        let tmp = tempfile::tempdir().unwrap();
+        let old = copy(tmp.path(), "old", 100, 300);
+        let newer = copy(tmp.path(), "newer", 100, 10);
+        let temp = copy(tmp.path(), ".tmp-half", 50, 1);
+        Checkouts::new(tmp.path(), 1000).unwrap();
+        assert!(old.exists() && newer.exists(), "within the budget: kept");
+        assert!(!temp.exists(), "a crash's temporary file is removed");
+        Checkouts::new(tmp.path(), 150).unwrap();
+        assert!(!old.exists(), "the least recently used goes first");
+        assert!(newer.exists());
+    }
+
+    #[test]
+    fn turning_copies_off_removes_them_all() {
+        let tmp = tempfile::tempdir().unwrap();
+        let dir = tmp.path().join("copies");
+        copy(&dir, "a", 10, 1);
+        Checkouts::remove_all(&dir).unwrap();
+        assert!(!dir.exists());
+        Checkouts::remove_all(&dir).expect("nothing to remove is fine");
     }
 }
