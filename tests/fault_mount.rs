@@ -73,11 +73,16 @@ fn laptop_killed_while_mounted_remounts_and_loses_no_command() {
             }
         })
     };
-    // Kill once some commands are in, at a random moment.
-    wait_for("the first touches", LONG, || {
-        (done.lock().unwrap().len() >= 5).then_some(())
-    });
-    std::thread::sleep(Duration::from_millis(rng.range(0, 800)));
+    // Kill at a random moment while the writer is still touching: after a random number of
+    // acknowledged touches, well short of all of them (a random delay let a fast machine
+    // finish all 400 first). Checked every 5 ms: a few more touches land meanwhile.
+    let kill_after = rng.range(5, 200) as usize;
+    wait_for_every(
+        "touches before the kill",
+        LONG,
+        Duration::from_millis(5),
+        || (done.lock().unwrap().len() >= kill_after).then_some(()),
+    );
     laptop.kill9();
     writer.join().unwrap();
     let acknowledged = done.lock().unwrap().clone();
