@@ -416,13 +416,28 @@ async fn a_one_block_append_costs_the_replica_one_request_and_one_commit() {
         if after.commits - before.commits == 2 {
             combined += 1;
         }
-        let mut uploads = 0;
-        while let Ok(e) = events.try_recv() {
-            if let hypercore_peer::PeerEvent::Session {
+        // The writer says it served the block once its send is done, which may come after
+        // the replica has stored it: wait for that, then count what else is already there.
+        let uploaded = |e: &hypercore_peer::PeerEvent| match e {
+            hypercore_peer::PeerEvent::Session {
                 event: hypercore_wire::session::Event::Uploaded { index, .. },
                 ..
-            } = e
-            {
+            } => Some(*index),
+            _ => None,
+        };
+        let first = tokio::time::timeout(Duration::from_secs(20), async {
+            loop {
+                if let Some(index) = events.recv().await.ok().as_ref().and_then(uploaded) {
+                    return index;
+                }
+            }
+        })
+        .await
+        .expect("the writer serves the block");
+        assert_eq!(first, n - 1);
+        let mut uploads = 1;
+        while let Ok(e) = events.try_recv() {
+            if let Some(index) = uploaded(&e) {
                 assert_eq!(index, n - 1);
                 uploads += 1;
             }
