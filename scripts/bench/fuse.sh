@@ -128,7 +128,7 @@ median() { sort -g | awk '{ v[NR] = $1 } END { print (NR % 2) ? v[(NR + 1) / 2] 
 # the mirror and starts the copy; wait for the copy, then measure as for the other tree.
 FIRST=$(secs "$COPY_FILE" 1)
 DEADLINE=$((SECONDS + TIMEOUT))
-until find "$COPIES" -type f -size "${BYTES}c" ! -name '.tmp-*' 2>/dev/null | grep -q .; do
+until find "$COPIES" -type f -size "${BYTES}c" ! -name '.*' 2>/dev/null | grep -q .; do
     [ "$SECONDS" -lt "$DEADLINE" ] || die "no copy in $COPIES after $TIMEOUT s"
     sleep 0.2
 done

@@ -9,6 +9,16 @@ use std::path::Path;
 /// Replaces `path` with `bytes`, durably. The file is created with mode 0600 (the temporary
 /// file's mode, kept by the rename): everything dat-mirror writes this way is private.
 pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
+    write_atomic_with(path, |f| f.write_all(bytes))
+}
+
+/// [`write_atomic`] for content written in steps by `fill` (a large file, never whole in
+/// memory). On an error the temporary file is removed; one left by a crash is named
+/// `.<name>.<random>.tmp` ([`is_temporary`]).
+pub fn write_atomic_with(
+    path: &Path,
+    fill: impl FnOnce(&mut std::fs::File) -> std::io::Result<()>,
+) -> std::io::Result<()> {
     let dir = match path.parent() {
         Some(d) if !d.as_os_str().is_empty() => d,
         _ => Path::new("."),
@@ -18,12 +28,19 @@ pub fn write_atomic(path: &Path, bytes: &[u8]) -> std::io::Result<()> {
             ".{}.",
             path.file_name().unwrap_or_default().to_string_lossy()
         ))
-        .suffix(".tmp")
+        .suffix(TEMP_SUFFIX)
         .tempfile_in(dir)?;
-    tmp.write_all(bytes)?;
+    fill(tmp.as_file_mut())?;
     tmp.as_file().sync_all()?;
     tmp.persist(path).map_err(|e| e.error)?;
     sync_dir(dir)
+}
+
+const TEMP_SUFFIX: &str = ".tmp";
+
+/// Whether a file name is one of [`write_atomic`]'s temporary files (left by a crash).
+pub fn is_temporary(name: &str) -> bool {
+    name.starts_with('.') && name.ends_with(TEMP_SUFFIX)
 }
 
 /// fsyncs a directory, so a rename or a new name in it survives a power loss.

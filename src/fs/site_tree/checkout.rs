@@ -15,9 +15,9 @@
 //!   closes (not competing with its reads): it reads through the mirror as before, later
 //!   opens pass through.
 //! - `DIR/<site key>/<blobs key>-<fork>-<byte offset>-<byte length>`: a copy names exactly
-//!   the bytes it holds (a blobs core is append-only within a fork), so it never goes stale. Written
-//!   to a temporary name, synced, then renamed: a crash leaves no partial copy under a
-//!   final name, and temporary files are removed at mount.
+//!   the bytes it holds (a blobs core is append-only within a fork), so it never goes
+//!   stale. Written as [`write_atomic_with`] writes: a crash leaves no partial copy under a
+//!   final name, and its temporary files are removed at mount.
 //! - A budget in bytes (`[serve] mount_cache`): after each new copy the least recently
 //!   opened ones are removed until the rest fits; a copy is not made when it alone is over
 //!   the budget or would leave the disk less than [`KEEP_FREE_PERCENT`] free. A site's copies
@@ -27,7 +27,7 @@
 //!   says so once and reads through the mirror (no copies are made from then on).
 
 use std::collections::HashSet;
-use std::fs::File;
+use std::fs::{DirEntry, File};
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -36,6 +36,7 @@ use std::time::SystemTime;
 
 use crate::model::keys::Key;
 use crate::site::FileContent;
+use crate::util::atomic::{is_temporary, write_atomic_with};
 
 /// Smaller files are not copied: a 4 KiB-folio read of them is already quick, and each
 /// passthrough open costs a registration.
@@ -46,8 +47,6 @@ pub const KEEP_FREE_PERCENT: u64 = 10;
 const AT_ONCE: usize = 1;
 /// Bytes read and written per step of a copy.
 const CHUNK: u64 = 4 << 20;
-/// Prefix of copies being written.
-const TEMP_PREFIX: &str = ".tmp-";
 
 /// The copies of one mounted tree.
 pub struct Checkouts {
@@ -64,13 +63,9 @@ impl Checkouts {
     /// `budget` bytes of them (the least recently used beyond it removed now).
     pub fn new(dir: &Path, budget: u64) -> std::io::Result<Checkouts> {
         std::fs::create_dir_all(dir)?;
-        for site in std::fs::read_dir(dir)?.flatten() {
-            if let Ok(files) = std::fs::read_dir(site.path()) {
-                for f in files.flatten() {
-                    if f.file_name().to_string_lossy().starts_with(TEMP_PREFIX) {
-                        let _ = std::fs::remove_file(f.path());
-                    }
-                }
+        for f in files_in(dir) {
+            if is_temporary(&f.file_name().to_string_lossy()) {
+                let _ = std::fs::remove_file(f.path());
             }
         }
         let copies = Checkouts {
@@ -108,11 +103,8 @@ impl Checkouts {
 
     /// Removes the copies of `site` (it left the mirror set).
     pub fn remove_site(&self, site: &Key) {
-        let dir = self.dir.join(site.to_string());
-        if dir.exists() {
-            if let Err(e) = std::fs::remove_dir_all(&dir) {
-                tracing::debug!("site tree: removing the copies of {site}: {e}");
-            }
+        if let Err(e) = Self::remove_all(&self.dir.join(site.to_string())) {
+            tracing::debug!("site tree: removing the copies of {site}: {e}");
         }
     }
 
@@ -224,26 +216,15 @@ impl Checkouts {
             );
             return Ok(false);
         }
-        let temp = site_dir.join(format!(
-            "{TEMP_PREFIX}{}",
-            path.file_name().unwrap_or_default().to_string_lossy()
-        ));
-        let written = (|| {
-            let mut out = File::create(&temp)?;
+        write_atomic_with(path, |out| {
             let mut at = 0;
             while at < content.len() {
                 let end = at.saturating_add(CHUNK).min(content.len());
                 out.write_all(&content.read_held(at..end)?)?;
                 at = end;
             }
-            out.sync_all()?;
-            std::fs::rename(&temp, path)?;
-            crate::util::atomic::sync_dir(site_dir)
-        })();
-        if written.is_err() {
-            let _ = std::fs::remove_file(&temp);
-        }
-        written?;
+            Ok(())
+        })?;
         self.keep_to_budget(Some(path));
         Ok(true)
     }
@@ -258,16 +239,10 @@ impl Checkouts {
     /// Removes the least recently used copies (never `keep`) until the rest fit the budget.
     fn keep_to_budget(&self, keep: Option<&Path>) {
         let mut copies: Vec<(SystemTime, u64, PathBuf)> = Vec::new();
-        for site in std::fs::read_dir(&self.dir).into_iter().flatten().flatten() {
-            for f in std::fs::read_dir(site.path())
-                .into_iter()
-                .flatten()
-                .flatten()
-            {
-                if let Ok(m) = f.metadata() {
-                    let used = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
-                    copies.push((used, m.len(), f.path()));
-                }
+        for f in files_in(&self.dir) {
+            if let Ok(m) = f.metadata() {
+                let used = m.modified().unwrap_or(SystemTime::UNIX_EPOCH);
+                copies.push((used, m.len(), f.path()));
             }
         }
         let mut total: u64 = copies.iter().map(|c| c.1).sum();
@@ -281,6 +256,19 @@ impl Checkouts {
             }
         }
     }
+}
+
+/// The files in `dir`'s site folders (`DIR/<site>/<file>`), unreadable ones left out.
+fn files_in(dir: &Path) -> Vec<DirEntry> {
+    let sites = std::fs::read_dir(dir).into_iter().flatten().flatten();
+    sites
+        .flat_map(|site| {
+            std::fs::read_dir(site.path())
+                .into_iter()
+                .flatten()
+                .flatten()
+        })
+        .collect()
 }
 
 #[cfg(test)]
@@ -308,7 +296,7 @@ mod tests {
         let tmp = tempfile::tempdir().unwrap();
         let old = copy(tmp.path(), "old", 100, 300);
         let newer = copy(tmp.path(), "newer", 100, 10);
-        let temp = copy(tmp.path(), ".tmp-half", 50, 1);
+        let temp = copy(tmp.path(), ".0-0-0-1048576.Ab3xYz.tmp", 50, 1);
         Checkouts::new(tmp.path(), 1000).unwrap();
         assert!(old.exists() && newer.exists(), "within the budget: kept");
         assert!(!temp.exists(), "a crash's temporary file is removed");
