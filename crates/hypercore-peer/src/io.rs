@@ -74,7 +74,9 @@ impl FrameIo for SwarmIo {
 /// encryption and handshake hash come from elsewhere).
 pub struct FramedIo<S> {
     info: LinkInfo,
-    reader: Mutex<(ReadHalf<S>, FrameDecoder)>,
+    /// The read half, the frames decoded so far, and the buffer reads land in (kept: a
+    /// fresh 64 KiB per frame was zeroed for every small message).
+    reader: Mutex<(ReadHalf<S>, FrameDecoder, Vec<u8>)>,
     writer: Mutex<WriteHalf<S>>,
 }
 
@@ -84,7 +86,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> FramedIo<S> {
         let (r, w) = tokio::io::split(stream);
         Self {
             info,
-            reader: Mutex::new((r, FrameDecoder::new(MAX_FRAME))),
+            reader: Mutex::new((r, FrameDecoder::new(MAX_FRAME), vec![0u8; 64 * 1024])),
             writer: Mutex::new(w),
         }
     }
@@ -106,8 +108,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> FrameIo for FramedIo<S> {
 
     async fn recv(&self) -> Result<Vec<u8>, PeerError> {
         let mut guard = self.reader.lock().await;
-        let (r, dec) = &mut *guard;
-        let mut buf = vec![0u8; 64 * 1024];
+        let (r, dec, buf) = &mut *guard;
         loop {
             match dec.next_frame() {
                 Ok(Some(f)) => return Ok(f),
@@ -115,7 +116,7 @@ impl<S: AsyncRead + AsyncWrite + Send + 'static> FrameIo for FramedIo<S> {
                 Err(e) => return Err(PeerError::Transport(format!("bad framing: {e}"))),
             }
             let n = r
-                .read(&mut buf)
+                .read(buf)
                 .await
                 .map_err(|e| PeerError::Transport(e.to_string()))?;
             if n == 0 {

@@ -16,6 +16,56 @@ fn caught_up(p: &Peer, core: &Fake) -> Option<u64> {
     })
 }
 
+/// The driver hands `poll_transmit` to a blocking-allowed thread only when
+/// `transmit_reads_storage` says so: a call it did not announce must never read storage, and
+/// a replication does announce some (or the check says nothing).
+#[test]
+fn only_an_announced_transmit_reads_storage() {
+    let seeder = Fake::new(5, 200, 0..200);
+    let reader = Fake::new(5, 0, []);
+    let (mut a, mut b) = pair();
+    a.open(&seeder, false);
+    b.open(&reader, true);
+    let (mut announced, mut unannounced) = (0, 0);
+    for _ in 0..10_000 {
+        let moved_b = step(&mut b, &mut a);
+        let mut moved_a = false;
+        a.drain_events();
+        loop {
+            let reads = a.s.transmit_reads_storage();
+            let before = seeder.lock().proofs_built;
+            let Some(frame) = a.s.poll_transmit() else {
+                break;
+            };
+            moved_a = true;
+            let built = seeder.lock().proofs_built - before;
+            assert!(
+                reads || built == 0,
+                "an unannounced transmit built {built} proofs"
+            );
+            if reads {
+                announced += 1;
+            } else {
+                unannounced += 1;
+            }
+            b.s.handle_frame(&frame).expect("frame");
+            b.drain_events();
+        }
+        if !moved_a && !moved_b {
+            break;
+        }
+    }
+    assert_eq!(reader.lock().blocks.len(), 200);
+    assert!(
+        announced >= 200,
+        "{announced} announced transmits for 200 blocks"
+    );
+    assert!(
+        unannounced > 0,
+        "every transmit was announced as reading storage"
+    );
+}
+
 #[test]
 fn replicates_a_whole_core_with_upgrade_first_and_64_plus_requests_in_flight() {
     let seeder = Fake::new(1, 1000, 0..1000);

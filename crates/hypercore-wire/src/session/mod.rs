@@ -319,6 +319,13 @@ impl Session {
         self.check_output();
     }
 
+    /// Whether the next [`Session::poll_transmit`] would read storage: nothing is waiting to
+    /// be sent, so it serves a queued remote request (a proof, block bytes). Otherwise it only
+    /// hands over a frame already built, and its caller need not treat it as blocking.
+    pub fn transmit_reads_storage(&self) -> bool {
+        self.out.is_empty() && self.closed.is_none() && self.queued_total > 0
+    }
+
     /// The next frame to send, if any. Serves one queued remote request when nothing else is
     /// waiting.
     pub fn poll_transmit(&mut self) -> Option<Vec<u8>> {

@@ -26,6 +26,8 @@ pub struct FakeCore {
     pub evil: bool,
     /// Blocks served (index → times).
     pub served: BTreeMap<u64, u32>,
+    /// Proofs built for the remote's requests (storage reads).
+    pub proofs_built: u64,
     /// Blocks applied.
     pub applied: Vec<u64>,
     /// Track claims (a core shared by several sessions fetches each block once).
@@ -104,6 +106,7 @@ impl CoreStore for Fake {
 
     fn proof_for(&mut self, request: &Request) -> Result<Option<Data>, StoreError> {
         let mut c = self.lock();
+        c.proofs_built += 1;
         let mut data = Data {
             request: request.id,
             fork: request.fork,
