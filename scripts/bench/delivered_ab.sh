@@ -1,0 +1,142 @@
+#!/usr/bin/env bash
+# A/B of the touch -> `state: delivered` latency: two dat-mirror builds (or one build under
+# two environments), each as its own mirror + laptop pair on 127.0.0.1, measured in the
+# same minutes with samples alternating between them (A touch, B touch, A create, B create,
+# ...), so a drift of the machine (this VM's fsync and wake-up times move by ±0.5 ms at p50
+# between runs minutes apart) falls on both sides alike. `delivered.sh` measures one build
+# against its anchors; this one says whether a change moved it. Prints p50 / p90 per side and
+# B - A; run it twice with the sides swapped before believing a difference.
+#
+# Usage: scripts/bench/delivered_ab.sh BIN_A BIN_B
+# Environment: BENCH_N (samples per side and kind, default 80), BENCH_TIMEOUT (s per sample,
+#              default 30), BENCH_ENV_A / BENCH_ENV_B (extra `NAME=value ...` for that
+#              side's daemons, e.g. TOKIO_WORKER_THREADS=1), BENCH_KEEP=1 (keep the temp dir).
+# Needs: /dev/fuse (root, or fuse3 for fusermount3).
+set -euo pipefail
+
+ROOT=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+N=${BENCH_N:-80}
+TIMEOUT=${BENCH_TIMEOUT:-30}
+KEEP=${BENCH_KEEP:-0}
+export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
+
+. "$ROOT/scripts/bench/lib.sh"
+
+[ $# -eq 2 ] || die "usage: $0 BIN_A BIN_B (two dat-mirror binaries; the same one twice with BENCH_ENV_A/B)"
+BIN_A=$1
+BIN_B=$2
+for b in "$BIN_A" "$BIN_B"; do [ -x "$b" ] || die "$b is not an executable"; done
+[ -e /dev/fuse ] || die "/dev/fuse is missing (the control folder is a FUSE mount)"
+
+WORK=$(mktemp -d "${TMPDIR:-/tmp}/dat-mirror-bench.XXXXXX")
+MNT=$WORK/A/mnt
+PIDS=()
+LOGS=(A/pi.log A/laptop.log B/pi.log B/laptop.log)
+cleanup_extra() {
+    if mountpoint -q "$WORK/B/mnt" 2>/dev/null; then
+        fusermount3 -u "$WORK/B/mnt" 2>/dev/null || umount "$WORK/B/mnt" 2>/dev/null || umount -l "$WORK/B/mnt" || true
+    fi
+}
+trap cleanup EXIT
+trap 'exit 130' INT TERM HUP
+
+# start SIDE BIN ENV: a mirror and a laptop whose control folder is WORK/SIDE/mnt, connected.
+start() {
+    local side=$1 bin=$2 env=$3 dir=$WORK/$1 laptop_id pi_id peer deadline
+    mkdir -p "$dir/mnt"
+    laptop_id=$("$bin" --data "$dir/laptop" id)
+    pi_id=$("$bin" --data "$dir/pi" id)
+    # shellcheck disable=SC2086 # ENV is a list of NAME=value words
+    env $env "$bin" --data "$dir/pi" serve --listen 127.0.0.1:0 --http 127.0.0.1:0 \
+        --allow "$laptop_id" >"$dir/pi.out" 2>"$dir/pi.log" &
+    PIDS+=($!)
+    wait_for_line "$dir/pi.out" '^listening on ' 30 $!
+    peer=$(sed -n 's/^listening on \([^ ]*\) (peers).*/\1/p' "$dir/pi.out")
+    # shellcheck disable=SC2086
+    env $env "$bin" --data "$dir/laptop" mount "$dir/mnt" --mirror "$pi_id@$peer" \
+        --listen 127.0.0.1:0 >"$dir/laptop.out" 2>"$dir/laptop.log" &
+    PIDS+=($!)
+    wait_for_line "$dir/laptop.out" '^control folder mounted' 30 $!
+    deadline=$((SECONDS + 30))
+    until "$bin" --data "$dir/laptop" status 2>/dev/null | grep -q "^$pi_id  *yes"; do
+        [ "$SECONDS" -lt "$deadline" ] || die "$side: the laptop did not connect in 30 s"
+        sleep 0.1
+    done
+}
+say "== pair A: $BIN_A ${BENCH_ENV_A:-}"
+start A "$BIN_A" "${BENCH_ENV_A:-}"
+say "== pair B: $BIN_B ${BENCH_ENV_B:-}"
+start B "$BIN_B" "${BENCH_ENV_B:-}"
+
+say "== $((4 * (N + 3))) keys"
+KEYS=()
+for i in $(seq 1 $((4 * (N + 3)))); do KEYS+=("$("$BIN_A" --data "$WORK/keys/$i" id)"); done
+rm -rf "$WORK/keys"
+
+# The same poll as delivered.sh: builtins only, a ~0.6 ms nap between reads.
+state_of() {
+    local line
+    STATE=""
+    { while IFS= read -r line; do
+        if [[ "$line" == state:* ]]; then STATE=${line#state: }; break; fi
+    done <"$1"; } 2>/dev/null || true
+}
+exec {NAP_FD}<> <(:)
+nap() { read -r -t 0.0005 -u "$NAP_FD" _ 2>/dev/null || true; }
+
+NEXT=0
+# sample SIDE CREATE: one sample on that side's folder, appended to WORK/samples as
+# "SIDE CREATE microseconds"; then the key is removed again and the removal waited for.
+sample() {
+    local mnt=$WORK/$1/mnt key=${KEYS[$NEXT]} t0 t1 deadline
+    NEXT=$((NEXT + 1))
+    t0=$EPOCHREALTIME
+    if [ "$2" = touch ]; then touch "$mnt/$key"; else : >"$mnt/$key"; fi
+    deadline=$((SECONDS + TIMEOUT))
+    while :; do
+        state_of "$mnt/$key"
+        [[ -n "$STATE" && "$STATE" != queued ]] && break
+        [ "$SECONDS" -lt "$deadline" ] || die "$1 $key: still '$STATE' after $TIMEOUT s"
+        nap
+    done
+    t1=$EPOCHREALTIME
+    [[ "$STATE" == delivered ]] || die "$1 $key: went from queued to '$STATE', expected delivered"
+    echo "$1 $2 $((${t1/./} - ${t0/./}))" >>"$WORK/samples"
+    rm "$mnt/$key"
+    deadline=$((SECONDS + TIMEOUT))
+    while [ -e "$mnt/$key" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || die "$1 $key: not removed after $TIMEOUT s"
+        sleep 0.01
+    done
+}
+
+say "== $N samples per side and kind, alternating (3 warm-up each)"
+for i in $(seq 1 $((N + 3))); do
+    for side in A B; do sample "$side" touch; done
+    for side in A B; do sample "$side" create; done
+done
+stop_daemons
+cleanup_extra
+
+echo
+echo "dat-mirror touch -> delivered A/B — $(date -u +%Y-%m-%dT%H:%MZ), $(nproc) cores, $(uname -r)"
+echo "A: $BIN_A ${BENCH_ENV_A:-}"
+echo "B: $BIN_B ${BENCH_ENV_B:-}"
+# The first 3 samples of each side and kind are warm-up.
+awk -v n="$N" '
+    { k = $1 " " $2; c[k]++; if (c[k] > 3) v[k, c[k] - 3] = $3 / 1000 }
+    function q(k, p,   m, i, j, t, a) {
+        m = c[k] - 3
+        for (i = 1; i <= m; i++) a[i] = v[k, i]
+        for (i = 2; i <= m; i++) { t = a[i]; for (j = i - 1; j > 0 && a[j] > t; j--) a[j + 1] = a[j]; a[j + 1] = t }
+        return a[int((m - 1) * p + 0.5) + 1]
+    }
+    END {
+        printf "%-34s %8s %8s %8s %8s %9s\n", "what (ms)", "A p50", "B p50", "A p90", "B p90", "B-A p50"
+        split("touch create", kinds, " ")
+        for (x = 1; x <= 2; x++) {
+            kind = kinds[x]; a = "A " kind; b = "B " kind
+            label = kind == "touch" ? "touch -> delivered" : "create(2) by the shell -> delivered"
+            printf "%-34s %8.3f %8.3f %8.3f %8.3f %+9.3f\n", label, q(a, 0.5), q(b, 0.5), q(a, 0.9), q(b, 0.9), q(b, 0.5) - q(a, 0.5)
+        }
+    }' "$WORK/samples"
