@@ -482,5 +482,26 @@ async fn a_restarted_mirror_does_not_report_its_complete_sites_again() {
         new.iter().all(|e| e.site().is_none()),
         "the restart reported its sites again: {new:?}"
     );
+    // And its status page says so: mirrored, not "syncing" until a peer comes online (no
+    // peer is: nothing has announced a length to compare with).
+    let url = format!("{}/.well-known/dat-mirror", http_base(&mirror));
+    wait_until("the status JSON to show every site mirrored", || {
+        let url = url.clone();
+        let sites = sites.clone();
+        async move {
+            let (status, _, body) = http_get(&url).await;
+            let json: serde_json::Value = serde_json::from_slice(&body).ok()?;
+            let shown = json["sites"].as_array()?;
+            let mirrored = |k: &Key| {
+                shown.iter().any(|s| {
+                    s["key"] == k.to_hex().as_str()
+                        && s["state"] == "mirrored"
+                        && s["complete"] == true
+                })
+            };
+            (status == 200 && sites.iter().all(mirrored)).then_some(())
+        }
+    })
+    .await;
     mirror.shutdown().await;
 }

@@ -96,6 +96,8 @@ struct SiteRuntime {
     blobs: Option<Arc<Core>>,
     /// (db length, unix ms when the mirror first saw that length).
     seen: (u64, u64),
+    /// The version the site task last found every file of ([`SiteEvent::Mirrored`]).
+    mirrored: Option<u64>,
     /// Which start of this site (its events carry it).
     run: u64,
     tasks: Tasks,
@@ -112,12 +114,28 @@ pub struct SiteSnapshot {
     pub blobs: Option<Arc<Core>>,
     /// Unix ms when the mirror first saw the site's current version.
     pub updated_ms: Option<u64>,
+    /// The version the site task last found every file of.
+    pub mirrored_version: Option<u64>,
 }
 
 /// Both cores of a site hold every block any peer has announced, and the db has at least
 /// its header. (Whether every file of that version is held is checked by the site task.)
 pub(crate) fn cores_in_sync(db: &CoreInfo, blobs: &CoreInfo) -> bool {
     db.synced() && blobs.synced() && db.length > 0
+}
+
+/// Whether a site is shown as mirrored (status page, JSON, metrics): in sync with what its
+/// peers announced, or, when no peer has announced anything (a mirror restarted while its
+/// laptop is closed), still complete at the version its task last found every file of.
+/// Before, such a site showed "syncing" until a peer came online.
+pub(crate) fn site_mirrored(db: &CoreInfo, blobs: &CoreInfo, mirrored: Option<u64>) -> bool {
+    cores_in_sync(db, blobs)
+        || (db.length > 0
+            && mirrored == Some(db.length)
+            && db.complete()
+            && blobs.complete()
+            && db.remote_length.is_none()
+            && blobs.remote_length.is_none())
 }
 
 fn snapshot(key: &Key, s: &SiteRuntime) -> SiteSnapshot {
@@ -127,6 +145,7 @@ fn snapshot(key: &Key, s: &SiteRuntime) -> SiteSnapshot {
         db: s.db.clone(),
         blobs: s.blobs.clone(),
         updated_ms: Some(s.seen.1),
+        mirrored_version: s.mirrored,
     }
 }
 
@@ -478,6 +497,7 @@ impl MirrorInner {
                             SiteEvent::Version(length) if s.seen.0 != *length => {
                                 s.seen = (*length, crate::util::clock::now_ms());
                             }
+                            SiteEvent::Mirrored(version) => s.mirrored = Some(*version),
                             _ => {}
                         }
                         true
@@ -493,7 +513,7 @@ impl MirrorInner {
                     self.served.write().unwrap().insert(b.key());
                 }
                 SiteEvent::Status(e) => self.status.record(e).await,
-                SiteEvent::Version(_) => {}
+                SiteEvent::Version(_) | SiteEvent::Mirrored(_) => {}
             }
         }
     }
@@ -572,6 +592,7 @@ impl MirrorInner {
             SiteRuntime {
                 alias,
                 seen: (db.info().length, crate::util::clock::now_ms()),
+                mirrored: None,
                 db,
                 blobs: None,
                 run,
@@ -689,4 +710,39 @@ impl MirrorInner {
 /// The blobs key of a site, if known and readable.
 async fn blobs_key_of(db: &Arc<Core>) -> Option<Key> {
     crate::site::blobs_key::blobs_key(db).await.ok().flatten()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn held(length: u64, remote: Option<u64>) -> CoreInfo {
+        CoreInfo {
+            length,
+            held_blocks: length,
+            remote_length: remote,
+            ..CoreInfo::default()
+        }
+    }
+
+    #[test]
+    fn a_site_is_mirrored_when_in_sync_or_complete_at_its_mirrored_version_with_no_peer() {
+        let (db, blobs) = (held(5, None), held(9, None));
+        // Restarted, no peer online: the task's word decides.
+        assert!(site_mirrored(&db, &blobs, Some(5)));
+        assert!(!site_mirrored(&db, &blobs, None));
+        assert!(!site_mirrored(&db, &blobs, Some(4)));
+        // A block missing.
+        let gap = CoreInfo {
+            held_blocks: 8,
+            ..blobs
+        };
+        assert!(!site_mirrored(&db, &gap, Some(5)));
+        // A peer announced a newer version: not mirrored, whatever the task said before.
+        assert!(!site_mirrored(&held(5, Some(6)), &blobs, Some(5)));
+        // In sync with what peers announced.
+        assert!(site_mirrored(&held(5, Some(5)), &held(9, Some(9)), None));
+        // Nothing yet.
+        assert!(!site_mirrored(&held(0, None), &held(0, None), Some(0)));
+    }
 }

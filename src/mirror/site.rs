@@ -33,6 +33,9 @@ pub enum SiteEvent {
     Blobs(Arc<Core>),
     /// The db has this many blocks (for Last-Modified and "last sync").
     Version(u64),
+    /// Every file of this version is held: the site is mirrored at it (also when that was
+    /// found again after a restart, with no peer online to say there is nothing newer).
+    Mirrored(u64),
 }
 
 /// A [`SiteEvent`] with the site (and the run of it) it comes from.
@@ -222,6 +225,7 @@ pub async fn run_site(cx: SiteCx) {
             if said_before != Some(version) {
                 cx.status(event);
             }
+            cx.send(SiteEvent::Mirrored(version));
             mirrored_version = Some(version);
             last_progress = None;
             last_error = None;

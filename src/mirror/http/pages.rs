@@ -138,7 +138,7 @@ pub fn site_statuses(mirror: &MirrorInner, base: Option<&BaseHost>) -> Vec<SiteS
         .map(|s| {
             let d = s.db.info();
             let b = s.blobs.as_ref().map(|b| b.info()).unwrap_or_default();
-            let complete = crate::mirror::cores_in_sync(&d, &b);
+            let complete = crate::mirror::site_mirrored(&d, &b, s.mirrored_version);
             SiteStatus {
                 key: s.key.to_hex(),
                 alias: s.alias,
