@@ -27,7 +27,8 @@ async fn sleep_until(due: Option<tokio::time::Instant>) {
 /// takes it back after, and on the 2-core VM the benchmarks run on a thread wake-up averages
 /// 56 µs (`perf sched latency`). So work that is short by construction runs in place
 /// ([`INLINE_FRAME`], [`Session::transmit_reads_storage`]); an fsync, bulk data (hashing and
-/// writing up to a frame's megabytes) and serving a request (reads of block bytes) come here.
+/// writing up to a frame's megabytes), a write behind another commit and serving a request
+/// (reads of block bytes) come here.
 fn blocking<T>(f: impl FnOnce() -> T) -> T {
     match Handle::try_current().map(|h| h.runtime_flavor()) {
         Ok(RuntimeFlavor::MultiThread) => tokio::task::block_in_place(f),
@@ -44,9 +45,10 @@ fn short(key: &[u8; 32]) -> String {
 const FRAMES_PER_TURN: usize = 64;
 /// Frames up to this size are handled in place, not as [`blocking`] work: control messages
 /// and small proofs (a command, an acknowledgement, a tree node or two), whose verification
-/// and page-cache write take tens of microseconds. Bigger ones carry block bytes to hash and
-/// store. Measured on the touch → delivered path: p50 −0.3 to −0.5 ms against handing every
-/// frame over (interleaved A/B, 60 samples a side).
+/// and page-cache write take tens of microseconds — unless a commit is under way, which the
+/// write would wait for (fsyncs: milliseconds on a busy disk). Bigger ones carry block bytes
+/// to hash and store. Measured on the touch → delivered path: p50 −0.35 to −0.53 ms against
+/// handing every frame over (`scripts/bench/delivered_ab.sh`, 80 samples a side, both orders).
 const INLINE_FRAME: usize = 16 * 1024;
 /// A refused core is opened again after at most this many timer ticks.
 const MAX_RETRY_TICKS: u64 = 20;
@@ -313,7 +315,7 @@ impl Conn {
     fn frame(&mut self, frame: &[u8]) -> Result<(), String> {
         tracing::debug!(target: "latency", conn = self.id, len = frame.len(), "frame in");
         self.unflushed = true;
-        let r = if frame.len() <= INLINE_FRAME {
+        let r = if frame.len() <= INLINE_FRAME && !self.inner.store.is_committing() {
             self.session.handle_frame(frame)
         } else {
             blocking(|| self.session.handle_frame(frame))

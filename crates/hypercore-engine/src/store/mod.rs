@@ -333,6 +333,16 @@ impl Store {
         }
     }
 
+    /// Whether a commit is under way right now, so that another would wait for it (and its
+    /// fsyncs). A hint for a caller choosing where to run a small write: it may change the
+    /// moment after.
+    pub fn is_committing(&self) -> bool {
+        matches!(
+            self.shared.writer.try_lock(),
+            Err(std::sync::TryLockError::WouldBlock)
+        )
+    }
+
     pub(crate) fn writer_lock(&self) -> MutexGuard<'_, ()> {
         self.shared
             .writer
@@ -612,4 +622,23 @@ pub(crate) fn read_verified(
         )));
     }
     Ok(buf)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn is_committing_while_a_writer_holds_the_turn() {
+        let dir = tempfile::tempdir().unwrap();
+        let store = Store::open(dir.path()).unwrap();
+        assert!(!store.is_committing());
+        let turn = store.writer_lock();
+        let other = store.clone();
+        assert!(std::thread::spawn(move || other.is_committing())
+            .join()
+            .unwrap());
+        drop(turn);
+        assert!(!store.is_committing());
+    }
 }
