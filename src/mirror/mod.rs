@@ -2,14 +2,11 @@
 //! folds them into the mirror set, replicates and seeds every site in the set, writes its
 //! status log, and serves the sites over HTTP.
 //!
-//! (Over 600 lines: the daemon's state, its start-up and its reconcile loop read best
-//! together; the parts that stand alone are already rooms of their own below.)
-//!
 //! Desired state vs. running state: the mirror set (pure fold, [`crate::model::mirror_set`])
 //! says what should be mirrored; [`MirrorInner::reconcile`] starts and stops site tasks
-//! ([`site`]) to match. On start, the already-acknowledged part of every log is folded first
-//! and reconciled once; later entries are applied one by one, each acknowledged in the
-//! status log after its effect is in place. Site data is deleted only for an applied
+//! ([`site`], kept by `running`) to match. On start, the already-acknowledged part of every
+//! log is folded first and reconciled once; later entries are applied one by one, each
+//! acknowledged in the status log after its effect is in place. Site data is deleted only for an applied
 //! `Unmirror` ([`leftovers`]). Everything lives in the data folder, so a restarted mirror
 //! resumes. Start-up and shutdown are the shared ones of [`crate::host`].
 
@@ -19,6 +16,7 @@ pub mod hyperplane;
 pub mod invites;
 pub mod laptops;
 pub mod leftovers;
+mod running;
 pub mod site;
 mod site_source;
 pub mod status_log;
@@ -32,7 +30,6 @@ use std::sync::{Arc, Mutex as StdMutex, RwLock};
 use anyhow::Context;
 use futures::StreamExt;
 use tokio::sync::mpsc;
-use tokio::task::JoinHandle;
 
 use crate::host::{DataDir, Host, Tasks};
 use crate::model::command::Command;
@@ -43,8 +40,11 @@ use crate::net::endpoint::{Identity, NetworkConfig};
 use crate::net::node::{Node, Policy};
 use crate::net::providers::Providers;
 use crate::store::log::{EntryError, TypedLog};
-use crate::store::{Core, CoreInfo, CoreStore};
-use site::{SiteCx, SiteEvent, SiteMessage};
+use crate::store::CoreStore;
+pub use running::SiteSnapshot;
+use running::{blobs_key_of, Sites};
+pub(crate) use running::{cores_in_sync, site_mirrored};
+use site::SiteMessage;
 use status_log::StatusLog;
 use storage_cap::StorageCap;
 
@@ -89,66 +89,6 @@ impl Default for MirrorConfig {
     }
 }
 
-/// A running site.
-struct SiteRuntime {
-    alias: Option<String>,
-    db: Arc<Core>,
-    blobs: Option<Arc<Core>>,
-    /// (db length, unix ms when the mirror first saw that length).
-    seen: (u64, u64),
-    /// The version the site task last found every file of ([`SiteEvent::Mirrored`]).
-    mirrored: Option<u64>,
-    /// Which start of this site (its events carry it).
-    run: u64,
-    tasks: Tasks,
-    task: JoinHandle<()>,
-}
-
-/// One running site, as seen from outside its task.
-#[derive(Clone)]
-pub struct SiteSnapshot {
-    pub key: Key,
-    pub alias: Option<String>,
-    pub db: Arc<Core>,
-    /// Known once the db header has arrived.
-    pub blobs: Option<Arc<Core>>,
-    /// Unix ms when the mirror first saw the site's current version.
-    pub updated_ms: Option<u64>,
-    /// The version the site task last found every file of.
-    pub mirrored_version: Option<u64>,
-}
-
-/// Both cores of a site hold every block any peer has announced, and the db has at least
-/// its header. (Whether every file of that version is held is checked by the site task.)
-pub(crate) fn cores_in_sync(db: &CoreInfo, blobs: &CoreInfo) -> bool {
-    db.synced() && blobs.synced() && db.length > 0
-}
-
-/// Whether a site is shown as mirrored (status page, JSON, metrics): in sync with what its
-/// peers announced, or, when no peer has announced anything (a mirror restarted while its
-/// laptop is closed), still complete at the version its task last found every file of.
-/// Before, such a site showed "syncing" until a peer came online.
-pub(crate) fn site_mirrored(db: &CoreInfo, blobs: &CoreInfo, mirrored: Option<u64>) -> bool {
-    cores_in_sync(db, blobs)
-        || (db.length > 0
-            && mirrored == Some(db.length)
-            && db.complete()
-            && blobs.complete()
-            && db.remote_length.is_none()
-            && blobs.remote_length.is_none())
-}
-
-fn snapshot(key: &Key, s: &SiteRuntime) -> SiteSnapshot {
-    SiteSnapshot {
-        key: *key,
-        alias: s.alias.clone(),
-        db: s.db.clone(),
-        blobs: s.blobs.clone(),
-        updated_ms: Some(s.seen.1),
-        mirrored_version: s.mirrored,
-    }
-}
-
 /// Who may read what from a mirror: the status log only to allowed laptops, mirrored sites
 /// to anyone who knows their key, nothing else (command logs are never served, and fetched
 /// only from their laptop).
@@ -171,13 +111,6 @@ impl Policy for MirrorPolicy {
     fn is_log(&self, core: &Key) -> bool {
         self.allowed.read().unwrap().contains(core)
     }
-}
-
-/// The desired and the running sites.
-struct Sites {
-    set: MirrorSet,
-    running: BTreeMap<Key, SiteRuntime>,
-    next_run: u64,
 }
 
 /// The state shared by the mirror's tasks.
@@ -485,39 +418,6 @@ impl MirrorInner {
         }
     }
 
-    /// Applies what site tasks report.
-    async fn site_events(self: Arc<Self>, mut rx: mpsc::UnboundedReceiver<SiteMessage>) {
-        while let Some(SiteMessage { key, run, event }) = rx.recv().await {
-            let current = {
-                let mut sites = self.sites.lock().unwrap();
-                match sites.running.get_mut(&key) {
-                    Some(s) if s.run == run => {
-                        match &event {
-                            SiteEvent::Blobs(b) => s.blobs = Some(b.clone()),
-                            SiteEvent::Version(length) if s.seen.0 != *length => {
-                                s.seen = (*length, crate::util::clock::now_ms());
-                            }
-                            SiteEvent::Mirrored(version) => s.mirrored = Some(*version),
-                            _ => {}
-                        }
-                        true
-                    }
-                    _ => false,
-                }
-            };
-            if !current {
-                continue;
-            }
-            match event {
-                SiteEvent::Blobs(b) => {
-                    self.served.write().unwrap().insert(b.key());
-                }
-                SiteEvent::Status(e) => self.status.record(e).await,
-                SiteEvent::Version(_) | SiteEvent::Mirrored(_) => {}
-            }
-        }
-    }
-
     /// Starts a site task for every site in the set that has none, stops (and deletes) every
     /// running site that left the set, and updates aliases.
     pub async fn reconcile(self: &Arc<Self>) {
@@ -551,118 +451,6 @@ impl MirrorInner {
         }
     }
 
-    async fn start_site(self: &Arc<Self>, key: Key, alias: Option<String>) {
-        let db = match self.store.open_or_create_replica(&key).await {
-            Ok(db) => db,
-            Err(e) => {
-                self.status
-                    .record(StatusEvent::Error {
-                        key,
-                        reason: format!("cannot store the site: {e}"),
-                    })
-                    .await;
-                return;
-            }
-        };
-        tracing::info!(site = %key.short(), "mirroring {}", alias.as_deref().unwrap_or(""));
-        self.served.write().unwrap().insert(key);
-        self.providers.announce(key.discovery_key());
-        let mut sites = self.sites.lock().unwrap();
-        sites.next_run += 1;
-        let run = sites.next_run;
-        let tasks = self.tasks.child();
-        // Not awaited here: joining the site's topic returns once the HyperDHT announce is
-        // flushed (measured: 1.7 s per site with the DHT unreachable), and a mirror holding
-        // 1,000 sites served the last one over HTTP 28 minutes after it started.
-        let hyper = self.hyper.clone();
-        tasks.spawn(async move { hyper.add_site(key).await });
-        let task = tasks.spawn(site::run_site(SiteCx {
-            key,
-            run,
-            db: db.clone(),
-            store: self.store.clone(),
-            node: self.node.clone(),
-            hyper: self.hyper.clone(),
-            cap: self.cap.clone(),
-            events: self.site_events.clone(),
-            recorded_mirrored: self.recorded_mirrored.lock().unwrap().remove(&key),
-        }));
-        sites.running.insert(
-            key,
-            SiteRuntime {
-                alias,
-                seen: (db.info().length, crate::util::clock::now_ms()),
-                mirrored: None,
-                db,
-                blobs: None,
-                run,
-                tasks,
-                task,
-            },
-        );
-    }
-
-    /// Stops a site that an applied `Unmirror` removed from the set and deletes its data
-    /// (journalled first, so a crash in between finishes the deletion at the next start).
-    async fn stop_site(&self, key: &Key) {
-        let Some(site) = self.sites.lock().unwrap().running.remove(key) else {
-            return;
-        };
-        let SiteRuntime {
-            db,
-            blobs,
-            tasks,
-            task,
-            ..
-        } = site;
-        // First, so a join of the hypercore network still under way ends before the leave.
-        tasks.cancel();
-        self.providers.withdraw(&key.discovery_key());
-        self.hyper.remove_site(*key).await;
-        let _ = task.await;
-        let mut cores = vec![db.key()];
-        // The task may have been stopped after it created the blobs core but before it
-        // reported it (even in the middle of creating it, leaving files that cannot be
-        // opened): the db header names it, so it is deleted too.
-        let blobs = match blobs {
-            Some(b) => Some(b.key()),
-            None => blobs_key_of(&db).await,
-        };
-        cores.extend(blobs);
-        for core in &cores {
-            self.served.write().unwrap().remove(core);
-            self.node.unwant(core);
-        }
-        // Peers being served the site stop being served it.
-        self.node.policy_changed();
-        drop(db);
-        leftovers::delete_unmirrored(self, key, &cores);
-        tracing::info!(site = %key.short(), "removed");
-        self.status.record(StatusEvent::Removed { key: *key }).await;
-    }
-
-    /// A snapshot of the running sites.
-    pub fn sites(&self) -> Vec<SiteSnapshot> {
-        let sites = self.sites.lock().unwrap();
-        sites.running.iter().map(|(k, s)| snapshot(k, s)).collect()
-    }
-
-    /// The running site `key`.
-    pub fn site_snapshot(&self, key: &Key) -> Option<SiteSnapshot> {
-        let sites = self.sites.lock().unwrap();
-        sites.running.get(key).map(|s| snapshot(key, s))
-    }
-
-    /// The site an alias names.
-    pub fn site_by_alias(&self, alias: &str) -> Option<Key> {
-        let sites = self.sites.lock().unwrap();
-        sites
-            .running
-            .iter()
-            .find(|(_, s)| s.alias.as_deref() == Some(alias))
-            .map(|(k, _)| *k)
-    }
-
     /// Maps custom domains (host name → site) for the HTTP gateway. (Set at start from
     /// [`MirrorConfig::domains`]; kept for tests that change them while running.)
     pub fn set_domains(&self, domains: BTreeMap<String, Key>) {
@@ -671,11 +459,6 @@ impl MirrorInner {
 
     pub fn domains(&self) -> Arc<BTreeMap<String, Key>> {
         self.domains.read().unwrap().clone()
-    }
-
-    /// The running site named by `key`.
-    pub fn site(&self, key: &Key) -> Option<(Arc<Core>, Option<Arc<Core>>)> {
-        self.site_snapshot(key).map(|s| (s.db, s.blobs))
     }
 
     /// Changes the storage cap while running (set at start from
@@ -704,45 +487,5 @@ impl MirrorInner {
         let mut problems = self.problems.lock().unwrap().clone();
         problems.extend(self.hyper.problem());
         problems
-    }
-}
-
-/// The blobs key of a site, if known and readable.
-async fn blobs_key_of(db: &Arc<Core>) -> Option<Key> {
-    crate::site::blobs_key::blobs_key(db).await.ok().flatten()
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn held(length: u64, remote: Option<u64>) -> CoreInfo {
-        CoreInfo {
-            length,
-            held_blocks: length,
-            remote_length: remote,
-            ..CoreInfo::default()
-        }
-    }
-
-    #[test]
-    fn a_site_is_mirrored_when_in_sync_or_complete_at_its_mirrored_version_with_no_peer() {
-        let (db, blobs) = (held(5, None), held(9, None));
-        // Restarted, no peer online: the task's word decides.
-        assert!(site_mirrored(&db, &blobs, Some(5)));
-        assert!(!site_mirrored(&db, &blobs, None));
-        assert!(!site_mirrored(&db, &blobs, Some(4)));
-        // A block missing.
-        let gap = CoreInfo {
-            held_blocks: 8,
-            ..blobs
-        };
-        assert!(!site_mirrored(&db, &gap, Some(5)));
-        // A peer announced a newer version: not mirrored, whatever the task said before.
-        assert!(!site_mirrored(&held(5, Some(6)), &blobs, Some(5)));
-        // In sync with what peers announced.
-        assert!(site_mirrored(&held(5, Some(5)), &held(9, Some(9)), None));
-        // Nothing yet.
-        assert!(!site_mirrored(&held(0, None), &held(0, None), Some(0)));
     }
 }
