@@ -3,18 +3,15 @@
 //! as the HTTP gateway does: sites come from an `Arc<dyn SiteSource>`, and the version,
 //! symlink and content rules are the shared ones.
 //!
-//! (Over 600 lines: its header is the specification of the tree — layout, `stat` rules,
-//! caches and TTLs — kept next to the mount code it governs.)
-//!
 //! Layout: `DIR/<hex key>/<site paths>` for every site the source holds, and `DIR/<alias>`
 //! a symlink to `<hex key>` for sites with an alias (an alias that is not a valid name, or
 //! spells a key, is not shown; of two sites with the same alias the lower key gets it).
 //! Directories come from the site's db (a Hyperbee) at the version shown; file bytes come
 //! from the blobs core, only the range asked and only once the entry's offsets were checked
-//! against the blobs core's Merkle tree at open ([`crate::site::content`]; an inconsistent
-//! entry reads as `EIO`): straight from its data file when every block of the file is held
-//! (verified) at open, else block by block through hypercore, where a block not held yet
-//! gives `EIO` and a warning (as the HTTP gateway answers 503). Files of 1 MiB and up are
+//! against the blobs core's Merkle tree at open ([`files`], [`crate::site::content`]; an
+//! inconsistent entry reads as `EIO`): straight from its data file when every block of the
+//! file is held (verified) at open, else block by block through hypercore, where a block
+//! not held yet gives `EIO` and a warning (as the HTTP gateway answers 503). Files of 1 MiB and up are
 //! copied once their first open closes, from those verified bytes, and later opens pass
 //! through to the copy: the kernel reads it without us ([`checkout`]; an open of a file whose
 //! earlier version is still open that way answers `EBUSY`). Entries with a `linkname`
@@ -46,6 +43,7 @@
 
 mod callbacks;
 mod checkout;
+mod files;
 mod inodes;
 mod passthrough;
 mod view;
@@ -58,16 +56,15 @@ use std::path::Path;
 use std::sync::{Arc, Mutex, MutexGuard, Weak};
 use std::time::{Duration, SystemTime};
 
-use fuser::{BackingId, Errno, FileAttr, FileType, FopenFlags, INodeNo};
+use fuser::{BackingId, Errno, FileAttr, FileType, INodeNo};
 use tokio::runtime::Handle;
 
 use crate::drive::{BlobRef, DriveError};
 use crate::model::keys::Key;
 use crate::site::SiteSource;
-use crate::site::{ContentError, FileContent};
 use crate::store::{Core, CoreReader};
-use inodes::{ContentId, Inodes, NodeId, OpenMode, ROOT};
-use passthrough::Through;
+use files::{OpenFile, Reading};
+use inodes::{ContentId, Inodes, NodeId, ROOT};
 use view::{Found, Kind, SiteClock};
 
 pub use checkout::{Checkouts, MIN_SIZE as CHECKOUT_MIN_SIZE};
@@ -166,44 +163,6 @@ impl State {
     }
 }
 
-/// An open file: the content it was opened on (a later version does not change it).
-struct OpenFile {
-    ino: u64,
-    blob: Option<BlobRef>,
-    content: ContentId,
-    mode: OpenMode,
-    reading: Reading,
-    /// Passed through to a copy: the kernel reads it, no read reaches us. Held only: the
-    /// last one dropped closes the kernel's registration.
-    _backing: Option<Arc<BackingId>>,
-    /// The site whose copy of this file is made when this handle closes.
-    copy_on_close: Option<Key>,
-}
-
-/// An open's answer: the handle, its flags, and the copy it passes through to.
-struct Opened {
-    fh: u64,
-    flags: FopenFlags,
-    backing: Option<Arc<BackingId>>,
-}
-
-/// How an open file's bytes are read.
-#[derive(Clone)]
-enum Reading {
-    /// No content (an entry without a blob).
-    Empty,
-    /// The site's blobs core is not known yet: `EIO` ("try again later").
-    NoCore,
-    /// The entry's offsets disagree with the blobs core ([`crate::site::content`]): `EIO`.
-    Refused,
-    /// Checked, and every block was held at open: straight from the blobs core's data file.
-    Straight(FileContent),
-    /// Checked; blocks read one by one through hypercore (`EIO` for one not held yet).
-    Blocks(FileContent),
-    /// Not checkable yet (tree nodes still arriving): checked again at every read.
-    Pending(Arc<Core>, BlobRef),
-}
-
 struct DirItem {
     ino: u64,
     kind: FileType,
@@ -238,17 +197,6 @@ fn drive_errno(what: &str, e: DriveError) -> Errno {
         _ => tracing::warn!("site tree: {what}: {e}"),
     }
     Errno::EIO
-}
-
-/// Logs why a file's content cannot be read and maps it to `EIO`.
-fn content_errno(what: &str, e: ContentError) -> Errno {
-    match e {
-        ContentError::Drive(e) => drive_errno(what, e),
-        other => {
-            tracing::warn!("site tree: {what}: {other}");
-            Errno::EIO
-        }
-    }
 }
 
 impl SiteTree {
@@ -473,150 +421,6 @@ impl SiteTree {
             }
             _ => Err(Errno::EINVAL),
         }
-    }
-
-    /// Opens file `ino`; `register` hands a copy to the kernel for passthrough.
-    fn do_open(
-        &self,
-        ino: u64,
-        flags: i32,
-        register: &dyn Fn(&std::fs::File) -> std::io::Result<BackingId>,
-    ) -> Result<Opened, Errno> {
-        if flags & libc::O_ACCMODE != libc::O_RDONLY || flags & libc::O_TRUNC != 0 {
-            return Err(Errno::EROFS);
-        }
-        let id = self.node_id(ino)?;
-        let NodeId::Path(key, _) = &id else {
-            return Err(Errno::EISDIR);
-        };
-        let stat = self.stat(&id)?;
-        let blob = match stat.found.kind {
-            Kind::File { blob, .. } => blob,
-            Kind::Dir => return Err(Errno::EISDIR),
-            Kind::Symlink { .. } => return Err(Errno::ELOOP),
-        };
-        let blobs = self.site_now(key).and_then(|s| s.blobs);
-        let reading = match (&blobs, blob) {
-            (_, None) => Reading::Empty,
-            (None, Some(_)) => Reading::NoCore,
-            (Some(core), Some(b)) => match self.block_on(FileContent::open(core.clone(), b))? {
-                Ok(c) if c.straight() && self.block_on(c.all_held())? => Reading::Straight(c),
-                Ok(c) => Reading::Blocks(c),
-                Err(e) if e.is_missing() => Reading::Pending(core.clone(), b),
-                Err(e) => {
-                    tracing::warn!("site tree: refusing {id:?}: {e}");
-                    Reading::Refused
-                }
-            },
-        };
-        let content = ContentId {
-            blobs: blobs.as_ref().map(|b| b.key()),
-            blob: blob.unwrap_or_default(),
-        };
-        let copy = match (&reading, &self.checkouts) {
-            (Reading::Straight(c), Some(copies)) if copies.wanted(c) => Some((copies, c)),
-            _ => None,
-        };
-        let mut st = self.st();
-        if st.inodes.get_mut(ino).is_none() {
-            return Err(Errno::ESTALE);
-        }
-        let through = match copy {
-            Some((copies, c)) => {
-                self.pass_through(&mut st, ino, content, copies, key, c, register)?
-            }
-            None => Through::Mirror,
-        };
-        let (backing, copy_on_close) = match through {
-            Through::Copy(b) => (Some(b), None),
-            Through::Mirror => (None, None),
-            Through::MirrorThenCopy => (None, Some(*key)),
-        };
-        let mode = match (&backing, st.inodes.get_mut(ino)) {
-            (_, None) => return Err(Errno::ESTALE),
-            // The kernel reads the copy and adds no page to this inode: its page-cache rule
-            // stays as it was (the next open through us still drops what is not this
-            // content's), and this handle counts as one that adds no pages.
-            (Some(_), Some(_)) => OpenMode::Direct,
-            (None, Some(node)) => node.open(content, file_size(blob.as_ref())),
-        };
-        let fh = st.fh();
-        tracing::debug!(
-            "site tree: open {id:?} as {mode:?}{}",
-            if backing.is_some() {
-                ", passed through"
-            } else {
-                ""
-            }
-        );
-        if let Some(b) = &backing {
-            st.backings.insert(ino, (content, Arc::downgrade(b)));
-        }
-        st.files.insert(
-            fh,
-            OpenFile {
-                ino,
-                blob,
-                content,
-                mode,
-                reading,
-                _backing: backing.clone(),
-                copy_on_close,
-            },
-        );
-        let flags = match (mode, &backing) {
-            (_, Some(_)) => FopenFlags::empty(),
-            (OpenMode::KeepCache, None) => FopenFlags::FOPEN_KEEP_CACHE,
-            (OpenMode::Fresh, None) => FopenFlags::empty(),
-            (OpenMode::Direct, None) => FopenFlags::FOPEN_DIRECT_IO,
-        };
-        Ok(Opened { fh, flags, backing })
-    }
-
-    fn do_read(&self, fh: u64, offset: u64, size: u32) -> Result<Vec<u8>, Errno> {
-        tracing::trace!("site tree: read fh {fh} at {offset}, {size} bytes");
-        let (blob, reading) = {
-            let mut st = self.st();
-            let f = st.files.get(&fh).ok_or(Errno::EBADF)?;
-            let (ino, content, mode) = (f.ino, f.content, f.mode);
-            let out = (f.blob, f.reading.clone());
-            if let Some(node) = st.inodes.get_mut(ino) {
-                node.note_read(content, mode);
-            }
-            out
-        };
-        let Some(blob) = blob else {
-            return Ok(Vec::new());
-        };
-        if offset >= blob.byte_length || size == 0 {
-            return Ok(Vec::new());
-        }
-        let range = offset..offset.saturating_add(u64::from(size));
-        let content = match reading {
-            Reading::Empty => return Ok(Vec::new()),
-            Reading::NoCore => {
-                tracing::warn!(
-                    "site tree: the site's content core is not known yet; try again later"
-                );
-                return Err(Errno::EIO);
-            }
-            Reading::Refused => {
-                tracing::debug!("site tree: read of a refused entry (see the warning at open)");
-                return Err(Errno::EIO);
-            }
-            Reading::Straight(c) => {
-                return c.read_held(range).map_err(|e| {
-                    tracing::warn!("site tree: reading a file: {e}");
-                    Errno::EIO
-                });
-            }
-            Reading::Blocks(c) => c,
-            Reading::Pending(core, b) => self
-                .block_on(FileContent::open(core, b))?
-                .map_err(|e| content_errno("reading a file", e))?,
-        };
-        self.block_on(content.read(range))?
-            .map_err(|e| drive_errno("reading a file", e))
     }
 
     fn do_opendir(&self, ino: u64) -> Result<u64, Errno> {
