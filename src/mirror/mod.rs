@@ -2,13 +2,13 @@
 //! folds them into the mirror set, replicates and seeds every site in the set, writes its
 //! status log, and serves the sites over HTTP.
 //!
-//! Desired state vs. running state: the mirror set (pure fold, [`crate::model::mirror_set`])
-//! says what should be mirrored; [`MirrorInner::reconcile`] starts and stops site tasks
-//! ([`site`], kept by `running`) to match. On start, the already-acknowledged part of every
-//! log is folded first and reconciled once; later entries are applied one by one, each
-//! acknowledged in the status log after its effect is in place. Site data is deleted only for an applied
-//! `Unmirror` ([`leftovers`]). Everything lives in the data folder, so a restarted mirror
-//! resumes. Start-up and shutdown are the shared ones of [`crate::host`].
+//! Desired state vs. running state: the mirror set (pure fold, [`crate::model::mirror_set`]) says
+//! what should be mirrored; [`MirrorInner::reconcile`] starts and stops site tasks ([`site`], kept
+//! by `running`) to match. On start, the already-acknowledged part of every log is folded first and
+//! reconciled once; later entries are applied one by one, each acknowledged in the status log after
+//! its effect is in place. Site data is deleted only for an applied `Unmirror` ([`leftovers`]).
+//! Everything lives in the data folder, so a restarted mirror resumes. Start-up and shutdown are
+//! the shared ones of [`crate::host`].
 
 pub mod control_socket;
 pub mod http;

@@ -6,17 +6,17 @@
 //! Layout: `DIR/<hex key>/<site paths>` for every site the source holds, and `DIR/<alias>`
 //! a symlink to `<hex key>` for sites with an alias (an alias that is not a valid name, or
 //! spells a key, is not shown; of two sites with the same alias the lower key gets it).
-//! Directories come from the site's db (a Hyperbee) at the version shown; file bytes come
-//! from the blobs core, only the range asked and only once the entry's offsets were checked
-//! against the blobs core's Merkle tree at open ([`files`], [`crate::site::content`]; an
-//! inconsistent entry reads as `EIO`): straight from its data file when every block of the
-//! file is held (verified) at open, else block by block through hypercore, where a block
-//! not held yet gives `EIO` and a warning (as the HTTP gateway answers 503). Files of 1 MiB and up are
-//! copied once their first open closes, from those verified bytes, and later opens pass
-//! through to the copy: the kernel reads it without us ([`checkout`]; an open of a file whose
-//! earlier version is still open that way answers `EBUSY`). Entries with a `linkname`
-//! are symlinks whose targets are kept inside the site ([`view::link_target`]). Names that
-//! are not valid single path components, and paths longer than 4096 bytes, are not shown.
+//! Directories come from the site's db (a Hyperbee) at the version shown; file bytes come from the
+//! blobs core, only the range asked and only once the entry's offsets were checked against the
+//! blobs core's Merkle tree at open ([`files`], [`crate::site::content`]; an inconsistent entry
+//! reads as `EIO`): straight from its data file when every block of the file is held (verified) at
+//! open, else block by block through hypercore, where a block not held yet gives `EIO` and a
+//! warning (as the HTTP gateway answers 503). Files of 1 MiB and up are copied once their first
+//! open closes, from those verified bytes, and later opens pass through to the copy: the kernel
+//! reads it without us ([`checkout`]; an open of a file whose earlier version is still open that
+//! way answers `EBUSY`). Entries with a `linkname` are symlinks whose targets are kept inside the
+//! site ([`view::link_target`]). Names that are not valid single path components, and paths longer
+//! than 4096 bytes, are not shown.
 //!
 //! What `stat` shows: files `0444` (`0555` if `executable`), size = the entry's
 //! `byteLength`; directories `0555`; owner = the mirror process's user. Times: a file's
