@@ -26,6 +26,7 @@ TARGET=${CARGO_TARGET_DIR:-$ROOT/target}
 export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
 
 . "$ROOT/scripts/bench/lib.sh"
+nap_init
 # field NAME LINE: the value of NAME=... in a `RESULT name k=v ...` line.
 field() { sed -n "s/.*[[:space:]]$1=\([^[:space:]]*\).*/\1/p" <<<"$2"; }
 
@@ -43,22 +44,6 @@ PIDS=()
 
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
-
-# state_of FILE: the `state:` line of a control-folder entry, read with builtins only (no
-# fork per poll, so polling does not steal the CPU the daemons need).
-state_of() {
-    local line
-    STATE=""
-    { while IFS= read -r line; do
-        if [[ "$line" == state:* ]]; then STATE=${line#state: }; break; fi
-    done <"$1"; } 2>/dev/null || true
-}
-
-# nap: a ~0.6 ms pause without a fork (a read with a time-out on a pipe nobody writes), so
-# the poll below neither misses much (resolution < 1 ms) nor spins a core that the daemons
-# need (a spinning poll made every read a FUSE request to the laptop, back to back).
-exec {NAP_FD}<> <(:)
-nap() { read -r -t 0.0005 -u "$NAP_FD" _ 2>/dev/null || true; }
 
 # ---------------------------------------------------------------------------------------
 say "== mirror + laptop on 127.0.0.1"
@@ -95,28 +80,11 @@ until "$BIN" --data "$WORK/laptop" status 2>/dev/null | grep -q "^$PI_ID  *yes";
     sleep 0.1
 done
 
-# sample CREATE KEY: one sample, the file created by CREATE (`touch`, or the shell's own
-# redirection: no fork); prints the seconds to `state: delivered`, then removes the key again.
+# sample CREATE KEY: one sample (lib.sh's delivered_sample), in seconds.
 sample() {
-    local create=$1 key=$2 t0 t1
-    t0=$EPOCHREALTIME
-    if [ "$create" = touch ]; then touch "$MNT/$key"; else : >"$MNT/$key"; fi
-    DEADLINE=$((SECONDS + TIMEOUT))
-    while :; do
-        state_of "$MNT/$key"
-        [[ -n "$STATE" && "$STATE" != queued ]] && break
-        [ "$SECONDS" -lt "$DEADLINE" ] || die "$key: still '$STATE' after $TIMEOUT s"
-        nap
-    done
-    t1=$EPOCHREALTIME
-    [[ "$STATE" == delivered ]] || die "$key: went from queued to '$STATE', expected delivered"
-    awk -v a="$t0" -v b="$t1" 'BEGIN { printf "%.6f\n", b - a }'
-    rm "$MNT/$key"
-    DEADLINE=$((SECONDS + TIMEOUT))
-    while [ -e "$MNT/$key" ]; do
-        [ "$SECONDS" -lt "$DEADLINE" ] || die "$key: not removed after $TIMEOUT s"
-        sleep 0.01
-    done
+    local us
+    us=$(delivered_sample "$1" "$MNT/$2" "$TIMEOUT") || exit 1
+    awk -v u="$us" 'BEGIN { printf "%.6f\n", u / 1e6 }'
 }
 
 # Alternating: a `touch` sample (the goal's measure), then one created by the shell itself

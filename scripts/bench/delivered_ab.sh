@@ -21,6 +21,7 @@ KEEP=${BENCH_KEEP:-0}
 export DAT_MIRROR_NETWORK_MDNS=false DAT_MIRROR_NETWORK_DHT=false DAT_MIRROR_NETWORK_RELAY=off DAT_MIRROR_NETWORK_HYPERSWARM=false
 
 . "$ROOT/scripts/bench/lib.sh"
+nap_init
 
 [ $# -eq 2 ] || die "usage: $0 BIN_A BIN_B (two dat-mirror binaries; the same one twice with BENCH_ENV_A/B)"
 BIN_A=$1
@@ -73,41 +74,14 @@ KEYS=()
 for i in $(seq 1 $((4 * (N + 3)))); do KEYS+=("$("$BIN_A" --data "$WORK/keys/$i" id)"); done
 rm -rf "$WORK/keys"
 
-# The same poll as delivered.sh: builtins only, a ~0.6 ms nap between reads.
-state_of() {
-    local line
-    STATE=""
-    { while IFS= read -r line; do
-        if [[ "$line" == state:* ]]; then STATE=${line#state: }; break; fi
-    done <"$1"; } 2>/dev/null || true
-}
-exec {NAP_FD}<> <(:)
-nap() { read -r -t 0.0005 -u "$NAP_FD" _ 2>/dev/null || true; }
-
 NEXT=0
-# sample SIDE CREATE: one sample on that side's folder, appended to WORK/samples as
-# "SIDE CREATE microseconds"; then the key is removed again and the removal waited for.
+# sample SIDE CREATE: one sample on that side's folder (lib.sh's delivered_sample), appended
+# to WORK/samples as "SIDE CREATE microseconds".
 sample() {
-    local mnt=$WORK/$1/mnt key=${KEYS[$NEXT]} t0 t1 deadline
+    local us
+    us=$(delivered_sample "$2" "$WORK/$1/mnt/${KEYS[$NEXT]}" "$TIMEOUT") || exit 1
     NEXT=$((NEXT + 1))
-    t0=$EPOCHREALTIME
-    if [ "$2" = touch ]; then touch "$mnt/$key"; else : >"$mnt/$key"; fi
-    deadline=$((SECONDS + TIMEOUT))
-    while :; do
-        state_of "$mnt/$key"
-        [[ -n "$STATE" && "$STATE" != queued ]] && break
-        [ "$SECONDS" -lt "$deadline" ] || die "$1 $key: still '$STATE' after $TIMEOUT s"
-        nap
-    done
-    t1=$EPOCHREALTIME
-    [[ "$STATE" == delivered ]] || die "$1 $key: went from queued to '$STATE', expected delivered"
-    echo "$1 $2 $((${t1/./} - ${t0/./}))" >>"$WORK/samples"
-    rm "$mnt/$key"
-    deadline=$((SECONDS + TIMEOUT))
-    while [ -e "$mnt/$key" ]; do
-        [ "$SECONDS" -lt "$deadline" ] || die "$1 $key: not removed after $TIMEOUT s"
-        sleep 0.01
-    done
+    echo "$1 $2 $us" >>"$WORK/samples"
 }
 
 say "== $N samples per side and kind, alternating (3 warm-up each)"

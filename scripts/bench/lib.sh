@@ -1,5 +1,6 @@
 # Shared by the benchmark scripts that run daemons (sourced, not run): messages, bench_row
-# for all.sh's table, bounded waits, and stopping daemons and cleaning up on exit.
+# for all.sh's table, bounded waits, stopping daemons and cleaning up on exit, and one
+# touch -> `state: delivered` sample (delivered.sh, delivered_ab.sh).
 # The sourcing script sets, before any of these run: WORK (its temp folder), MNT (a mount
 # point to unmount, may not exist), PIDS (daemons: TERM, then KILL), KEEP (1: keep WORK).
 # Optional: STOP_TRIES (50 ms waits for a daemon to exit after TERM, default 100),
@@ -49,5 +50,49 @@ wait_for_line() {
         kill -0 "$4" 2>/dev/null || die "$(basename "$1" .out) exited early"
         [ "$SECONDS" -lt "$deadline" ] || die "no '$2' in $1 after $3 s"
         sleep 0.05
+    done
+}
+
+# --- touch -> `state: delivered` samples (delivered.sh, delivered_ab.sh) ---------------------
+# state_of FILE: sets STATE to the `state:` line of a control-folder entry, read with builtins
+# only (no fork per poll, so polling does not steal the CPU the daemons need).
+state_of() {
+    local line
+    STATE=""
+    { while IFS= read -r line; do
+        if [[ "$line" == state:* ]]; then STATE=${line#state: }; break; fi
+    done <"$1"; } 2>/dev/null || true
+}
+
+# nap: a ~0.6 ms pause without a fork (a read with a time-out on a pipe nobody writes), so a
+# poll neither misses much (resolution < 1 ms) nor spins a core that the daemons need (a
+# spinning poll made every read a FUSE request to the laptop, back to back). nap_init opens
+# that pipe; call it once, before sampling.
+nap_init() { exec {NAP_FD}<> <(:); }
+nap() { read -r -t 0.0005 -u "$NAP_FD" _ 2>/dev/null || true; }
+
+# delivered_sample CREATE FILE SECONDS: creates control-folder entry FILE with `touch`
+# (CREATE=touch) or the shell's own redirection (the same create(2), no process started),
+# polls until it leaves `queued` (at most SECONDS), requires `delivered`, and prints the
+# microseconds that took; then removes FILE and waits (as long) until it is gone.
+delivered_sample() {
+    local t0 t1 deadline
+    t0=$EPOCHREALTIME
+    if [ "$1" = touch ]; then touch "$2"; else : >"$2"; fi
+    deadline=$((SECONDS + $3))
+    while :; do
+        state_of "$2"
+        [[ -n "$STATE" && "$STATE" != queued ]] && break
+        [ "$SECONDS" -lt "$deadline" ] || die "$2: still '$STATE' after $3 s"
+        nap
+    done
+    t1=$EPOCHREALTIME
+    [[ "$STATE" == delivered ]] || die "$2: went from queued to '$STATE', expected delivered"
+    echo "$((${t1/./} - ${t0/./}))"
+    rm "$2"
+    deadline=$((SECONDS + $3))
+    while [ -e "$2" ]; do
+        [ "$SECONDS" -lt "$deadline" ] || die "$2: not removed after $3 s"
+        sleep 0.01
     done
 }
