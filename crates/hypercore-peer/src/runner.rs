@@ -47,8 +47,9 @@ const FRAMES_PER_TURN: usize = 64;
 /// and small proofs (a command, an acknowledgement, a tree node or two), whose verification
 /// and page-cache write take tens of microseconds — unless a commit is under way, which the
 /// write would wait for (fsyncs: milliseconds on a busy disk). Bigger ones carry block bytes
-/// to hash and store. Measured on the touch → delivered path: p50 −0.35 to −0.53 ms against
-/// handing every frame over (`scripts/bench/delivered_ab.sh`, 80 samples a side, both orders).
+/// to hash and store. Measured on the touch → delivered path: p50 −0.36 to −0.40 ms against
+/// handing every frame over (`scripts/bench/delivered_ab.sh`, 60 and 80 samples a side, both
+/// orders).
 const INLINE_FRAME: usize = 16 * 1024;
 /// A refused core is opened again after at most this many timer ticks.
 const MAX_RETRY_TICKS: u64 = 20;
