@@ -115,7 +115,7 @@ impl Checkouts {
         let fork = core.engine().info(&core.key().0).map_or(0, |i| i.fork);
         self.dir.join(site.to_string()).join(format!(
             "{}-{fork}-{}-{}",
-            content.core().key(),
+            core.key(),
             blob.byte_offset,
             blob.byte_length
         ))
@@ -145,17 +145,9 @@ impl Checkouts {
         }
         // the budget removes the least recently used copies first
         let _ = file.set_modified(SystemTime::now());
-        // The kernel reads through this very descriptor, with its readahead state: readers
-        // of a large file mostly read on (as `FileContent` does for its data file).
-        // SAFETY: a valid open descriptor; the call only sets a hint on it.
-        unsafe {
-            libc::posix_fadvise(
-                std::os::fd::AsRawFd::as_raw_fd(&file),
-                0,
-                0,
-                libc::POSIX_FADV_SEQUENTIAL,
-            )
-        };
+        // No readahead hint here: the kernel opens a backing file of its own for each
+        // passthrough open (fs/fuse/passthrough.c), so this descriptor's would not reach the
+        // reads; and on this disk the hint did not change a cold read's speed anyway.
         Some(file)
     }
 
