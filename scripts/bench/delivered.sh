@@ -47,22 +47,7 @@ trap 'exit 130' INT TERM HUP
 
 # ---------------------------------------------------------------------------------------
 say "== mirror + laptop on 127.0.0.1"
-LAPTOP_ID=$("$BIN" --data "$WORK/laptop" id)
-PI_ID=$("$BIN" --data "$WORK/pi" id)
-"$BIN" --data "$WORK/pi" serve --listen 127.0.0.1:0 --http 127.0.0.1:0 --allow "$LAPTOP_ID" \
-    >"$WORK/pi.out" 2>"$WORK/pi.log" &
-PI_PID=$!
-PIDS+=("$PI_PID")
-wait_for_line "$WORK/pi.out" '^listening on ' 30 "$PI_PID"
-PEER=$(sed -n 's/^listening on \([^ ]*\) (peers).*/\1/p' "$WORK/pi.out")
-case "$PEER" in 127.0.0.1:[1-9]*) ;; *) die "mirror listens on '$PEER', expected 127.0.0.1:PORT" ;; esac
-mkdir -p "$MNT"
-"$BIN" --data "$WORK/laptop" mount "$MNT" --mirror "$PI_ID@$PEER" --listen 127.0.0.1:0 \
-    >"$WORK/laptop.out" 2>"$WORK/laptop.log" &
-LAPTOP_PID=$!
-PIDS+=("$LAPTOP_PID")
-wait_for_line "$WORK/laptop.out" '^control folder mounted' 30 "$LAPTOP_PID"
-mountpoint -q "$MNT" || die "$MNT is not mounted"
+start_pair "$WORK" "$BIN" ""
 
 # Keys: real ed25519 public keys (identities of throwaway data folders), so the mirror
 # accepts them and waits for a peer that has the site (nobody does: `delivered` stays).
@@ -72,13 +57,6 @@ for i in $(seq 0 $((2 * N + 5))); do
     KEYS+=("$("$BIN" --data "$WORK/keys/$i" id)")
 done
 rm -rf "$WORK/keys"
-
-# The laptop must be connected before the first sample.
-DEADLINE=$((SECONDS + 30))
-until "$BIN" --data "$WORK/laptop" status 2>/dev/null | grep -q "^$PI_ID  *yes"; do
-    [ "$SECONDS" -lt "$DEADLINE" ] || die "the laptop did not connect to the mirror in 30 s"
-    sleep 0.1
-done
 
 # sample CREATE KEY: one sample (lib.sh's delivered_sample), in seconds.
 sample() {

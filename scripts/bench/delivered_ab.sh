@@ -41,33 +41,10 @@ cleanup_extra() {
 trap cleanup EXIT
 trap 'exit 130' INT TERM HUP
 
-# start SIDE BIN ENV: a mirror and a laptop whose control folder is WORK/SIDE/mnt, connected.
-start() {
-    local side=$1 bin=$2 env=$3 dir=$WORK/$1 laptop_id pi_id peer deadline
-    mkdir -p "$dir/mnt"
-    laptop_id=$("$bin" --data "$dir/laptop" id)
-    pi_id=$("$bin" --data "$dir/pi" id)
-    # shellcheck disable=SC2086 # ENV is a list of NAME=value words
-    env $env "$bin" --data "$dir/pi" serve --listen 127.0.0.1:0 --http 127.0.0.1:0 \
-        --allow "$laptop_id" >"$dir/pi.out" 2>"$dir/pi.log" &
-    PIDS+=($!)
-    wait_for_line "$dir/pi.out" '^listening on ' 30 $!
-    peer=$(sed -n 's/^listening on \([^ ]*\) (peers).*/\1/p' "$dir/pi.out")
-    # shellcheck disable=SC2086
-    env $env "$bin" --data "$dir/laptop" mount "$dir/mnt" --mirror "$pi_id@$peer" \
-        --listen 127.0.0.1:0 >"$dir/laptop.out" 2>"$dir/laptop.log" &
-    PIDS+=($!)
-    wait_for_line "$dir/laptop.out" '^control folder mounted' 30 $!
-    deadline=$((SECONDS + 30))
-    until "$bin" --data "$dir/laptop" status 2>/dev/null | grep -q "^$pi_id  *yes"; do
-        [ "$SECONDS" -lt "$deadline" ] || die "$side: the laptop did not connect in 30 s"
-        sleep 0.1
-    done
-}
 say "== pair A: $BIN_A ${BENCH_ENV_A:-}"
-start A "$BIN_A" "${BENCH_ENV_A:-}"
+start_pair "$WORK/A" "$BIN_A" "${BENCH_ENV_A:-}"
 say "== pair B: $BIN_B ${BENCH_ENV_B:-}"
-start B "$BIN_B" "${BENCH_ENV_B:-}"
+start_pair "$WORK/B" "$BIN_B" "${BENCH_ENV_B:-}"
 
 say "== $((4 * (N + 3))) keys"
 KEYS=()

@@ -54,6 +54,35 @@ wait_for_line() {
 }
 
 # --- touch -> `state: delivered` samples (delivered.sh, delivered_ab.sh) ---------------------
+# start_pair DIR BIN ENV: a mirror (data DIR/pi) and a laptop (data DIR/laptop) whose control
+# folder is mounted at DIR/mnt, both on 127.0.0.1, started with BIN under ENV (`NAME=value`
+# words, may be empty; their output in DIR/pi.out|log and DIR/laptop.out|log, their pids
+# added to PIDS); returns once the laptop is connected to the mirror.
+start_pair() {
+    local dir=$1 bin=$2 env=$3 laptop_id pi_id peer deadline
+    mkdir -p "$dir/mnt"
+    laptop_id=$("$bin" --data "$dir/laptop" id)
+    pi_id=$("$bin" --data "$dir/pi" id)
+    # shellcheck disable=SC2086 # ENV is a list of NAME=value words
+    env $env "$bin" --data "$dir/pi" serve --listen 127.0.0.1:0 --http 127.0.0.1:0 \
+        --allow "$laptop_id" >"$dir/pi.out" 2>"$dir/pi.log" &
+    PIDS+=($!)
+    wait_for_line "$dir/pi.out" '^listening on ' 30 $!
+    peer=$(sed -n 's/^listening on \([^ ]*\) (peers).*/\1/p' "$dir/pi.out")
+    case "$peer" in 127.0.0.1:[1-9]*) ;; *) die "mirror listens on '$peer', expected 127.0.0.1:PORT" ;; esac
+    # shellcheck disable=SC2086
+    env $env "$bin" --data "$dir/laptop" mount "$dir/mnt" --mirror "$pi_id@$peer" \
+        --listen 127.0.0.1:0 >"$dir/laptop.out" 2>"$dir/laptop.log" &
+    PIDS+=($!)
+    wait_for_line "$dir/laptop.out" '^control folder mounted' 30 $!
+    mountpoint -q "$dir/mnt" || die "$dir/mnt is not mounted"
+    deadline=$((SECONDS + 30))
+    until "$bin" --data "$dir/laptop" status 2>/dev/null | grep -q "^$pi_id  *yes"; do
+        [ "$SECONDS" -lt "$deadline" ] || die "the laptop did not connect to the mirror in 30 s"
+        sleep 0.1
+    done
+}
+
 # state_of FILE: sets STATE to the `state:` line of a control-folder entry, read with builtins
 # only (no fork per poll, so polling does not steal the CPU the daemons need).
 state_of() {
