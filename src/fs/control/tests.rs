@@ -417,11 +417,31 @@ fn rm_by_key_and_by_alias_unmirror_and_show_removing() {
     // `touch` on an entry being removed keeps it after all.
     assert!(m.sh("touch blog").status.success());
     assert_eq!(m.backend.commands()[4], mirror(K2, Some("blog")));
+    // K1 is still shown (removing): this lookup has the kernel cache its name for 1 s.
+    assert!(std::fs::metadata(m.path(&K1.to_hex())).is_ok());
+    let cached = Instant::now();
     m.backend.ack_all();
     wait_until("acknowledged removals leave the folder", || {
         m.names() == ["STATUS", "blog"]
     });
-    assert_eq!(errno(std::fs::metadata(m.path(&K1.to_hex()))), libc::ENOENT);
+    // The listing follows the view at once; the cached name is dropped by the folder's
+    // watcher thread, which wakes on the change: soon, and well before the 1 s runs out.
+    loop {
+        match std::fs::metadata(m.path(&K1.to_hex())) {
+            Err(e) => {
+                assert_eq!(errno(Err::<(), _>(e)), libc::ENOENT);
+                break;
+            }
+            Ok(_) => assert!(
+                cached.elapsed() < Duration::from_millis(800),
+                "{} still resolves {:?} after it was looked up and removed: the kernel was not \
+                 told to forget the name",
+                K1.to_hex(),
+                cached.elapsed()
+            ),
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
 }
 
 #[test]
