@@ -1,6 +1,7 @@
 //! The hypercores on disk, in our own engine: one `hypercore_engine::Store` per data folder
 //! (`DATA/engine/`: `engine.redb` for tree nodes, block locations, signatures and lengths,
-//! `data/<hex key>.blocks` for block bytes). Every core is shared in the process as one
+//! `data/<hex key>.blocks` for block bytes, `engine.wal` for the commits since redb's last
+//! checkpoint). Every core is shared in the process as one
 //! `Arc<Core>`, which publishes a `CoreInfo` on a watch channel after every change (how
 //! replication learns that there is something new to send or fetch).
 //!
@@ -400,11 +401,12 @@ fn open_engine(dir: &Path) -> Result<Arc<engine::Store>, StoreError> {
         match engine::Store::open(&canonical) {
             Ok(store) => {
                 let report = store.report();
-                if report.database.is_some() || !report.repairs.is_empty() {
+                if report.database.is_some() || !report.repairs.is_empty() || report.log.is_some() {
                     tracing::warn!(
-                        "{}: the store was repaired when it opened: {:?} {:?}",
+                        "{}: the store was repaired when it opened: {:?} {:?} {:?}",
                         canonical.display(),
                         report.database,
+                        report.log,
                         report.repairs
                     );
                 }

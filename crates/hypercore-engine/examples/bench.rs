@@ -6,9 +6,7 @@
 //!
 //! `cargo run --release -p hypercore-engine --example bench [-- DIR...]`
 
-use hypercore_engine::{
-    Batch, CoreKind, KeyPair, Request, RequestBlock, RequestUpgrade, Store, StoreOptions,
-};
+use hypercore_engine::{Batch, CoreKind, KeyPair, Request, RequestBlock, RequestUpgrade, Store};
 use std::path::PathBuf;
 use std::time::Instant;
 
@@ -58,37 +56,11 @@ fn run(dir: PathBuf, label: &str, data: &[Vec<u8>]) {
     let dt = t.elapsed().as_secs_f64();
     let st = w.stats();
     println!(
-        "{label}: append {mib:.1} MiB in {blocks_n} blocks, {} commits (one per file): {dt:.2} s = {:.0} MiB/s, {:.2} data fdatasyncs + 1 redb commit per batch",
+        "{label}: append {mib:.1} MiB in {blocks_n} blocks, {} commits (one per file): {dt:.2} s = {:.0} MiB/s, {:.2} fsyncs per batch",
         st.commits,
         mib / dt,
-        st.data_syncs as f64 / st.commits as f64
+        st.fsyncs() as f64 / st.commits as f64
     );
-    // the same, one commit per file, with the small-batch journal (one fsync per small commit)
-    {
-        let j = Store::open_with(
-            dir.join("writer-journal"),
-            StoreOptions {
-                journal_small_batches: true,
-            },
-        )
-        .expect("open");
-        let jk = j
-            .create_writer(&KeyPair::from_seed(&[3; 32]), CoreKind::Default)
-            .expect("create");
-        let t = Instant::now();
-        for f in data {
-            j.append(&jk, f.chunks(BLOCK).map(|c| c.to_vec()).collect())
-                .expect("append");
-        }
-        let dt = t.elapsed().as_secs_f64();
-        let st = j.stats();
-        println!(
-            "{label}: append {mib:.1} MiB, {} commits (one per file, small-batch journal on): {dt:.2} s = {:.0} MiB/s, {:.2} data fdatasyncs + 1 redb commit per batch",
-            st.commits,
-            mib / dt,
-            st.data_syncs as f64 / st.commits as f64
-        );
-    }
     // append again to a second core, several files per commit (up to 64 blocks = 4 MiB)
     let key2 = w
         .create_writer(&KeyPair::from_seed(&[2; 32]), CoreKind::Default)
@@ -110,9 +82,9 @@ fn run(dir: PathBuf, label: &str, data: &[Vec<u8>]) {
     let st = w.stats();
     let commits = st.commits - before.commits;
     println!(
-        "{label}: append {mib:.1} MiB, {commits} commits (files grouped, <= 4 MiB each): {dt:.2} s = {:.0} MiB/s, {:.2} data fdatasyncs + 1 redb commit per batch",
+        "{label}: append {mib:.1} MiB, {commits} commits (files grouped, <= 4 MiB each): {dt:.2} s = {:.0} MiB/s, {:.2} fsyncs per batch",
         mib / dt,
-        (st.data_syncs - before.data_syncs) as f64 / commits as f64
+        (st.fsyncs() - before.fsyncs()) as f64 / commits as f64
     );
     // replicate in-process: upgrade, then every block, BATCH proofs per commit
     let r = Store::open(dir.join("replica")).expect("open replica");
@@ -163,10 +135,10 @@ fn run(dir: PathBuf, label: &str, data: &[Vec<u8>]) {
     let info = r.info(&key).expect("info");
     assert_eq!(info.contiguous_length, len);
     println!(
-        "{label}: replicate {mib:.1} MiB ({len} blocks) in-process: {dt:.2} s = {:.0} MiB/s (proof creation {create:.2} s), {} commits, {:.2} data fdatasyncs + 1 redb commit per batch",
+        "{label}: replicate {mib:.1} MiB ({len} blocks) in-process: {dt:.2} s = {:.0} MiB/s (proof creation {create:.2} s), {} commits, {:.2} fsyncs per batch",
         mib / dt,
         st.commits,
-        st.data_syncs as f64 / st.commits as f64
+        st.fsyncs() as f64 / st.commits as f64
     );
     drop(r);
     let t = Instant::now();

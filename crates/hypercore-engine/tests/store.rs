@@ -102,8 +102,9 @@ fn append_get_reopen() {
             &all[bf.location.offset as usize..][..bf.location.len as usize],
             &b[3][..]
         );
-        assert_eq!(s.stats().commits, 2);
-        assert_eq!(s.stats().data_syncs, 2);
+        // small durable appends: one fsync each, of the write-ahead log
+        let st = s.stats();
+        assert_eq!((st.commits, st.log_syncs, st.data_syncs), (2, 2, 0));
     }
     let s = Store::open(dir.path()).unwrap();
     assert!(s.report().repairs.is_empty(), "{:?}", s.report());
@@ -373,7 +374,7 @@ fn one_commit_across_cores_all_or_nothing() {
     assert_eq!(a.info(&mine).unwrap().length, 0);
     assert_eq!(a.info(&theirs).unwrap().length, 0);
     assert_eq!(a.stats(), before);
-    // the same batch without the bad proof: one commit, one data fdatasync per core
+    // the same batch without the bad proof: one commit, one fsync for both cores
     let mut good = hypercore_engine::Batch::new();
     good.append(mine, blocks(3));
     good.apply(theirs, up);
@@ -385,9 +386,9 @@ fn one_commit_across_cores_all_or_nothing() {
     assert_eq!(
         (
             after.commits - before.commits,
-            after.data_syncs - before.data_syncs
+            after.fsyncs() - before.fsyncs()
         ),
-        (1, 2),
+        (1, 1),
     );
     assert_eq!(a.get(&theirs, 0).unwrap().unwrap(), blocks(1)[0]);
     assert_eq!(a.get(&mine, 4).unwrap().unwrap(), blocks(5)[4]);
@@ -572,23 +573,16 @@ fn lazy_applies_cost_one_sync_at_the_flush_and_survive_reopening() {
         let before = r.stats();
         replicate_all_with(&w, &r, &key, Store::apply_proof_lazy);
         let lazy = r.stats();
-        assert_eq!(
-            lazy.data_syncs, before.data_syncs,
-            "lazy applies do not sync"
-        );
+        assert_eq!(lazy.fsyncs(), before.fsyncs(), "lazy applies do not sync");
         assert!(lazy.commits >= before.commits + 40);
         // readers see lazy commits at once
         assert_eq!(r.get(&key, 39).unwrap().unwrap(), blocks(40)[39]);
         r.flush().unwrap();
-        assert_eq!(
-            r.stats().data_syncs,
-            lazy.data_syncs + 1,
-            "one sync per flush"
-        );
+        assert_eq!(r.stats().fsyncs(), lazy.fsyncs() + 1, "one sync per flush");
         r.flush().unwrap();
         assert_eq!(
-            r.stats().data_syncs,
-            lazy.data_syncs + 1,
+            r.stats().fsyncs(),
+            lazy.fsyncs() + 1,
             "nothing left to flush"
         );
     }
@@ -608,7 +602,10 @@ fn a_durable_commit_syncs_what_lazy_commits_wrote_first() {
     let key = w
         .create_writer(&KeyPair::from_seed(&[9; 32]), CoreKind::Compat)
         .unwrap();
-    w.append(&key, blocks(10)).unwrap();
+    // blocks too big to go in a lazy commit's log record: their data file must be synced
+    // before the log record that makes them durable
+    let big: Vec<Vec<u8>> = (0..10).map(|i| vec![i as u8; 20 * 1024]).collect();
+    w.append(&key, big).unwrap();
     let r = Store::open(rdir.path()).unwrap();
     r.open_replica(key, None).unwrap();
     let own = r
@@ -617,14 +614,12 @@ fn a_durable_commit_syncs_what_lazy_commits_wrote_first() {
     replicate_all_with(&w, &r, &key, Store::apply_proof_lazy);
     let before = r.stats();
     r.append(&own, vec![vec![7u8; 100 * 1024]]).unwrap();
-    // the replica's data file (lazy) and the writer's own (durable, not journaled)
-    assert_eq!(r.stats().data_syncs, before.data_syncs + 2);
+    // the replica's data file (lazy), then the log; the writer's bytes are in its record
+    let after = r.stats();
+    assert_eq!(after.data_syncs, before.data_syncs + 1);
+    assert_eq!(after.fsyncs(), before.fsyncs() + 2);
     r.flush().unwrap();
-    assert_eq!(
-        r.stats().data_syncs,
-        before.data_syncs + 2,
-        "already durable"
-    );
+    assert_eq!(r.stats(), after, "already durable");
 }
 
 /// The same for the store's other durable commits (a core created or removed): a fetched
@@ -656,49 +651,6 @@ fn creating_or_removing_a_core_syncs_what_lazy_commits_wrote_first() {
         before.data_syncs + 1,
         "synced by the removal"
     );
-}
-
-#[test]
-fn journaled_small_batches_survive_lost_data_file_writes() {
-    let dir = tempfile::tempdir().unwrap();
-    let key;
-    let journal = hypercore_engine::StoreOptions {
-        journal_small_batches: true,
-    };
-    let path;
-    let big: Vec<Vec<u8>> = (0..8).map(|i| vec![i as u8; 64 * 1024]).collect();
-    {
-        let s = Store::open_with(dir.path(), journal).unwrap();
-        key = s
-            .create_writer(&KeyPair::from_seed(&[5; 32]), CoreKind::Default)
-            .unwrap();
-        s.append(&key, big.clone()).unwrap(); // 512 KiB: fdatasync'ed
-        assert_eq!(s.stats().data_syncs, 1);
-        s.append(&key, blocks(3)).unwrap(); // small: journaled
-        s.append(&key, blocks(6)[3..].to_vec()).unwrap();
-        assert_eq!(s.stats().data_syncs, 1);
-        path = s.block_file(&key, 0).unwrap().unwrap().path;
-    }
-    // power loss: the small batches' bytes never reached the data file
-    std::fs::OpenOptions::new()
-        .write(true)
-        .open(&path)
-        .unwrap()
-        .set_len(8 * 64 * 1024)
-        .unwrap();
-    let s = Store::open_with(dir.path(), journal).unwrap();
-    assert!(s.report().repairs.is_empty(), "{:?}", s.report());
-    for i in 0..6 {
-        assert_eq!(s.get(&key, 8 + i).unwrap().unwrap(), blocks(6)[i as usize]);
-    }
-    // a big batch syncs the file and empties the journal; later small ones journal again
-    s.append(&key, big.clone()).unwrap();
-    s.append(&key, blocks(1)).unwrap();
-    drop(s);
-    // reopening without the journal option still replays what is journaled
-    let s = Store::open(dir.path()).unwrap();
-    assert_eq!(s.info(&key).unwrap().length, 8 + 6 + 8 + 1);
-    assert_eq!(s.get(&key, 22).unwrap().unwrap(), blocks(1)[0]);
 }
 
 #[test]

@@ -1,14 +1,16 @@
 //! Batches: appends and proof applications across any number of cores, staged on copies of
 //! the cores' state (nothing shared changes while staging), then made durable in order —
-//! block bytes written past each data file's committed end and fdatasync'ed, then one redb
-//! write transaction — and only then swapped into memory. Any error before the redb commit
-//! leaves the store exactly as it was; uncommitted data-file bytes are ignored and reused.
+//! block bytes written past each data file's committed end, one write-ahead log record
+//! (with the bytes of small batches) synced once, then one redb write transaction — and only
+//! then swapped into memory. Any error before the redb commit leaves the store exactly as it
+//! was (the record is taken back); uncommitted data-file bytes are ignored and reused.
 
 use std::collections::HashMap;
 use std::os::unix::fs::FileExt;
 use std::sync::atomic::Ordering;
 
-use super::records::{self, BlockLocation, BLOCKS, JOURNAL, META, NODES};
+use super::records::{BlockLocation, BLOCKS, META, NODES};
+use super::wal::{self, ChangeRef};
 use super::{db_err, CoreState, DbNodes, Store};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -76,15 +78,16 @@ impl Batch {
     }
 }
 
-/// A batch writing at most this many bytes to a core goes through the journal (one fsync:
-/// redb's) instead of an fdatasync of the data file plus redb's.
-pub const JOURNAL_BATCH: usize = 256 * 1024;
-/// Journal bytes per core before a batch syncs the data file anyway.
-pub const JOURNAL_CAP: u64 = 4 << 20;
+/// A durable batch writing at most this many bytes to a core puts them in its log record
+/// (synced with it) instead of fdatasync'ing the data file as well: one fsync, not two.
+pub const EMBED_DURABLE: usize = 256 * 1024;
+/// The same for lazy batches, smaller: replication's bulk (64 KiB blocks) would otherwise be
+/// written twice. Commands and small files still cost no data-file sync at the next flush.
+pub const EMBED_LAZY: usize = 16 * 1024;
 
 struct Staged {
-    /// Whether this batch's bytes go to the journal (true) or were fdatasync'ed (false).
-    journaled: bool,
+    /// Whether this batch's bytes are in its log record.
+    embedded: bool,
     core: CoreState,
     committed_end: u64,
     pending: Vec<u8>,
@@ -418,8 +421,8 @@ impl Store {
         super::single(self.commit_lazy(b)?)
     }
 
-    /// Makes every lazy commit durable: fdatasync of the data files they wrote, then one
-    /// durable redb commit. Nothing to do (no fsync) when there were none.
+    /// Makes every lazy commit durable: fdatasync of the data files holding bytes their log
+    /// records do not, then of the log. Nothing to do (no fsync) when there were none.
     pub fn flush(&self) -> Result<()> {
         if !self.shared.lazy_pending.load(Ordering::Acquire) {
             return Ok(());
@@ -429,39 +432,13 @@ impl Store {
             if !self.shared.lazy_pending.load(Ordering::Acquire) {
                 return Ok(());
             }
-            self.sync_unsynced()?;
-            let wtx = self.begin_write()?;
-            wtx.commit().map_err(db_err)?;
-            self.shared.commits.fetch_add(1, Ordering::Relaxed);
+            self.shared.sync_unsynced()?;
+            self.shared.wal().sync()?;
+            self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
             self.shared.lazy_pending.store(false, Ordering::Release);
             Ok(())
         })
         .inspect_err(|e| self.note_failure(e))
-    }
-
-    /// fdatasync of every data file a lazy commit wrote (writer lock held). On failure the
-    /// files stay listed, so the next durable commit tries again.
-    pub(super) fn sync_unsynced(&self) -> Result<()> {
-        let files = std::mem::take(
-            &mut *self
-                .shared
-                .unsynced
-                .lock()
-                .unwrap_or_else(|p| p.into_inner()),
-        );
-        for (i, (path, file)) in files.iter().enumerate() {
-            if let Err(e) = file.sync_data() {
-                let rest = files.get(i..).unwrap_or_default().to_vec();
-                self.shared
-                    .unsynced
-                    .lock()
-                    .unwrap_or_else(|p| p.into_inner())
-                    .extend(rest);
-                return Err(crate::error::Error::io(path, e));
-            }
-            self.shared.data_syncs.fetch_add(1, Ordering::Relaxed);
-        }
-        Ok(())
     }
 
     fn commit_inner(&self, batch: Batch, durable: bool) -> Result<Vec<Applied>> {
@@ -470,10 +447,6 @@ impl Store {
         }
         // Writers take turns; readers only wait for the final swap, not for the fsyncs.
         let _writer = self.writer_lock();
-        if durable {
-            // a durable commit makes every earlier lazy one durable too: their bytes first
-            self.sync_unsynced()?;
-        }
         let rtx = self.begin_read()?;
         let nodes_table = rtx.open_table(NODES).map_err(db_err)?;
         let mut staged: HashMap<[u8; 32], Staged> = HashMap::new();
@@ -493,7 +466,7 @@ impl Store {
                         .clone();
                     let committed_end = core.meta.data_end;
                     v.insert(Staged {
-                        journaled: false,
+                        embedded: false,
                         core,
                         committed_end,
                         pending: Vec::new(),
@@ -513,31 +486,19 @@ impl Store {
                 Op::Apply(_, proof) => st.apply(&db, proof)?,
             });
         }
-        // 1. block bytes, past the committed end, durable before anything references them:
-        //    fdatasync'ed, or (small batches) also put in the journal of the same commit
+        // 1. block bytes past the committed end: small batches' also go in the log record,
+        //    others are fdatasync'ed before the log sync that makes the record durable
+        let mut wal = self.shared.wal();
+        let embed = if durable { EMBED_DURABLE } else { EMBED_LAZY };
         for st in staged.values_mut() {
             if st.pending.is_empty() {
                 continue;
             }
-            let len = st.pending.len() as u64;
-            st.journaled = durable
-                && self.shared.options.journal_small_batches
-                && st.pending.len() <= JOURNAL_BATCH
-                && st.core.meta.journal_bytes.saturating_add(len) <= JOURNAL_CAP;
             let f = &st.core.file;
             f.write_all_at(&st.pending, st.committed_end)
-                .and_then(|_| {
-                    if st.journaled || !durable {
-                        Ok(())
-                    } else {
-                        f.sync_data()
-                    }
-                })
                 .map_err(|e| crate::error::Error::io(&st.core.path, e))?;
-            if st.journaled {
-                st.core.meta.journal_bytes += len;
-            } else if !durable {
-                // synced (and the journal dropped) by the flush that makes this durable
+            st.embedded = st.pending.len() <= embed;
+            if !st.embedded {
                 let mut unsynced = self
                     .shared
                     .unsynced
@@ -546,70 +507,73 @@ impl Store {
                 if !unsynced.iter().any(|(p, _)| *p == st.core.path) {
                     unsynced.push((st.core.path.clone(), st.core.file.clone()));
                 }
-                st.core.meta.journal_bytes = 0;
-            } else {
-                self.shared.data_syncs.fetch_add(1, Ordering::Relaxed);
-                st.core.meta.journal_bytes = 0;
             }
-            st.core.meta.data_end = st.committed_end + len;
+            wal.wrote(&st.core.path, &st.core.file);
+            st.core.meta.data_end = st.committed_end + st.pending.len() as u64;
         }
-        // 2. one transaction for every core's nodes, block locations and metadata
+        // 2. every core's nodes, block locations and record, in one redb transaction that
+        //    commits after the log record (redb is made durable by checkpoints)
+        let metas = staged
+            .values()
+            .map(|st| st.core.meta.encode())
+            .collect::<Result<Vec<_>>>()?;
+        let nodes: Vec<Vec<crate::tree::Node>> = staged
+            .values()
+            .map(|st| st.nodes.values().copied().collect())
+            .collect();
+        let changes: Vec<ChangeRef<'_>> = staged
+            .values()
+            .zip(&metas)
+            .zip(&nodes)
+            .map(|((st, meta), nodes)| ChangeRef {
+                id: st.core.id,
+                cut: st.cut,
+                meta,
+                nodes,
+                blocks: &st.blocks,
+                bytes: st
+                    .embedded
+                    .then_some((st.committed_end, st.pending.as_slice())),
+            })
+            .collect();
         let mut wtx = self.begin_write()?;
-        if !durable {
-            wtx.set_durability(redb::Durability::None);
-        }
+        wtx.set_durability(redb::Durability::None);
         {
             let mut nodes = wtx.open_table(NODES).map_err(db_err)?;
             let mut blocks = wtx.open_table(BLOCKS).map_err(db_err)?;
             let mut metas = wtx.open_table(META).map_err(db_err)?;
-            let mut journal = wtx.open_table(JOURNAL).map_err(db_err)?;
-            for st in staged.values() {
-                let id = st.core.id;
-                if let Some(cut) = st.cut {
-                    let head = cut.saturating_mul(2);
-                    nodes
-                        .retain_in((id, 0)..=(id, u64::MAX), |(_, i), _| {
-                            crate::flat::right_span(i).is_ok_and(|r| r < head)
-                        })
-                        .map_err(db_err)?;
-                    blocks
-                        .retain_in((id, cut)..=(id, u64::MAX), |_, _| false)
-                        .map_err(db_err)?;
-                }
-                if st.journaled {
-                    journal
-                        .insert((id, st.committed_end), st.pending.as_slice())
-                        .map_err(db_err)?;
-                } else if !st.pending.is_empty() {
-                    // the data file is synced up to here: the journal is no longer needed
-                    journal
-                        .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
-                        .map_err(db_err)?;
-                }
-                for n in st.nodes.values() {
-                    nodes
-                        .insert((id, n.index), records::encode_node(n).as_slice())
-                        .map_err(db_err)?;
-                }
-                for (i, loc) in &st.blocks {
-                    blocks
-                        .insert((id, *i), records::encode_location(loc).as_slice())
-                        .map_err(db_err)?;
-                }
-                metas
-                    .insert(id, st.core.meta.encode()?.as_slice())
-                    .map_err(db_err)?;
+            for c in &changes {
+                wal::write_rows(&mut nodes, &mut blocks, &mut metas, c)?;
             }
         }
-        wtx.commit()
-            .map_err(db_err)
-            .inspect_err(|e| self.note_failure(e))?;
+        // 3. the log record: a durable commit syncs earlier bytes, then the log, once
+        if durable {
+            self.shared.sync_unsynced()?;
+        }
+        let (end, seq) = (wal.end, wal.seq);
+        wal.append(seq + 1, &changes, durable)?;
+        if let Err(e) = wtx.commit() {
+            let _ = wal.retract(end, seq);
+            let e = db_err(e);
+            self.note_failure(&e);
+            return Err(e);
+        }
+        drop(changes);
         self.shared.commits.fetch_add(1, Ordering::Relaxed);
+        if durable {
+            self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
+        }
         self.shared.lazy_pending.store(!durable, Ordering::Release);
         // 3. only now does memory change
-        let mut state = self.lock();
-        for (key, st) in staged {
-            state.cores.insert(key, st.core);
+        {
+            let mut state = self.lock();
+            for (key, st) in staged {
+                state.cores.insert(key, st.core);
+            }
+        }
+        // 4. a long log is checkpointed; a failure here loses nothing (the log holds it all)
+        if wal.end >= self.shared.options.checkpoint_bytes {
+            let _ = self.shared.checkpoint_locked(&mut wal);
         }
         Ok(out)
     }

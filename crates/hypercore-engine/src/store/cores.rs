@@ -101,18 +101,15 @@ impl Store {
             Vec::new(),
             Bitfield::new(),
         )?;
-        let wtx = self.begin_durable_write()?;
-        {
+        self.durable_write(|wtx| {
             let mut cores = wtx.open_table(CORES).map_err(db_err)?;
             cores.insert(&key, id).map_err(db_err)?;
             let mut metas = wtx.open_table(META).map_err(db_err)?;
             metas
                 .insert(id, meta.encode()?.as_slice())
                 .map_err(db_err)?;
-        }
-        wtx.commit()
-            .map_err(db_err)
-            .inspect_err(|e| self.note_failure(e))?;
+            Ok(())
+        })?;
         let mut state = self.lock();
         state.next_id = id + 1;
         state.cores.insert(key, core);
@@ -138,16 +135,13 @@ impl Store {
         }
         core.verifier = Verifier::new(&key, Some(&manifest))?;
         core.meta.manifest = Some(manifest);
-        let wtx = self.begin_durable_write()?;
-        {
+        self.durable_write(|wtx| {
             let mut metas = wtx.open_table(META).map_err(db_err)?;
             metas
                 .insert(core.id, core.meta.encode()?.as_slice())
                 .map_err(db_err)?;
-        }
-        wtx.commit()
-            .map_err(db_err)
-            .inspect_err(|e| self.note_failure(e))?;
+            Ok(())
+        })?;
         self.lock().cores.insert(key, core);
         Ok(())
     }
@@ -159,8 +153,7 @@ impl Store {
             return Ok(());
         };
         let id = core.id;
-        let wtx = self.begin_durable_write()?;
-        {
+        self.durable_write(|wtx| {
             wtx.open_table(CORES)
                 .map_err(db_err)?
                 .remove(key)
@@ -181,10 +174,8 @@ impl Store {
                 .map_err(db_err)?
                 .retain_in((id, 0)..=(id, u64::MAX), |_, _| false)
                 .map_err(db_err)?;
-        }
-        wtx.commit()
-            .map_err(db_err)
-            .inspect_err(|e| self.note_failure(e))?;
+            Ok(())
+        })?;
         self.lock().cores.remove(key);
         match fs::remove_file(&core.path) {
             Ok(()) => Ok(()),
@@ -222,16 +213,13 @@ impl Store {
         if bad.is_empty() {
             return Ok(bad);
         }
-        let wtx = self.begin_durable_write()?;
-        {
+        self.durable_write(|wtx| {
             let mut t = wtx.open_table(BLOCKS).map_err(db_err)?;
             for i in &bad {
                 t.remove((core.id, *i)).map_err(db_err)?;
             }
-        }
-        wtx.commit()
-            .map_err(db_err)
-            .inspect_err(|e| self.note_failure(e))?;
+            Ok(())
+        })?;
         let mut state = self.lock();
         if let Some(c) = state.cores.get_mut(key) {
             for i in &bad {

@@ -1,16 +1,21 @@
 //! Storage: one data folder holds `engine.redb` (tree nodes, block locations, signatures,
-//! manifests, lengths of every core) and `data/<key hex>.blocks` (each core's block bytes,
-//! append-only). A batch writes block bytes past the committed end, fdatasyncs them, then
-//! commits one redb write transaction that references them; on open the committed state is
-//! the truth and bytes past it are ignored. All methods are synchronous: no await point can
+//! manifests, lengths of every core), `data/<key hex>.blocks` (each core's block bytes,
+//! append-only) and `engine.wal` (the write-ahead log, [`wal`]). A batch writes block bytes
+//! past the committed end, appends one log record holding its redb changes (and, for small
+//! batches, its bytes), fdatasyncs the log (data files whose bytes are not in it first),
+//! then commits the same changes to redb without a sync; checkpoints make redb durable and
+//! empty the log. On open the log is replayed into redb, then the committed state is the
+//! truth and bytes past it are ignored. All methods are synchronous: no await point can
 //! leave partial state (run them with `spawn_blocking`; a dropped future cannot interrupt a
 //! commit half-way).
 
 mod bitfield;
 mod commit;
 mod cores;
+mod durability;
 mod open;
 pub mod records;
+mod wal;
 
 use std::collections::HashMap;
 use std::fs::File;
@@ -134,24 +139,44 @@ pub(crate) fn db_builder() -> redb::Builder {
     b
 }
 
-/// How a store trades fsyncs against robustness.
-#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+/// How a store is tuned.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct StoreOptions {
-    /// Small batches (≤ 256 KiB per core) put their bytes in the redb commit instead of
-    /// fdatasync'ing the data file: one fsync per small commit instead of two (a publish of
-    /// 1,452 files one commit each: 6 s instead of 10 s on disk). Costs robustness against
-    /// damage to redb's file: its tail then holds live pages (in the power-loss test, 4 KB
-    /// garbled at redb's tail lost every core with the journal, none without). Off by default.
-    pub journal_small_batches: bool,
+    /// Bytes of write-ahead log after which a commit checkpoints: data files and redb are
+    /// synced and the log starts over (a replay on open reads at most about this much).
+    pub checkpoint_bytes: u64,
 }
 
-/// Counters for benchmarks and tests.
+/// Default [`StoreOptions::checkpoint_bytes`]: about 2,000 small durable commits, or the
+/// metadata of ~10,000 replicated blocks, between checkpoints.
+pub const CHECKPOINT_BYTES: u64 = 1 << 20;
+
+impl Default for StoreOptions {
+    fn default() -> Self {
+        StoreOptions {
+            checkpoint_bytes: CHECKPOINT_BYTES,
+        }
+    }
+}
+
+/// Counters for benchmarks and tests: together, every fsync the store makes.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub struct Stats {
     /// Batches committed.
     pub commits: u64,
     /// fdatasync calls on data files.
     pub data_syncs: u64,
+    /// fdatasync calls on the write-ahead log.
+    pub log_syncs: u64,
+    /// Durable redb commits (checkpoints, core creation and removal; one fsync each).
+    pub db_syncs: u64,
+}
+
+impl Stats {
+    /// Every fsync counted.
+    pub fn fsyncs(&self) -> u64 {
+        self.data_syncs + self.log_syncs + self.db_syncs
+    }
 }
 
 #[derive(Debug, Clone)]
@@ -199,12 +224,15 @@ pub(crate) struct Shared {
     pub writer: Mutex<()>,
     pub commits: AtomicU64,
     pub data_syncs: AtomicU64,
-    /// Data files written by lazy commits ([`Store::commit_lazy`]) and not yet fdatasync'ed:
-    /// synced by the next durable commit or [`Store::flush`], before redb makes anything
-    /// that points into them durable.
+    pub log_syncs: AtomicU64,
+    pub db_syncs: AtomicU64,
+    /// Data files holding bytes that no log record holds, not yet fdatasync'ed: synced
+    /// before the log sync that makes a record pointing into them durable.
     pub unsynced: Mutex<Vec<(PathBuf, Arc<File>)>>,
-    /// A lazy commit happened since the last durable one.
+    /// A lazy commit's record was written since the log was last synced.
     pub lazy_pending: AtomicBool,
+    /// The write-ahead log (taken after `writer`).
+    pub wal: Mutex<wal::Wal>,
 }
 
 /// One data folder of cores. Cheap to clone; safe to share between threads.
@@ -269,68 +297,25 @@ impl Store {
 
     /// Commit and sync counters.
     pub fn stats(&self) -> Stats {
+        let sh = &self.shared;
         Stats {
-            commits: self.shared.commits.load(Ordering::Relaxed),
-            data_syncs: self.shared.data_syncs.load(Ordering::Relaxed),
+            commits: sh.commits.load(Ordering::Relaxed),
+            data_syncs: sh.data_syncs.load(Ordering::Relaxed),
+            log_syncs: sh.log_syncs.load(Ordering::Relaxed),
+            db_syncs: sh.db_syncs.load(Ordering::Relaxed),
         }
-    }
-
-    /// Runs `f` with the database, reopening it first if an I/O error (e.g. a full disk)
-    /// left redb refusing further use.
-    fn with_db<T>(&self, f: impl FnOnce(&Database) -> Result<T>) -> Result<T> {
-        if self.shared.db_broken.load(Ordering::Acquire) {
-            let mut slot = self
-                .shared
-                .db
-                .write()
-                .unwrap_or_else(|poisoned| poisoned.into_inner());
-            if self.shared.db_broken.load(Ordering::Acquire) {
-                slot.take();
-                let db = db_builder()
-                    .create(self.shared.dir.join("engine.redb"))
-                    .map_err(db_err)?;
-                *slot = Some(db);
-                self.shared.db_broken.store(false, Ordering::Release);
-            }
-        }
-        let slot = self
-            .shared
-            .db
-            .read()
-            .unwrap_or_else(|poisoned| poisoned.into_inner());
-        let db = slot
-            .as_ref()
-            .ok_or_else(|| Error::Db("database closed after an I/O error".into()))?;
-        f(db)
     }
 
     pub(crate) fn begin_read(&self) -> Result<redb::ReadTransaction> {
-        self.with_db(|db| db.begin_read().map_err(db_err))
-            .inspect_err(|e| self.note_failure(e))
-    }
-
-    /// A write transaction that will commit durably (writer lock held): it makes every lazy
-    /// commit before it durable too, so their data files are synced first — a core created
-    /// or removed while a fetched block waits for its flush must not make the block's
-    /// location durable without its bytes.
-    pub(crate) fn begin_durable_write(&self) -> Result<redb::WriteTransaction> {
-        self.sync_unsynced()?;
-        self.begin_write()
+        self.shared.begin_read()
     }
 
     pub(crate) fn begin_write(&self) -> Result<redb::WriteTransaction> {
-        self.with_db(|db| db.begin_write().map_err(db_err))
-            .inspect_err(|e| self.note_failure(e))
+        self.shared.begin_write()
     }
 
-    /// After a database error from an I/O failure, redb refuses every later call until
-    /// reopened: remember to reopen it.
     pub(crate) fn note_failure(&self, e: &Error) {
-        if let Error::Db(msg) = e {
-            if msg.contains("I/O") || msg.contains("os error") || msg.contains("space") {
-                self.shared.db_broken.store(true, Ordering::Release);
-            }
-        }
+        self.shared.note_failure(e)
     }
 
     /// Whether a commit is under way right now, so that another would wait for it (and its
@@ -344,10 +329,33 @@ impl Store {
     }
 
     pub(crate) fn writer_lock(&self) -> MutexGuard<'_, ()> {
-        self.shared
-            .writer
-            .lock()
-            .unwrap_or_else(|poisoned| poisoned.into_inner())
+        self.shared.writer_lock()
+    }
+
+    /// Makes redb durable and empties the write-ahead log (done on its own every
+    /// [`StoreOptions::checkpoint_bytes`] of log and when the store closes).
+    pub fn checkpoint(&self) -> Result<()> {
+        let _writer = self.writer_lock();
+        guarded(|| self.shared.checkpoint_locked(&mut self.shared.wal()))
+    }
+
+    /// Runs `f` in a redb write transaction that commits durably as a checkpoint (writer
+    /// turn held by the caller): data files synced first, the log emptied after. For rare
+    /// changes outside the log: core creation and removal, manifests, scrubs.
+    pub(crate) fn durable_write<T>(
+        &self,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T>,
+    ) -> Result<T> {
+        let mut wal = self.shared.wal();
+        self.shared.sync_data_files(&mut wal)?;
+        let wtx = self.begin_write()?;
+        let out = f(&wtx)?;
+        wal::set_checkpoint(&wtx, wal.seq)?;
+        wtx.commit()
+            .map_err(db_err)
+            .inspect_err(|e| self.note_failure(e))?;
+        self.shared.checkpointed(&mut wal);
+        Ok(out)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {

@@ -12,7 +12,7 @@ use std::sync::{Arc, Mutex};
 use redb::{Database, ReadableTable};
 
 use super::records::{self, CoreMeta, BLOCKS, CORES, JOURNAL, META, NODES};
-use super::{data_path, db_err, Bitfield, CoreState, DbNodes, Shared, State};
+use super::{data_path, db_err, wal, Bitfield, CoreState, DbNodes, Shared, State};
 use crate::crypto::KeyPair;
 use crate::error::{Error, Result};
 use crate::flat;
@@ -47,6 +47,10 @@ pub struct OpenReport {
     pub database: Option<String>,
     /// Cores that needed repair (only those).
     pub repairs: Vec<Repair>,
+    /// Write-ahead log records that could not be applied, and why (None: every record was
+    /// read). Commits in them are lost; after a power loss that is normal for a torn last
+    /// record, which was never acknowledged as durable.
+    pub log: Option<String>,
 }
 
 pub(crate) fn core_state(
@@ -164,11 +168,13 @@ fn open_db(path: &Path) -> Result<(Database, Option<String>)> {
     ))
 }
 
-type Loaded = (
-    std::collections::HashMap<[u8; 32], CoreState>,
-    u64,
-    OpenReport,
-);
+struct Loaded {
+    cores: std::collections::HashMap<[u8; 32], CoreState>,
+    next_id: u64,
+    report: OpenReport,
+    /// redb's checkpoint after the replay.
+    log_seq: u64,
+}
 
 fn load(dir: &Path, db: &Database) -> Result<Loaded> {
     let wtx = db.begin_write().map_err(db_err)?;
@@ -178,10 +184,15 @@ fn load(dir: &Path, db: &Database) -> Result<Loaded> {
         wtx.open_table(NODES).map_err(db_err)?;
         wtx.open_table(BLOCKS).map_err(db_err)?;
         wtx.open_table(JOURNAL).map_err(db_err)?;
+        wtx.open_table(wal::SETTINGS).map_err(db_err)?;
     }
     wtx.commit().map_err(db_err)?;
 
     let mut report = OpenReport::default();
+    let (log_seq, replayed) = wal::replay(dir, db)?;
+    report.log = replayed
+        .stopped
+        .map(|why| format!("write-ahead log read up to record {log_seq}: {why}"));
     let mut cores = std::collections::HashMap::new();
     let mut next_id = 0u64;
     let mut fixes: Vec<(u64, CoreMeta, Vec<u64>)> = Vec::new();
@@ -238,7 +249,12 @@ fn load(dir: &Path, db: &Database) -> Result<Loaded> {
         wtx.commit().map_err(db_err)?;
     }
     report.cores = cores.len();
-    Ok((cores, next_id, report))
+    Ok(Loaded {
+        cores,
+        next_id,
+        report,
+        log_seq,
+    })
 }
 
 fn move_aside(path: &Path) -> Result<PathBuf> {
@@ -277,7 +293,12 @@ pub(crate) fn open(dir: &Path, options: super::StoreOptions) -> Result<(Shared, 
             load(dir, &db)?
         }
     };
-    let (cores, next_id, mut report) = loaded;
+    let Loaded {
+        cores,
+        next_id,
+        mut report,
+        log_seq,
+    } = loaded;
     if database
         .as_deref()
         .is_some_and(|d| d.contains("started empty"))
@@ -317,8 +338,11 @@ pub(crate) fn open(dir: &Path, options: super::StoreOptions) -> Result<(Shared, 
         writer: Mutex::new(()),
         commits: AtomicU64::new(0),
         data_syncs: AtomicU64::new(0),
+        log_syncs: AtomicU64::new(0),
+        db_syncs: AtomicU64::new(0),
         unsynced: Mutex::new(Vec::new()),
         lazy_pending: std::sync::atomic::AtomicBool::new(false),
+        wal: Mutex::new(wal::open(dir, log_seq)?),
     };
     Ok((shared, report))
 }
