@@ -13,7 +13,9 @@
 #
 # Usage: scripts/bench/replicate.sh
 # Environment: BENCH_TIMEOUT (s, default 600), BENCH_SITE_BYTES (default 104857600),
-#              BENCH_KEEP=1 (keep the temp dir), TMPDIR (where the temp dir goes).
+#              BENCH_KEEP=1 (keep the temp dir), TMPDIR (where the temp dir goes),
+#              BENCH_BIN (a dat-mirror binary for the daemons instead of the one built; the
+#              in-process rows still use this tree's engine).
 # Needs: cargo, curl, /dev/fuse (root, or fuse3 for fusermount3).
 set -euo pipefail
 # Nothing may leave this machine: mDNS, the DHT and relays off (peers meet on 127.0.0.1).
@@ -36,7 +38,7 @@ command -v curl >/dev/null || die "curl is needed"
 
 say "== build: cargo build --release --bin dat-mirror --examples (waits if cargo's lock is busy)"
 (cd "$ROOT" && cargo build --release --bin dat-mirror --examples)
-BIN=$TARGET/release/dat-mirror
+BIN=${BENCH_BIN:-$TARGET/release/dat-mirror}
 EX=$TARGET/release/examples
 for b in "$BIN" "$EX/bench_raw_iroh" "$EX/bench_inprocess"; do [ -x "$b" ] || die "$b was not built"; done
 

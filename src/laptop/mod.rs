@@ -167,6 +167,9 @@ impl Laptop {
         let _ = std::fs::remove_file(self.inner.data.control_socket());
         self.inner.node.shutdown().await;
         self.inner.node.endpoint().close().await;
+        if let Err(e) = self.inner.store.checkpoint().await {
+            tracing::warn!("{e} (the next start replays the write-ahead log)");
+        }
     }
 }
 

@@ -168,6 +168,9 @@ impl Mirror {
         self.inner.hyper.shutdown().await;
         self.inner.node.shutdown().await;
         self.inner.node.endpoint().close().await;
+        if let Err(e) = self.inner.store.checkpoint().await {
+            tracing::warn!("{e} (the next start replays the write-ahead log)");
+        }
     }
 }
 

@@ -245,6 +245,19 @@ impl CoreStore {
         Ok(self.register(*key))
     }
 
+    /// Makes every commit durable in redb and empties the engine's write-ahead log: what a
+    /// daemon does when it stops cleanly, so the next start has nothing to replay (the engine
+    /// also does it when the last handle closes, which a process exiting may never reach).
+    pub async fn checkpoint(&self) -> Result<(), StoreError> {
+        let engine = self.engine.clone();
+        run_blocking(move || engine.checkpoint())
+            .await?
+            .map_err(|e| StoreError::Io {
+                path: self.root.clone(),
+                source: std::io::Error::other(e.to_string()),
+            })
+    }
+
     /// Opens the writable (compat-keyed: key = public key) core of `key_pair`, creating it
     /// if needed.
     pub async fn open_or_create_writable(

@@ -210,6 +210,7 @@ fn checkpoints_keep_the_log_short_and_a_clean_close_empties_it() {
     let dir = tempfile::tempdir().unwrap();
     let opts = StoreOptions {
         checkpoint_bytes: 4096,
+        ..StoreOptions::default()
     };
     let s = Store::open_with(dir.path(), opts).unwrap();
     let key = s
@@ -233,6 +234,59 @@ fn checkpoints_keep_the_log_short_and_a_clean_close_empties_it() {
     for i in 0..200u8 {
         assert_eq!(s.get(&key, i as u64).unwrap().unwrap(), small(1, i)[0]);
     }
+}
+
+#[test]
+fn many_commits_end_in_a_checkpoint_few_in_one_log_sync() {
+    let dir = tempfile::tempdir().unwrap();
+    let opts = StoreOptions {
+        checkpoint_commits: 40,
+        ..StoreOptions::default()
+    };
+    let s = Store::open_with(dir.path(), opts).unwrap();
+    let key = s
+        .create_writer(&KeyPair::from_seed(&[9; 32]), CoreKind::Default)
+        .unwrap();
+    let lazy = |n: u8| {
+        for i in 0..n {
+            let mut b = hypercore_engine::Batch::new();
+            b.append(key, small(1, i));
+            s.commit_lazy(b).unwrap();
+        }
+    };
+    // a few lazy commits (a command and its acknowledgement): the flush syncs the log
+    lazy(3);
+    let before = s.stats();
+    s.flush().unwrap();
+    let after = s.stats();
+    assert_eq!(
+        (
+            after.log_syncs - before.log_syncs,
+            after.fsyncs() - before.fsyncs()
+        ),
+        (1, 1)
+    );
+    let log = dir.path().join("engine.wal");
+    assert!(fs::metadata(&log).unwrap().len() > 0);
+    // a burst (a quarter of checkpoint_commits and more): the flush checkpoints
+    lazy(12);
+    let before = s.stats();
+    s.flush().unwrap();
+    let after = s.stats();
+    assert_eq!(
+        (after.db_syncs - before.db_syncs, after.log_syncs),
+        (1, before.log_syncs)
+    );
+    assert_eq!(fs::metadata(&log).unwrap().len(), 0);
+    // and durable commits alone checkpoint every checkpoint_commits
+    let before = s.stats();
+    for i in 0..100 {
+        s.append(&key, small(1, i)).unwrap();
+    }
+    assert_eq!(s.stats().db_syncs - before.db_syncs, 2);
+    drop(s);
+    let s = Store::open(dir.path()).unwrap();
+    assert_eq!(s.info(&key).unwrap().length, 115);
 }
 
 #[test]

@@ -422,7 +422,8 @@ impl Store {
     }
 
     /// Makes every lazy commit durable: fdatasync of the data files holding bytes their log
-    /// records do not, then of the log. Nothing to do (no fsync) when there were none.
+    /// records do not, then of the log — or, after many commits, a checkpoint. Nothing to do
+    /// (no fsync) when there were none.
     pub fn flush(&self) -> Result<()> {
         if !self.shared.lazy_pending.load(Ordering::Acquire) {
             return Ok(());
@@ -432,8 +433,13 @@ impl Store {
             if !self.shared.lazy_pending.load(Ordering::Acquire) {
                 return Ok(());
             }
+            let mut wal = self.shared.wal();
+            if wal.records >= self.shared.options.checkpoint_commits / 4 {
+                // the end of a burst: also make redb durable (see `checkpoint_commits`)
+                return self.shared.checkpoint_locked(&mut wal);
+            }
             self.shared.sync_unsynced()?;
-            self.shared.wal().sync()?;
+            wal.sync()?;
             self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
             self.shared.lazy_pending.store(false, Ordering::Release);
             Ok(())
@@ -572,7 +578,8 @@ impl Store {
             }
         }
         // 4. a long log is checkpointed; a failure here loses nothing (the log holds it all)
-        if wal.end >= self.shared.options.checkpoint_bytes {
+        let options = &self.shared.options;
+        if wal.end >= options.checkpoint_bytes || wal.records >= options.checkpoint_commits {
             let _ = self.shared.checkpoint_locked(&mut wal);
         }
         Ok(out)

@@ -145,16 +145,26 @@ pub struct StoreOptions {
     /// Bytes of write-ahead log after which a commit checkpoints: data files and redb are
     /// synced and the log starts over (a replay on open reads at most about this much).
     pub checkpoint_bytes: u64,
+    /// Commits since the last checkpoint after which a commit checkpoints; a [`Store::flush`]
+    /// checkpoints after a quarter of them. redb's commits between checkpoints are not
+    /// durable, and each costs more the more of them there are since the last durable one
+    /// (a lazy append: 106 → 126 µs over 4,000), so a replication burst ends in a
+    /// checkpoint rather than a log sync: with log syncs alone, a 100 MiB site replicated
+    /// ~15 % slower. A command's few commits keep the one-fsync log sync.
+    pub checkpoint_commits: u64,
 }
 
 /// Default [`StoreOptions::checkpoint_bytes`]: about 2,000 small durable commits, or the
 /// metadata of ~10,000 replicated blocks, between checkpoints.
 pub const CHECKPOINT_BYTES: u64 = 1 << 20;
+/// Default [`StoreOptions::checkpoint_commits`].
+pub const CHECKPOINT_COMMITS: u64 = 256;
 
 impl Default for StoreOptions {
     fn default() -> Self {
         StoreOptions {
             checkpoint_bytes: CHECKPOINT_BYTES,
+            checkpoint_commits: CHECKPOINT_COMMITS,
         }
     }
 }
@@ -333,7 +343,8 @@ impl Store {
     }
 
     /// Makes redb durable and empties the write-ahead log (done on its own every
-    /// [`StoreOptions::checkpoint_bytes`] of log and when the store closes).
+    /// [`StoreOptions::checkpoint_bytes`] of log or [`StoreOptions::checkpoint_commits`]
+    /// commits, and when the store closes).
     pub fn checkpoint(&self) -> Result<()> {
         let _writer = self.writer_lock();
         guarded(|| self.shared.checkpoint_locked(&mut self.shared.wal()))

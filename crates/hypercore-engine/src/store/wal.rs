@@ -4,8 +4,9 @@
 //! core's record, new tree nodes, block locations, a cut after a truncation) and, for small
 //! batches, the block bytes themselves. A durable commit fdatasyncs this one file, where it
 //! would otherwise sync each data file and redb; redb gets the same changes in a non-durable
-//! commit. A checkpoint (every [`super::StoreOptions::checkpoint_bytes`] of log, at each
-//! core creation or removal, and when the store closes) syncs the data files, commits redb
+//! commit. A checkpoint (every [`super::StoreOptions::checkpoint_bytes`] of log or
+//! [`super::StoreOptions::checkpoint_commits`] commits, at a flush after many lazy commits,
+//! at each core creation or removal, and when the store closes) syncs the data files, commits redb
 //! durably with the sequence number of the last record it now holds, and empties the log.
 //!
 //! On open, records past redb's checkpoint are applied again (they are idempotent: rows are
@@ -238,6 +239,8 @@ pub(crate) struct Wal {
     pub end: u64,
     /// Sequence number of the last record written (redb's checkpoint when none since).
     pub seq: u64,
+    /// Records written since the checkpoint.
+    pub records: u64,
     /// Data files written by records since the checkpoint (fdatasync'ed at the next one).
     pub dirty: Vec<(PathBuf, Arc<File>)>,
 }
@@ -260,6 +263,7 @@ impl Wal {
         }
         self.end += frame.len() as u64;
         self.seq = seq;
+        self.records += 1;
         Ok(())
     }
 
@@ -268,6 +272,7 @@ impl Wal {
     pub fn retract(&mut self, end: u64, seq: u64) -> Result<()> {
         self.end = end;
         self.seq = seq;
+        self.records = self.records.saturating_sub(1);
         self.file
             .set_len(end)
             .and_then(|()| self.file.sync_data())
@@ -283,6 +288,7 @@ impl Wal {
     /// cut is lost, replay skips records at or below the checkpoint.
     pub fn reset(&mut self) -> Result<()> {
         self.end = 0;
+        self.records = 0;
         self.dirty.clear();
         self.file.set_len(0).map_err(|e| Error::io(&self.path, e))
     }
@@ -481,6 +487,7 @@ pub(crate) fn open(dir: &Path, seq: u64) -> Result<Wal> {
         path,
         end: 0,
         seq,
+        records: 0,
         dirty: Vec::new(),
     })
 }
