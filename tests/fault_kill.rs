@@ -173,6 +173,23 @@ fn mirror_killed_20_times_mid_sync_resumes_and_verifies_everything() {
         }
     }
     assert!(laptop_online(http), "the laptop is still connected");
+    // A clean stop checkpoints: redb holds every commit and the write-ahead logs are empty
+    // (the laptop's holds the mirror's status entries received since its last checkpoint).
+    let log_len = |dir: &Path| {
+        std::fs::metadata(dir.join("engine/engine.wal"))
+            .map(|m| m.len())
+            .unwrap_or_else(|e| panic!("{}: {e}", dir.display()))
+    };
+    let before = (log_len(&pi_dir), log_len(&lap_dir));
     assert!(mirror.terminate().success());
     assert!(laptop.terminate().success());
+    assert!(
+        before.0 + before.1 > 0,
+        "nothing in either log to checkpoint"
+    );
+    assert_eq!(
+        (log_len(&pi_dir), log_len(&lap_dir)),
+        (0, 0),
+        "logs before: {before:?}"
+    );
 }

@@ -410,13 +410,13 @@ async fn a_one_block_append_costs_the_replica_one_request_and_one_commit() {
         .expect("the replica stores the appended block");
         let after = b.store().stats();
         eprintln!("append {n}: {before:?} -> {after:?}");
-        // One proof committed (lazily) and made durable by one flush (one fsync, of the
-        // engine's log) when the block rode on the upgrade; two of each when it did not (the
-        // peer heard the new length before the range announcing the block: seen once in a
-        // fresh-clone run, a race not yet closed).
+        // One proof committed (lazily) and made durable by one flush (a checkpoint of the
+        // engine: one durable redb commit) when the block rode on the upgrade; two of each
+        // when it did not (the peer heard the new length before the range announcing the
+        // block: seen once in a fresh-clone run, a race not yet closed).
         if (
             after.commits - before.commits,
-            after.fsyncs() - before.fsyncs(),
+            after.db_syncs - before.db_syncs,
         ) == (1, 1)
         {
             combined += 1;
@@ -517,7 +517,7 @@ async fn a_flush_delay_tells_before_the_fsync_and_syncs_within_the_delay() {
             .unwrap();
         // Everything fetched so far is durable (bounded wait past the delay).
         let deadline = Instant::now() + Duration::from_secs(10);
-        while b.store().stats().log_syncs == 0 {
+        while b.store().stats().db_syncs == 0 {
             assert!(
                 Instant::now() < deadline,
                 "the first blocks were never synced"
@@ -526,10 +526,10 @@ async fn a_flush_delay_tells_before_the_fsync_and_syncs_within_the_delay() {
         }
         tokio::time::sleep(delay * 2).await;
         let mut b_events = b.subscribe();
-        let before = b.store().stats().log_syncs;
+        let before = b.store().stats().db_syncs;
         a.append(&key, vec![b"one more".to_vec()]).unwrap();
         downloaded(&mut b_events, 2).await;
-        let told = b.store().stats().log_syncs;
+        let told = b.store().stats().db_syncs;
         let told_at = Instant::now();
         if delay.is_zero() || !may_wait {
             assert_eq!(
@@ -539,7 +539,7 @@ async fn a_flush_delay_tells_before_the_fsync_and_syncs_within_the_delay() {
             );
         } else {
             assert_eq!(told, before, "with a delay the event comes before the sync");
-            while b.store().stats().log_syncs == before {
+            while b.store().stats().db_syncs == before {
                 assert!(
                     told_at.elapsed() < Duration::from_secs(10),
                     "the deferred flush never came"

@@ -421,9 +421,13 @@ impl Store {
         super::single(self.commit_lazy(b)?)
     }
 
-    /// Makes every lazy commit durable: fdatasync of the data files holding bytes their log
-    /// records do not, then of the log — or, after many commits, a checkpoint. Nothing to do
-    /// (no fsync) when there were none.
+    /// Makes every lazy commit durable with a checkpoint: fdatasync of the data files written
+    /// since the last one, then a durable redb commit; the log starts over. Nothing to do (no
+    /// fsync) when there were none. A flush ends a burst of lazy commits that no durable
+    /// commit followed (a durable commit syncs them with its log record), and a checkpoint
+    /// there rather than a log sync keeps redb's non-durable backlog short: each redb commit
+    /// costs more the more non-durable ones precede it (a lazy append 106 → 126 µs over
+    /// 4,000), and with log syncs alone a 100 MiB site replicated ~15 % slower.
     pub fn flush(&self) -> Result<()> {
         if !self.shared.lazy_pending.load(Ordering::Acquire) {
             return Ok(());
@@ -433,16 +437,7 @@ impl Store {
             if !self.shared.lazy_pending.load(Ordering::Acquire) {
                 return Ok(());
             }
-            let mut wal = self.shared.wal();
-            if wal.records >= self.shared.options.checkpoint_commits / 4 {
-                // the end of a burst: also make redb durable (see `checkpoint_commits`)
-                return self.shared.checkpoint_locked(&mut wal);
-            }
-            self.shared.sync_unsynced()?;
-            wal.sync()?;
-            self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
-            self.shared.lazy_pending.store(false, Ordering::Release);
-            Ok(())
+            self.shared.checkpoint_locked(&mut self.shared.wal())
         })
         .inspect_err(|e| self.note_failure(e))
     }
@@ -505,6 +500,7 @@ impl Store {
                 .map_err(|e| crate::error::Error::io(&st.core.path, e))?;
             st.embedded = st.pending.len() <= embed;
             if !st.embedded {
+                // synced before the log sync (or checkpoint) that makes the record durable
                 let mut unsynced = self
                     .shared
                     .unsynced
@@ -514,7 +510,9 @@ impl Store {
                     unsynced.push((st.core.path.clone(), st.core.file.clone()));
                 }
             }
-            wal.wrote(&st.core.path, &st.core.file);
+            if st.embedded {
+                wal.wrote(&st.core.path, &st.core.file);
+            }
             st.core.meta.data_end = st.committed_end + st.pending.len() as u64;
         }
         // 2. every core's nodes, block locations and record, in one redb transaction that

@@ -90,15 +90,18 @@ impl Shared {
         Ok(())
     }
 
-    /// fdatasync of every data file written since the last checkpoint.
+    /// fdatasync of every data file written since the last checkpoint, once each: those with
+    /// bytes only a log record holds, and those not synced yet.
     pub(crate) fn sync_data_files(&self, wal: &mut wal::Wal) -> Result<()> {
-        self.sync_unsynced()?;
-        while let Some((path, file)) = wal.dirty.last() {
-            file.sync_data().map_err(|e| Error::io(path, e))?;
-            self.data_syncs.fetch_add(1, Ordering::Relaxed);
-            wal.dirty.pop();
+        {
+            let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
+            for (path, file) in wal.dirty.drain(..) {
+                if !unsynced.iter().any(|(p, _)| *p == path) {
+                    unsynced.push((path, file));
+                }
+            }
         }
-        Ok(())
+        self.sync_unsynced()
     }
 
     /// After a durable redb commit that recorded `wal.seq`: the log starts over.

@@ -145,12 +145,9 @@ pub struct StoreOptions {
     /// Bytes of write-ahead log after which a commit checkpoints: data files and redb are
     /// synced and the log starts over (a replay on open reads at most about this much).
     pub checkpoint_bytes: u64,
-    /// Commits since the last checkpoint after which a commit checkpoints; a [`Store::flush`]
-    /// checkpoints after a quarter of them. redb's commits between checkpoints are not
-    /// durable, and each costs more the more of them there are since the last durable one
-    /// (a lazy append: 106 → 126 µs over 4,000), so a replication burst ends in a
-    /// checkpoint rather than a log sync: with log syncs alone, a 100 MiB site replicated
-    /// ~15 % slower. A command's few commits keep the one-fsync log sync.
+    /// Commits since the last checkpoint after which a commit checkpoints (redb's commits
+    /// between checkpoints are not durable, and each costs more the more of them there are
+    /// since the last durable one; see [`Store::flush`]).
     pub checkpoint_commits: u64,
 }
 

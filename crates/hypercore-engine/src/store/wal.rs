@@ -5,8 +5,8 @@
 //! batches, the block bytes themselves. A durable commit fdatasyncs this one file, where it
 //! would otherwise sync each data file and redb; redb gets the same changes in a non-durable
 //! commit. A checkpoint (every [`super::StoreOptions::checkpoint_bytes`] of log or
-//! [`super::StoreOptions::checkpoint_commits`] commits, at a flush after many lazy commits,
-//! at each core creation or removal, and when the store closes) syncs the data files, commits redb
+//! [`super::StoreOptions::checkpoint_commits`] commits, at a flush of lazy commits, at each
+//! core creation or removal, and when the store closes) syncs the data files, commits redb
 //! durably with the sequence number of the last record it now holds, and empties the log.
 //!
 //! On open, records past redb's checkpoint are applied again (they are idempotent: rows are
@@ -241,7 +241,8 @@ pub(crate) struct Wal {
     pub seq: u64,
     /// Records written since the checkpoint.
     pub records: u64,
-    /// Data files written by records since the checkpoint (fdatasync'ed at the next one).
+    /// Data files holding bytes that only records since the checkpoint hold (fdatasync'ed at
+    /// the next checkpoint).
     pub dirty: Vec<(PathBuf, Arc<File>)>,
 }
 
@@ -279,11 +280,6 @@ impl Wal {
             .map_err(|e| Error::io(&self.path, e))
     }
 
-    /// fdatasync of the log.
-    pub fn sync(&self) -> Result<()> {
-        self.file.sync_data().map_err(|e| Error::io(&self.path, e))
-    }
-
     /// Empties the log after a checkpoint holds every record of it. Not synced: if the
     /// cut is lost, replay skips records at or below the checkpoint.
     pub fn reset(&mut self) -> Result<()> {
@@ -293,7 +289,7 @@ impl Wal {
         self.file.set_len(0).map_err(|e| Error::io(&self.path, e))
     }
 
-    /// Notes a data file written under this log (for the next checkpoint's fdatasync).
+    /// Notes a data file whose new bytes are in a record (for the next checkpoint's sync).
     pub fn wrote(&mut self, path: &Path, file: &Arc<File>) {
         if !self.dirty.iter().any(|(p, _)| p == path) {
             self.dirty.push((path.to_path_buf(), file.clone()));
