@@ -5,24 +5,14 @@
 //! "Power loss" here is a copy of the data folder taken while the store is open (what the
 //! disk holds after a kill), then cut back to what had been synced.
 
+mod common;
+
+use common::copy_dir;
 use hypercore_engine::{
     CoreKind, KeyPair, Request, RequestBlock, RequestUpgrade, Store, StoreOptions,
 };
 use std::fs;
 use std::path::Path;
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &p);
-        } else {
-            fs::copy(e.path(), &p).unwrap();
-        }
-    }
-}
 
 fn small(n: usize, tag: u8) -> Vec<Vec<u8>> {
     (0..n).map(|i| vec![tag ^ i as u8; 120 + i]).collect()

@@ -5,23 +5,13 @@
 //! whose bytes survive, and report what it dropped. Also: a damaged core record is reported
 //! and skipped without stopping the other cores.
 
+mod common;
+
+use common::copy_dir;
 use hypercore_engine::{CoreKind, KeyPair, Request, RequestUpgrade, Store};
 use std::fs::{self, OpenOptions};
 use std::io::Write;
 use std::path::{Path, PathBuf};
-
-fn copy_dir(from: &Path, to: &Path) {
-    fs::create_dir_all(to).unwrap();
-    for e in fs::read_dir(from).unwrap() {
-        let e = e.unwrap();
-        let p = to.join(e.file_name());
-        if e.file_type().unwrap().is_dir() {
-            copy_dir(&e.path(), &p);
-        } else {
-            fs::copy(e.path(), &p).unwrap();
-        }
-    }
-}
 
 fn files(dir: &Path) -> Vec<PathBuf> {
     let mut out = vec![dir.join("engine.redb"), dir.join("engine.wal")];

@@ -53,6 +53,17 @@ pub struct OpenReport {
     pub log: Option<String>,
 }
 
+/// Opens a file of the data folder to read and write, creating it if missing.
+pub(crate) fn open_rw(path: &Path) -> Result<File> {
+    OpenOptions::new()
+        .read(true)
+        .write(true)
+        .create(true)
+        .truncate(false)
+        .open(path)
+        .map_err(|e| Error::io(path, e))
+}
+
 pub(crate) fn core_state(
     dir: &Path,
     id: u64,
@@ -61,13 +72,7 @@ pub(crate) fn core_state(
     bitfield: Bitfield,
 ) -> Result<CoreState> {
     let path = data_path(dir, &meta.key);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let file = open_rw(&path)?;
     let key_pair = match &meta.secret_key {
         Some(s) => Some(KeyPair::from_secret_key(s)?),
         None => None,

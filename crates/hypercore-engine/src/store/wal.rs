@@ -26,7 +26,7 @@
 //! block locations (index, offset, length), embedded bytes (0, or 1 + offset + bytes).
 
 use std::collections::HashMap;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::os::unix::fs::FileExt;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
@@ -409,13 +409,7 @@ fn check(
                     .map_err(|e| e.to_string())?
                     .key;
                 let path = data_path(dir, &key);
-                let f = OpenOptions::new()
-                    .read(true)
-                    .write(true)
-                    .create(true)
-                    .truncate(false)
-                    .open(&path)
-                    .map_err(|e| format!("{}: {e}", path.display()))?;
+                let f = super::open::open_rw(&path).map_err(|e| e.to_string())?;
                 &v.insert((path, f)).1
             }
         };
@@ -467,13 +461,7 @@ impl NodeSource for DbTableNodes<'_> {
 /// Opens (creating) the log for appending after a replay that left redb at `seq`.
 pub(crate) fn open(dir: &Path, seq: u64) -> Result<Wal> {
     let path = dir.join(FILE_NAME);
-    let file = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .create(true)
-        .truncate(false)
-        .open(&path)
-        .map_err(|e| Error::io(&path, e))?;
+    let file = super::open::open_rw(&path)?;
     // everything in it is in redb now (or was dropped by the replay): start over
     file.set_len(0)
         .and_then(|()| file.sync_data())

@@ -1,5 +1,5 @@
 //! Test helpers: runs the Node vector generator (tests/node/vectors.js), and converts its
-//! JSON into the engine's types.
+//! JSON into the engine's types; copies a data folder (a "power loss" snapshot).
 #![allow(dead_code)]
 
 use hypercore_engine::{
@@ -177,5 +177,20 @@ pub fn proof(v: &Value) -> Proof {
                 .map(|s| hex::decode(s).expect("hex")),
         }),
         manifest: manifest(&v["manifest"]),
+    }
+}
+
+/// Copies folder `from` (recursively) to `to`: what the disk holds, taken while a store may
+/// still have it open.
+pub fn copy_dir(from: &std::path::Path, to: &std::path::Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let p = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &p);
+        } else {
+            std::fs::copy(e.path(), &p).unwrap();
+        }
     }
 }
