@@ -11,7 +11,7 @@ use std::sync::atomic::Ordering;
 
 use super::records::{BlockLocation, BLOCKS, META, NODES};
 use super::wal::{self, ChangeRef};
-use super::{db_err, CoreState, DbNodes, Store};
+use super::{db_err, CoreState, DbNodes, Overlay, Store};
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::proof::{verify_tree, verify_upgrade, Proof};
@@ -96,20 +96,6 @@ struct Staged {
     /// Stored nodes and blocks past this length are deleted in the commit (truncation;
     /// 0 when a replica moves to a new fork and starts its tree over).
     cut: Option<u64>,
-}
-
-struct Overlay<'a> {
-    staged: &'a HashMap<u64, Node>,
-    db: DbNodes<'a>,
-}
-
-impl NodeSource for Overlay<'_> {
-    fn node(&self, index: u64) -> Result<Option<Node>> {
-        match self.staged.get(&index) {
-            Some(n) => Ok(Some(*n)),
-            None => self.db.node(index),
-        }
-    }
 }
 
 impl Staged {
@@ -403,11 +389,10 @@ impl Store {
         super::guarded(|| self.commit_inner(batch, true)).inspect_err(|e| self.note_failure(e))
     }
 
-    /// Runs every operation of `batch` in one redb commit that readers see at once but that
-    /// is made durable only by the next [`Store::flush`] or durable [`Store::commit`] (the
-    /// data files written are fdatasync'ed then, before redb's durable commit). A crash
-    /// before that loses the lazy commits whole, never half of one: the store reopens at the
-    /// last durable commit, and bytes past its data ends are ignored.
+    /// Runs every operation of `batch` in one commit that readers see at once but that is
+    /// made durable only by the next [`Store::flush`] or durable [`Store::commit`]. A crash
+    /// before that may lose lazy commits, whole, never half of one: the replay at open
+    /// applies whole log records only, and only those whose bytes reached the disk.
     pub fn commit_lazy(&self, batch: Batch) -> Result<Vec<Applied>> {
         super::guarded(|| self.commit_inner(batch, false)).inspect_err(|e| self.note_failure(e))
     }
@@ -499,19 +484,16 @@ impl Store {
             f.write_all_at(&st.pending, st.committed_end)
                 .map_err(|e| crate::error::Error::io(&st.core.path, e))?;
             st.embedded = st.pending.len() <= embed;
-            if !st.embedded {
+            if st.embedded {
+                wal.wrote(&st.core.path, &st.core.file);
+            } else {
                 // synced before the log sync (or checkpoint) that makes the record durable
                 let mut unsynced = self
                     .shared
                     .unsynced
                     .lock()
                     .unwrap_or_else(|p| p.into_inner());
-                if !unsynced.iter().any(|(p, _)| *p == st.core.path) {
-                    unsynced.push((st.core.path.clone(), st.core.file.clone()));
-                }
-            }
-            if st.embedded {
-                wal.wrote(&st.core.path, &st.core.file);
+                super::durability::add_once(&mut unsynced, &st.core.path, &st.core.file);
             }
             st.core.meta.data_end = st.committed_end + st.pending.len() as u64;
         }
@@ -568,14 +550,14 @@ impl Store {
             self.shared.log_syncs.fetch_add(1, Ordering::Relaxed);
         }
         self.shared.lazy_pending.store(!durable, Ordering::Release);
-        // 3. only now does memory change
+        // 4. only now does memory change
         {
             let mut state = self.lock();
             for (key, st) in staged {
                 state.cores.insert(key, st.core);
             }
         }
-        // 4. a long log is checkpointed; a failure here loses nothing (the log holds it all)
+        // 5. a long log is checkpointed; a failure here loses nothing (the log holds it all)
         let options = &self.shared.options;
         if wal.end >= options.checkpoint_bytes || wal.records >= options.checkpoint_commits {
             let _ = self.shared.checkpoint_locked(&mut wal);

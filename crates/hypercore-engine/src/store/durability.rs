@@ -2,8 +2,10 @@
 //! with the log replayed into it, after an I/O error), the fdatasyncs of data files, and
 //! checkpoints (redb made durable, the write-ahead log emptied), also when the store closes.
 
+use std::fs::File;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::Ordering;
-use std::sync::MutexGuard;
+use std::sync::{Arc, MutexGuard};
 
 use redb::Database;
 
@@ -96,21 +98,10 @@ impl Shared {
         {
             let mut unsynced = self.unsynced.lock().unwrap_or_else(|p| p.into_inner());
             for (path, file) in wal.dirty.drain(..) {
-                if !unsynced.iter().any(|(p, _)| *p == path) {
-                    unsynced.push((path, file));
-                }
+                add_once(&mut unsynced, &path, &file);
             }
         }
         self.sync_unsynced()
-    }
-
-    /// After a durable redb commit that recorded `wal.seq`: the log starts over.
-    pub(crate) fn checkpointed(&self, wal: &mut wal::Wal) {
-        self.db_syncs.fetch_add(1, Ordering::Relaxed);
-        self.lazy_pending.store(false, Ordering::Release);
-        // A failed cut only leaves records a replay skips (at or below the checkpoint);
-        // the next record then overwrites them from offset 0.
-        let _ = wal.reset();
     }
 
     /// A checkpoint (writer turn held): data files synced, redb committed durably with the
@@ -119,14 +110,36 @@ impl Shared {
         if wal.end == 0 {
             return Ok(());
         }
+        self.checkpoint_with(wal, |_| Ok(()))
+    }
+
+    /// A checkpoint that also commits `f`'s changes to redb (writer turn held): for the rare
+    /// changes outside the log, and for the checkpoint alone.
+    pub(crate) fn checkpoint_with<T>(
+        &self,
+        wal: &mut wal::Wal,
+        f: impl FnOnce(&redb::WriteTransaction) -> Result<T>,
+    ) -> Result<T> {
         self.sync_data_files(wal)?;
         let wtx = self.begin_write()?;
+        let out = f(&wtx)?;
         wal::set_checkpoint(&wtx, wal.seq)?;
         wtx.commit()
             .map_err(db_err)
             .inspect_err(|e| self.note_failure(e))?;
-        self.checkpointed(wal);
-        Ok(())
+        self.db_syncs.fetch_add(1, Ordering::Relaxed);
+        self.lazy_pending.store(false, Ordering::Release);
+        // A failed cut only leaves records a replay skips (at or below the checkpoint);
+        // the next record then overwrites them from offset 0.
+        let _ = wal.reset();
+        Ok(out)
+    }
+}
+
+/// Adds a data file to a list of files to sync, once.
+pub(crate) fn add_once(list: &mut Vec<(PathBuf, Arc<File>)>, path: &Path, file: &Arc<File>) {
+    if !list.iter().any(|(p, _)| p == path) {
+        list.push((path.to_path_buf(), file.clone()));
     }
 }
 

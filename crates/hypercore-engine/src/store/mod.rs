@@ -236,7 +236,7 @@ pub(crate) struct Shared {
     /// Data files holding bytes that no log record holds, not yet fdatasync'ed: synced
     /// before the log sync that makes a record pointing into them durable.
     pub unsynced: Mutex<Vec<(PathBuf, Arc<File>)>>,
-    /// A lazy commit's record was written since the log was last synced.
+    /// A lazy commit's record was written since the log was last synced or checkpointed.
     pub lazy_pending: AtomicBool,
     /// The write-ahead log (taken after `writer`).
     pub wal: Mutex<wal::Wal>,
@@ -257,17 +257,33 @@ impl std::fmt::Debug for Store {
     }
 }
 
-/// Reads committed nodes of one core from a read transaction.
-pub(crate) struct DbNodes<'a> {
-    pub table: &'a redb::ReadOnlyTable<(u64, u64), &'static [u8]>,
+/// Reads stored nodes of one core from a table of a read transaction (the default) or of a
+/// write transaction (the log's replay).
+pub(crate) struct DbNodes<'a, T = redb::ReadOnlyTable<(u64, u64), &'static [u8]>> {
+    pub table: &'a T,
     pub id: u64,
 }
 
-impl NodeSource for DbNodes<'_> {
+impl<T: ReadableTable<(u64, u64), &'static [u8]>> NodeSource for DbNodes<'_, T> {
     fn node(&self, index: u64) -> Result<Option<Node>> {
         match self.table.get((self.id, index)).map_err(db_err)? {
             Some(v) => Ok(Some(records::decode_node(index, v.value())?)),
             None => Ok(None),
+        }
+    }
+}
+
+/// Nodes staged by a commit (or a log record) over those already stored.
+pub(crate) struct Overlay<'a, T = redb::ReadOnlyTable<(u64, u64), &'static [u8]>> {
+    pub staged: &'a HashMap<u64, Node>,
+    pub db: DbNodes<'a, T>,
+}
+
+impl<T: ReadableTable<(u64, u64), &'static [u8]>> NodeSource for Overlay<'_, T> {
+    fn node(&self, index: u64) -> Result<Option<Node>> {
+        match self.staged.get(&index) {
+            Some(n) => Ok(Some(*n)),
+            None => self.db.node(index),
         }
     }
 }
@@ -354,16 +370,7 @@ impl Store {
         &self,
         f: impl FnOnce(&redb::WriteTransaction) -> Result<T>,
     ) -> Result<T> {
-        let mut wal = self.shared.wal();
-        self.shared.sync_data_files(&mut wal)?;
-        let wtx = self.begin_write()?;
-        let out = f(&wtx)?;
-        wal::set_checkpoint(&wtx, wal.seq)?;
-        wtx.commit()
-            .map_err(db_err)
-            .inspect_err(|e| self.note_failure(e))?;
-        self.shared.checkpointed(&mut wal);
-        Ok(out)
+        self.shared.checkpoint_with(&mut self.shared.wal(), f)
     }
 
     pub(crate) fn lock(&self) -> MutexGuard<'_, State> {
@@ -622,6 +629,16 @@ pub(crate) fn read_verified(
         .map_err(db_err)?
         .ok_or_else(|| Error::Corrupt(format!("block {index} has no location")))
         .and_then(|v| records::decode_location(v.value()))?;
+    read_at(nodes, file, index, &loc)
+}
+
+/// Reads block `index` from `loc` of its data file and checks it against its leaf node.
+pub(crate) fn read_at(
+    nodes: &impl NodeSource,
+    file: &File,
+    index: u64,
+    loc: &BlockLocation,
+) -> Result<Vec<u8>> {
     let len = usize::try_from(loc.len).map_err(|_| Error::Corrupt("block too long".into()))?;
     let mut buf = vec![0u8; len];
     file.read_exact_at(&mut buf, loc.offset)

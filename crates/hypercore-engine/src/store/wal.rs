@@ -34,11 +34,10 @@ use std::sync::Arc;
 use redb::{Database, ReadableTable, TableDefinition};
 
 use super::records::{self, BlockLocation, CoreMeta, BLOCKS, META, NODES};
-use super::{data_path, db_err};
+use super::{data_path, db_err, DbNodes, Overlay};
 use crate::crypto;
 use crate::encoding::{Reader, Writer};
 use crate::error::{Error, Result};
-use crate::prove::NodeSource;
 use crate::tree::Node;
 
 /// Settings of the store: `wal_seq` → sequence number of the last log record in redb.
@@ -291,9 +290,7 @@ impl Wal {
 
     /// Notes a data file whose new bytes are in a record (for the next checkpoint's sync).
     pub fn wrote(&mut self, path: &Path, file: &Arc<File>) {
-        if !self.dirty.iter().any(|(p, _)| p == path) {
-            self.dirty.push((path.to_path_buf(), file.clone()));
-        }
+        super::durability::add_once(&mut self.dirty, path, file);
     }
 }
 
@@ -418,44 +415,22 @@ fn check(
             continue;
         }
         let staged: HashMap<u64, Node> = c.nodes.iter().map(|n| (n.index, *n)).collect();
+        let src = Overlay {
+            staged: &staged,
+            db: DbNodes {
+                table: nodes,
+                id: c.id,
+            },
+        };
         for (i, loc) in &c.blocks {
-            let leaf = i.checked_mul(2).ok_or("block index out of range")?;
-            let node = match staged.get(&leaf) {
-                Some(n) => Some(*n),
-                None => DbTableNodes {
-                    table: nodes,
-                    id: c.id,
-                }
-                .node(leaf)
-                .map_err(|e| e.to_string())?,
-            };
-            let node = node.ok_or_else(|| format!("block {i} has no tree node"))?;
-            let len = usize::try_from(loc.len).map_err(|_| "block too long")?;
-            let mut buf = vec![0u8; len];
-            let ok = node.size == loc.len
-                && file.read_exact_at(&mut buf, loc.offset).is_ok()
-                && crypto::leaf_hash(&buf) == node.hash;
-            if !ok {
-                return Err(format!("block {i}'s bytes never reached the data file"));
+            if let Err(e) = super::read_at(&src, file, *i, loc) {
+                return Err(format!(
+                    "block {i}'s bytes never reached the data file ({e})"
+                ));
             }
         }
     }
     Ok(())
-}
-
-/// Tree nodes of one core from a write transaction's table.
-struct DbTableNodes<'a> {
-    table: &'a redb::Table<'a, (u64, u64), &'static [u8]>,
-    id: u64,
-}
-
-impl NodeSource for DbTableNodes<'_> {
-    fn node(&self, index: u64) -> Result<Option<Node>> {
-        match self.table.get((self.id, index)).map_err(db_err)? {
-            Some(v) => Ok(Some(records::decode_node(index, v.value())?)),
-            None => Ok(None),
-        }
-    }
 }
 
 /// Opens (creating) the log for appending after a replay that left redb at `seq`.
